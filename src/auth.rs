@@ -1,0 +1,246 @@
+//! Who is calling: Carpool user tokens.
+//!
+//! Tokens are stored only as SHA-256 hashes (`sha256:<hex>`). A presented token is
+//! hashed and compared with every user's hash in constant time, with no early exit, so
+//! response timing tells nothing about how close a guess was.
+//!
+//! Real clients send the token in different headers (protocol.md §12): Claude Code with
+//! `ANTHROPIC_AUTH_TOKEN` and anthropic-python ≥ 2 send `Authorization: Bearer`; Claude
+//! Code with `ANTHROPIC_API_KEY` sends `x-api-key`; a user with both variables set sends
+//! both. Precedence: the Bearer token is tried first, then `x-api-key`; the first that
+//! belongs to a user wins. So a user whose `ANTHROPIC_API_KEY` still holds a real Anthropic
+//! key is not locked out, and that key is never forwarded (the relay strips both headers).
+
+use base64::Engine as _;
+use http::HeaderMap;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::UserConfig;
+
+/// Prefix of generated tokens: recognisable in a shell history, easy to grep for leaks.
+pub const TOKEN_PREFIX: &str = "cpk-";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    pub fn of(token: &str) -> Self {
+        TokenHash(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Parses `sha256:<64 hex digits>`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let hex_part = text
+            .strip_prefix("sha256:")
+            .ok_or("must look like `sha256:<64 hex digits>`")?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut bytes)
+            .map_err(|_| "must look like `sha256:<64 hex digits>`".to_string())?;
+        Ok(TokenHash(bytes))
+    }
+
+    /// The form written to the config file.
+    pub fn to_config_string(&self) -> String {
+        format!("sha256:{}", hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenHash({}…)", &hex::encode(self.0)[..8])
+    }
+}
+
+/// A new random user token: `cpk-` + 32 random bytes in URL-safe base64.
+pub fn generate_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// The outcome of checking a request's credentials.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// No users are configured (loopback only): everyone is served, unnamed.
+    Anonymous,
+    /// Index into the configured users.
+    User(usize),
+}
+
+#[derive(Debug)]
+pub enum AuthError {
+    Missing,
+    Invalid,
+}
+
+impl AuthError {
+    /// What the client is told. Names the fix; never echoes the presented token.
+    pub fn message(&self) -> String {
+        match self {
+            AuthError::Missing => "Carpool: no token. Set ANTHROPIC_AUTH_TOKEN to the token \
+                 `carpool serve` printed (it is sent as `Authorization: Bearer`)."
+                .into(),
+            AuthError::Invalid => "Carpool: this token is not known to this Carpool server. \
+                 Check ANTHROPIC_AUTH_TOKEN (and ANTHROPIC_API_KEY, if set) against the token \
+                 you were given; the Carpool owner can make a new one with `carpool token`."
+                .into(),
+        }
+    }
+}
+
+/// The configured users' token hashes, in config order.
+pub struct Users {
+    hashes: Vec<TokenHash>,
+}
+
+impl Users {
+    pub fn new(users: &[UserConfig]) -> Self {
+        Users {
+            hashes: users.iter().map(|u| u.token_hash).collect(),
+        }
+    }
+
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
+        if self.hashes.is_empty() {
+            return Ok(Caller::Anonymous);
+        }
+        let bearer = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let api_key = headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+
+        let mut presented = false;
+        for token in [bearer, api_key].into_iter().flatten() {
+            if token.is_empty() {
+                continue;
+            }
+            presented = true;
+            if let Some(index) = self.find(&TokenHash::of(token)) {
+                return Ok(Caller::User(index));
+            }
+        }
+        Err(if presented {
+            AuthError::Invalid
+        } else {
+            AuthError::Missing
+        })
+    }
+
+    /// Compares against every user without stopping at the first match.
+    fn find(&self, presented: &TokenHash) -> Option<usize> {
+        let mut found: Option<usize> = None;
+        for (i, hash) in self.hashes.iter().enumerate() {
+            let equal: bool = hash.0.ct_eq(&presented.0).into();
+            if equal && found.is_none() {
+                found = Some(i);
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users(tokens: &[&str]) -> Users {
+        Users {
+            hashes: tokens.iter().map(|t| TokenHash::of(t)).collect(),
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hash_round_trips_through_config_form() {
+        let h = TokenHash::of("cpk-abc");
+        assert_eq!(TokenHash::parse(&h.to_config_string()).unwrap(), h);
+        assert!(TokenHash::parse("md5:00").is_err());
+        assert!(TokenHash::parse("sha256:zz").is_err());
+    }
+
+    #[test]
+    fn generated_tokens_are_unique_and_prefixed() {
+        let a = generate_token();
+        let b = generate_token();
+        assert_ne!(a, b);
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + 43);
+    }
+
+    #[test]
+    fn bearer_and_x_api_key_both_work() {
+        let u = users(&["alice-token-0000000", "bob-token-00000000"]);
+        let bearer = headers(&[("authorization", "Bearer bob-token-00000000")]);
+        assert_eq!(u.authenticate(&bearer).unwrap(), Caller::User(1));
+        let key = headers(&[("x-api-key", "alice-token-0000000")]);
+        assert_eq!(u.authenticate(&key).unwrap(), Caller::User(0));
+    }
+
+    #[test]
+    fn with_both_headers_the_one_that_matches_wins_and_bearer_goes_first() {
+        let u = users(&["alice-token-0000000", "bob-token-00000000"]);
+        // A real Anthropic key left in ANTHROPIC_API_KEY does not lock the user out.
+        let h = headers(&[
+            ("authorization", "Bearer alice-token-0000000"),
+            ("x-api-key", "sk-ant-api03-real-key"),
+        ]);
+        assert_eq!(u.authenticate(&h).unwrap(), Caller::User(0));
+        let h = headers(&[
+            ("authorization", "Bearer sk-ant-oat01-something"),
+            ("x-api-key", "bob-token-00000000"),
+        ]);
+        assert_eq!(u.authenticate(&h).unwrap(), Caller::User(1));
+        let h = headers(&[
+            ("authorization", "Bearer alice-token-0000000"),
+            ("x-api-key", "bob-token-00000000"),
+        ]);
+        assert_eq!(u.authenticate(&h).unwrap(), Caller::User(0));
+    }
+
+    #[test]
+    fn missing_and_wrong_tokens_are_told_apart() {
+        let u = users(&["alice-token-0000000"]);
+        assert!(matches!(
+            u.authenticate(&HeaderMap::new()),
+            Err(AuthError::Missing)
+        ));
+        assert!(matches!(
+            u.authenticate(&headers(&[("authorization", "Basic abc")])),
+            Err(AuthError::Missing)
+        ));
+        assert!(matches!(
+            u.authenticate(&headers(&[("authorization", "Bearer nope")])),
+            Err(AuthError::Invalid)
+        ));
+        assert!(!AuthError::Invalid.message().contains("nope"));
+    }
+
+    #[test]
+    fn no_users_means_anonymous() {
+        let u = users(&[]);
+        assert_eq!(
+            u.authenticate(&HeaderMap::new()).unwrap(),
+            Caller::Anonymous
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Command-line entry points: `carpool serve` and `carpool token`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::auth::{TokenHash, generate_token};
+use crate::config::{self, Config, CreatedConfig};
+use crate::credentials::Status;
+use crate::engine::{Server, shutdown_signal};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "carpool",
+    version,
+    about = "Share your Claude Code subscription with your other machines and friends"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the relay. Creates a documented config with a first user token if none exists.
+    Serve {
+        /// Config file. Default: $CARPOOL_CONFIG, else <OS config dir>/carpool/config.json.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Make a new user token and print the line to add to the config's `users`.
+    Token {
+        /// Name for the new user.
+        #[arg(long, default_value = "friend")]
+        name: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::Token { name } => {
+            let token = generate_token();
+            println!("New token for `{name}` (shown only now; give it to them):\n\n  {token}\n");
+            println!("Add this to \"users\" in the Carpool config and restart Carpool:\n");
+            println!(
+                "  {{ \"name\": \"{name}\", \"token_hash\": \"{}\", \"credential\": \"default\" }}",
+                TokenHash::of(&token).to_config_string()
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config_arg: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = match config_arg {
+        Some(p) => p,
+        None => config::default_config_path()
+            .context("cannot find the OS config directory; pass --config PATH")?,
+    };
+    let created = if path.exists() {
+        None
+    } else {
+        Some(config::create_default(&path)?)
+    };
+    let config = Config::load(&path)?;
+    let server = match Server::bind(config.clone()).await {
+        Ok(s) => s,
+        Err(e) => bail!(
+            "cannot listen on {}: {e} (change `listen`/`listen_port` in {})",
+            config.listen,
+            path.display()
+        ),
+    };
+    print_banner(&server, &config, &path, created.as_ref());
+    server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&CreatedConfig>) {
+    let addr = server.local_addr();
+    let url = client_url(addr);
+    println!(
+        "Carpool {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "Config: {}{}",
+        path.display(),
+        if created.is_some() {
+            " (created now)"
+        } else {
+            ""
+        }
+    );
+    for credential in &server.engine().credentials {
+        let status = credential.status();
+        let hint = match status {
+            Status::Missing => " — run `claude` on this machine and log in; Carpool picks it up",
+            _ => "",
+        };
+        println!(
+            "Claude account `{}`: {status} ({}){hint}",
+            credential.tag,
+            credential.path.display()
+        );
+    }
+    println!();
+    let token_line = match created {
+        Some(c) => {
+            println!(
+                "Created user `{}`. Its token is shown only this once; keep it:",
+                c.user_name
+            );
+            format!("export ANTHROPIC_AUTH_TOKEN={}", c.token)
+        }
+        None if config.users.is_empty() => "export ANTHROPIC_AUTH_TOKEN=carpool".into(),
+        None => "export ANTHROPIC_AUTH_TOKEN=<your Carpool token>".into(),
+    };
+    if addr.ip().is_loopback() {
+        println!("To use it from this machine, run Claude Code with:");
+    } else {
+        println!("On another machine, run Claude Code with:");
+    }
+    println!("  export ANTHROPIC_BASE_URL={url}");
+    println!("  {token_line}");
+    if addr.ip().is_loopback() {
+        println!();
+        println!(
+            "Carpool only accepts connections from this machine. To share it, set \"listen\": \"0.0.0.0\" in {}.",
+            path.display()
+        );
+    }
+    // The banner goes to stdout; make sure a pipe reader sees it before any request.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+/// The URL other machines use: the host name for a wildcard listener, else the address.
+fn client_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        if !host.is_empty() {
+            return format!("http://{host}:{}", addr.port());
+        }
+    }
+    format!("http://{addr}")
+}

@@ -1,0 +1,108 @@
+//! The configuration file exactly as the user wrote it.
+//!
+//! Every field is documented here and in README.md#configuration. Unknown fields are
+//! rejected, so a typo fails at start instead of being silently ignored. Validation and
+//! defaults that depend on the environment happen in [`super::Config::from_raw`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// IP address to listen on. `127.0.0.1` (default) serves this machine only;
+    /// `0.0.0.0` accepts other machines.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// TCP port (default 7676; 0 picks a free one).
+    #[serde(default)]
+    pub listen_port: Option<u16>,
+    /// Single-account shorthand: path of a Claude Code credentials file. Cannot be
+    /// combined with `credentials`.
+    #[serde(default)]
+    pub credential_path: Option<PathBuf>,
+    /// Accounts, in the shape of sing-box ccm's `credentials`. Empty: one `default`
+    /// account from Claude Code's own login on this machine.
+    #[serde(default)]
+    pub credentials: Vec<RawCredential>,
+    /// Who may use Carpool. Empty is allowed only on a loopback listener.
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+    /// Extra headers sent upstream; each replaces a same-named client header.
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderValues>,
+    /// Largest request body accepted, in bytes (default 64 MiB).
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+}
+
+/// A header value, or several (sent as repeated headers), as sing-box accepts.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValues {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredential {
+    /// Name users refer to in their `credential` field.
+    pub tag: String,
+    /// Only `default` (one OAuth login) for now; pools come later.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    /// Claude Code credentials file. Default: `$CLAUDE_CONFIG_DIR/.credentials.json`
+    /// or `~/.claude/.credentials.json`.
+    #[serde(default)]
+    pub credential_path: Option<PathBuf>,
+    /// API base URL (default `https://api.anthropic.com`), for compatible upstreams and tests.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// OAuth token endpoint used to refresh (default `https://platform.claude.com/v1/oauth/token`).
+    #[serde(default)]
+    pub token_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: String,
+    /// The token in clear. Prefer `token_hash`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// `sha256:<64 hex>` of the token, as `carpool serve` and `carpool token` write it.
+    #[serde(default)]
+    pub token_hash: Option<String>,
+    /// Tag of the credential this user's requests go to. Optional with one credential.
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+/// Durations are strings like `"10s"`, `"2m"`, `"1h 30m"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// TCP + TLS connect to the upstream (default 10s).
+    #[serde(default)]
+    pub connect: Option<String>,
+    /// From sending the request to the upstream's response headers, for streaming
+    /// requests and small endpoints (default 2m). Non-streaming messages only answer
+    /// when the whole reply is ready, so they are bounded by `request` instead.
+    #[serde(default)]
+    pub first_byte: Option<String>,
+    /// Longest silence between two chunks of a response (default 2m; Anthropic sends
+    /// `ping` events well within that).
+    #[serde(default)]
+    pub idle: Option<String>,
+    /// Whole non-streaming request, from sending to the last byte (default 10m).
+    #[serde(default)]
+    pub request: Option<String>,
+    /// On SIGINT/SIGTERM, how long in-flight responses may take to finish (default 30s).
+    #[serde(default)]
+    pub shutdown_grace: Option<String>,
+}

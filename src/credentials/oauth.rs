@@ -1,0 +1,147 @@
+//! The OAuth refresh call to Anthropic's token endpoint (protocol.md §2).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// Claude Code's public OAuth client id (protocol.md §2.1; same in every implementation).
+pub const CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
+
+/// Sent as `User-Agent` to the token endpoint. Which one it wants is unconfirmed
+/// (protocol.md §2.1); this is the form current Claude Code uses for itself.
+pub const USER_AGENT: &str = "claude-cli/2.1.330 (external, cli)";
+
+/// Used when the endpoint does not say how long the new access token lives.
+const DEFAULT_EXPIRES_IN: u64 = 3600;
+
+#[derive(Debug)]
+pub struct Refreshed {
+    pub access: Secret,
+    /// The rotated refresh token; `None` means keep the old one.
+    pub refresh: Option<Secret>,
+    pub expires_in: Duration,
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The refresh token is dead (revoked, rotated by someone else, expired). Only a new
+    /// login fixes that.
+    #[error(
+        "the refresh token was rejected ({0}); log in again with `claude` on the Carpool machine"
+    )]
+    InvalidGrant(String),
+    #[error("the token endpoint answered HTTP {status}{detail}")]
+    Http {
+        status: u16,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("cannot reach the token endpoint: {0}")]
+    Transport(String),
+    #[error("the token endpoint sent an unusable answer: {0}")]
+    BadResponse(String),
+}
+
+impl RefreshError {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, RefreshError::InvalidGrant(_))
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RefreshError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+    expires_in: Option<u64>,
+    scope: Option<String>,
+}
+
+/// OAuth error bodies: `{"error": "invalid_grant", "error_description": "…"}`. Only these
+/// two fields are ever shown, so nothing else the endpoint echoes can leak.
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+pub async fn refresh(
+    http: &reqwest::Client,
+    token_url: &str,
+    refresh_token: &Secret,
+) -> Result<Refreshed, RefreshError> {
+    let body = serde_json::json!({
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token.expose(),
+        "client_id": CLIENT_ID,
+    });
+    let response = http
+        .post(token_url)
+        .header(http::header::USER_AGENT, USER_AGENT)
+        .header(http::header::ACCEPT, "application/json")
+        .json(&body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| RefreshError::Transport(e.without_url().to_string()))?;
+
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| RefreshError::Transport(e.without_url().to_string()))?;
+
+    if !status.is_success() {
+        let err: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+        let code = err.error.unwrap_or_default();
+        let mut detail = match (code.is_empty(), err.error_description) {
+            (true, _) => String::new(),
+            (false, Some(d)) => format!(": {code}: {d}"),
+            (false, None) => format!(": {code}"),
+        };
+        detail.truncate(300);
+        if code == "invalid_grant" {
+            return Err(RefreshError::InvalidGrant(
+                detail.trim_start_matches(": ").into(),
+            ));
+        }
+        return Err(RefreshError::Http {
+            status: status.as_u16(),
+            detail,
+            retry_after,
+        });
+    }
+
+    let parsed: TokenResponse = serde_json::from_slice(&bytes)
+        .map_err(|e| RefreshError::BadResponse(format!("not the expected JSON ({e})")))?;
+    let access = parsed
+        .access_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| RefreshError::BadResponse("no access_token".into()))?;
+    Ok(Refreshed {
+        access: Secret::new(access),
+        refresh: parsed
+            .refresh_token
+            .filter(|t| !t.is_empty())
+            .map(Secret::new),
+        expires_in: Duration::from_secs(parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN)),
+        scopes: parsed
+            .scope
+            .map(|s| s.split_whitespace().map(str::to_owned).collect()),
+    })
+}

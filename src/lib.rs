@@ -1,0 +1,16 @@
+//! Carpool: a relay that lets several machines and people share Claude Code
+//! subscriptions. See DESIGN.md for the shape; the request path is in [`relay`].
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod engine;
+pub mod error;
+mod fsutil;
+pub mod relay;
+pub mod secret;
+pub mod upstream;
+
+pub use config::Config;
+pub use engine::{Engine, RunningServer, Server};

@@ -1,0 +1,224 @@
+//! The request path, in the order a request meets it:
+//!
+//! 1. **authenticate** the Carpool user token ([`crate::auth`]);
+//! 2. **read the body** once into memory (bounded by `max_body_bytes`): it may be sent
+//!    again, on a refreshed token now and on another account later;
+//! 3. **pick the account** the user is bound to and get a fresh access token
+//!    ([`crate::credentials`]), refreshing it if needed;
+//! 4. **send** it upstream with the account's credentials ([`crate::upstream`]); on a 401
+//!    the token is refreshed and the request sent once more, before any byte reached the
+//!    client;
+//! 5. **stream back** status, headers and body as they arrive ([`body`]), under the
+//!    idle and whole-request timeouts;
+//! 6. **record** one log line when the response ends ([`log::RequestLog`]).
+//!
+//! Upstream error responses (400, 401, 429, 529…) are passed through with their status,
+//! headers and body; only failures of Carpool's own making become [`RelayError`]s.
+
+mod body;
+mod log;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{StatusCode, header};
+use serde::Deserialize;
+
+use crate::auth::Caller;
+use crate::credentials::Unavailable;
+use crate::engine::Engine;
+use crate::error::RelayError;
+use crate::secret::Secret;
+use crate::upstream;
+use body::BodyLimits;
+use log::RequestLog;
+
+/// The axum handler for every relayed endpoint.
+pub async fn handle(State(engine): State<Arc<Engine>>, request: Request) -> Response {
+    let mut log = RequestLog::start(request.method(), request.uri().path());
+    match relay(&engine, request, &mut log).await {
+        Ok(response) => response,
+        Err(error) => {
+            log.finish_error(&error);
+            error.into_response()
+        }
+    }
+}
+
+async fn relay(
+    engine: &Engine,
+    request: Request,
+    log: &mut RequestLog,
+) -> Result<Response, RelayError> {
+    let (parts, body) = request.into_parts();
+
+    // 1. authenticate
+    let caller = engine
+        .users
+        .authenticate(&parts.headers)
+        .map_err(|e| RelayError::bad_token(e.message()))?;
+    let credential = match caller {
+        Caller::User(i) => {
+            log.user = engine.config.users[i].name.clone();
+            engine.credentials[engine.config.users[i].credential].clone()
+        }
+        Caller::Anonymous => engine.credentials[0].clone(),
+    };
+    log.credential = credential.tag.clone();
+
+    // 2. read the body
+    let limit = engine.config.max_body_bytes;
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| RelayError::too_large(limit))?;
+    let peek = Peek::of(&body);
+    log.model = peek.model.clone().unwrap_or_else(|| "-".into());
+    let streaming = peek.stream == Some(true);
+
+    // Streaming answers send headers early and then keep talking: they are bounded by the
+    // first-byte and idle timeouts. Other answers arrive whole, so the whole request is.
+    let timeouts = &engine.config.timeouts;
+    let started = Instant::now();
+    let limits = BodyLimits {
+        idle: timeouts.idle,
+        deadline: (!streaming).then(|| started + timeouts.request),
+    };
+    let (header_wait, header_timeout_field) = if streaming {
+        (timeouts.first_byte, "timeouts.first_byte")
+    } else {
+        (timeouts.request, "timeouts.request")
+    };
+
+    // 3 + 4. token, send, and one retry on a fresh token after a 401
+    let url = match parts.uri.path_and_query() {
+        Some(pq) => format!("{}{}", credential.base_url, pq.as_str()),
+        None => format!("{}{}", credential.base_url, parts.uri.path()),
+    };
+    let mut rejected: Option<Secret> = None;
+    let response = loop {
+        let token = credential
+            .access_token(rejected.as_ref())
+            .await
+            .map_err(no_credential)?;
+        let mut outgoing =
+            engine
+                .http
+                .request(parts.method.clone(), &url)
+                .headers(upstream::request_headers(
+                    &parts.headers,
+                    &engine.config.headers,
+                    &token,
+                ));
+        if !body.is_empty() {
+            outgoing = outgoing.body(body.clone());
+        }
+        let response = tokio::time::timeout(header_wait, outgoing.send())
+            .await
+            .map_err(|_| {
+                RelayError::timeout(format!(
+                    "Carpool: the upstream ({}) sent no response within {} (`{header_timeout_field}` in the Carpool config)",
+                    credential.base_url,
+                    humantime::format_duration(header_wait)
+                ))
+            })?
+            .map_err(|e| {
+                RelayError::unreachable(format!(
+                    "Carpool: cannot reach the upstream ({}): {}",
+                    credential.base_url,
+                    error_chain(&e)
+                ))
+            })?;
+        if response.status() == StatusCode::UNAUTHORIZED && rejected.is_none() {
+            tracing::warn!(credential = %credential.tag, "upstream rejected the access token (401); refreshing and retrying once");
+            rejected = Some(token);
+            continue;
+        }
+        break response;
+    };
+
+    // 5. stream back
+    let status = response.status();
+    let headers = upstream::response_headers(response.headers());
+    let sse = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    log.status = status.as_u16();
+    let upstream_body = body::relay(response, limits, sse, log.take());
+    let mut out = Response::new(Body::from_stream(upstream_body));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+fn no_credential(u: Unavailable) -> RelayError {
+    RelayError::no_credential(
+        format!(
+            "Carpool has no usable Claude account for you right now. {}",
+            u.reason
+        ),
+        u.retry_after.map(|d| d.as_secs().max(1)),
+    )
+}
+
+/// The few request fields the relay looks at; everything else passes untouched.
+#[derive(Deserialize, Default)]
+struct Peek {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+impl Peek {
+    fn of(body: &Bytes) -> Peek {
+        if body.is_empty() {
+            return Peek::default();
+        }
+        // Bodies that are not JSON are forwarded as they are; the upstream says what is wrong.
+        serde_json::from_slice(body).unwrap_or_default()
+    }
+}
+
+/// `a: b: c` from an error and its sources (reqwest's top-level message alone says little).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Anthropic-format 404 for paths Carpool does not relay.
+pub async fn not_found(request: Request) -> Response {
+    let mut log = RequestLog::start(request.method(), request.uri().path());
+    let error = RelayError::not_found(format!(
+        "Carpool does not relay {} {}. It serves POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models.",
+        request.method(),
+        request.uri().path()
+    ));
+    log.finish_error(&error);
+    error.into_response()
+}
+
+/// Anthropic-format 405 for a known path with the wrong method.
+pub async fn method_not_allowed(request: Request) -> Response {
+    let mut log = RequestLog::start(request.method(), request.uri().path());
+    let error = RelayError::method_not_allowed(format!(
+        "Carpool: {} is not allowed on {}",
+        request.method(),
+        request.uri().path()
+    ));
+    log.finish_error(&error);
+    error.into_response()
+}
