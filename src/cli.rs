@@ -29,6 +29,10 @@ pub enum Command {
         /// Config file. Default: $CARPOOL_CONFIG, else <OS config dir>/carpool/config.json.
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
+        /// Listen on this address instead of the config's `listen`/`listen_port`
+        /// (e.g. 0.0.0.0:7676, or 127.0.0.1:0 for any free port).
+        #[arg(long, value_name = "IP:PORT")]
+        listen: Option<SocketAddr>,
     },
     /// Make a new user token and print the line to add to the config's `users`.
     Token {
@@ -40,7 +44,7 @@ pub enum Command {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config } => serve(config).await,
+        Command::Serve { config, listen } => serve(config, listen).await,
         Command::Token { name } => {
             let token = generate_token();
             println!("New token for `{name}` (shown only now; give it to them):\n\n  {token}\n");
@@ -54,7 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config_arg: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let path = match config_arg {
         Some(p) => p,
         None => config::default_config_path()
@@ -65,7 +69,16 @@ async fn serve(config_arg: Option<PathBuf>) -> anyhow::Result<()> {
     } else {
         Some(config::create_default(&path)?)
     };
-    let config = Config::load(&path)?;
+    let mut config = Config::load(&path)?;
+    if let Some(listen) = listen {
+        if config.users.is_empty() && !listen.ip().is_loopback() {
+            bail!(
+                "--listen {listen}: no users are configured in {}, so only a loopback address is allowed",
+                path.display()
+            );
+        }
+        config.listen = listen;
+    }
     let server = match Server::bind(config.clone()).await {
         Ok(s) => s,
         Err(e) => bail!(

@@ -1,0 +1,450 @@
+//! A mock Anthropic API and OAuth token endpoint on 127.0.0.1, for tests and benchmarks.
+//!
+//! It speaks the real wire format (SSE events as the Messages API sends them), records
+//! every request it receives, counts refreshes, and can be scripted per request:
+//! error statuses, stalls, gated streams. It accepts exactly one access token at a time
+//! (`valid_access`) and answers others with Anthropic's real 401, so refresh-after-401 and
+//! "the right token was sent" are both observable.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+pub const MOCK_REPLY_TEXT: &str = "Hello from the Carpool mock upstream.";
+pub const INPUT_TOKENS: u64 = 25;
+pub const OUTPUT_TOKENS: u64 = 12;
+
+/// One request the mock received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    /// Path with query, e.g. `/v1/messages?beta=true`.
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A scripted answer for the next `/v1/messages` request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// This status, headers and body.
+    Status {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// Wait this long before sending anything.
+    StallHeaders(Duration),
+    /// Send `message_start`, then nothing more (until the connection is dropped).
+    StallMidStream,
+    /// Send the first event, then wait until [`Mock::release`] before the rest.
+    GatedStream,
+    /// Stream normally, with this pause between events.
+    SlowEvents(Duration),
+    /// A normal reply, gzip-compressed with `content-encoding: gzip`.
+    Gzipped,
+}
+
+/// A scripted answer of the token endpoint.
+#[derive(Clone, Debug)]
+pub enum TokenReply {
+    /// New tokens (numbered), after `delay`.
+    Ok {
+        delay: Duration,
+    },
+    InvalidGrant,
+    ServerError,
+}
+
+pub struct MockState {
+    pub requests: Mutex<Vec<Recorded>>,
+    pub script: Mutex<VecDeque<Reply>>,
+    /// The only access token `/v1/*` accepts.
+    pub valid_access: Mutex<String>,
+    pub refreshes: AtomicUsize,
+    /// JSON bodies sent to the token endpoint.
+    pub refresh_bodies: Mutex<Vec<Value>>,
+    pub token_script: Mutex<VecDeque<TokenReply>>,
+    pub token_default: Mutex<TokenReply>,
+    /// Tokens the endpoint handed out, newest last.
+    pub issued: Mutex<Vec<(String, String)>>,
+    pub gate: Notify,
+    /// Set once a gated stream sent its second event.
+    pub gate_passed: std::sync::atomic::AtomicBool,
+    /// When false, requests are not kept (benchmarks send hundreds of thousands).
+    pub recording: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Clone)]
+pub struct Mock {
+    pub addr: SocketAddr,
+    pub state: Arc<MockState>,
+}
+
+impl Mock {
+    /// Starts the mock on an ephemeral loopback port, accepting `valid_access`.
+    pub async fn start(valid_access: &str) -> Mock {
+        let state = Arc::new(MockState {
+            requests: Mutex::new(Vec::new()),
+            script: Mutex::new(VecDeque::new()),
+            valid_access: Mutex::new(valid_access.to_owned()),
+            refreshes: AtomicUsize::new(0),
+            refresh_bodies: Mutex::new(Vec::new()),
+            token_script: Mutex::new(VecDeque::new()),
+            token_default: Mutex::new(TokenReply::Ok {
+                delay: Duration::ZERO,
+            }),
+            issued: Mutex::new(Vec::new()),
+            gate: Notify::new(),
+            gate_passed: std::sync::atomic::AtomicBool::new(false),
+            recording: std::sync::atomic::AtomicBool::new(true),
+        });
+        let app = Router::new()
+            .route("/v1/messages", post(messages))
+            .route("/v1/messages/count_tokens", post(count_tokens))
+            .route("/v1/models", get(models))
+            .route("/v1/models/{id}", get(models))
+            .route("/v1/oauth/token", post(token))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Mock { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("http://{}/v1/oauth/token", self.addr)
+    }
+
+    pub fn push(&self, reply: Reply) {
+        self.state.script.lock().unwrap().push_back(reply);
+    }
+
+    pub fn push_token(&self, reply: TokenReply) {
+        self.state.token_script.lock().unwrap().push_back(reply);
+    }
+
+    pub fn set_token_default(&self, reply: TokenReply) {
+        *self.state.token_default.lock().unwrap() = reply;
+    }
+
+    pub fn set_valid_access(&self, token: &str) {
+        *self.state.valid_access.lock().unwrap() = token.to_owned();
+    }
+
+    pub fn release(&self) {
+        self.state.gate.notify_one();
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn refreshes(&self) -> usize {
+        self.state.refreshes.load(Ordering::SeqCst)
+    }
+
+    pub fn last_issued(&self) -> Option<(String, String)> {
+        self.state.issued.lock().unwrap().last().cloned()
+    }
+}
+
+fn record(state: &MockState, method: &str, uri: &str, headers: &HeaderMap, body: &Bytes) {
+    if !state.recording.load(Ordering::Relaxed) {
+        return;
+    }
+    state.requests.lock().unwrap().push(Recorded {
+        method: method.into(),
+        uri: uri.into(),
+        headers: headers.clone(),
+        body: body.clone(),
+    });
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("request-id", "req_mock_0001")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// Anthropic's answer to a wrong or expired OAuth token.
+fn unauthorized() -> Response {
+    json_response(
+        401,
+        &json!({"type":"error","error":{"type":"authentication_error",
+            "message":"OAuth token has expired. Please obtain a new token or refresh your existing token."}}),
+    )
+}
+
+fn authorized(state: &MockState, headers: &HeaderMap) -> bool {
+    let want = format!("Bearer {}", state.valid_access.lock().unwrap());
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(want.as_str())
+}
+
+async fn split(request: Request) -> (String, String, HeaderMap, Bytes) {
+    let method = request.method().to_string();
+    let uri = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    (method, uri, parts.headers, body)
+}
+
+async fn messages(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let (method, uri, headers, body) = split(request).await;
+    record(&state, &method, &uri, &headers, &body);
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = request["model"]
+        .as_str()
+        .unwrap_or("claude-sonnet-4-5-20250929")
+        .to_owned();
+    let stream = request["stream"].as_bool() == Some(true);
+    let scripted = state.script.lock().unwrap().pop_front();
+    match scripted {
+        Some(Reply::Status {
+            status,
+            headers,
+            body,
+        }) => {
+            let mut b = Response::builder().status(status);
+            for (k, v) in headers {
+                b = b.header(k, v);
+            }
+            b.body(Body::from(body)).unwrap()
+        }
+        Some(Reply::StallHeaders(d)) => {
+            tokio::time::sleep(d).await;
+            reply(&model, stream, None, &state)
+        }
+        Some(Reply::SlowEvents(d)) => reply(&model, stream, Some(Pace::Every(d)), &state),
+        Some(Reply::GatedStream) => reply(&model, stream, Some(Pace::Gated), &state),
+        Some(Reply::StallMidStream) => reply(&model, stream, Some(Pace::StallAfterFirst), &state),
+        Some(Reply::Gzipped) => {
+            use std::io::Write;
+            let text = message_json(&model).to_string();
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(text.as_bytes()).unwrap();
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
+                .body(Body::from(enc.finish().unwrap()))
+                .unwrap()
+        }
+        None => reply(&model, stream, None, &state),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Pace {
+    Every(Duration),
+    Gated,
+    StallAfterFirst,
+}
+
+fn message_json(model: &str) -> Value {
+    json!({
+        "id": "msg_01MockMockMockMockMockMock",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": MOCK_REPLY_TEXT}],
+        "stop_reason": "end_turn",
+        "stop_sequence": null,
+        "usage": {
+            "input_tokens": INPUT_TOKENS,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": OUTPUT_TOKENS
+        }
+    })
+}
+
+/// The SSE events of one streamed message, exactly as the Messages API frames them.
+pub fn sse_events(model: &str) -> Vec<String> {
+    let (first, second) = MOCK_REPLY_TEXT.split_at(5);
+    let events: Vec<(&str, Value)> = vec![
+        (
+            "message_start",
+            json!({"type":"message_start","message":{
+            "id":"msg_01MockMockMockMockMockMock","type":"message","role":"assistant","model":model,
+            "content":[],"stop_reason":null,"stop_sequence":null,
+            "usage":{"input_tokens":INPUT_TOKENS,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+        ),
+        ("ping", json!({"type":"ping"})),
+        (
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":first}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":second}}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type":"content_block_stop","index":0}),
+        ),
+        (
+            "message_delta",
+            json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},
+            "usage":{"output_tokens":OUTPUT_TOKENS}}),
+        ),
+        ("message_stop", json!({"type":"message_stop"})),
+    ];
+    events
+        .into_iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
+}
+
+fn reply(model: &str, stream: bool, pace: Option<Pace>, state: &Arc<MockState>) -> Response {
+    if !stream {
+        return json_response(200, &message_json(model));
+    }
+    let events = sse_events(model);
+    let state = state.clone();
+    let body = async_stream(events, pace, state);
+    Response::builder()
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .header("cache-control", "no-cache")
+        .header("request-id", "req_mock_0001")
+        .body(body)
+        .unwrap()
+}
+
+fn async_stream(events: Vec<String>, pace: Option<Pace>, state: Arc<MockState>) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
+    tokio::spawn(async move {
+        for (i, event) in events.into_iter().enumerate() {
+            if i > 0 {
+                match pace {
+                    Some(Pace::Every(d)) => tokio::time::sleep(d).await,
+                    Some(Pace::Gated) if i == 1 => {
+                        // Wait for the test, but never forever.
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(10), state.gate.notified())
+                                .await;
+                        state
+                            .gate_passed
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Some(Pace::StallAfterFirst) => {
+                        // Hold the connection open until the receiver goes away.
+                        tx.closed().await;
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            if tx.send(Ok(Bytes::from(event))).await.is_err() {
+                return;
+            }
+        }
+    });
+    Body::from_stream(tokio_stream_from(rx))
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, Infallible>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn count_tokens(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let (method, uri, headers, body) = split(request).await;
+    record(&state, &method, &uri, &headers, &body);
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    json_response(200, &json!({"input_tokens": 42}))
+}
+
+async fn models(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let (method, uri, headers, body) = split(request).await;
+    record(&state, &method, &uri, &headers, &body);
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let model = json!({"type":"model","id":"claude-sonnet-4-5-20250929",
+        "display_name":"Claude Sonnet 4.5","created_at":"2025-09-29T00:00:00Z"});
+    if uri.starts_with("/v1/models/") {
+        return json_response(200, &model);
+    }
+    json_response(
+        200,
+        &json!({"data":[model],"has_more":false,
+            "first_id":"claude-sonnet-4-5-20250929","last_id":"claude-sonnet-4-5-20250929"}),
+    )
+}
+
+async fn token(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let (_, _, _, body) = split(request).await;
+    let n = state.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
+    state
+        .refresh_bodies
+        .lock()
+        .unwrap()
+        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+    let scripted = state.token_script.lock().unwrap().pop_front();
+    let reply = scripted.unwrap_or_else(|| state.token_default.lock().unwrap().clone());
+    match reply {
+        TokenReply::Ok { delay } => {
+            tokio::time::sleep(delay).await;
+            let access = format!("sk-ant-oat01-mock-refreshed-{n}");
+            let refresh = format!("sk-ant-ort01-mock-rotated-{n}");
+            *state.valid_access.lock().unwrap() = access.clone();
+            state
+                .issued
+                .lock()
+                .unwrap()
+                .push((access.clone(), refresh.clone()));
+            json_response(
+                200,
+                &json!({"access_token": access, "refresh_token": refresh, "expires_in": 28800,
+                    "token_type": "Bearer", "scope": "user:inference user:profile",
+                    "organization": {"uuid": "org-1", "name": "Mock"},
+                    "account": {"uuid": "acc-1", "email_address": "mock@example.com"}}),
+            )
+        }
+        TokenReply::InvalidGrant => json_response(
+            400,
+            &json!({"error": "invalid_grant", "error_description": "Refresh token not found or invalid"}),
+        ),
+        TokenReply::ServerError => Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Body::from("upstream exploded"))
+            .unwrap(),
+    }
+}

@@ -1,0 +1,154 @@
+//! Helpers shared by the integration tests: a temp directory with a Claude credentials
+//! file, a mock upstream, and a Carpool config pointing at it.
+
+#![allow(dead_code)]
+
+pub mod mock;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use carpool::{Config, RunningServer, Server};
+use serde_json::{Value, json};
+
+#[allow(unused_imports)]
+pub use mock::{Mock, Recorded, Reply, TokenReply};
+
+pub const ALICE_TOKEN: &str = "cpk-test-alice-0000000000000001";
+pub const BOB_TOKEN: &str = "cpk-test-bob-00000000000000002";
+pub const ACCESS: &str = "sk-ant-oat01-test-access-0000000001";
+pub const REFRESH: &str = "sk-ant-ort01-test-refresh-000000001";
+pub const HOUR_MS: i64 = 3_600_000;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A credentials file in Claude Code's shape, with fields Carpool must keep.
+pub fn credentials_json(access: &str, refresh: &str, expires_at_ms: i64) -> String {
+    serde_json::to_string_pretty(&json!({
+        "claudeAiOauth": {
+            "accessToken": access,
+            "refreshToken": refresh,
+            "expiresAt": expires_at_ms,
+            "scopes": ["user:inference", "user:profile", "user:sessions:claude_code"],
+            "subscriptionType": "max",
+            "rateLimitTier": "default_claude_max_20x",
+            "refreshTokenExpiresAt": 1_900_000_000_000i64
+        },
+        "mcpOAuth": {"github": {"accessToken": "mcp-keep-me"}}
+    }))
+    .unwrap()
+}
+
+pub fn write_credentials(path: &Path, access: &str, refresh: &str, expires_at_ms: i64) {
+    // Write-then-rename, as Claude Code and Carpool do, so a watcher never sees half a file.
+    let tmp = path.with_extension("tmp-test");
+    std::fs::write(&tmp, credentials_json(access, refresh, expires_at_ms)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub cred_path: PathBuf,
+    pub mock: Mock,
+    /// The config as JSON; tests may edit it before [`Setup::start`].
+    pub config: Value,
+}
+
+impl Setup {
+    /// A mock accepting [`ACCESS`], a credentials file holding it (valid for 8 hours),
+    /// and a config with users alice (clear token) and bob (hashed token).
+    pub async fn new() -> Setup {
+        let setup = Setup::without_file().await;
+        write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() + 8 * HOUR_MS);
+        setup
+    }
+
+    /// Like [`Setup::new`] but no credentials file exists yet.
+    pub async fn without_file() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let cred_path = dir.path().join(".credentials.json");
+        let mock = Mock::start(ACCESS).await;
+        let bob_hash = carpool::auth::TokenHash::of(BOB_TOKEN).to_config_string();
+        let config = json!({
+            "listen": "127.0.0.1",
+            "listen_port": 0,
+            "credentials": [{
+                "tag": "main",
+                "credential_path": cred_path,
+                "base_url": mock.url(),
+                "token_url": mock.token_url(),
+            }],
+            "users": [
+                {"name": "alice", "token": ALICE_TOKEN, "credential": "main"},
+                {"name": "bob", "token_hash": bob_hash},
+            ],
+        });
+        Setup {
+            dir,
+            cred_path,
+            mock,
+            config,
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.json")
+    }
+
+    /// Writes the config file (for subprocess tests) and returns its path.
+    pub fn write_config(&self) -> PathBuf {
+        let path = self.config_path();
+        std::fs::write(&path, serde_json::to_string_pretty(&self.config).unwrap()).unwrap();
+        path
+    }
+
+    /// Starts Carpool in-process on an ephemeral port.
+    pub async fn start(&self) -> RunningServer {
+        let text = serde_json::to_string(&self.config).unwrap();
+        let config = Config::parse(&text, &self.config_path()).expect("test config is valid");
+        Server::bind(config).await.unwrap().spawn()
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A Claude-Code-like request body, with fields an older schema would not know.
+pub fn message_body(stream: bool) -> Value {
+    json!({
+        "model": "claude-sonnet-4-5-20250929",
+        "max_tokens": 1024,
+        "stream": stream,
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {"role": "system", "content": "<env>cwd: /tmp</env>", "cache_control": {"type": "ephemeral"}},
+        ],
+        "thinking": {"type": "adaptive", "display": "summarized"},
+        "context_management": {"edits": []},
+        "output_config": {"effort": "high"},
+        "metadata": {"user_id": "{\"device_id\":\"abc\",\"account_uuid\":\"\",\"session_id\":\"s-1\"}"},
+        "some_future_field": {"nested": [1, 2, 3]},
+    })
+}
+
+/// Polls `check` every 25 ms until it is true or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    false
+}
