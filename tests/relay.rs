@@ -161,3 +161,356 @@ async fn count_tokens_and_models_are_relayed() {
     }
     carpool.shutdown().await;
 }
+
+async fn error_of(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "error", "Anthropic error shape: {body}");
+    (
+        status,
+        body["error"]["type"].as_str().unwrap().to_owned(),
+        body["error"]["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn users_authenticate_with_bearer_or_x_api_key_and_bad_tokens_get_403() {
+    let setup = Setup::new().await;
+    let carpool = setup.start().await;
+    let url = format!("{}/v1/messages", carpool.url());
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut req = client().post(&url).json(&message_body(false));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+
+    // Claude Code with ANTHROPIC_API_KEY sends x-api-key; bob's token is stored hashed.
+    let r = send(vec![("x-api-key", BOB_TOKEN.into())]).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Both variables set: the Carpool token in one header, a real key in the other.
+    let r = send(vec![
+        ("authorization", format!("Bearer {ALICE_TOKEN}")),
+        ("x-api-key", "sk-ant-api03-a-real-console-key".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = send(vec![
+        ("authorization", "Bearer sk-ant-oat01-someone-elses".into()),
+        ("x-api-key", ALICE_TOKEN.into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    for seen in setup.mock.requests() {
+        let headers = format!("{:?}", seen.headers);
+        assert!(
+            !headers.contains("sk-ant-api03"),
+            "a client key must never go upstream"
+        );
+        assert!(!headers.contains("someone-elses"));
+        assert!(!headers.contains(ALICE_TOKEN) && !headers.contains(BOB_TOKEN));
+    }
+
+    // 403, not 401: Claude Code gives up at once instead of retrying for 3 minutes.
+    let (status, kind, message) = error_of(send(vec![]).await.unwrap()).await;
+    assert_eq!((status, kind.as_str()), (403, "authentication_error"));
+    assert!(message.contains("ANTHROPIC_AUTH_TOKEN"), "{message}");
+    let (status, _, message) = error_of(
+        send(vec![(
+            "authorization",
+            "Bearer cpk-wrong-token-000000".into(),
+        )])
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(message.contains("not known"), "{message}");
+    assert!(!message.contains("cpk-wrong-token"), "never echo the token");
+    assert_eq!(
+        setup.mock.requests().len(),
+        3,
+        "refused requests never reach the upstream"
+    );
+    carpool.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_users_a_loopback_listener_serves_everyone() {
+    let mut setup = Setup::new().await;
+    setup.config["users"] = serde_json::json!([]);
+    let carpool = setup.start().await;
+    let r = client()
+        .post(format!("{}/v1/messages", carpool.url()))
+        .json(&message_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    carpool.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_errors_pass_through_with_status_headers_and_body() {
+    let setup = Setup::new().await;
+    let carpool = setup.start().await;
+    let cases = [
+        (400, "invalid_request_error", "messages: field required"),
+        (
+            403,
+            "permission_error",
+            "OAuth authentication is currently not allowed for this organization",
+        ),
+        (404, "not_found_error", "model: claude-nope"),
+        (
+            413,
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+        ),
+        (
+            429,
+            "rate_limit_error",
+            "This request would exceed your account's rate limit.",
+        ),
+        (500, "api_error", "Internal server error"),
+        (529, "overloaded_error", "Overloaded"),
+    ];
+    for (status, kind, message) in cases {
+        let body = serde_json::json!({"type":"error","error":{"type":kind,"message":message},"request_id":"req_x"}).to_string();
+        setup.mock.push(Reply::Status {
+            status,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("retry-after".into(), "17".into()),
+                (
+                    "anthropic-ratelimit-unified-5h-utilization".into(),
+                    "0.42".into(),
+                ),
+                ("request-id".into(), "req_x".into()),
+            ],
+            body: body.clone(),
+        });
+        let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
+            .json(&message_body(false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{kind}");
+        assert_eq!(r.headers()["retry-after"], "17");
+        assert_eq!(
+            r.headers()["anthropic-ratelimit-unified-5h-utilization"],
+            "0.42"
+        );
+        assert_eq!(r.headers()["request-id"], "req_x");
+        assert_eq!(r.text().await.unwrap(), body, "body unchanged for {status}");
+    }
+    assert_eq!(
+        setup.mock.requests().len(),
+        cases.len(),
+        "no retries of upstream errors"
+    );
+    carpool.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_a_502_that_says_so() {
+    let mut setup = Setup::new().await;
+    // A port that was free a moment ago and now has nobody listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    setup.config["credentials"][0]["base_url"] = format!("http://{closed}").into();
+    let carpool = setup.start().await;
+    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
+        .json(&message_body(true))
+        .send()
+        .await
+        .unwrap();
+    let (status, kind, message) = error_of(r).await;
+    assert_eq!((status, kind.as_str()), (502, "api_error"));
+    assert!(message.contains("cannot reach the upstream"), "{message}");
+    assert!(message.contains(&closed.to_string()), "{message}");
+    carpool.shutdown().await;
+}
+
+fn with_timeouts(setup: &mut Setup, timeouts: Value) {
+    setup.config["timeouts"] = timeouts;
+}
+
+#[tokio::test]
+async fn a_stalled_upstream_before_headers_ends_in_a_504() {
+    let mut setup = Setup::new().await;
+    with_timeouts(
+        &mut setup,
+        serde_json::json!({"first_byte": "300ms", "request": "400ms"}),
+    );
+    let carpool = setup.start().await;
+
+    setup.mock.push(Reply::StallHeaders(Duration::from_secs(5)));
+    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
+        .json(&message_body(true))
+        .send()
+        .await
+        .unwrap();
+    let (status, kind, message) = error_of(r).await;
+    assert_eq!((status, kind.as_str()), (504, "timeout_error"));
+    assert!(message.contains("timeouts.first_byte"), "{message}");
+
+    // Non-streaming requests are bounded by the whole-request timeout instead.
+    setup.mock.push(Reply::StallHeaders(Duration::from_secs(5)));
+    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
+        .json(&message_body(false))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, message) = error_of(r).await;
+    assert_eq!(status, 504);
+    assert!(message.contains("timeouts.request"), "{message}");
+    carpool.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_goes_silent_ends_with_an_sse_error_event() {
+    let mut setup = Setup::new().await;
+    with_timeouts(&mut setup, serde_json::json!({"idle": "300ms"}));
+    let carpool = setup.start().await;
+    setup.mock.push(Reply::StallMidStream);
+    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
+        .json(&message_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(5), r.text())
+        .await
+        .expect("the client is never left hanging")
+        .unwrap();
+    assert!(text.starts_with("event: message_start\n"), "{text}");
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    assert!(last.starts_with("event: error\ndata: "), "{last}");
+    let data: Value = serde_json::from_str(last.split_once("data: ").unwrap().1).unwrap();
+    assert_eq!(data["error"]["type"], "timeout_error");
+    assert!(
+        data["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timeouts.idle")
+    );
+    carpool.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_but_steady_streams_are_not_cut_by_the_idle_timeout() {
+    let mut setup = Setup::new().await;
+    with_timeouts(
+        &mut setup,
+        serde_json::json!({"idle": "400ms", "request": "500ms"}),
+    );
+    let carpool = setup.start().await;
+    // 7 gaps of 150 ms: over a second in all, but never 400 ms of silence. The
+    // whole-request timeout does not apply to streams.
+    setup
+        .mock
+        .push(Reply::SlowEvents(Duration::from_millis(150)));
+    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
+        .json(&message_body(true))
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert_eq!(
+        text,
+        mock::sse_events("claude-sonnet-4-5-20250929").concat()
+    );
+    carpool.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_with_413_before_going_upstream() {
+    let mut setup = Setup::new().await;
+    setup.config["max_body_bytes"] = 1000.into();
+    let carpool = setup.start().await;
+    let big = "x".repeat(2000);
+    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
+        .json(&serde_json::json!({"model": "m", "messages": [{"role": "user", "content": big}]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, kind, message) = error_of(r).await;
+    assert_eq!((status, kind.as_str()), (413, "request_too_large"));
+    assert!(message.contains("max_body_bytes"), "{message}");
+    assert!(setup.mock.requests().is_empty());
+    carpool.shutdown().await;
+}
+
+#[tokio::test]
+async fn large_bodies_within_the_limit_arrive_intact() {
+    let setup = Setup::new().await;
+    let carpool = setup.start().await;
+    // 20 MB of base64-like text, as an image-heavy Claude Code turn might send.
+    let blob: String = (0..20_000_000u32)
+        .map(|i| (b'A' + (i % 26) as u8) as char)
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 10,
+        "messages": [{"role": "user", "content": blob}]
+    }))
+    .unwrap();
+    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(setup.mock.requests()[0].body, body);
+    carpool.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_get_anthropic_errors() {
+    let setup = Setup::new().await;
+    let carpool = setup.start().await;
+    let r = alice(client().post(format!("{}/v1/complete", carpool.url())))
+        .send()
+        .await
+        .unwrap();
+    let (status, kind, message) = error_of(r).await;
+    assert_eq!((status, kind.as_str()), (404, "not_found_error"));
+    assert!(message.contains("/v1/messages"), "{message}");
+    let r = alice(client().get(format!("{}/v1/messages", carpool.url())))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, _) = error_of(r).await;
+    assert_eq!(status, 405);
+    assert!(setup.mock.requests().is_empty());
+    carpool.shutdown().await;
+}
+
+#[tokio::test]
+async fn compressed_upstream_answers_reach_the_client_decoded() {
+    let setup = Setup::new().await;
+    let carpool = setup.start().await;
+    setup.mock.push(Reply::Gzipped);
+    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
+        .json(&message_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-encoding").is_none());
+    // Carpool can read usage in what it forwards because it decoded it.
+    let reply: Value = r.json().await.unwrap();
+    assert_eq!(reply["usage"]["input_tokens"], mock::INPUT_TOKENS);
+    let asked = setup.mock.requests()[0].headers["accept-encoding"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(asked.contains("gzip"), "{asked}");
+    carpool.shutdown().await;
+}
