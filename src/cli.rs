@@ -87,8 +87,9 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
             path.display()
         ),
     };
+    let stop = shutdown_signal();
     print_banner(&server, &config, &path, created.as_ref());
-    server.run(shutdown_signal()).await;
+    server.run(stop).await;
     Ok(())
 }
 

@@ -52,7 +52,7 @@ async fn a_token_about_to_expire_is_refreshed_and_written_back_keeping_everythin
     let r = ask(&carpool).await;
     assert_eq!(r.status(), 200);
     assert_eq!(setup.mock.refreshes(), 1);
-    let sent = &setup.mock.state.refresh_bodies.lock().unwrap()[0];
+    let sent = setup.mock.state.refresh_bodies.lock().unwrap()[0].clone();
     assert_eq!(sent["grant_type"], "refresh_token");
     assert_eq!(sent["refresh_token"], REFRESH);
     assert_eq!(sent["client_id"], carpool::credentials::oauth::CLIENT_ID);

@@ -1,1 +1,191 @@
+use std::path::Path;
+use std::time::Duration;
 
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/carpool/config.json"))
+}
+
+/// The field a rejected config is blamed on.
+fn field_of(text: &str) -> String {
+    match parse(text) {
+        Err(ConfigError::Invalid { field, .. }) => field,
+        other => panic!("expected a rejection for {text}, got {other:?}"),
+    }
+}
+
+const USER: &str = r#"{"name": "me", "token": "0123456789abcdef0123"}"#;
+
+#[test]
+fn an_empty_config_means_loopback_default_account_no_users() {
+    let c = parse("{}").unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:7676");
+    assert_eq!(c.credentials.len(), 1);
+    assert_eq!(c.credentials[0].tag, "default");
+    assert_eq!(c.credentials[0].base_url, DEFAULT_BASE_URL);
+    assert_eq!(c.credentials[0].token_url, DEFAULT_TOKEN_URL);
+    assert!(c.users.is_empty());
+    assert_eq!(c.timeouts, Timeouts::default());
+    assert_eq!(c.max_body_bytes, 64 * 1024 * 1024);
+}
+
+#[test]
+fn comments_are_allowed() {
+    let c = parse(
+        r#"// top
+        { /* block */ "listen_port": 9000 // trailing
+        }"#,
+    )
+    .unwrap();
+    assert_eq!(c.listen.port(), 9000);
+}
+
+#[test]
+fn credential_paths_are_resolved_against_the_config_directory() {
+    let c = parse(r#"{"credential_path": "creds/claude.json"}"#).unwrap();
+    assert_eq!(
+        c.credentials[0].path,
+        Path::new("/etc/carpool/creds/claude.json")
+    );
+    let c = parse(r#"{"credentials": [{"tag": "a", "credential_path": "/abs/c.json", "base_url": "http://127.0.0.1:9/"}]}"#).unwrap();
+    assert_eq!(c.credentials[0].path, Path::new("/abs/c.json"));
+    assert_eq!(
+        c.credentials[0].base_url, "http://127.0.0.1:9",
+        "trailing slash trimmed"
+    );
+}
+
+#[test]
+fn users_bind_to_credentials_by_tag() {
+    let c = parse(
+        r#"{"credentials": [{"tag": "a"}, {"tag": "b"}],
+            "users": [{"name": "x", "token": "0123456789abcdef0123", "credential": "b"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(c.users[0].credential, 1);
+    // With one credential the binding may be left out.
+    let c = parse(&format!(r#"{{"users": [{USER}]}}"#)).unwrap();
+    assert_eq!(c.users[0].credential, 0);
+}
+
+#[test]
+fn timeouts_and_headers_are_read() {
+    let c = parse(
+        r#"{"timeouts": {"connect": "3s", "first_byte": "1m 30s", "idle": "45s", "request": "15m", "shutdown_grace": "5s"},
+            "headers": {"x-one": "1", "x-many": ["a", "b"]}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.timeouts.connect, Duration::from_secs(3));
+    assert_eq!(c.timeouts.first_byte, Duration::from_secs(90));
+    assert_eq!(c.timeouts.request, Duration::from_secs(900));
+    assert_eq!(c.headers.len(), 3);
+}
+
+#[test]
+fn every_rejection_names_its_field() {
+    let cases: &[(&str, &str)] = &[
+        (r#"{"listen": "everywhere"}"#, "listen"),
+        (r#"{"listen_port": 70000}"#, "listen_port"),
+        (r#"{"unknown_field": 1}"#, "unknown_field"),
+        (
+            r#"{"credential_path": "/a", "credentials": [{"tag": "x"}]}"#,
+            "credential_path",
+        ),
+        (r#"{"credentials": [{"tag": ""}]}"#, "credentials[0].tag"),
+        (
+            r#"{"credentials": [{"tag": "a"}, {"tag": "a"}]}"#,
+            "credentials[1].tag",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "type": "balancer"}]}"#,
+            "credentials[0].type",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "base_url": "ftp://x"}]}"#,
+            "credentials[0].base_url",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "token_url": "not a url"}]}"#,
+            "credentials[0].token_url",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "base_url": "https://u:p@x"}]}"#,
+            "credentials[0].base_url",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "colour": "red"}]}"#,
+            "credentials[0]",
+        ),
+        (
+            r#"{"users": [{"name": "", "token": "0123456789abcdef0123"}]}"#,
+            "users[0].name",
+        ),
+        (r#"{"users": [{"name": "a"}]}"#, "users[0].token_hash"),
+        (
+            r#"{"users": [{"name": "a", "token": "short"}]}"#,
+            "users[0].token",
+        ),
+        (
+            r#"{"users": [{"name": "a", "token": "0123456789abcdef0123", "token_hash": "sha256:00"}]}"#,
+            "users[0].token",
+        ),
+        (
+            r#"{"users": [{"name": "a", "token_hash": "0123"}]}"#,
+            "users[0].token_hash",
+        ),
+        (
+            r#"{"users": [{"name": "a", "token": "0123456789abcdef0123"}, {"name": "a", "token": "0123456789abcdef0124"}]}"#,
+            "users[1].name",
+        ),
+        (
+            r#"{"users": [{"name": "a", "token": "0123456789abcdef0123"}, {"name": "b", "token": "0123456789abcdef0123"}]}"#,
+            "users[1].token",
+        ),
+        (
+            r#"{"users": [{"name": "a", "token": "0123456789abcdef0123", "credential": "nope"}]}"#,
+            "users[0].credential",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a"}, {"tag": "b"}], "users": [{"name": "a", "token": "0123456789abcdef0123"}]}"#,
+            "users[0].credential",
+        ),
+        (r#"{"listen": "0.0.0.0"}"#, "users"),
+        (r#"{"headers": {"bad header": "x"}}"#, "headers.bad header"),
+        (
+            r#"{"headers": {"authorization": "Bearer x"}}"#,
+            "headers.authorization",
+        ),
+        (r#"{"headers": {"x-a": "line\nbreak"}}"#, "headers.x-a"),
+        (r#"{"max_body_bytes": 0}"#, "max_body_bytes"),
+        (r#"{"timeouts": {"idle": "0s"}}"#, "timeouts.idle"),
+        (r#"{"timeouts": {"connect": "fast"}}"#, "timeouts.connect"),
+        (r#"{"timeouts": {"idel": "1s"}}"#, "timeouts.idel"),
+    ];
+    for (text, field) in cases {
+        let got = field_of(text);
+        assert!(
+            got.starts_with(field),
+            "{text}: blamed `{got}`, expected `{field}`"
+        );
+    }
+}
+
+#[test]
+fn the_message_names_the_file_field_and_problem() {
+    let err = parse(
+        r#"{"users": [{"name": "a", "token": "0123456789abcdef0123", "credential": "nope"}]}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "config /etc/carpool/config.json: users[0].credential: unknown credential tag `nope` (known: default)"
+    );
+}
+
+#[test]
+fn a_wildcard_listener_with_users_is_fine() {
+    let c = parse(&format!(r#"{{"listen": "0.0.0.0", "users": [{USER}]}}"#)).unwrap();
+    assert!(c.listen.ip().is_unspecified());
+}

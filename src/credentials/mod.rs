@@ -95,7 +95,7 @@ struct RefreshFailure {
 impl Credential {
     pub fn new(config: &CredentialConfig, http: reqwest::Client) -> Arc<Credential> {
         let read = file::read(&config.path);
-        let credential = Arc::new(Credential {
+        Arc::new(Credential {
             tag: config.tag.clone(),
             path: config.path.clone(),
             base_url: config.base_url.clone(),
@@ -107,8 +107,7 @@ impl Credential {
                 failure: None,
             }),
             refresh_lock: tokio::sync::Mutex::new(()),
-        });
-        credential
+        })
     }
 
     pub fn status(&self) -> Status {
