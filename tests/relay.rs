@@ -514,3 +514,64 @@ async fn compressed_upstream_answers_reach_the_client_decoded() {
     assert!(asked.contains("gzip"), "{asked}");
     carpool.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_non_streaming_answer_that_stops_halfway_is_cut_at_the_request_deadline() {
+    let mut setup = Setup::new().await;
+    with_timeouts(
+        &mut setup,
+        serde_json::json!({"request": "500ms", "idle": "1h"}),
+    );
+    let carpool = setup.start().await;
+    setup.mock.push(Reply::StallMidStream);
+    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
+        .json(&message_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "headers came in time");
+    let body = tokio::time::timeout(Duration::from_secs(5), r.bytes())
+        .await
+        .expect("the client is never left hanging");
+    assert!(
+        body.is_err(),
+        "a truncated JSON body is reported as broken, not as complete"
+    );
+    carpool.shutdown().await;
+}
+
+// Linux drops SYNs to a full backlog; other systems may refuse them instead.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_upstream_that_never_accepts_the_connection_hits_the_connect_timeout() {
+    let mut setup = Setup::new().await;
+    // A loopback listener that never accepts, with its backlog filled: further SYNs are
+    // dropped, so a connect hangs the way it does to a dead host.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(200), s.connect(addr)).await {
+            fillers.push(c);
+        }
+    }
+    setup.config["credentials"][0]["base_url"] = format!("http://{addr}").into();
+    with_timeouts(
+        &mut setup,
+        serde_json::json!({"connect": "300ms", "first_byte": "1h"}),
+    );
+    let carpool = setup.start().await;
+    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
+        .json(&message_body(true))
+        .send()
+        .await
+        .unwrap();
+    let (status, kind, message) = error_of(r).await;
+    assert_eq!((status, kind.as_str()), (504, "timeout_error"), "{message}");
+    assert!(message.contains("timeouts.connect"), "{message}");
+    drop(listener);
+    carpool.shutdown().await;
+}

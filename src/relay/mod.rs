@@ -126,11 +126,19 @@ async fn relay(
                 ))
             })?
             .map_err(|e| {
-                RelayError::unreachable(format!(
-                    "Carpool: cannot reach the upstream ({}): {}",
-                    credential.base_url,
-                    error_chain(&e)
-                ))
+                if e.is_connect() && e.is_timeout() {
+                    RelayError::timeout(format!(
+                        "Carpool: could not connect to the upstream ({}) within {} (`timeouts.connect` in the Carpool config)",
+                        credential.base_url,
+                        humantime::format_duration(timeouts.connect)
+                    ))
+                } else {
+                    RelayError::unreachable(format!(
+                        "Carpool: cannot reach the upstream ({}): {}",
+                        credential.base_url,
+                        error_chain(&e)
+                    ))
+                }
             })?;
         if response.status() == StatusCode::UNAUTHORIZED && rejected.is_none() {
             tracing::warn!(credential = %credential.tag, "upstream rejected the access token (401); refreshing and retrying once");

@@ -49,7 +49,8 @@ pub enum Reply {
     },
     /// Wait this long before sending anything.
     StallHeaders(Duration),
-    /// Send `message_start`, then nothing more (until the connection is dropped).
+    /// Send `message_start` (or, not streaming, half of the JSON), then nothing more
+    /// until the connection is dropped.
     StallMidStream,
     /// Send the first event, then wait until [`Mock::release`] before the rest.
     GatedStream,
@@ -331,6 +332,16 @@ pub fn sse_events(model: &str) -> Vec<String> {
 
 fn reply(model: &str, stream: bool, pace: Option<Pace>, state: &Arc<MockState>) -> Response {
     if !stream {
+        if let Some(Pace::StallAfterFirst) = pace {
+            // Headers and half of the JSON, then silence.
+            let text = message_json(model).to_string();
+            let half = text[..text.len() / 2].to_owned();
+            let events = vec![half, String::new()];
+            return Response::builder()
+                .header("content-type", "application/json")
+                .body(async_stream(events, pace, state.clone()))
+                .unwrap();
+        }
         return json_response(200, &message_json(model));
     }
     let events = sse_events(model);
