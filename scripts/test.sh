@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# The project's one test command: `bash scripts/test.sh` from any directory.
+#
+# Needs cargo, Python >= 3.10 and Node/npm. Installs the test-only clients inside the repo
+# (nothing global), then runs rustfmt, clippy and every test:
+#   .test-deps/venv/         Python venv with tests/clients/requirements.txt (the anthropic SDK)
+#                            (or .test-deps/python/ + PYTHONPATH where venv is unavailable)
+#   tests/clients/node_modules/   npm ci of tests/clients/package-lock.json (the Claude Code CLI)
+# Installs are skipped while a stamp shows they match the pinned files.
+#
+# Arguments are passed to `cargo test`, e.g. `bash scripts/test.sh --test real_clients`.
+# CARPOOL_PYTHON picks the Python to build the venv from (default: python3).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DEPS="$ROOT/.test-deps"
+CLIENTS="$ROOT/tests/clients"
+
+STARTED=$SECONDS
+SECTION_NAME=""
+SECTION_START=$SECONDS
+TIMINGS=""
+
+section() {
+    end_section
+    SECTION_NAME="$1"
+    SECTION_START=$SECONDS
+    printf '\n==> %s\n' "$1"
+}
+end_section() {
+    if [ -n "$SECTION_NAME" ]; then
+        TIMINGS="${TIMINGS}$(printf '  %-28s %4ss' "$SECTION_NAME" $((SECONDS - SECTION_START)))"$'\n'
+    fi
+    SECTION_NAME=""
+}
+# On failure, say where and how long each part took. On success cargo test's own
+# "test result:" lines stay the last lines printed.
+on_exit() {
+    local status=$?
+    end_section
+    if [ "$status" != 0 ]; then
+        printf '\n==> FAILED (exit %s) after %ss\n%s' "$status" $((SECONDS - STARTED)) "$TIMINGS" >&2
+    fi
+}
+trap on_exit EXIT
+die() {
+    printf 'scripts/test.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------------------------------
+section "tools"
+command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs)"
+PYTHON="${CARPOOL_PYTHON:-python3}"
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found: install Python 3.10 or newer"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
+    die "$("$PYTHON" --version 2>&1) is too old: the anthropic SDK needs Python >= 3.10 (set CARPOOL_PYTHON to a newer one)"
+command -v node >/dev/null || die "node not found: install Node.js and npm"
+command -v npm >/dev/null || die "npm not found: install Node.js and npm"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null || die "cargo fmt / cargo clippy missing and no rustup to add them"
+    rustup component add rustfmt clippy
+fi
+echo "$(cargo --version); $("$PYTHON" --version 2>&1); node $(node --version); npm $(npm --version 2>/dev/null)"
+
+# ---------------------------------------------------------------------------------------
+section "python test clients"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+py_stamp() {
+    printf 'python: %s\nmode: %s\n' "$("$PYTHON" -c 'import sys; print(sys.executable, sys.version)')" "$1"
+    cat "$CLIENTS/requirements.txt"
+}
+STAMP_PY="$DEPS/python.stamp"
+# Cheaper than importing the SDK (about a second).
+HAS_SDK='from importlib.metadata import version; version("anthropic")'
+VENV_PY="$DEPS/venv/bin/python"
+if [ -f "$STAMP_PY" ] && [ -x "$VENV_PY" ] && py_stamp venv | cmp -s - "$STAMP_PY" &&
+    "$VENV_PY" -c "$HAS_SDK" 2>/dev/null; then
+    echo "up to date: .test-deps/venv"
+    CARPOOL_TEST_PYTHON="$VENV_PY"
+elif [ -f "$STAMP_PY" ] && [ -d "$DEPS/python" ] && py_stamp target | cmp -s - "$STAMP_PY" &&
+    PYTHONPATH="$DEPS/python" "$PYTHON" -c "$HAS_SDK" 2>/dev/null; then
+    echo "up to date: .test-deps/python"
+    CARPOOL_TEST_PYTHON="$(command -v "$PYTHON")"
+    export PYTHONPATH="$DEPS/python${PYTHONPATH:+:$PYTHONPATH}"
+else
+    rm -rf "$DEPS/venv" "$DEPS/python" "$STAMP_PY"
+    mkdir -p "$DEPS"
+    if "$PYTHON" -m venv "$DEPS/venv" >"$DEPS/venv.log" 2>&1; then
+        "$VENV_PY" -m pip install -q -r "$CLIENTS/requirements.txt"
+        py_stamp venv >"$STAMP_PY"
+        echo "installed into .test-deps/venv"
+        CARPOOL_TEST_PYTHON="$VENV_PY"
+    else
+        echo "python3 -m venv is unavailable ($(tail -n 1 "$DEPS/venv.log")); using pip --target"
+        rm -rf "$DEPS/venv"
+        "$PYTHON" -m pip install -q --target "$DEPS/python" -r "$CLIENTS/requirements.txt" ||
+            die "cannot install the Python test clients: install python3-venv (Debian/Ubuntu) or pip"
+        py_stamp target >"$STAMP_PY"
+        echo "installed into .test-deps/python"
+        CARPOOL_TEST_PYTHON="$(command -v "$PYTHON")"
+        export PYTHONPATH="$DEPS/python${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+fi
+"$CARPOOL_TEST_PYTHON" -c "$HAS_SDK; print('anthropic', version('anthropic'))"
+
+# ---------------------------------------------------------------------------------------
+section "claude code cli"
+CLAUDE="$CLIENTS/node_modules/.bin/claude"
+CLAUDE_PKG="$CLIENTS/node_modules/@anthropic-ai/claude-code"
+CLAUDE_WANT="$(cd "$CLIENTS" && node -p "require('./package.json').dependencies['@anthropic-ai/claude-code']")"
+STAMP_NPM="$CLIENTS/node_modules/.carpool.stamp"
+npm_stamp() {
+    printf 'node: %s %s %s\n' "$(node --version)" "$(uname -s)" "$(uname -m)"
+    cat "$CLIENTS/package-lock.json"
+}
+claude_ok() {
+    local version
+    version="$("$CLAUDE" --version 2>/dev/null)" && [[ "$version" == "$CLAUDE_WANT "* ]]
+}
+if [ -f "$STAMP_NPM" ] && npm_stamp | cmp -s - "$STAMP_NPM" && claude_ok; then
+    echo "up to date: tests/clients/node_modules"
+else
+    (cd "$CLIENTS" && npm ci --no-audit --no-fund --loglevel=error)
+    if ! claude_ok; then
+        # npm skipped the package's postinstall (ignore-scripts, or an allow-list of
+        # install scripts), which puts the native binary in place: run it ourselves.
+        echo "npm did not run @anthropic-ai/claude-code's postinstall; running it"
+        (cd "$CLAUDE_PKG" && node install.cjs)
+    fi
+    claude_ok || die "tests/clients/node_modules/.bin/claude does not run as Claude Code $CLAUDE_WANT"
+    npm_stamp >"$STAMP_NPM"
+    echo "installed into tests/clients/node_modules"
+fi
+"$CLAUDE" --version
+CARPOOL_TEST_CLAUDE="$CLAUDE"
+
+export CARPOOL_TEST_PYTHON CARPOOL_TEST_CLAUDE
+export CARPOOL_REQUIRE_REAL_CLIENTS=1
+
+# ---------------------------------------------------------------------------------------
+section "cargo fmt --check"
+cargo fmt --all -- --check
+echo "formatted"
+
+section "cargo clippy"
+cargo clippy --all-targets -- -D warnings
+
+section "cargo test"
+printf '(so far, %ss:)\n%s' $((SECONDS - STARTED)) "$TIMINGS"
+cargo test "$@"

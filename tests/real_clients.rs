@@ -1,0 +1,301 @@
+//! Real clients against Carpool: the official Python SDK and the Claude Code CLI, each
+//! pointed at an in-process Carpool in front of the mock upstream.
+//!
+//! The clients are installed by `scripts/test.sh`, which passes their paths in
+//! `CARPOOL_TEST_PYTHON` and `CARPOOL_TEST_CLAUDE`. Without them a test prints a
+//! "skipped" line and passes, unless `CARPOOL_REQUIRE_REAL_CLIENTS=1` (as the script
+//! sets), when a missing client is a failure.
+//!
+//! Nothing here reaches the network: every base URL is Carpool on 127.0.0.1, and Claude
+//! Code runs with its non-essential traffic, telemetry and updater switched off.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Env vars of the developer's shell that would steer a client elsewhere.
+const SCRUBBED: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_CUSTOM_HEADERS",
+    "ANTHROPIC_PROFILE",
+    "ANTHROPIC_CONFIG_DIR",
+    "ANTHROPIC_MODEL",
+    "ANTHROPIC_SMALL_FAST_MODEL",
+    "ANTHROPIC_DEFAULT_HAIKU_MODEL",
+    "ANTHROPIC_DEFAULT_SONNET_MODEL",
+    "ANTHROPIC_DEFAULT_OPUS_MODEL",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CONFIG_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
+
+/// The path a tool's env var names, or `None` (after saying so) when the test should skip.
+fn client_from_env(var: &str, what: &str) -> Option<PathBuf> {
+    let required = std::env::var("CARPOOL_REQUIRE_REAL_CLIENTS").as_deref() == Ok("1");
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.exists(),
+                "{var}={} does not exist; run scripts/test.sh to install {what}",
+                path.display()
+            );
+            Some(path)
+        }
+        None if required => panic!(
+            "{var} is not set but CARPOOL_REQUIRE_REAL_CLIENTS=1: {what} must be tested; run scripts/test.sh"
+        ),
+        None => {
+            println!("skipped: {var} is not set; run scripts/test.sh to test against {what}");
+            None
+        }
+    }
+}
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A client process with a clean environment: no inherited Anthropic or proxy settings,
+/// stdin closed, output captured, killed if the test gives up on it.
+fn command(program: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    for var in SCRUBBED {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs to completion, or kills the process after `limit`.
+async fn run(mut cmd: tokio::process::Command, limit: Duration, what: &str) -> Output {
+    let started = Instant::now();
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let output = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}; killed"))
+        .unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
+    println!(
+        "{what} finished in {:.1} s with {}",
+        started.elapsed().as_secs_f64(),
+        output.status
+    );
+    output
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// One line per request the mock saw, for failure messages.
+fn describe(requests: &[Recorded]) -> String {
+    requests
+        .iter()
+        .map(|r| {
+            let header = |name: &str| {
+                r.headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned()
+            };
+            format!(
+                "  {} {} anthropic-version={} anthropic-beta={} user-agent={}",
+                r.method,
+                r.uri,
+                header("anthropic-version"),
+                header("anthropic-beta"),
+                header("user-agent")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every request reached the upstream with the account's token and nothing of Alice's.
+fn assert_account_token_only(requests: &[Recorded]) {
+    for r in requests {
+        assert_eq!(
+            r.headers.get("authorization").and_then(|v| v.to_str().ok()),
+            Some(format!("Bearer {ACCESS}").as_str()),
+            "{} {} must carry the account's access token",
+            r.method,
+            r.uri
+        );
+        for (name, value) in &r.headers {
+            assert!(
+                !String::from_utf8_lossy(value.as_bytes()).contains(ALICE_TOKEN),
+                "the Carpool token leaked upstream in header {name} of {} {}",
+                r.method,
+                r.uri
+            );
+        }
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains(ALICE_TOKEN),
+            "the Carpool token leaked upstream in the body of {} {}",
+            r.method,
+            r.uri
+        );
+    }
+}
+
+fn body_json(r: &Recorded) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+}
+
+fn is_messages(r: &Recorded) -> bool {
+    r.method == "POST" && (r.uri == "/v1/messages" || r.uri.starts_with("/v1/messages?"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_create_stream_and_count_tokens_through_carpool() {
+    let Some(python) = client_from_env("CARPOOL_TEST_PYTHON", "the Python anthropic SDK") else {
+        return;
+    };
+    let setup = Setup::new().await;
+    let carpool = setup.start().await;
+    let home = tempfile::tempdir().unwrap();
+
+    let mut cmd = command(&python);
+    cmd.arg(manifest_dir().join("tests/clients/anthropic_sdk.py"))
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env("ANTHROPIC_CONFIG_DIR", home.path().join(".anthropic"))
+        .env("ANTHROPIC_BASE_URL", carpool.url())
+        .env("ANTHROPIC_API_KEY", ALICE_TOKEN)
+        .env("CARPOOL_EXPECT_TEXT", mock::MOCK_REPLY_TEXT)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let output = run(cmd, Duration::from_secs(60), "the Python SDK script").await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    let seen = setup.mock.requests();
+    let context = format!(
+        "--- stdout\n{stdout}--- stderr\n{stderr}--- the mock saw\n{}",
+        describe(&seen)
+    );
+    assert!(output.status.success(), "the SDK script failed\n{context}");
+
+    let reply = mock::MOCK_REPLY_TEXT;
+    let (input, output_tokens) = (mock::INPUT_TOKENS, mock::OUTPUT_TOKENS);
+    for line in [
+        format!("create: text='{reply}' input_tokens={input} output_tokens={output_tokens}"),
+        format!("stream: text='{reply}' input_tokens={input} output_tokens={output_tokens}"),
+        "count_tokens: input_tokens=42".to_owned(),
+        "all three calls passed".to_owned(),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "missing line {line:?}\n{context}"
+        );
+    }
+
+    assert_eq!(seen.len(), 3, "exactly three requests upstream\n{context}");
+    assert!(is_messages(&seen[0]), "{context}");
+    assert_ne!(body_json(&seen[0])["stream"], true, "{context}");
+    assert!(is_messages(&seen[1]), "{context}");
+    assert_eq!(body_json(&seen[1])["stream"], true, "{context}");
+    assert_eq!(seen[2].method, "POST", "{context}");
+    assert!(
+        seen[2].uri.starts_with("/v1/messages/count_tokens"),
+        "{context}"
+    );
+    assert_account_token_only(&seen);
+    carpool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_cli_print_mode_through_carpool() {
+    let Some(claude) = client_from_env("CARPOOL_TEST_CLAUDE", "the Claude Code CLI") else {
+        return;
+    };
+    let setup = Setup::new().await;
+    let carpool = setup.start().await;
+    // A home of its own: no login, settings or history of the developer's are read or
+    // written, and the CLI's config lands here.
+    let home = tempfile::tempdir().unwrap();
+    let work = home.path().join("project");
+    std::fs::create_dir_all(&work).unwrap();
+
+    let mut cmd = command(&claude);
+    cmd.args(["-p", "Say hello", "--output-format", "json"])
+        .current_dir(&work)
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join(".config"))
+        .env("CLAUDE_CONFIG_DIR", home.path().join(".claude"))
+        .env("ANTHROPIC_BASE_URL", carpool.url())
+        .env("ANTHROPIC_AUTH_TOKEN", ALICE_TOKEN)
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("CLAUDE_CODE_MAX_RETRIES", "2");
+    let output = run(cmd, Duration::from_secs(120), "claude -p").await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    let seen = setup.mock.requests();
+    let context = format!(
+        "--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- the mock saw\n{}",
+        describe(&seen)
+    );
+    println!("the mock saw:\n{}", describe(&seen));
+    assert!(output.status.success(), "claude -p failed\n{context}");
+
+    let result: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("--output-format json printed no JSON ({e})\n{context}"));
+    assert_eq!(result["is_error"], false, "{context}");
+    assert!(
+        result["result"]
+            .as_str()
+            .is_some_and(|r| r.contains(mock::MOCK_REPLY_TEXT)),
+        "the result must hold the upstream's reply\n{context}"
+    );
+    assert!(
+        result["usage"]["output_tokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "usage.output_tokens must survive the relay\n{context}"
+    );
+
+    let turns: Vec<&Recorded> = seen.iter().filter(|r| is_messages(r)).collect();
+    assert!(!turns.is_empty(), "no POST /v1/messages\n{context}");
+    for r in &turns {
+        let beta = r
+            .headers
+            .get("anthropic-beta")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            beta.starts_with("oauth-2025-04-20"),
+            "{} {} anthropic-beta = {beta:?}\n{context}",
+            r.method,
+            r.uri
+        );
+    }
+    assert!(
+        turns
+            .iter()
+            .any(|r| body_json(r)["messages"].to_string().contains("Say hello")),
+        "the prompt reached the upstream\n{context}"
+    );
+    assert_account_token_only(&seen);
+    carpool.shutdown().await;
+}
