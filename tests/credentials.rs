@@ -9,16 +9,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-async fn ask(carpool: &carpool::RunningServer) -> reqwest::Response {
-    client()
-        .post(format!("{}/v1/messages", carpool.url()))
-        .header("authorization", format!("Bearer {ALICE_TOKEN}"))
-        .json(&message_body(false))
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn error_message(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
@@ -49,7 +39,7 @@ async fn a_token_about_to_expire_is_refreshed_and_written_back_keeping_everythin
     }
     let carpool = setup.start().await;
 
-    let r = ask(&carpool).await;
+    let r = ask(&carpool, false).await;
     assert_eq!(r.status(), 200);
     assert_eq!(setup.mock.refreshes(), 1);
     let sent = setup.mock.state.refresh_bodies.lock().unwrap()[0].clone();
@@ -87,7 +77,7 @@ async fn a_token_about_to_expire_is_refreshed_and_written_back_keeping_everythin
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // The next request uses the stored token without refreshing again.
-    assert_eq!(ask(&carpool).await.status(), 200);
+    assert_eq!(ask(&carpool, false).await.status(), 200);
     assert_eq!(setup.mock.refreshes(), 1);
     carpool.shutdown().await;
 }
@@ -102,7 +92,7 @@ async fn fifty_concurrent_requests_on_an_expired_token_refresh_exactly_once() {
     });
     let carpool = setup.start().await;
 
-    let requests = (0..50).map(|_| ask(&carpool));
+    let requests = (0..50).map(|_| ask(&carpool, false));
     let responses = futures_util::future::join_all(requests).await;
     for r in responses {
         assert_eq!(r.status(), 200);
@@ -138,7 +128,7 @@ async fn tokens_rotated_by_the_official_cli_are_adopted_instead_of_refreshing() 
         "sk-ant-ort01-cli-rotated",
         now_ms() + 8 * HOUR_MS,
     );
-    let r = ask(&carpool).await;
+    let r = ask(&carpool, false).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         setup.mock.refreshes(),
@@ -164,13 +154,7 @@ async fn an_upstream_401_refreshes_and_retries_once_unnoticed() {
     );
     let carpool = setup.start().await;
 
-    let r = client()
-        .post(format!("{}/v1/messages", carpool.url()))
-        .header("authorization", format!("Bearer {ALICE_TOKEN}"))
-        .json(&message_body(true))
-        .send()
-        .await
-        .unwrap();
+    let r = ask(&carpool, true).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("message_stop"));
     assert_eq!(setup.mock.refreshes(), 1);
@@ -196,7 +180,7 @@ async fn invalid_grant_stops_the_account_until_the_file_changes() {
     let before = std::fs::read(&setup.cred_path).unwrap();
     let carpool = setup.start().await;
 
-    let (status, message) = error_message(ask(&carpool).await).await;
+    let (status, message) = error_message(ask(&carpool, false).await).await;
     assert_eq!(status, 503);
     assert!(message.contains("invalid_grant"), "{message}");
     assert!(message.contains("log in again"), "{message}");
@@ -208,7 +192,7 @@ async fn invalid_grant_stops_the_account_until_the_file_changes() {
     );
 
     // Terminal: no further attempts with the dead token.
-    let (status, _) = error_message(ask(&carpool).await).await;
+    let (status, _) = error_message(ask(&carpool, false).await).await;
     assert_eq!(status, 503);
     assert_eq!(setup.mock.refreshes(), 1);
 
@@ -220,7 +204,7 @@ async fn invalid_grant_stops_the_account_until_the_file_changes() {
         "sk-ant-ort01-after-login",
         now_ms() + 8 * HOUR_MS,
     );
-    assert!(eventually(5, || async { ask(&carpool).await.status() == 200 }).await);
+    assert!(eventually(5, || async { ask(&carpool, false).await.status() == 200 }).await);
     assert_eq!(setup.mock.refreshes(), 1);
     carpool.shutdown().await;
 }
@@ -233,7 +217,7 @@ async fn a_failed_refresh_backs_off_then_recovers() {
     let before = std::fs::read(&setup.cred_path).unwrap();
     let carpool = setup.start().await;
 
-    let r = ask(&carpool).await;
+    let r = ask(&carpool, false).await;
     let retry_after: u64 = r.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -250,12 +234,12 @@ async fn a_failed_refresh_backs_off_then_recovers() {
     );
 
     // Within the backoff nobody hammers the token endpoint.
-    assert_eq!(ask(&carpool).await.status(), 503);
+    assert_eq!(ask(&carpool, false).await.status(), 503);
     assert_eq!(setup.mock.refreshes(), 1);
 
     // After it, the next request tries again and succeeds.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(ask(&carpool).await.status(), 200);
+    assert_eq!(ask(&carpool, false).await.status(), 200);
     assert_eq!(setup.mock.refreshes(), 2);
     carpool.shutdown().await;
 }
@@ -265,7 +249,7 @@ async fn the_file_may_appear_after_start_and_its_deletion_stops_the_account_at_o
     let setup = Setup::without_file().await;
     let carpool = setup.start().await;
 
-    let (status, message) = error_message(ask(&carpool).await).await;
+    let (status, message) = error_message(ask(&carpool, false).await).await;
     assert_eq!(status, 503);
     assert!(message.contains("does not exist yet"), "{message}");
     assert!(message.contains("claude"), "says what to do: {message}");
@@ -278,7 +262,7 @@ async fn the_file_may_appear_after_start_and_its_deletion_stops_the_account_at_o
         .await,
         "the watcher notices the new file"
     );
-    assert_eq!(ask(&carpool).await.status(), 200);
+    assert_eq!(ask(&carpool, false).await.status(), 200);
 
     std::fs::remove_file(&setup.cred_path).unwrap();
     assert!(
@@ -288,7 +272,7 @@ async fn the_file_may_appear_after_start_and_its_deletion_stops_the_account_at_o
         .await,
         "the watcher notices the deletion"
     );
-    assert_eq!(ask(&carpool).await.status(), 503);
+    assert_eq!(ask(&carpool, false).await.status(), 503);
 
     std::fs::write(&setup.cred_path, "{ not json").unwrap();
     assert!(
@@ -300,7 +284,7 @@ async fn the_file_may_appear_after_start_and_its_deletion_stops_the_account_at_o
         })
         .await
     );
-    let (status, message) = error_message(ask(&carpool).await).await;
+    let (status, message) = error_message(ask(&carpool, false).await).await;
     assert_eq!(status, 503);
     assert!(message.contains("invalid"), "{message}");
     carpool.shutdown().await;
@@ -313,9 +297,9 @@ async fn a_directory_that_does_not_exist_yet_is_picked_up_when_created() {
     setup.config["credentials"][0]["credential_path"] =
         nested.to_string_lossy().into_owned().into();
     let carpool = setup.start().await;
-    assert_eq!(ask(&carpool).await.status(), 503);
+    assert_eq!(ask(&carpool, false).await.status(), 503);
     std::fs::create_dir_all(nested.parent().unwrap()).unwrap();
     write_credentials(&nested, ACCESS, REFRESH, now_ms() + 8 * HOUR_MS);
-    assert!(eventually(5, || async { ask(&carpool).await.status() == 200 }).await);
+    assert!(eventually(5, || async { ask(&carpool, false).await.status() == 200 }).await);
     carpool.shutdown().await;
 }

@@ -74,11 +74,7 @@ async fn streaming_forwards_each_event_the_moment_it_arrives() {
     let carpool = setup.start().await;
     setup.mock.push(Reply::GatedStream);
 
-    let response = alice(client().post(format!("{}/v1/messages", carpool.url())))
-        .json(&message_body(true))
-        .send()
-        .await
-        .unwrap();
+    let response = ask(&carpool, true).await;
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]
@@ -293,11 +289,7 @@ async fn upstream_errors_pass_through_with_status_headers_and_body() {
             ],
             body: body.clone(),
         });
-        let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
-            .json(&message_body(false))
-            .send()
-            .await
-            .unwrap();
+        let r = ask(&carpool, false).await;
         assert_eq!(r.status().as_u16(), status, "{kind}");
         assert_eq!(r.headers()["retry-after"], "17");
         assert_eq!(
@@ -325,11 +317,7 @@ async fn an_unreachable_upstream_is_a_502_that_says_so() {
         .unwrap();
     setup.config["credentials"][0]["base_url"] = format!("http://{closed}").into();
     let carpool = setup.start().await;
-    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
-        .json(&message_body(true))
-        .send()
-        .await
-        .unwrap();
+    let r = ask(&carpool, true).await;
     let (status, kind, message) = error_of(r).await;
     assert_eq!((status, kind.as_str()), (502, "api_error"));
     assert!(message.contains("cannot reach the upstream"), "{message}");
@@ -351,22 +339,14 @@ async fn a_stalled_upstream_before_headers_ends_in_a_504() {
     let carpool = setup.start().await;
 
     setup.mock.push(Reply::StallHeaders(Duration::from_secs(5)));
-    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
-        .json(&message_body(true))
-        .send()
-        .await
-        .unwrap();
+    let r = ask(&carpool, true).await;
     let (status, kind, message) = error_of(r).await;
     assert_eq!((status, kind.as_str()), (504, "timeout_error"));
     assert!(message.contains("timeouts.first_byte"), "{message}");
 
     // Non-streaming requests are bounded by the whole-request timeout instead.
     setup.mock.push(Reply::StallHeaders(Duration::from_secs(5)));
-    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
-        .json(&message_body(false))
-        .send()
-        .await
-        .unwrap();
+    let r = ask(&carpool, false).await;
     let (status, _, message) = error_of(r).await;
     assert_eq!(status, 504);
     assert!(message.contains("timeouts.request"), "{message}");
@@ -379,11 +359,7 @@ async fn a_stream_that_goes_silent_ends_with_an_sse_error_event() {
     with_timeouts(&mut setup, serde_json::json!({"idle": "300ms"}));
     let carpool = setup.start().await;
     setup.mock.push(Reply::StallMidStream);
-    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
-        .json(&message_body(true))
-        .send()
-        .await
-        .unwrap();
+    let r = ask(&carpool, true).await;
     assert_eq!(r.status(), 200);
     let text = tokio::time::timeout(Duration::from_secs(5), r.text())
         .await
@@ -416,11 +392,7 @@ async fn slow_but_steady_streams_are_not_cut_by_the_idle_timeout() {
     setup
         .mock
         .push(Reply::SlowEvents(Duration::from_millis(150)));
-    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
-        .json(&message_body(true))
-        .send()
-        .await
-        .unwrap();
+    let r = ask(&carpool, true).await;
     let text = r.text().await.unwrap();
     assert_eq!(
         text,
@@ -497,11 +469,7 @@ async fn compressed_upstream_answers_reach_the_client_decoded() {
     let setup = Setup::new().await;
     let carpool = setup.start().await;
     setup.mock.push(Reply::Gzipped);
-    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
-        .json(&message_body(false))
-        .send()
-        .await
-        .unwrap();
+    let r = ask(&carpool, false).await;
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("content-encoding").is_none());
     // Carpool can read usage in what it forwards because it decoded it.
@@ -524,11 +492,7 @@ async fn a_non_streaming_answer_that_stops_halfway_is_cut_at_the_request_deadlin
     );
     let carpool = setup.start().await;
     setup.mock.push(Reply::StallMidStream);
-    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
-        .json(&message_body(false))
-        .send()
-        .await
-        .unwrap();
+    let r = ask(&carpool, false).await;
     assert_eq!(r.status(), 200, "headers came in time");
     let body = tokio::time::timeout(Duration::from_secs(5), r.bytes())
         .await
@@ -564,11 +528,7 @@ async fn an_upstream_that_never_accepts_the_connection_hits_the_connect_timeout(
         serde_json::json!({"connect": "300ms", "first_byte": "1h"}),
     );
     let carpool = setup.start().await;
-    let r = alice(client().post(format!("{}/v1/messages", carpool.url())))
-        .json(&message_body(true))
-        .send()
-        .await
-        .unwrap();
+    let r = ask(&carpool, true).await;
     let (status, kind, message) = error_of(r).await;
     assert_eq!((status, kind.as_str()), (504, "timeout_error"), "{message}");
     assert!(message.contains("timeouts.connect"), "{message}");

@@ -63,6 +63,16 @@ fn start(mut cmd: Command) -> Process {
     Process { child, stdout, url }
 }
 
+/// `carpool serve` with the setup's config written to disk, and `env` added.
+fn serve(setup: &Setup, env: &[(&str, &str)]) -> Process {
+    let config = setup.write_config();
+    let mut cmd = command(setup.dir.path());
+    cmd.envs(env.iter().copied())
+        .args(["serve", "--config"])
+        .arg(&config);
+    start(cmd)
+}
+
 fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -212,10 +222,7 @@ fn a_bad_config_fails_at_start_naming_the_field() {
 #[tokio::test]
 async fn sigterm_lets_the_running_stream_finish_then_exits_0() {
     let setup = Setup::new().await;
-    let config = setup.write_config();
-    let mut cmd = command(setup.dir.path());
-    cmd.args(["serve", "--config"]).arg(&config);
-    let p = start(cmd);
+    let p = serve(&setup, &[]);
 
     // A stream that takes about 1.4 s; SIGTERM arrives in the middle of it.
     setup
@@ -259,10 +266,7 @@ async fn sigterm_lets_the_running_stream_finish_then_exits_0() {
 async fn shutdown_does_not_wait_past_the_grace_period() {
     let mut setup = Setup::new().await;
     setup.config["timeouts"] = serde_json::json!({"shutdown_grace": "500ms"});
-    let config = setup.write_config();
-    let mut cmd = command(setup.dir.path());
-    cmd.args(["serve", "--config"]).arg(&config);
-    let p = start(cmd);
+    let p = serve(&setup, &[]);
     setup.mock.push(Reply::StallMidStream);
     let response = client()
         .post(format!("{}/v1/messages", p.url))
@@ -287,12 +291,7 @@ async fn logs_of_a_full_run_name_users_and_accounts_but_hold_no_secret() {
     let setup = Setup::without_file().await;
     // Expired: the run includes a refresh, so old and new tokens all pass through Carpool.
     write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() - 1000);
-    let config = setup.write_config();
-    let mut cmd = command(setup.dir.path());
-    cmd.env("CARPOOL_LOG", "debug")
-        .args(["serve", "--config"])
-        .arg(&config);
-    let p = start(cmd);
+    let p = serve(&setup, &[("CARPOOL_LOG", "debug")]);
 
     let url = format!("{}/v1/messages", p.url);
     let r = client()

@@ -209,24 +209,25 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// Anthropic-format 404 for paths Carpool does not relay.
 pub async fn not_found(request: Request) -> Response {
-    let mut log = RequestLog::start(request.method(), request.uri().path());
     let error = RelayError::not_found(format!(
         "Carpool does not relay {} {}. It serves POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models.",
         request.method(),
         request.uri().path()
     ));
-    log.finish_error(&error);
-    error.into_response()
+    refuse(&request, error)
 }
 
 /// Anthropic-format 405 for a known path with the wrong method.
 pub async fn method_not_allowed(request: Request) -> Response {
-    let mut log = RequestLog::start(request.method(), request.uri().path());
     let error = RelayError::method_not_allowed(format!(
         "Carpool: {} is not allowed on {}",
         request.method(),
         request.uri().path()
     ));
-    log.finish_error(&error);
+    refuse(&request, error)
+}
+
+fn refuse(request: &Request, error: RelayError) -> Response {
+    RequestLog::start(request.method(), request.uri().path()).finish_error(&error);
     error.into_response()
 }

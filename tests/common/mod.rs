@@ -119,6 +119,18 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
+/// `POST /v1/messages` as alice, with a Claude-Code-like body.
+pub async fn ask(carpool: &RunningServer, stream: bool) -> reqwest::Response {
+    client()
+        .post(format!("{}/v1/messages", carpool.url()))
+        .header("authorization", format!("Bearer {ALICE_TOKEN}"))
+        .header("anthropic-version", "2023-06-01")
+        .json(&message_body(stream))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A Claude-Code-like request body, with fields an older schema would not know.
 pub fn message_body(stream: bool) -> Value {
     json!({
