@@ -90,9 +90,9 @@ pub struct RawTimeouts {
     /// TCP + TLS connect to the upstream (default 10s).
     #[serde(default)]
     pub connect: Option<String>,
-    /// From sending the request to the upstream's response headers, for streaming
-    /// requests and small endpoints (default 2m). Non-streaming messages only answer
-    /// when the whole reply is ready, so they are bounded by `request` instead.
+    /// From sending a streaming request to the upstream's response headers (default 2m).
+    /// Non-streaming requests only answer when the whole reply is ready, so they are
+    /// bounded by `request` instead.
     #[serde(default)]
     pub first_byte: Option<String>,
     /// Longest silence between two chunks of a response (default 2m; Anthropic sends

@@ -29,7 +29,7 @@ use http::{StatusCode, header};
 use serde::Deserialize;
 
 use crate::auth::Caller;
-use crate::credentials::Unavailable;
+use crate::credentials::{Credential, Unavailable};
 use crate::engine::Engine;
 use crate::error::RelayError;
 use crate::secret::Secret;
@@ -71,10 +71,7 @@ async fn relay(
     log.credential = credential.tag.clone();
 
     // 2. read the body
-    let limit = engine.config.max_body_bytes;
-    let body = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| RelayError::too_large(limit))?;
+    let body = read_body(body, engine.config.max_body_bytes).await?;
     let peek = Peek::of(&body);
     log.model = peek.model.clone().unwrap_or_else(|| "-".into());
     let streaming = peek.stream == Some(true);
@@ -82,64 +79,20 @@ async fn relay(
     // Streaming answers send headers early and then keep talking: they are bounded by the
     // first-byte and idle timeouts. Other answers arrive whole, so the whole request is.
     let timeouts = &engine.config.timeouts;
-    let started = Instant::now();
+    let deadline = (!streaming).then(|| Instant::now() + timeouts.request);
     let limits = BodyLimits {
         idle: timeouts.idle,
-        deadline: (!streaming).then(|| started + timeouts.request),
-    };
-    let (header_wait, header_timeout_field) = if streaming {
-        (timeouts.first_byte, "timeouts.first_byte")
-    } else {
-        (timeouts.request, "timeouts.request")
+        deadline,
     };
 
     // 3 + 4. token, send, and one retry on a fresh token after a 401
-    let url = match parts.uri.path_and_query() {
-        Some(pq) => format!("{}{}", credential.base_url, pq.as_str()),
-        None => format!("{}{}", credential.base_url, parts.uri.path()),
-    };
     let mut rejected: Option<Secret> = None;
     let response = loop {
         let token = credential
             .access_token(rejected.as_ref())
             .await
             .map_err(no_credential)?;
-        let mut outgoing =
-            engine
-                .http
-                .request(parts.method.clone(), &url)
-                .headers(upstream::request_headers(
-                    &parts.headers,
-                    &engine.config.headers,
-                    &token,
-                ));
-        if !body.is_empty() {
-            outgoing = outgoing.body(body.clone());
-        }
-        let response = tokio::time::timeout(header_wait, outgoing.send())
-            .await
-            .map_err(|_| {
-                RelayError::timeout(format!(
-                    "Carpool: the upstream ({}) sent no response within {} (`{header_timeout_field}` in the Carpool config)",
-                    credential.base_url,
-                    humantime::format_duration(header_wait)
-                ))
-            })?
-            .map_err(|e| {
-                if e.is_connect() && e.is_timeout() {
-                    RelayError::timeout(format!(
-                        "Carpool: could not connect to the upstream ({}) within {} (`timeouts.connect` in the Carpool config)",
-                        credential.base_url,
-                        humantime::format_duration(timeouts.connect)
-                    ))
-                } else {
-                    RelayError::unreachable(format!(
-                        "Carpool: cannot reach the upstream ({}): {}",
-                        credential.base_url,
-                        error_chain(&e)
-                    ))
-                }
-            })?;
+        let response = send(engine, &credential, &parts, &body, &token, deadline).await?;
         if response.status() == StatusCode::UNAUTHORIZED && rejected.is_none() {
             tracing::warn!(credential = %credential.tag, "upstream rejected the access token (401); refreshing and retrying once");
             rejected = Some(token);
@@ -171,6 +124,73 @@ fn no_credential(u: Unavailable) -> RelayError {
         ),
         u.retry_after.map(|d| d.as_secs().max(1)),
     )
+}
+
+/// Reads the whole request body, refusing more than `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, RelayError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let source = e.into_inner();
+        if source.is::<http_body_util::LengthLimitError>() {
+            RelayError::too_large(limit)
+        } else {
+            RelayError::bad_request(format!(
+                "Carpool: could not read the request body: {source}"
+            ))
+        }
+    })
+}
+
+/// Sends one attempt upstream and waits for the response headers: until `deadline` for
+/// non-streaming requests, for `timeouts.first_byte` for streaming ones.
+async fn send(
+    engine: &Engine,
+    credential: &Credential,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    token: &Secret,
+    deadline: Option<Instant>,
+) -> Result<reqwest::Response, RelayError> {
+    let timeouts = &engine.config.timeouts;
+    let url = match parts.uri.path_and_query() {
+        Some(pq) => format!("{}{}", credential.base_url, pq.as_str()),
+        None => format!("{}{}", credential.base_url, parts.uri.path()),
+    };
+    let mut outgoing =
+        engine
+            .http
+            .request(parts.method.clone(), url)
+            .headers(upstream::request_headers(
+                &parts.headers,
+                &engine.config.headers,
+                token,
+            ));
+    if !body.is_empty() {
+        outgoing = outgoing.body(body.clone());
+    }
+    let (until, wait, field) = match deadline {
+        Some(d) => (d, timeouts.request, "timeouts.request"),
+        None => (
+            Instant::now() + timeouts.first_byte,
+            timeouts.first_byte,
+            "timeouts.first_byte",
+        ),
+    };
+    let base = &credential.base_url;
+    match tokio::time::timeout_at(until.into(), outgoing.send()).await {
+        Err(_) => Err(RelayError::timeout(format!(
+            "Carpool: the upstream ({base}) sent no response within {} (`{field}` in the Carpool config)",
+            humantime::format_duration(wait)
+        ))),
+        Ok(Err(e)) if e.is_connect() && e.is_timeout() => Err(RelayError::timeout(format!(
+            "Carpool: could not connect to the upstream ({base}) within {} (`timeouts.connect` in the Carpool config)",
+            humantime::format_duration(timeouts.connect)
+        ))),
+        Ok(Err(e)) => Err(RelayError::unreachable(format!(
+            "Carpool: cannot reach the upstream ({base}): {}",
+            error_chain(&e)
+        ))),
+        Ok(Ok(response)) => Ok(response),
+    }
 }
 
 /// The few request fields the relay looks at; everything else passes untouched.
