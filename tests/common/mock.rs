@@ -123,6 +123,11 @@ impl Mock {
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // Like the real API, no Nagle: each SSE event goes out as its own small write,
+        // and without TCP_NODELAY every stream would stall ~40 ms on delayed ACKs.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
