@@ -5,8 +5,15 @@ use std::path::Path;
 
 /// Writes `bytes` to a temporary file beside `path`, flushes it to disk and renames it
 /// over `path`. Readers see the old content or the new, never a mix. The new file gets
-/// `mode` on Unix (callers pass the old file's mode to keep it).
+/// `mode` on Unix (callers pass the old file's mode to keep it) and the old file's owner:
+/// a Carpool running as root must not leave a user's Claude login owned by root, where
+/// the user's own `claude` could no longer read it.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    let owner = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid()))
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -33,6 +40,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
             // The umask may have removed bits the old file had.
             use std::os::unix::fs::PermissionsExt;
             file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            if let Some((uid, gid)) = owner {
+                // Only root may give a file away; for anyone else the owner is already
+                // the writer, so a failure here changes nothing.
+                let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
+            }
         }
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -81,5 +93,23 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         #[cfg(unix)]
         assert_eq!(file_mode(&path), Some(0o640));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keeps_the_owner_of_the_file_it_replaces() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.json");
+        std::fs::write(&path, "old").unwrap();
+        // Giving the file to another user needs root; elsewhere the owner is us anyway.
+        let gave_away = std::os::unix::fs::chown(&path, Some(4321), Some(4321)).is_ok();
+        let before = std::fs::metadata(&path).unwrap();
+        write_atomic(&path, b"new", 0o600).unwrap();
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+        if gave_away {
+            assert_eq!(after.uid(), 4321);
+        }
     }
 }
