@@ -51,6 +51,8 @@ fn is_dropped_request_header(name: &str) -> bool {
             "authorization" | "x-api-key" | "api-key" | "x-goog-api-key"
             // Set by Carpool / reqwest.
             | "accept-encoding" | "content-length"
+            // Negotiated between the client and Carpool, which already holds the whole body.
+            | "expect"
         )
 }
 
@@ -166,6 +168,7 @@ mod tests {
             ("connection", "keep-alive, x-custom-hop"),
             ("x-custom-hop", "1"),
             ("host", "carpool.local"),
+            ("expect", "100-continue"),
             ("accept-encoding", "br"),
             ("cf-connecting-ip", "1.2.3.4"),
             ("x-forwarded-for", "1.2.3.4"),
@@ -181,6 +184,7 @@ mod tests {
             "connection",
             "x-custom-hop",
             "host",
+            "expect",
             "accept-encoding",
             "cf-connecting-ip",
             "x-forwarded-for",

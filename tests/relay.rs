@@ -535,3 +535,51 @@ async fn an_upstream_that_never_accepts_the_connection_hits_the_connect_timeout(
     drop(listener);
     carpool.shutdown().await;
 }
+
+#[tokio::test]
+async fn curl_with_expect_100_continue_and_a_large_body_works() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: curl is not installed");
+        return;
+    }
+    let setup = Setup::new().await;
+    let carpool = setup.start().await;
+    let body_path = setup.dir.path().join("body.json");
+    let mut body = message_body(false);
+    body["messages"][0]["content"][0]["text"] = "y".repeat(3_000_000).into();
+    std::fs::write(&body_path, serde_json::to_vec(&body).unwrap()).unwrap();
+    let url = format!("{}/v1/messages", carpool.url());
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "--max-time", "20", "-H"])
+        .arg(format!("authorization: Bearer {ALICE_TOKEN}"))
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "expect: 100-continue",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", body_path.display()))
+        .arg(&url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(reply["content"][0]["text"], mock::MOCK_REPLY_TEXT);
+    let seen = &setup.mock.requests()[0];
+    assert_eq!(
+        seen.body.len(),
+        std::fs::metadata(&body_path).unwrap().len() as usize
+    );
+    assert!(!seen.headers.contains_key("expect"));
+    carpool.shutdown().await;
+}

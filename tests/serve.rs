@@ -291,7 +291,7 @@ async fn logs_of_a_full_run_name_users_and_accounts_but_hold_no_secret() {
     let setup = Setup::without_file().await;
     // Expired: the run includes a refresh, so old and new tokens all pass through Carpool.
     write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() - 1000);
-    let p = serve(&setup, &[("CARPOOL_LOG", "debug")]);
+    let p = serve(&setup, &[("CARPOOL_LOG", "trace")]);
 
     let url = format!("{}/v1/messages", p.url);
     let r = client()
