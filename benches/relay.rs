@@ -1,5 +1,6 @@
 //! Relay overhead benchmark: `/v1/messages` through Carpool versus directly against the
-//! same mock upstream, non-streaming and streaming, at concurrency 1 and 16.
+//! same mock upstream (the test mock, `tests/common/mock.rs`), non-streaming and
+//! streaming, at concurrency 1 and 16.
 //!
 //! Run with `cargo bench --bench relay` (optimised build). Everything listens on
 //! 127.0.0.1; nothing leaves the machine. See bench/README.md for figures and how to
@@ -14,103 +15,8 @@
 #[path = "../tests/common/mock.rs"]
 mod mock;
 
-/// The upstream the relay is measured against: the test mock's wire format and serving
-/// pattern (auth check, JSON parse, one write per SSE event), on a listener with
-/// TCP_NODELAY. The test mock itself serves without TCP_NODELAY, and its SSE events then
-/// wait ~40 ms for the reader's delayed ACK, which would hide everything Carpool does;
-/// the Nagle check at the end of the run measures it against the test mock as well.
-mod upstream {
-    use std::convert::Infallible;
-    use std::net::SocketAddr;
-    use std::sync::Arc;
-
-    use axum::Router;
-    use axum::body::{Body, Bytes};
-    use axum::extract::{Request, State};
-    use axum::response::Response;
-    use axum::routing::post;
-    use axum::serve::ListenerExt;
-    use serde_json::{Value, json};
-
-    use crate::mock::{INPUT_TOKENS, MOCK_REPLY_TEXT, OUTPUT_TOKENS, sse_events};
-
-    pub async fn start(valid_access: &str) -> SocketAddr {
-        let want: Arc<str> = format!("Bearer {valid_access}").into();
-        let app = Router::new()
-            .route("/v1/messages", post(messages))
-            .with_state(want);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let listener = listener.tap_io(|tcp| {
-            tcp.set_nodelay(true).unwrap();
-        });
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        addr
-    }
-
-    fn json_response(status: u16, body: &Value) -> Response {
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .header("request-id", "req_mock_0001")
-            .body(Body::from(body.to_string()))
-            .unwrap()
-    }
-
-    async fn messages(State(want): State<Arc<str>>, request: Request) -> Response {
-        let (parts, body) = request.into_parts();
-        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-        let authorized = parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            == Some(&*want);
-        if !authorized {
-            return json_response(
-                401,
-                &json!({"type":"error","error":{"type":"authentication_error","message":"invalid token"}}),
-            );
-        }
-        let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let model = request["model"]
-            .as_str()
-            .unwrap_or("claude-sonnet-4-5-20250929");
-        if request["stream"].as_bool() != Some(true) {
-            return json_response(
-                200,
-                &json!({
-                    "id": "msg_01MockMockMockMockMockMock", "type": "message",
-                    "role": "assistant", "model": model,
-                    "content": [{"type": "text", "text": MOCK_REPLY_TEXT}],
-                    "stop_reason": "end_turn", "stop_sequence": null,
-                    "usage": {"input_tokens": INPUT_TOKENS, "cache_creation_input_tokens": 0,
-                        "cache_read_input_tokens": 0, "output_tokens": OUTPUT_TOKENS}
-                }),
-            );
-        }
-        // One chunk per event, handed over one at a time, as the test mock does.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
-        let events = sse_events(model);
-        tokio::spawn(async move {
-            for event in events {
-                if tx.send(Ok(Bytes::from(event))).await.is_err() {
-                    return;
-                }
-            }
-        });
-        let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-        Response::builder()
-            .header("content-type", "text/event-stream; charset=utf-8")
-            .header("cache-control", "no-cache")
-            .header("request-id", "req_mock_0001")
-            .body(Body::from_stream(stream))
-            .unwrap()
-    }
-}
-
 use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -121,7 +27,6 @@ use serde_json::json;
 const ACCESS: &str = "sk-ant-oat01-bench-access-00000000001";
 const REFRESH: &str = "sk-ant-ort01-bench-refresh-0000000001";
 const USER_TOKEN: &str = "cpk-bench-token-000000000001";
-const USER_TOKEN_MOCK: &str = "cpk-bench-token-000000000002";
 const HOUR_MS: u128 = 3_600_000;
 
 /// Requests per measured scenario at scale 1.
@@ -130,9 +35,6 @@ const HIGH_REQUESTS: usize = 30_000;
 /// Warm-up requests per scenario at scale 1 (connections opened, pools filled).
 const WARMUP_LOW: usize = 500;
 const WARMUP_HIGH: usize = 2_000;
-/// The Nagle check (streaming, concurrency 1, against the test mock).
-const NAGLE_REQUESTS: usize = 50;
-const NAGLE_WARMUP: usize = 10;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -446,7 +348,7 @@ fn write_credentials(path: &Path) {
     std::fs::write(path, text).unwrap();
 }
 
-fn main() {
+fn main() -> ExitCode {
     let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
     let scale = env_f64("BENCH_SCALE").unwrap_or(1.0) * if quick { 0.1 } else { 1.0 };
     let cap = Duration::from_secs_f64(env_f64("BENCH_MAX_SECS").unwrap_or(10.0));
@@ -457,34 +359,27 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(plan, high));
+    runtime.block_on(run(plan, high))
 }
 
-async fn run(plan: Plan, high: usize) {
+async fn run(plan: Plan, high: usize) -> ExitCode {
     let run_started = Instant::now();
-    // The test mock: its token endpoint (never called: the token is valid for 8 hours)
-    // and the Nagle check.
+    // The only upstream, for both paths. Its token endpoint is never called (the token
+    // is valid for 8 hours), and it keeps no requests (it would otherwise hold them all).
     let mock = Mock::start(ACCESS).await;
-    mock.state
-        .recording
-        .store(false, std::sync::atomic::Ordering::Relaxed);
-    let fast = format!("http://{}", upstream::start(ACCESS).await);
+    mock.state.recording.store(false, Ordering::Relaxed);
 
     let dir = tempfile::tempdir().unwrap();
-    let cred_fast = dir.path().join("fast.credentials.json");
-    let cred_mock = dir.path().join("mock.credentials.json");
-    write_credentials(&cred_fast);
-    write_credentials(&cred_mock);
+    let cred_path = dir.path().join(".credentials.json");
+    write_credentials(&cred_path);
     let config = json!({
         "listen": "127.0.0.1",
         "listen_port": 0,
         "credentials": [
-            {"tag": "fast", "credential_path": cred_fast, "base_url": fast, "token_url": mock.token_url()},
-            {"tag": "mock", "credential_path": cred_mock, "base_url": mock.url(), "token_url": mock.token_url()},
+            {"tag": "mock", "credential_path": cred_path, "base_url": mock.url(), "token_url": mock.token_url()},
         ],
         "users": [
-            {"name": "bench", "token": USER_TOKEN, "credential": "fast"},
-            {"name": "bench-mock", "token": USER_TOKEN_MOCK, "credential": "mock"},
+            {"name": "bench", "token": USER_TOKEN, "credential": "mock"},
         ],
     });
     let text = serde_json::to_string(&config).unwrap();
@@ -497,7 +392,7 @@ async fn run(plan: Plan, high: usize) {
             auth: format!("Bearer {token}"),
         })
     };
-    let direct = target(&fast, ACCESS);
+    let direct = target(&mock.url(), ACCESS);
     let via = target(&server.url(), USER_TOKEN);
 
     println!(
@@ -505,12 +400,16 @@ async fn run(plan: Plan, high: usize) {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     println!(
-        "scale {}, cap {:?} per scenario; upstream {fast} (TCP_NODELAY), carpool {}",
+        "scale {}, cap {:?} per scenario; upstream {} (tests/common/mock.rs), carpool {}",
         plan.scale,
         plan.cap,
+        mock.url(),
         server.url()
     );
     println!("latencies in ms; ttfc = time to the first body chunk (the first SSE event)");
+    println!(
+        "a Nagle stall (a small write waiting for a delayed ACK) would show as ~40 ms in the streaming c=1 rows"
+    );
     println!();
 
     let mut outcomes = Vec::new();
@@ -575,33 +474,6 @@ async fn run(plan: Plan, high: usize) {
         );
     }
 
-    // Nagle check: streaming at concurrency 1 against the test mock, whose listener
-    // does not set TCP_NODELAY. A p50 near 40 ms there is the delayed-ACK stall.
-    println!();
-    println!(
-        "Nagle check: streaming c=1 against the test mock (tests/common/mock.rs) {}",
-        mock.url()
-    );
-    let counts = (plan.n(NAGLE_WARMUP), plan.n(NAGLE_REQUESTS));
-    let mock_direct = target(&mock.url(), ACCESS);
-    let mock_via = target(&server.url(), USER_TOKEN_MOCK);
-    for (route, t) in [(Route::Direct, &mock_direct), (Route::Carpool, &mock_via)] {
-        let o = scenario(&plan, t, route, true, 1, counts).await;
-        print_row(&o);
-        outcomes.push(o);
-    }
-    let stalled = outcomes[outcomes.len() - 2..]
-        .iter()
-        .any(|o| o.total.p50 >= Duration::from_millis(30));
-    println!(
-        "{}",
-        if stalled {
-            "-> ~40 ms per streamed request: the test mock's socket waits for delayed ACKs (no TCP_NODELAY)"
-        } else {
-            "-> no Nagle stall"
-        }
-    );
-
     server.shutdown().await;
     println!();
     println!(
@@ -619,8 +491,9 @@ async fn run(plan: Plan, high: usize) {
                 o.first_error.as_deref().unwrap_or("?")
             );
         }
-        std::process::exit(1);
+        return ExitCode::FAILURE;
     }
+    ExitCode::SUCCESS
 }
 
 fn label(stream: bool, concurrency: usize) -> String {
