@@ -228,13 +228,7 @@ async fn sigterm_lets_the_running_stream_finish_then_exits_0() {
     setup
         .mock
         .push(Reply::SlowEvents(Duration::from_millis(200)));
-    let response = client()
-        .post(format!("{}/v1/messages", p.url))
-        .bearer_auth(ALICE_TOKEN)
-        .json(&message_body(true))
-        .send()
-        .await
-        .unwrap();
+    let response = ask_at(&p.url, true).await;
     assert_eq!(response.status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     sigterm(&p.child);
@@ -268,13 +262,7 @@ async fn shutdown_does_not_wait_past_the_grace_period() {
     setup.config["timeouts"] = serde_json::json!({"shutdown_grace": "500ms"});
     let p = serve(&setup, &[]);
     setup.mock.push(Reply::StallMidStream);
-    let response = client()
-        .post(format!("{}/v1/messages", p.url))
-        .bearer_auth(ALICE_TOKEN)
-        .json(&message_body(true))
-        .send()
-        .await
-        .unwrap();
+    let response = ask_at(&p.url, true).await;
     assert_eq!(response.status(), 200);
     let started = Instant::now();
     sigterm(&p.child);

@@ -121,8 +121,13 @@ pub fn client() -> reqwest::Client {
 
 /// `POST /v1/messages` as alice, with a Claude-Code-like body.
 pub async fn ask(carpool: &RunningServer, stream: bool) -> reqwest::Response {
+    ask_at(&carpool.url(), stream).await
+}
+
+/// [`ask`] for a Carpool reached by URL (a `carpool serve` process).
+pub async fn ask_at(base_url: &str, stream: bool) -> reqwest::Response {
     client()
-        .post(format!("{}/v1/messages", carpool.url()))
+        .post(format!("{base_url}/v1/messages"))
         .header("authorization", format!("Bearer {ALICE_TOKEN}"))
         .header("anthropic-version", "2023-06-01")
         .json(&message_body(stream))
