@@ -50,20 +50,9 @@ impl RequestLog {
 
     /// Moves the record out (into a response body); `self` will write nothing.
     pub fn take(&mut self) -> RequestLog {
-        let taken = RequestLog {
-            armed: true,
-            started: self.started,
-            method: self.method.clone(),
-            path: std::mem::take(&mut self.path),
-            user: std::mem::take(&mut self.user),
-            credential: std::mem::take(&mut self.credential),
-            model: std::mem::take(&mut self.model),
-            status: self.status,
-            bytes: self.bytes,
-            outcome: self.outcome,
-        };
-        self.armed = false;
-        taken
+        let mut disarmed = RequestLog::start(&self.method, "");
+        disarmed.armed = false;
+        std::mem::replace(self, disarmed)
     }
 }
 
