@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod engine;
 pub mod error;
 mod fsutil;
+pub mod ledger;
 pub mod relay;
 pub mod secret;
 pub mod upstream;
