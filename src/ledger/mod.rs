@@ -19,9 +19,13 @@
 pub mod ccm;
 pub mod extract;
 pub mod prices;
+pub mod query;
 mod record;
+pub mod store;
+mod writer;
 
 pub use record::{Billing, Tokens, Usage, UsageRecord};
+pub use writer::{Ledger, LedgerOptions};
 
 /// Requests whose input (fresh + cached) exceeds this used the 1M-token context window.
 pub const STANDARD_CONTEXT: u64 = 200_000;

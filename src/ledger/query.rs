@@ -1,0 +1,767 @@
+//! Reports: totals and time series over any range, bucketed by hour, day or month in
+//! the caller's time zone, grouped by one dimension, with top-N.
+//!
+//! SQLite cannot bucket by local day (it knows no time zones), so the work is split:
+//! SQL sums per UTC slot and group key, Rust maps each slot to its local bucket. Slots
+//! are UTC hours read from the `usage_hourly` rollup (see [`super::store`] for why it
+//! keeps reports fast), or quarter hours read from `requests` when the rollup cannot
+//! answer: grouping or filtering by session, a time zone whose offset is not a whole
+//! number of hours (India, Nepal, parts of Australia), and the partial hours at the ends
+//! of a range that does not start or end on the hour. Every UTC offset in use is a
+//! multiple of 15 minutes, so a quarter hour always falls within one local bucket.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::tz::TimeZone;
+use jiff::{RoundMode, Timestamp, ToSpan, Unit, ZonedRound};
+use rusqlite::{Connection, ToSql};
+use serde::Serialize;
+
+const HOUR_MS: i64 = 3_600_000;
+const QUARTER_MS: i64 = 900_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+    Month,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    User,
+    Model,
+    Credential,
+    Device,
+    Session,
+}
+
+impl Dimension {
+    pub fn column(self) -> &'static str {
+        match self {
+            Dimension::User => "user",
+            Dimension::Model => "model",
+            Dimension::Credential => "credential",
+            Dimension::Device => "device",
+            Dimension::Session => "session",
+        }
+    }
+}
+
+/// Only count requests matching every field that is set.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub user: Option<String>,
+    pub model: Option<String>,
+    pub credential: Option<String>,
+    pub device: Option<String>,
+    pub session: Option<String>,
+}
+
+impl Filter {
+    fn conditions(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("user", &self.user),
+            ("model", &self.model),
+            ("credential", &self.credential),
+            ("device", &self.device),
+            ("session", &self.session),
+        ]
+        .into_iter()
+        .filter_map(|(column, value)| value.as_deref().map(|v| (column, v)))
+        .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// Range `[since_ms, until_ms)`, Unix milliseconds.
+    pub since_ms: i64,
+    pub until_ms: i64,
+    /// Time zone of the buckets.
+    pub tz: TimeZone,
+    /// `None`: one row per group over the whole range.
+    pub bucket: Option<Bucket>,
+    /// `None`: one row per bucket.
+    pub group: Option<Dimension>,
+    /// Keep the `top` groups with the highest cost (over the whole range); the rest are
+    /// summed into rows marked `other`.
+    pub top: Option<usize>,
+    pub filter: Filter,
+}
+
+/// Sums over a set of requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub requests: i64,
+    /// Answered with status 400 or above.
+    pub errors: i64,
+    /// Status below 400 but the response was cut short.
+    pub incomplete: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_5m_tokens: i64,
+    pub cache_write_1h_tokens: i64,
+    pub web_search_requests: i64,
+    pub web_fetch_requests: i64,
+    /// Sum of the known costs, in millionths of a dollar.
+    pub cost_micros: i64,
+    /// Requests with tokens whose model had no known price (not in `cost_micros`).
+    pub unpriced: i64,
+    pub duration_ms: i64,
+    pub ttfb_ms: i64,
+    pub ttfb_count: i64,
+}
+
+impl Totals {
+    fn add(&mut self, o: &Totals) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.incomplete += o.incomplete;
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.cache_read_tokens += o.cache_read_tokens;
+        self.cache_write_5m_tokens += o.cache_write_5m_tokens;
+        self.cache_write_1h_tokens += o.cache_write_1h_tokens;
+        self.web_search_requests += o.web_search_requests;
+        self.web_fetch_requests += o.web_fetch_requests;
+        self.cost_micros += o.cost_micros;
+        self.unpriced += o.unpriced;
+        self.duration_ms += o.duration_ms;
+        self.ttfb_ms += o.ttfb_ms;
+        self.ttfb_count += o.ttfb_count;
+    }
+
+    pub fn cache_write_tokens(&self) -> i64 {
+        self.cache_write_5m_tokens + self.cache_write_1h_tokens
+    }
+
+    /// Every token: input, output, cache reads and writes.
+    pub fn total_tokens(&self) -> i64 {
+        self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens()
+    }
+
+    /// Mean time to first byte, in milliseconds.
+    pub fn mean_ttfb_ms(&self) -> Option<i64> {
+        (self.ttfb_count > 0).then(|| self.ttfb_ms / self.ttfb_count)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Start of the bucket (its first instant in the query's time zone), when bucketed.
+    pub bucket: Option<Timestamp>,
+    /// The group's value (empty string: requests without one, e.g. no device id), when grouped.
+    pub key: Option<String>,
+    /// This row sums the groups beyond `top`.
+    pub other: bool,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// By bucket (oldest first), then by cost (highest first), then key.
+    pub rows: Vec<Row>,
+    pub total: Totals,
+    /// Which table answered, for tests and `--verbose`: `rollup`, `requests` or both.
+    pub source: &'static str,
+}
+
+/// Sums for (UTC slot start, key).
+type Slots = Vec<(i64, Option<String>, Totals)>;
+
+pub fn report(conn: &Connection, q: &Query) -> rusqlite::Result<Report> {
+    report_from(conn, q, false)
+}
+
+/// [`report`], optionally answered from `requests` alone (tests compare the two).
+fn report_from(conn: &Connection, q: &Query, requests_only: bool) -> rusqlite::Result<Report> {
+    let since = q.since_ms.max(0);
+    let until = q.until_ms.max(since);
+    let raw_only = requests_only
+        || q.group == Some(Dimension::Session)
+        || q.filter.session.is_some()
+        || !whole_hour_offsets(&q.tz, since, until);
+    // The rollup answers whole hours; the partial hours at the ends come from `requests`.
+    let first_hour =
+        since.div_euclid(HOUR_MS) * HOUR_MS + if since % HOUR_MS == 0 { 0 } else { HOUR_MS };
+    let last_hour = until.div_euclid(HOUR_MS) * HOUR_MS;
+    let mut slots = Slots::new();
+    let source = if raw_only || first_hour >= last_hour {
+        read_requests(conn, q, since, until, &mut slots)?;
+        "requests"
+    } else {
+        read_rollup(conn, q, first_hour, last_hour, &mut slots)?;
+        let mut edges = false;
+        if since < first_hour {
+            read_requests(conn, q, since, first_hour, &mut slots)?;
+            edges = true;
+        }
+        if last_hour < until {
+            read_requests(conn, q, last_hour, until, &mut slots)?;
+            edges = true;
+        }
+        if edges { "rollup+requests" } else { "rollup" }
+    };
+    Ok(assemble(q, slots, source))
+}
+
+/// True when every UTC offset `tz` uses in `[since, until]` is a whole number of hours.
+fn whole_hour_offsets(tz: &TimeZone, since_ms: i64, until_ms: i64) -> bool {
+    let (Ok(since), Ok(until)) = (
+        Timestamp::from_millisecond(since_ms),
+        Timestamp::from_millisecond(until_ms),
+    ) else {
+        return false;
+    };
+    if tz.to_offset(since).seconds() % 3600 != 0 {
+        return false;
+    }
+    tz.following(since)
+        .take_while(|t| t.timestamp() <= until)
+        .all(|t| t.offset().seconds() % 3600 == 0)
+}
+
+const SUMS_ROLLUP: &str = "SUM(requests), SUM(errors), SUM(incomplete), SUM(input_tokens),
+    SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_5m_tokens),
+    SUM(cache_write_1h_tokens), SUM(web_search_requests), SUM(web_fetch_requests),
+    SUM(cost_micros), SUM(unpriced), SUM(duration_ms), SUM(ttfb_ms), SUM(ttfb_count)";
+
+const SUMS_REQUESTS: &str = "COUNT(*), SUM(status >= 400),
+    SUM(status < 400 AND outcome <> 'complete'), SUM(input_tokens), SUM(output_tokens),
+    SUM(cache_read_tokens), SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens),
+    SUM(web_search_requests), SUM(web_fetch_requests), COALESCE(SUM(cost_micros), 0),
+    SUM(cost_micros IS NULL AND input_tokens + output_tokens + cache_read_tokens
+        + cache_write_5m_tokens + cache_write_1h_tokens > 0),
+    SUM(duration_ms), COALESCE(SUM(ttfb_ms), 0), COUNT(ttfb_ms)";
+
+fn read_rollup(
+    conn: &Connection,
+    q: &Query,
+    from_ms: i64,
+    to_ms: i64,
+    out: &mut Slots,
+) -> rusqlite::Result<()> {
+    let slot = if q.bucket.is_some() {
+        "hour * 1000"
+    } else {
+        "0"
+    };
+    run(
+        conn,
+        q,
+        "usage_hourly",
+        "hour",
+        from_ms / 1000,
+        to_ms / 1000,
+        slot,
+        SUMS_ROLLUP,
+        out,
+    )
+}
+
+fn read_requests(
+    conn: &Connection,
+    q: &Query,
+    from_ms: i64,
+    to_ms: i64,
+    out: &mut Slots,
+) -> rusqlite::Result<()> {
+    let slot = if q.bucket.is_some() {
+        "(at_ms / 900000) * 900000"
+    } else {
+        "0"
+    };
+    debug_assert_eq!(QUARTER_MS, 900_000);
+    run(
+        conn,
+        q,
+        "requests",
+        "at_ms",
+        from_ms,
+        to_ms,
+        slot,
+        SUMS_REQUESTS,
+        out,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    conn: &Connection,
+    q: &Query,
+    table: &str,
+    time_column: &str,
+    from: i64,
+    to: i64,
+    slot: &str,
+    sums: &str,
+    out: &mut Slots,
+) -> rusqlite::Result<()> {
+    let key = q.group.map_or("NULL", Dimension::column);
+    let conditions = q.filter.conditions();
+    let mut sql = format!(
+        "SELECT {slot} AS slot, {key} AS key, {sums} FROM {table} WHERE {time_column} >= ?1 AND {time_column} < ?2"
+    );
+    for (i, (column, _)) in conditions.iter().enumerate() {
+        sql.push_str(&format!(" AND {column} = ?{}", i + 3));
+    }
+    sql.push_str(" GROUP BY slot, key");
+    let mut params: Vec<&dyn ToSql> = vec![&from, &to];
+    for (_, value) in &conditions {
+        params.push(value);
+    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params.as_slice())?;
+    while let Some(row) = rows.next()? {
+        let n =
+            |i: usize| -> rusqlite::Result<i64> { Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0)) };
+        out.push((
+            row.get(0)?,
+            row.get(1)?,
+            Totals {
+                requests: n(2)?,
+                errors: n(3)?,
+                incomplete: n(4)?,
+                input_tokens: n(5)?,
+                output_tokens: n(6)?,
+                cache_read_tokens: n(7)?,
+                cache_write_5m_tokens: n(8)?,
+                cache_write_1h_tokens: n(9)?,
+                web_search_requests: n(10)?,
+                web_fetch_requests: n(11)?,
+                cost_micros: n(12)?,
+                unpriced: n(13)?,
+                duration_ms: n(14)?,
+                ttfb_ms: n(15)?,
+                ttfb_count: n(16)?,
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Maps slots to local buckets, applies top-N and orders the rows.
+fn assemble(q: &Query, slots: Slots, source: &'static str) -> Report {
+    let mut buckets: HashMap<i64, Option<Timestamp>> = HashMap::new();
+    let mut merged: BTreeMap<(Option<Timestamp>, Option<String>), Totals> = BTreeMap::new();
+    let mut total = Totals::default();
+    let mut by_key: HashMap<Option<String>, Totals> = HashMap::new();
+    for (slot, key, totals) in slots {
+        let bucket = q.bucket.and_then(|b| {
+            *buckets
+                .entry(slot)
+                .or_insert_with(|| bucket_start(b, &q.tz, slot))
+        });
+        total.add(&totals);
+        by_key.entry(key.clone()).or_default().add(&totals);
+        merged.entry((bucket, key)).or_default().add(&totals);
+    }
+
+    let kept: Option<std::collections::HashSet<Option<String>>> = q.top.map(|n| {
+        let mut ranked: Vec<_> = by_key.into_iter().collect();
+        ranked.sort_by(|(ka, a), (kb, b)| {
+            b.cost_micros
+                .cmp(&a.cost_micros)
+                .then(b.requests.cmp(&a.requests))
+                .then(ka.cmp(kb))
+        });
+        ranked.into_iter().take(n).map(|(k, _)| k).collect()
+    });
+
+    let mut rows: BTreeMap<(Option<Timestamp>, bool, Option<String>), Totals> = BTreeMap::new();
+    for ((bucket, key), totals) in merged {
+        let other = kept.as_ref().is_some_and(|k| !k.contains(&key));
+        let key = if other { None } else { key };
+        rows.entry((bucket, other, key)).or_default().add(&totals);
+    }
+    let mut rows: Vec<Row> = rows
+        .into_iter()
+        .map(|((bucket, other, key), totals)| Row {
+            bucket,
+            key: if q.group.is_some() && !other {
+                Some(key.unwrap_or_default())
+            } else {
+                None
+            },
+            other,
+            totals,
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        a.bucket
+            .cmp(&b.bucket)
+            .then(a.other.cmp(&b.other))
+            .then(b.totals.cost_micros.cmp(&a.totals.cost_micros))
+            .then(b.totals.requests.cmp(&a.totals.requests))
+            .then(a.key.cmp(&b.key))
+    });
+    Report {
+        rows,
+        total,
+        source,
+    }
+}
+
+/// The first instant of the local hour, day or month containing `slot_ms`.
+fn bucket_start(bucket: Bucket, tz: &TimeZone, slot_ms: i64) -> Option<Timestamp> {
+    let zoned = Timestamp::from_millisecond(slot_ms)
+        .ok()?
+        .to_zoned(tz.clone());
+    let start = match bucket {
+        Bucket::Hour => zoned
+            .round(
+                ZonedRound::new()
+                    .smallest(Unit::Hour)
+                    .mode(RoundMode::Trunc),
+            )
+            .ok()?,
+        Bucket::Day => zoned.start_of_day().ok()?,
+        Bucket::Month => zoned.first_of_month().ok()?.start_of_day().ok()?,
+    };
+    Some(start.timestamp())
+}
+
+/// The end of the bucket starting at `start` (its next bucket's start).
+pub fn bucket_end(bucket: Bucket, tz: &TimeZone, start: Timestamp) -> Option<Timestamp> {
+    let zoned = start.to_zoned(tz.clone());
+    let next = match bucket {
+        Bucket::Hour => zoned.checked_add(1.hour()).ok()?,
+        Bucket::Day => zoned.tomorrow().ok()?.start_of_day().ok()?,
+        Bucket::Month => zoned
+            .checked_add(1.month())
+            .ok()?
+            .first_of_month()
+            .ok()?
+            .start_of_day()
+            .ok()?,
+    };
+    Some(next.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::store;
+    use crate::ledger::{Tokens, UsageRecord};
+
+    fn ts(text: &str) -> i64 {
+        text.parse::<Timestamp>().unwrap().as_millisecond()
+    }
+
+    fn rec(at: &str, user: &str, model: &str, cost: i64) -> UsageRecord {
+        UsageRecord {
+            at_ms: ts(at),
+            user: user.into(),
+            credential: "main".into(),
+            endpoint: "messages".into(),
+            model: model.into(),
+            device: format!("{user}-laptop"),
+            session: format!("{user}-s1"),
+            status: 200,
+            outcome: "complete".into(),
+            tokens: Tokens {
+                input: 100,
+                output: 10,
+                ..Tokens::default()
+            },
+            context_window: 200_000,
+            cost_micros: Some(cost),
+            duration_ms: 50,
+            ttfb_ms: Some(5),
+            messages: 1,
+            ..UsageRecord::default()
+        }
+    }
+
+    fn db(records: &[UsageRecord]) -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = store::open(&dir.path().join("usage.db")).unwrap();
+        store::insert_batch(&mut conn, records).unwrap();
+        (dir, conn)
+    }
+
+    fn query(since: &str, until: &str, tz: &str) -> Query {
+        Query {
+            since_ms: ts(since),
+            until_ms: ts(until),
+            tz: TimeZone::get(tz).unwrap(),
+            bucket: None,
+            group: None,
+            top: None,
+            filter: Filter::default(),
+        }
+    }
+
+    /// (bucket as local date-time text, key, requests, cost)
+    fn summary(r: &Report, tz: &str) -> Vec<(String, String, i64, i64)> {
+        let tz = TimeZone::get(tz).unwrap();
+        r.rows
+            .iter()
+            .map(|row| {
+                let bucket = row
+                    .bucket
+                    .map(|b| {
+                        b.to_zoned(tz.clone())
+                            .strftime("%Y-%m-%d %H:%M")
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                let key = if row.other {
+                    "(other)".into()
+                } else {
+                    row.key.clone().unwrap_or_default()
+                };
+                (bucket, key, row.totals.requests, row.totals.cost_micros)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn days_follow_the_callers_time_zone() {
+        // 03:30 UTC on Nov 2 is still Nov 1 in New York (UTC-4 until 06:00 UTC that day).
+        let (_d, conn) = db(&[
+            rec("2026-11-01T12:00:00Z", "alice", "claude-opus-4-8", 100),
+            rec("2026-11-02T03:30:00Z", "alice", "claude-opus-4-8", 20),
+            rec("2026-11-02T12:00:00Z", "bob", "claude-opus-4-8", 3),
+        ]);
+        let mut q = query("2026-10-01T00:00:00Z", "2026-12-01T00:00:00Z", "UTC");
+        q.bucket = Some(Bucket::Day);
+        let utc = report(&conn, &q).unwrap();
+        assert_eq!(utc.source, "rollup");
+        assert_eq!(
+            summary(&utc, "UTC"),
+            [
+                ("2026-11-01 00:00".into(), String::new(), 1, 100),
+                ("2026-11-02 00:00".into(), String::new(), 2, 23),
+            ]
+        );
+        q.tz = TimeZone::get("America/New_York").unwrap();
+        let ny = report(&conn, &q).unwrap();
+        assert_eq!(
+            summary(&ny, "America/New_York"),
+            [
+                ("2026-11-01 00:00".into(), String::new(), 2, 120),
+                ("2026-11-02 00:00".into(), String::new(), 1, 3),
+            ]
+        );
+        assert_eq!(ny.total.requests, 3);
+        assert_eq!(ny.total.cost_micros, 123);
+        // The local day of the DST change is 25 hours long.
+        let start = ny.rows[0].bucket.unwrap();
+        let end = bucket_end(Bucket::Day, &q.tz, start).unwrap();
+        assert_eq!(end.as_second() - start.as_second(), 25 * 3600);
+    }
+
+    #[test]
+    fn months_hours_groups_and_top_n() {
+        let (_d, conn) = db(&[
+            rec("2026-10-31T23:59:59Z", "carol", "claude-haiku-4-5", 1),
+            rec("2026-11-01T00:00:00Z", "alice", "claude-opus-4-8", 500),
+            rec("2026-11-01T00:10:00Z", "alice", "claude-sonnet-4-6", 50),
+            rec("2026-11-01T01:10:00Z", "bob", "claude-sonnet-4-6", 70),
+            rec("2026-11-20T10:00:00Z", "carol", "claude-haiku-4-5", 2),
+        ]);
+        let mut q = query("2026-10-01T00:00:00Z", "2026-12-01T00:00:00Z", "UTC");
+        q.bucket = Some(Bucket::Month);
+        q.group = Some(Dimension::User);
+        assert_eq!(
+            summary(&report(&conn, &q).unwrap(), "UTC"),
+            [
+                ("2026-10-01 00:00".into(), "carol".into(), 1, 1),
+                ("2026-11-01 00:00".into(), "alice".into(), 2, 550),
+                ("2026-11-01 00:00".into(), "bob".into(), 1, 70),
+                ("2026-11-01 00:00".into(), "carol".into(), 1, 2),
+            ]
+        );
+        // Top 1 user over the whole range is alice; the others become "(other)".
+        q.top = Some(1);
+        assert_eq!(
+            summary(&report(&conn, &q).unwrap(), "UTC"),
+            [
+                ("2026-10-01 00:00".into(), "(other)".into(), 1, 1),
+                ("2026-11-01 00:00".into(), "alice".into(), 2, 550),
+                ("2026-11-01 00:00".into(), "(other)".into(), 2, 72),
+            ]
+        );
+        // Hours, grouped by model, filtered to alice.
+        q.top = None;
+        q.bucket = Some(Bucket::Hour);
+        q.group = Some(Dimension::Model);
+        q.filter.user = Some("alice".into());
+        assert_eq!(
+            summary(&report(&conn, &q).unwrap(), "UTC"),
+            [
+                ("2026-11-01 00:00".into(), "claude-opus-4-8".into(), 1, 500),
+                ("2026-11-01 00:00".into(), "claude-sonnet-4-6".into(), 1, 50),
+            ]
+        );
+        // No bucket: one row per group over the range, highest cost first.
+        q.bucket = None;
+        q.filter = Filter::default();
+        q.group = Some(Dimension::Device);
+        assert_eq!(
+            summary(&report(&conn, &q).unwrap(), "UTC"),
+            [
+                (String::new(), "alice-laptop".into(), 2, 550),
+                (String::new(), "bob-laptop".into(), 1, 70),
+                (String::new(), "carol-laptop".into(), 2, 3),
+            ]
+        );
+    }
+
+    #[test]
+    fn range_ends_off_the_hour_and_half_hour_zones_read_requests() {
+        let (_d, conn) = db(&[
+            rec("2026-11-01T10:05:00Z", "alice", "m", 1),
+            rec("2026-11-01T10:40:00Z", "alice", "m", 10),
+            rec("2026-11-01T11:20:00Z", "alice", "m", 100),
+            rec("2026-11-01T12:50:00Z", "alice", "m", 1000),
+            rec("2026-11-01T18:40:00Z", "alice", "m", 10000),
+        ]);
+        // 10:30 → 12:55: the 10:40 and 12:50 requests come from `requests`, 11:20 from the rollup.
+        let mut q = query("2026-11-01T10:30:00Z", "2026-11-01T12:55:00Z", "UTC");
+        let r = report(&conn, &q).unwrap();
+        assert_eq!(r.source, "rollup+requests");
+        assert_eq!((r.total.requests, r.total.cost_micros), (3, 1110));
+        // India is UTC+5:30: 18:40 UTC is 00:10 on Nov 2 there, 12:50 UTC still Nov 1.
+        q = query(
+            "2026-11-01T00:00:00Z",
+            "2026-11-03T00:00:00Z",
+            "Asia/Kolkata",
+        );
+        q.bucket = Some(Bucket::Day);
+        let r = report(&conn, &q).unwrap();
+        assert_eq!(r.source, "requests");
+        assert_eq!(
+            summary(&r, "Asia/Kolkata"),
+            [
+                ("2026-11-01 00:00".into(), String::new(), 4, 1111),
+                ("2026-11-02 00:00".into(), String::new(), 1, 10000),
+            ]
+        );
+    }
+
+    #[test]
+    fn sessions_come_from_requests() {
+        let mut a = rec("2026-11-01T10:05:00Z", "alice", "m", 1);
+        a.session = "s-a".into();
+        let mut b = rec("2026-11-01T10:06:00Z", "alice", "m", 2);
+        b.session = "s-b".into();
+        let mut c = rec("2026-11-01T11:06:00Z", "alice", "m", 4);
+        c.session = "s-a".into();
+        let (_d, conn) = db(&[a, b, c]);
+        let mut q = query("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "UTC");
+        q.group = Some(Dimension::Session);
+        let r = report(&conn, &q).unwrap();
+        assert_eq!(r.source, "requests");
+        assert_eq!(
+            summary(&r, "UTC"),
+            [
+                (String::new(), "s-a".into(), 2, 5),
+                (String::new(), "s-b".into(), 1, 2)
+            ]
+        );
+        q.group = None;
+        q.filter.session = Some("s-b".into());
+        assert_eq!(report(&conn, &q).unwrap().total.cost_micros, 2);
+    }
+
+    #[test]
+    fn unpriced_errors_and_incomplete_are_counted_the_same_from_both_tables() {
+        let mut unpriced = rec("2026-11-01T10:05:00Z", "alice", "mystery", 0);
+        unpriced.cost_micros = None;
+        let mut failed = rec("2026-11-01T10:06:00Z", "alice", "m", 0);
+        failed.status = 429;
+        failed.tokens = Tokens::default();
+        failed.cost_micros = None;
+        failed.ttfb_ms = None;
+        let mut cut = rec("2026-11-01T10:07:00Z", "alice", "m", 7);
+        cut.outcome = "client_closed".into();
+        let (_d, conn) = db(&[unpriced, failed, cut]);
+        let q = query("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "UTC");
+        let rollup = report(&conn, &q).unwrap();
+        let requests = report_from(&conn, &q, true).unwrap();
+        assert_eq!(rollup.source, "rollup");
+        assert_eq!(requests.source, "requests");
+        assert_eq!(rollup.total, requests.total);
+        let t = rollup.total;
+        assert_eq!(
+            (
+                t.requests,
+                t.errors,
+                t.incomplete,
+                t.unpriced,
+                t.cost_micros
+            ),
+            (3, 1, 1, 1, 7)
+        );
+        assert_eq!((t.ttfb_count, t.mean_ttfb_ms()), (2, Some(5)));
+    }
+
+    /// The rollup and the requests table agree on any range, zone, bucket and group.
+    #[test]
+    fn rollup_and_requests_agree_on_random_history() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let start = ts("2026-03-01T00:00:00Z");
+        let users = ["alice", "bob", "carol"];
+        let models = ["claude-opus-4-8", "claude-sonnet-4-6", "claude-haiku-4-5"];
+        let records: Vec<UsageRecord> = (0..3000)
+            .map(|_| {
+                let mut r = rec(
+                    "2026-03-01T00:00:00Z",
+                    users[rng.random_range(0..3)],
+                    models[rng.random_range(0..3)],
+                    rng.random_range(0..5000),
+                );
+                r.at_ms = start + rng.random_range(0..60 * 24 * HOUR_MS);
+                r.credential = ["a", "b"][rng.random_range(0..2)].into();
+                r.tokens.input = rng.random_range(0..100_000);
+                r.status = [200, 200, 200, 429, 500][rng.random_range(0..5)];
+                r
+            })
+            .collect();
+        let (_d, conn) = db(&records);
+        for (i, tz) in [
+            "UTC",
+            "America/New_York",
+            "Europe/Berlin",
+            "Australia/Sydney",
+        ]
+        .iter()
+        .enumerate()
+        {
+            for bucket in [
+                None,
+                Some(Bucket::Hour),
+                Some(Bucket::Day),
+                Some(Bucket::Month),
+            ] {
+                let since = start + rng.random_range(0..30 * 24 * HOUR_MS);
+                let until = since + rng.random_range(2 * 24 * HOUR_MS..30 * 24 * HOUR_MS);
+                let q = Query {
+                    since_ms: since,
+                    until_ms: until,
+                    tz: TimeZone::get(tz).unwrap(),
+                    bucket,
+                    group: [
+                        None,
+                        Some(Dimension::User),
+                        Some(Dimension::Model),
+                        Some(Dimension::Credential),
+                    ][i],
+                    top: (i == 2).then_some(2),
+                    filter: Filter::default(),
+                };
+                let fast = report(&conn, &q).unwrap();
+                let slow = report_from(&conn, &q, true).unwrap();
+                assert!(fast.source.starts_with("rollup"), "{tz} {bucket:?}");
+                assert_eq!(fast.rows, slow.rows, "{tz} {bucket:?}");
+                assert_eq!(fast.total, slow.total);
+                assert!(fast.total.requests > 0);
+            }
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! The SQLite file: schema, migrations, and writing a batch of records.
+//!
+//! Two tables hold the same requests at two grains:
+//!
+//! - `requests`: one row per request, every field of [`UsageRecord`]. The source of
+//!   truth, and what per-session reports and exports read.
+//! - `usage_hourly`: sums per (UTC hour, user, model, credential, device), updated in the
+//!   same transaction as the rows it sums. Reports over days and months read this, so
+//!   they cost what the number of hours × active combinations costs, not the number of
+//!   requests: a 30-day report is a few tens of thousands of rollup rows whether the
+//!   history holds ten thousand requests or ten million. Hours line up with local days
+//!   and months in every time zone whose offset is a whole number of hours;
+//!   [`super::query`] reads `requests` for the rest (and for sessions, which would make
+//!   the rollup as large as the table itself).
+//!
+//! The database runs in WAL mode: the server's writer and any number of readers
+//! (`carpool usage`, the dashboard) work at once, and a process killed mid-write leaves
+//! the last committed transaction intact. `synchronous = NORMAL` skips the fsync on each
+//! commit (WAL keeps that safe against a crashed process; only an OS crash or power loss
+//! may lose the last commits).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+
+use super::record::UsageRecord;
+
+/// Schema versions, in order; `PRAGMA user_version` is the number applied. Never edit a
+/// released entry: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: requests and the hourly rollup.
+    "CREATE TABLE requests (
+        id                    INTEGER PRIMARY KEY,
+        at_ms                 INTEGER NOT NULL,
+        user                  TEXT    NOT NULL,
+        credential            TEXT    NOT NULL,
+        endpoint              TEXT    NOT NULL,
+        model                 TEXT    NOT NULL,
+        device                TEXT    NOT NULL,
+        session               TEXT    NOT NULL,
+        status                INTEGER NOT NULL,
+        outcome               TEXT    NOT NULL,
+        input_tokens          INTEGER NOT NULL,
+        output_tokens         INTEGER NOT NULL,
+        cache_read_tokens     INTEGER NOT NULL,
+        cache_write_5m_tokens INTEGER NOT NULL,
+        cache_write_1h_tokens INTEGER NOT NULL,
+        web_search_requests   INTEGER NOT NULL,
+        web_fetch_requests    INTEGER NOT NULL,
+        speed                 TEXT    NOT NULL,
+        context_window        INTEGER NOT NULL,
+        cost_micros           INTEGER,            -- NULL: no known price for the model
+        duration_ms           INTEGER NOT NULL,
+        ttfb_ms               INTEGER,            -- NULL: no byte was sent
+        messages              INTEGER NOT NULL,
+        week_reset            INTEGER             -- unified 7d reset, Unix seconds
+    );
+    CREATE INDEX requests_at ON requests (at_ms);
+    CREATE INDEX requests_session ON requests (session, at_ms);
+
+    CREATE TABLE usage_hourly (
+        hour                  INTEGER NOT NULL,   -- Unix seconds of the UTC hour's start
+        user                  TEXT    NOT NULL,
+        model                 TEXT    NOT NULL,
+        credential            TEXT    NOT NULL,
+        device                TEXT    NOT NULL,
+        requests              INTEGER NOT NULL,
+        errors                INTEGER NOT NULL,   -- status >= 400
+        incomplete            INTEGER NOT NULL,   -- status < 400 but the response was cut
+        input_tokens          INTEGER NOT NULL,
+        output_tokens         INTEGER NOT NULL,
+        cache_read_tokens     INTEGER NOT NULL,
+        cache_write_5m_tokens INTEGER NOT NULL,
+        cache_write_1h_tokens INTEGER NOT NULL,
+        web_search_requests   INTEGER NOT NULL,
+        web_fetch_requests    INTEGER NOT NULL,
+        cost_micros           INTEGER NOT NULL,   -- sum of the known costs
+        unpriced              INTEGER NOT NULL,   -- requests with tokens but no known price
+        duration_ms           INTEGER NOT NULL,   -- sum
+        ttfb_ms               INTEGER NOT NULL,   -- sum over the requests that had one
+        ttfb_count            INTEGER NOT NULL,
+        PRIMARY KEY (hour, user, model, credential, device)
+    ) WITHOUT ROWID;",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the usage database {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the usage database {} was written by a newer Carpool (schema {found}; this one knows up to {known}). Upgrade Carpool, or point `database` in the config at another file.",
+        path.display()
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    #[error("no usage database at {} yet: it is created when `carpool serve` starts", path.display())]
+    Missing { path: PathBuf },
+    #[error("usage database {}: {source}", path.display())]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// Opens (creating if needed) the database for writing and brings the schema up to date.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        })?;
+    }
+    let conn = Connection::open(path).map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    prepare(conn, path)
+}
+
+/// Opens an existing database (for reports); never creates one.
+pub fn open_existing(path: &Path) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Missing {
+            path: path.to_owned(),
+        });
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    prepare(conn, path)
+}
+
+fn prepare(mut conn: Connection, path: &Path) -> Result<Connection, StoreError> {
+    let sql = |source| StoreError::Sql {
+        path: path.to_owned(),
+        source,
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sql)?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Applies the migrations this database lacks, each in its own transaction. `BEGIN
+/// IMMEDIATE` takes the write lock before reading the version, so two processes starting
+/// at once do not both migrate.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = |source| StoreError::Sql {
+        path: path.to_owned(),
+        source,
+    };
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sql)?;
+        let applied = usize::try_from(version).unwrap_or(usize::MAX);
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        let Some(step) = MIGRATIONS.get(applied) else {
+            return Ok(());
+        };
+        tx.execute_batch(step).map_err(sql)?;
+        tx.pragma_update(None, "user_version", applied as i64 + 1)
+            .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        tracing::info!(path = %path.display(), version = applied + 1, "usage database migrated");
+    }
+}
+
+/// The schema version of an open database.
+pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+const INSERT_REQUEST: &str = "INSERT INTO requests (
+    at_ms, user, credential, endpoint, model, device, session, status, outcome,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+    web_search_requests, web_fetch_requests, speed, context_window, cost_micros,
+    duration_ms, ttfb_ms, messages, week_reset
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+
+const UPSERT_HOURLY: &str = "INSERT INTO usage_hourly (
+    hour, user, model, credential, device, requests, errors, incomplete,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+    web_search_requests, web_fetch_requests, cost_micros, unpriced, duration_ms, ttfb_ms, ttfb_count
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+ON CONFLICT (hour, user, model, credential, device) DO UPDATE SET
+    requests = requests + excluded.requests,
+    errors = errors + excluded.errors,
+    incomplete = incomplete + excluded.incomplete,
+    input_tokens = input_tokens + excluded.input_tokens,
+    output_tokens = output_tokens + excluded.output_tokens,
+    cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+    cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+    cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+    web_search_requests = web_search_requests + excluded.web_search_requests,
+    web_fetch_requests = web_fetch_requests + excluded.web_fetch_requests,
+    cost_micros = cost_micros + excluded.cost_micros,
+    unpriced = unpriced + excluded.unpriced,
+    duration_ms = duration_ms + excluded.duration_ms,
+    ttfb_ms = ttfb_ms + excluded.ttfb_ms,
+    ttfb_count = ttfb_count + excluded.ttfb_count";
+
+/// Sums of the rollup's counters for one key.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sums {
+    requests: i64,
+    errors: i64,
+    incomplete: i64,
+    input: i64,
+    output: i64,
+    cache_read: i64,
+    cache_write_5m: i64,
+    cache_write_1h: i64,
+    web_search: i64,
+    web_fetch: i64,
+    cost_micros: i64,
+    unpriced: i64,
+    duration_ms: i64,
+    ttfb_ms: i64,
+    ttfb_count: i64,
+}
+
+impl Sums {
+    fn add(&mut self, r: &UsageRecord) {
+        let t = &r.tokens;
+        self.requests += 1;
+        self.errors += i64::from(r.status >= 400);
+        self.incomplete += i64::from(r.status < 400 && r.outcome != "complete");
+        self.input += t.input as i64;
+        self.output += t.output as i64;
+        self.cache_read += t.cache_read as i64;
+        self.cache_write_5m += t.cache_write_5m as i64;
+        self.cache_write_1h += t.cache_write_1h as i64;
+        self.web_search += t.web_search_requests as i64;
+        self.web_fetch += t.web_fetch_requests as i64;
+        match r.cost_micros {
+            Some(c) => self.cost_micros += c,
+            None => self.unpriced += i64::from(!t.is_empty()),
+        }
+        self.duration_ms += i64::from(r.duration_ms);
+        if let Some(ttfb) = r.ttfb_ms {
+            self.ttfb_ms += i64::from(ttfb);
+            self.ttfb_count += 1;
+        }
+    }
+}
+
+/// Writes `records` and their rollup in one transaction: all of them or none.
+pub fn insert_batch(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut rollup: BTreeMap<(i64, &str, &str, &str, &str), Sums> = BTreeMap::new();
+    {
+        let mut insert = tx.prepare_cached(INSERT_REQUEST)?;
+        for r in records {
+            let t = &r.tokens;
+            insert.execute(params![
+                r.at_ms,
+                r.user,
+                r.credential,
+                r.endpoint,
+                r.model,
+                r.device,
+                r.session,
+                r.status,
+                r.outcome,
+                t.input as i64,
+                t.output as i64,
+                t.cache_read as i64,
+                t.cache_write_5m as i64,
+                t.cache_write_1h as i64,
+                t.web_search_requests as i64,
+                t.web_fetch_requests as i64,
+                r.speed,
+                r.context_window,
+                r.cost_micros,
+                r.duration_ms,
+                r.ttfb_ms,
+                r.messages,
+                r.week_reset,
+            ])?;
+            let hour = r.at_ms.div_euclid(3_600_000) * 3600;
+            rollup
+                .entry((hour, &r.user, &r.model, &r.credential, &r.device))
+                .or_default()
+                .add(r);
+        }
+    }
+    {
+        let mut upsert = tx.prepare_cached(UPSERT_HOURLY)?;
+        for ((hour, user, model, credential, device), s) in rollup {
+            upsert.execute(params![
+                hour,
+                user,
+                model,
+                credential,
+                device,
+                s.requests,
+                s.errors,
+                s.incomplete,
+                s.input,
+                s.output,
+                s.cache_read,
+                s.cache_write_5m,
+                s.cache_write_1h,
+                s.web_search,
+                s.web_fetch,
+                s.cost_micros,
+                s.unpriced,
+                s.duration_ms,
+                s.ttfb_ms,
+                s.ttfb_count,
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Reads every request row (oldest first) in `[since_ms, until_ms)`, for exports.
+pub fn for_each_request(
+    conn: &Connection,
+    since_ms: i64,
+    until_ms: i64,
+    mut each: impl FnMut(UsageRecord),
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT at_ms, user, credential, endpoint, model, device, session, status, outcome,
+                input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
+                cache_write_1h_tokens, web_search_requests, web_fetch_requests, speed,
+                context_window, cost_micros, duration_ms, ttfb_ms, messages, week_reset
+         FROM requests WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY at_ms, id",
+    )?;
+    let mut rows = stmt.query(params![since_ms, until_ms])?;
+    while let Some(row) = rows.next()? {
+        let n = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
+        each(UsageRecord {
+            at_ms: row.get(0)?,
+            user: row.get(1)?,
+            credential: row.get(2)?,
+            endpoint: row.get(3)?,
+            model: row.get(4)?,
+            device: row.get(5)?,
+            session: row.get(6)?,
+            status: row.get(7)?,
+            outcome: row.get(8)?,
+            tokens: super::Tokens {
+                input: n(9)?,
+                output: n(10)?,
+                cache_read: n(11)?,
+                cache_write_5m: n(12)?,
+                cache_write_1h: n(13)?,
+                web_search_requests: n(14)?,
+                web_fetch_requests: n(15)?,
+            },
+            speed: row.get(16)?,
+            context_window: row.get(17)?,
+            cost_micros: row.get(18)?,
+            duration_ms: row.get(19)?,
+            ttfb_ms: row.get(20)?,
+            messages: row.get(21)?,
+            week_reset: row.get(22)?,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Tokens;
+
+    fn record(at_ms: i64, user: &str, cost: Option<i64>) -> UsageRecord {
+        UsageRecord {
+            at_ms,
+            user: user.into(),
+            credential: "main".into(),
+            endpoint: "messages".into(),
+            model: "claude-sonnet-4-5".into(),
+            device: "dev".into(),
+            session: "s".into(),
+            status: 200,
+            outcome: "complete".into(),
+            tokens: Tokens {
+                input: 10,
+                output: 20,
+                cache_read: 30,
+                cache_write_5m: 40,
+                cache_write_1h: 50,
+                web_search_requests: 1,
+                web_fetch_requests: 2,
+            },
+            speed: String::new(),
+            context_window: 200_000,
+            cost_micros: cost,
+            duration_ms: 100,
+            ttfb_ms: Some(10),
+            messages: 3,
+            week_reset: Some(1_800_000_000),
+        }
+    }
+
+    #[test]
+    fn migrates_an_empty_database_and_reopens_without_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dir/usage.db");
+        let conn = open(&path).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION as i64);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(tables, ["requests", "usage_hourly"]);
+        drop(conn);
+        let again = open(&path).unwrap();
+        assert_eq!(schema_version(&again).unwrap(), SCHEMA_VERSION as i64);
+    }
+
+    #[test]
+    fn refuses_a_database_from_a_newer_carpool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let conn = open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let error = open(&path).unwrap_err().to_string();
+        assert!(error.contains("newer Carpool (schema 99"), "{error}");
+    }
+
+    #[test]
+    fn open_existing_does_not_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let error = open_existing(&path).unwrap_err().to_string();
+        assert!(error.contains("no usage database"), "{error}");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_batch_writes_rows_and_sums_them_per_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("usage.db")).unwrap();
+        let hour = 1_700_000_000_000 / 3_600_000 * 3_600_000;
+        let mut failed = record(hour + 5, "alice", None);
+        failed.status = 429;
+        failed.tokens = Tokens::default();
+        failed.ttfb_ms = None;
+        let batch = vec![
+            record(hour, "alice", Some(1000)),
+            record(hour + 3_599_999, "alice", None),
+            failed,
+            record(hour + 3_600_000, "alice", Some(7)),
+            record(hour, "bob", Some(5)),
+        ];
+        insert_batch(&mut conn, &batch).unwrap();
+        // A second batch adds to the same rollup row.
+        insert_batch(&mut conn, &[record(hour + 1, "alice", Some(1))]).unwrap();
+
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 6);
+        let row: (i64, i64, i64, i64, i64, i64, i64, i64) = conn
+            .query_row(
+                "SELECT requests, errors, input_tokens, cost_micros, unpriced, duration_ms, ttfb_ms, ttfb_count
+                 FROM usage_hourly WHERE hour = ?1 AND user = 'alice'",
+                [hour / 1000],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
+            )
+            .unwrap();
+        // 4 requests: 3 with 10 input tokens each, the 429 with none; costs 1000 + 1,
+        // one unpriced; 4 × 100 ms; ttfb 10 ms on the three that had one.
+        assert_eq!(row, (4, 1, 30, 1001, 1, 400, 30, 3));
+        let hours: i64 = conn
+            .query_row("SELECT count(*) FROM usage_hourly", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(hours, 3);
+
+        let mut read = Vec::new();
+        for_each_request(&conn, hour, hour + 1, |r| read.push(r)).unwrap();
+        assert_eq!(
+            read,
+            vec![
+                record(hour, "alice", Some(1000)),
+                record(hour, "bob", Some(5))
+            ]
+        );
+    }
+}
