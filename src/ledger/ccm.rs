@@ -230,7 +230,9 @@ impl CcmUsage {
         if !counts(record) {
             return;
         }
-        let week_start_unix = record.week_reset.map_or(0, |reset| reset - WEEK_SECONDS);
+        let week_start_unix = record
+            .week_reset
+            .map_or(0, |reset| reset.saturating_sub(WEEK_SECONDS));
         let index = match self.combinations.iter().position(|c| {
             c.model == record.model
                 && c.context_window == record.context_window
@@ -647,4 +649,859 @@ fn write_go_string(out: &mut String, text: &str) {
         }
     }
     out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Tokens;
+
+    /// 2026-03-09T00:00:00Z, a Monday: the start of week A.
+    const WEEK_A: i64 = 1_773_014_400;
+    /// 2026-03-16T00:00:00Z: the start of week B.
+    const WEEK_B: i64 = WEEK_A + WEEK_SECONDS;
+
+    fn tz(hours: i8, minutes: i8) -> TimeZone {
+        let seconds = i32::from(hours) * 3600 + i32::from(minutes) * 60;
+        TimeZone::fixed(Offset::from_seconds(seconds).unwrap())
+    }
+
+    /// A counted request: 200, 200K window, arrived 2026-03-10T04:00:00Z.
+    fn request(user: &str, model: &str, week_start: Option<i64>) -> UsageRecord {
+        UsageRecord {
+            at_ms: 1_773_115_200_000,
+            user: user.to_owned(),
+            credential: "main".to_owned(),
+            endpoint: "messages".to_owned(),
+            model: model.to_owned(),
+            status: 200,
+            outcome: "complete".to_owned(),
+            context_window: 200_000,
+            messages: 1,
+            week_reset: week_start.map(|start| start + WEEK_SECONDS),
+            ..UsageRecord::default()
+        }
+    }
+
+    fn tokens(input: u64, output: u64, cache_read: u64, w5m: u64, w1h: u64) -> Tokens {
+        Tokens {
+            input,
+            output,
+            cache_read,
+            cache_write_5m: w5m,
+            cache_write_1h: w1h,
+            ..Tokens::default()
+        }
+    }
+
+    /// The records behind [`EXPECTED_PLUS_8`], with the figures worked out by hand.
+    fn sample_records() -> Vec<UsageRecord> {
+        // Combination 1: claude-sonnet-4-6, 200K, week A.
+        let r1 = UsageRecord {
+            tokens: tokens(1000, 500, 2000, 100, 0),
+            messages: 3,
+            cost_micros: Some(1_230_000),
+            ..request("alice", "claude-sonnet-4-6", Some(WEEK_A))
+        };
+        let r2 = UsageRecord {
+            tokens: tokens(10, 20, 0, 0, 400),
+            messages: 5,
+            cost_micros: Some(4_000),
+            ..request("alice", "claude-sonnet-4-6", Some(WEEK_A))
+        };
+        let r3 = UsageRecord {
+            tokens: tokens(5, 5, 0, 0, 0),
+            cost_micros: Some(4_000),
+            ..request("bob", "claude-sonnet-4-6", Some(WEEK_A))
+        };
+        // Not counted: no input or output tokens (sing-box's rule).
+        let cache_only = UsageRecord {
+            tokens: tokens(0, 0, 50, 0, 0),
+            cost_micros: Some(1_000_000),
+            ..request("alice", "claude-sonnet-4-6", Some(WEEK_A))
+        };
+        // Combination 2: claude-opus-4-6, 1M, week A, anonymous.
+        let r4 = UsageRecord {
+            tokens: tokens(250_000, 1000, 60_000, 0, 0),
+            context_window: 1_000_000,
+            messages: 40,
+            cost_micros: Some(3_000_000),
+            ..request("", "claude-opus-4-6", Some(WEEK_A))
+        };
+        // Combination 3: claude-sonnet-4-6, 200K, week B.
+        let r5 = UsageRecord {
+            tokens: tokens(100, 200, 0, 0, 0),
+            messages: 2,
+            cost_micros: Some(125_000),
+            ..request("bob", "claude-sonnet-4-6", Some(WEEK_B))
+        };
+        // Combination 4: claude-haiku-4-5, 200K, no week; unknown price. Finished
+        // 2026-03-17T01:02:03.450Z, the last counted request.
+        let r6 = UsageRecord {
+            tokens: tokens(7, 9, 0, 0, 0),
+            cost_micros: None,
+            at_ms: 1_773_709_323_000,
+            duration_ms: 450,
+            ..request("alice", "claude-haiku-4-5", None)
+        };
+        // Not counted, and later: no model; an error status.
+        let no_model = UsageRecord {
+            tokens: tokens(1, 1, 0, 0, 0),
+            at_ms: 1_773_800_000_000,
+            ..request("alice", "", Some(WEEK_A))
+        };
+        let failed = UsageRecord {
+            tokens: tokens(1, 1, 0, 0, 0),
+            status: 500,
+            at_ms: 1_773_800_000_000,
+            ..request("alice", "claude-sonnet-4-6", Some(WEEK_A))
+        };
+        vec![r1, cache_only, r2, r3, r4, r5, r6, no_model, failed]
+    }
+
+    // Costs, in cents rounded half away from zero:
+    // - combination 1: total 1_230_000 + 4_000 + 4_000 = 1_238_000 µ$ = 123.8 ¢ → 1.24;
+    //   alice 1_234_000 µ$ = 123.4 ¢ → 1.23; bob 4_000 µ$ = 0.4 ¢ → 0
+    //   (the users' rounded costs add up to 1.23, not the total's 1.24: as in sing-box).
+    // - combination 2: 3_000_000 µ$ → 3 (printed `3`, as Go does); no users.
+    // - combination 3: bob 125_000 µ$ = 12.5 ¢ → 13 → 0.13.
+    // - combination 4: alice, unknown price → 0; no week, so in no weekly figure.
+    // total_usd = 1.24 + 3 + 0.13 + 0 = 4.37
+    // by_user: alice = 1.23 + 0 = 1.23; bob = 0 + 0.13 = 0.13
+    // by_week: A = 1.24 + 3 = 4.24; B = 0.13
+    // by_user_and_week: alice A = 1.23; bob A = 0, B = 0.13
+    // Tokens of combination 1: input 1000+10+5 = 1015, output 500+20+5 = 525,
+    // cache read 2000, writes 100 (5m) + 400 (1h) = 500, messages 3+5+1 = 9.
+    const EXPECTED_PLUS_8: &str = r#"{
+  "last_updated": "2026-03-17T09:02:03.45+08:00",
+  "costs": {
+    "total_usd": 4.37,
+    "by_user": {
+      "alice": 1.23,
+      "bob": 0.13
+    },
+    "by_week": {
+      "2026-03-09 08:00:00 UTC+8": 4.24,
+      "2026-03-16 08:00:00 UTC+8": 0.13
+    },
+    "by_user_and_week": {
+      "alice": {
+        "2026-03-09 08:00:00 UTC+8": 1.23
+      },
+      "bob": {
+        "2026-03-09 08:00:00 UTC+8": 0,
+        "2026-03-16 08:00:00 UTC+8": 0.13
+      }
+    }
+  },
+  "combinations": [
+    {
+      "model": "claude-sonnet-4-6",
+      "context_window": 200000,
+      "week_start_unix": 1773014400,
+      "total": {
+        "request_count": 3,
+        "messages_count": 9,
+        "input_tokens": 1015,
+        "output_tokens": 525,
+        "cache_read_input_tokens": 2000,
+        "cache_creation_input_tokens": 500,
+        "cache_creation_5m_input_tokens": 100,
+        "cache_creation_1h_input_tokens": 400,
+        "cost_usd": 1.24
+      },
+      "by_user": {
+        "alice": {
+          "request_count": 2,
+          "messages_count": 8,
+          "input_tokens": 1010,
+          "output_tokens": 520,
+          "cache_read_input_tokens": 2000,
+          "cache_creation_input_tokens": 500,
+          "cache_creation_5m_input_tokens": 100,
+          "cache_creation_1h_input_tokens": 400,
+          "cost_usd": 1.23
+        },
+        "bob": {
+          "request_count": 1,
+          "messages_count": 1,
+          "input_tokens": 5,
+          "output_tokens": 5,
+          "cache_read_input_tokens": 0,
+          "cache_creation_input_tokens": 0,
+          "cost_usd": 0
+        }
+      }
+    },
+    {
+      "model": "claude-opus-4-6",
+      "context_window": 1000000,
+      "week_start_unix": 1773014400,
+      "total": {
+        "request_count": 1,
+        "messages_count": 40,
+        "input_tokens": 250000,
+        "output_tokens": 1000,
+        "cache_read_input_tokens": 60000,
+        "cache_creation_input_tokens": 0,
+        "cost_usd": 3
+      },
+      "by_user": {}
+    },
+    {
+      "model": "claude-sonnet-4-6",
+      "context_window": 200000,
+      "week_start_unix": 1773619200,
+      "total": {
+        "request_count": 1,
+        "messages_count": 2,
+        "input_tokens": 100,
+        "output_tokens": 200,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "cost_usd": 0.13
+      },
+      "by_user": {
+        "bob": {
+          "request_count": 1,
+          "messages_count": 2,
+          "input_tokens": 100,
+          "output_tokens": 200,
+          "cache_read_input_tokens": 0,
+          "cache_creation_input_tokens": 0,
+          "cost_usd": 0.13
+        }
+      }
+    },
+    {
+      "model": "claude-haiku-4-5",
+      "context_window": 200000,
+      "total": {
+        "request_count": 1,
+        "messages_count": 1,
+        "input_tokens": 7,
+        "output_tokens": 9,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "cost_usd": 0
+      },
+      "by_user": {
+        "alice": {
+          "request_count": 1,
+          "messages_count": 1,
+          "input_tokens": 7,
+          "output_tokens": 9,
+          "cache_read_input_tokens": 0,
+          "cache_creation_input_tokens": 0,
+          "cost_usd": 0
+        }
+      }
+    }
+  ]
+}"#;
+
+    fn sample_usage() -> CcmUsage {
+        let mut usage = CcmUsage::new();
+        for record in sample_records() {
+            usage.add(&record);
+        }
+        usage
+    }
+
+    #[test]
+    fn sample_file_is_exactly_what_sing_box_writes() {
+        assert_eq!(sample_usage().to_json(&tz(8, 0)), EXPECTED_PLUS_8);
+    }
+
+    #[test]
+    fn week_keys_and_last_updated_follow_the_time_zone() {
+        let json = sample_usage().to_json(&tz(5, 30));
+        assert!(json.contains(r#""last_updated": "2026-03-17T06:32:03.45+05:30""#));
+        assert!(json.contains(r#""2026-03-09 05:30:00 UTC+5:30": 4.24"#));
+        assert!(json.contains(r#""2026-03-16 05:30:00 UTC+5:30": 0.13"#));
+
+        let json = sample_usage().to_json(&tz(-3, -30));
+        assert!(json.contains(r#""last_updated": "2026-03-16T21:32:03.45-03:30""#));
+        assert!(json.contains(r#""2026-03-08 20:30:00 UTC-3:30": 4.24"#));
+
+        let json = sample_usage().to_json(&TimeZone::UTC);
+        assert!(json.contains(r#""last_updated": "2026-03-17T01:02:03.45Z""#));
+        assert!(json.contains(r#""2026-03-09 00:00:00 UTC+0": 4.24"#));
+
+        // A zone with daylight saving time (Berlin's rules, without needing a tzdb):
+        // the offset in force at each week's start.
+        let berlin = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
+        let mut usage = sample_usage();
+        // 2026-07-06T00:00:00Z
+        usage.add(&UsageRecord {
+            tokens: tokens(1, 1, 0, 0, 0),
+            cost_micros: Some(10_000),
+            ..request("", "claude-sonnet-4-6", Some(1_783_296_000))
+        });
+        let json = usage.to_json(&berlin);
+        assert!(
+            json.contains(r#""2026-03-09 01:00:00 UTC+1": 4.24"#),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""2026-07-06 02:00:00 UTC+2": 0.01"#),
+            "{json}"
+        );
+        // last_updated: 2026-03-10T04:00:00Z, the request added last.
+        assert!(json.contains(r#""last_updated": "2026-03-10T05:00:00+01:00""#));
+    }
+
+    #[test]
+    fn empty_file_is_what_sing_box_writes_before_any_usage() {
+        let expected = r#"{
+  "last_updated": "0001-01-01T00:00:00Z",
+  "costs": {
+    "total_usd": 0,
+    "by_user": {}
+  },
+  "combinations": []
+}"#;
+        assert_eq!(CcmUsage::new().to_json(&tz(8, 0)), expected);
+    }
+
+    #[test]
+    fn weekly_figures_are_omitted_without_weeks_and_users() {
+        let mut usage = CcmUsage::new();
+        usage.add(&UsageRecord {
+            tokens: tokens(1, 1, 0, 0, 0),
+            cost_micros: Some(10_000),
+            ..request("", "claude-sonnet-4-6", Some(WEEK_A))
+        });
+        let json = usage.to_json(&tz(8, 0));
+        // A week but no user: by_week only.
+        assert!(json.contains(r#""by_week""#));
+        assert!(!json.contains("by_user_and_week"));
+
+        let mut usage = CcmUsage::new();
+        usage.add(&UsageRecord {
+            tokens: tokens(1, 1, 0, 0, 0),
+            ..request("alice", "claude-sonnet-4-6", None)
+        });
+        let json = usage.to_json(&tz(8, 0));
+        assert!(!json.contains("by_week"));
+        assert!(!json.contains("week_start_unix"));
+        assert!(json.contains("\"by_user\": {\n      \"alice\": 0\n    }"));
+    }
+
+    #[test]
+    fn dollars_print_like_go_float64() {
+        // serde_json keeps a fraction on whole floats; Go does not.
+        assert_eq!(serde_json::to_string(&3.0_f64).unwrap(), "3.0");
+        assert_eq!(format_usd(300), "3");
+        assert_eq!(format_usd(0), "0");
+        assert_eq!(format_usd(12), "0.12");
+        assert_eq!(format_usd(5), "0.05");
+        assert_eq!(format_usd(120), "1.2");
+        assert_eq!(format_usd(123_456), "1234.56");
+        assert_eq!(format_usd(-5), "-0.05");
+        // Go's strconv 'f', -1 is the shortest round-tripping decimal, as is Rust's
+        // Display for f64; both agree with the integer formatting of cents / 100.
+        for cents in (0..200_000).chain(99_999_000..100_001_000) {
+            assert_eq!(format_usd(cents), format!("{}", cents as f64 / 100.0));
+        }
+    }
+
+    #[test]
+    fn cents_round_half_away_from_zero() {
+        assert_eq!(micros_to_cents(0), 0);
+        assert_eq!(micros_to_cents(4_999), 0);
+        assert_eq!(micros_to_cents(5_000), 1);
+        assert_eq!(micros_to_cents(124_999), 12);
+        assert_eq!(micros_to_cents(125_000), 13);
+        assert_eq!(micros_to_cents(-5_000), -1);
+        assert_eq!(micros_to_cents(i64::MIN), -922_337_203_685_478);
+    }
+
+    #[test]
+    fn strings_are_escaped_like_go() {
+        let mut out = String::new();
+        write_go_string(
+            &mut out,
+            "a<b>&\"\\\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{2028}\u{2029}é€",
+        );
+        assert_eq!(
+            out,
+            r#""a\u003cb\u003e\u0026\"\\\n\r\t\b\f\u0001\u001f\u2028\u2029é€""#
+        );
+    }
+
+    #[test]
+    fn times_print_like_go() {
+        let at = Timestamp::new(1_773_014_400, 123_456_789).unwrap();
+        assert_eq!(
+            go_time(at, Offset::constant(8)),
+            "2026-03-09T08:00:00.123456789+08:00"
+        );
+        let at = Timestamp::new(1_773_014_400, 100_000_000).unwrap();
+        assert_eq!(go_time(at, Offset::UTC), "2026-03-09T00:00:00.1Z");
+        let at = Timestamp::from_second(1_773_014_400).unwrap();
+        assert_eq!(
+            go_time(at, Offset::constant(-7)),
+            "2026-03-08T17:00:00-07:00"
+        );
+        let odd = Offset::from_seconds(5 * 3600 + 30 * 60 + 15).unwrap();
+        assert_eq!(go_time(at, odd), "2026-03-09T05:30:15+05:30");
+    }
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let path = dir.path().join("usages.json");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn load_then_write_gives_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, EXPECTED_PLUS_8);
+        let usage = CcmUsage::load(&path).unwrap();
+        assert_eq!(usage.to_json(&tz(8, 0)), EXPECTED_PLUS_8);
+        // The loaded last_updated keeps its offset, as Go's time.Time does; week keys
+        // follow the zone they are written in.
+        let json = usage.to_json(&TimeZone::UTC);
+        assert!(json.contains(r#""last_updated": "2026-03-17T09:02:03.45+08:00""#));
+        assert!(json.contains(r#""2026-03-09 00:00:00 UTC+0": 4.24"#));
+    }
+
+    #[test]
+    fn load_add_keeps_history_and_costs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, EXPECTED_PLUS_8);
+        let mut usage = CcmUsage::load(&path).unwrap();
+        // The file holds cents, so that is what history is worth now: combination 1
+        // loads as total 1_240_000 µ$, alice 1_230_000 µ$. alice again there, 6_000 µ$:
+        // total 1_246_000 µ$ = 124.6 ¢ → 1.25; alice 1_236_000 µ$ = 123.6 ¢ → 1.24.
+        // carol, new combination (it comes last): 200_000 µ$ → 0.2.
+        // total_usd = 1.25 + 3 + 0.13 + 0 + 0.2 = 4.58; week A = 1.25 + 3 = 4.25;
+        // week B = 0.13 + 0.2 = 0.33.
+        usage.add(&UsageRecord {
+            tokens: tokens(1, 1, 0, 0, 0),
+            cost_micros: Some(6_000),
+            at_ms: 1_773_900_000_000,
+            ..request("alice", "claude-sonnet-4-6", Some(WEEK_A))
+        });
+        usage.add(&UsageRecord {
+            tokens: tokens(1, 1, 0, 0, 0),
+            cost_micros: Some(200_000),
+            at_ms: 1_773_900_000_000,
+            ..request("carol", "claude-opus-4-5", Some(WEEK_B))
+        });
+        let json = usage.to_json(&tz(8, 0));
+        let expected = EXPECTED_PLUS_8
+            .replace(
+                r#""last_updated": "2026-03-17T09:02:03.45+08:00""#,
+                r#""last_updated": "2026-03-19T14:00:00+08:00""#,
+            )
+            .replace(r#""total_usd": 4.37"#, r#""total_usd": 4.58"#)
+            .replace(
+                "\"alice\": 1.23,\n      \"bob\": 0.13\n",
+                "\"alice\": 1.24,\n      \"bob\": 0.13,\n      \"carol\": 0.2\n",
+            )
+            .replace(
+                r#""2026-03-09 08:00:00 UTC+8": 4.24,"#,
+                r#""2026-03-09 08:00:00 UTC+8": 4.25,"#,
+            )
+            .replace(
+                r#""2026-03-16 08:00:00 UTC+8": 0.13
+    },"#,
+                r#""2026-03-16 08:00:00 UTC+8": 0.33
+    },"#,
+            )
+            .replace(
+                r#""2026-03-09 08:00:00 UTC+8": 1.23
+      },"#,
+                r#""2026-03-09 08:00:00 UTC+8": 1.24
+      },"#,
+            )
+            .replace(
+                r#""2026-03-16 08:00:00 UTC+8": 0.13
+      }
+    }"#,
+                r#""2026-03-16 08:00:00 UTC+8": 0.13
+      },
+      "carol": {
+        "2026-03-16 08:00:00 UTC+8": 0.2
+      }
+    }"#,
+            )
+            .replace(
+                r#""request_count": 3,
+        "messages_count": 9,
+        "input_tokens": 1015,
+        "output_tokens": 525,"#,
+                r#""request_count": 4,
+        "messages_count": 10,
+        "input_tokens": 1016,
+        "output_tokens": 526,"#,
+            )
+            .replace(
+                r#""cache_creation_1h_input_tokens": 400,
+        "cost_usd": 1.24"#,
+                r#""cache_creation_1h_input_tokens": 400,
+        "cost_usd": 1.25"#,
+            )
+            .replace(
+                r#""request_count": 2,
+          "messages_count": 8,
+          "input_tokens": 1010,
+          "output_tokens": 520,
+          "cache_read_input_tokens": 2000,
+          "cache_creation_input_tokens": 500,
+          "cache_creation_5m_input_tokens": 100,
+          "cache_creation_1h_input_tokens": 400,
+          "cost_usd": 1.23"#,
+                r#""request_count": 3,
+          "messages_count": 9,
+          "input_tokens": 1011,
+          "output_tokens": 521,
+          "cache_read_input_tokens": 2000,
+          "cache_creation_input_tokens": 500,
+          "cache_creation_5m_input_tokens": 100,
+          "cache_creation_1h_input_tokens": 400,
+          "cost_usd": 1.24"#,
+            );
+        let expected = format!(
+            "{}{}",
+            expected.strip_suffix("\n  ]\n}").unwrap(),
+            r#",
+    {
+      "model": "claude-opus-4-5",
+      "context_window": 200000,
+      "week_start_unix": 1773619200,
+      "total": {
+        "request_count": 1,
+        "messages_count": 1,
+        "input_tokens": 1,
+        "output_tokens": 1,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "cost_usd": 0.2
+      },
+      "by_user": {
+        "carol": {
+          "request_count": 1,
+          "messages_count": 1,
+          "input_tokens": 1,
+          "output_tokens": 1,
+          "cache_read_input_tokens": 0,
+          "cache_creation_input_tokens": 0,
+          "cost_usd": 0.2
+        }
+      }
+    }
+  ]
+}"#
+        );
+        assert_eq!(json, expected);
+    }
+
+    /// A file as sing-box 1.13 wrote it: no weeks, no 5m/1h split, and a field
+    /// Carpool does not know.
+    const SING_BOX_1_13_FILE: &str = r#"{
+  "last_updated": "2026-01-05T10:11:12.987654321-05:00",
+  "costs": {
+    "total_usd": 12.5,
+    "by_user": {
+      "dave": 12.5
+    }
+  },
+  "combinations": [
+    {
+      "model": "claude-opus-4-1-20250805",
+      "context_window": 200000,
+      "total": {
+        "request_count": 10,
+        "messages_count": 120,
+        "input_tokens": 500000,
+        "output_tokens": 20000,
+        "cache_read_input_tokens": 1000000,
+        "cache_creation_input_tokens": 40000,
+        "cost_usd": 12.5
+      },
+      "by_user": {
+        "dave": {
+          "request_count": 10,
+          "messages_count": 120,
+          "input_tokens": 500000,
+          "output_tokens": 20000,
+          "cache_read_input_tokens": 1000000,
+          "cache_creation_input_tokens": 40000,
+          "cost_usd": 12.5,
+          "note": "ignored"
+        }
+      }
+    }
+  ]
+}"#;
+
+    #[test]
+    fn older_sing_box_files_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, SING_BOX_1_13_FILE);
+        let mut usage = CcmUsage::load(&path).unwrap();
+        assert_eq!(
+            usage.to_json(&tz(8, 0)),
+            SING_BOX_1_13_FILE.replace(",\n          \"note\": \"ignored\"", "",)
+        );
+        usage.add(&UsageRecord {
+            tokens: tokens(1, 1, 0, 0, 0),
+            cost_micros: Some(10_000),
+            ..request("dave", "claude-opus-4-1-20250805", None)
+        });
+        let json = usage.to_json(&tz(8, 0));
+        assert!(json.contains(r#""total_usd": 12.51"#));
+        assert!(json.contains(r#""request_count": 11"#));
+    }
+
+    #[test]
+    fn missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let usage = CcmUsage::load(&dir.path().join("absent.json")).unwrap();
+        assert!(usage.combinations.is_empty());
+        assert_eq!(usage.last_updated, None);
+        assert!(usage.to_json(&tz(8, 0)).contains(GO_ZERO_TIME));
+    }
+
+    #[test]
+    fn corrupt_file_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        for text in [
+            "{not json",
+            "",
+            r#"{"last_updated": "yesterday", "combinations": []}"#,
+            r#"{"combinations": {}}"#,
+            r#"{"combinations": [{"model": "m", "total": {"input_tokens": "many"}}]}"#,
+        ] {
+            let path = write(&dir, text);
+            let error = CcmUsage::load(&path).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{text}");
+            assert!(
+                error.to_string().contains(&path.display().to_string()),
+                "{error}"
+            );
+            assert!(CcmFile::open(path, None).is_err());
+        }
+    }
+
+    fn dir_names(dir: &tempfile::TempDir) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn file_counts_only_its_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usages.json");
+        let file = CcmFile::open(path.clone(), Some("main".to_owned()))
+            .unwrap()
+            .with_time_zone(tz(8, 0));
+        let mine = UsageRecord {
+            tokens: tokens(1, 1, 0, 0, 0),
+            ..request("alice", "claude-sonnet-4-6", Some(WEEK_A))
+        };
+        let other = UsageRecord {
+            credential: "spare".to_owned(),
+            ..mine.clone()
+        };
+        file.record(&other);
+        file.save().unwrap();
+        assert!(
+            !path.exists(),
+            "a request of another credential made a change"
+        );
+        file.record(&mine);
+        file.record(&other);
+        file.save().unwrap();
+        let usage = CcmUsage::load(&path).unwrap();
+        assert_eq!(usage.combinations.len(), 1);
+        assert_eq!(usage.combinations[0].total.request_count, 1);
+
+        // Without a filter every credential counts.
+        let all = CcmFile::open(dir.path().join("all.json"), None).unwrap();
+        all.record(&mine);
+        all.record(&other);
+        all.save().unwrap();
+        let usage = CcmUsage::load(all.path()).unwrap();
+        assert_eq!(usage.combinations[0].total.request_count, 2);
+    }
+
+    #[test]
+    fn save_writes_atomically_with_mode_0644_only_when_dirty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, EXPECTED_PLUS_8);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let file = CcmFile::open(path.clone(), None)
+            .unwrap()
+            .with_time_zone(tz(8, 0));
+        assert_eq!(file.path(), path);
+
+        // Nothing counted: nothing written, not even an unchanged copy.
+        std::fs::remove_file(&path).unwrap();
+        file.save().unwrap();
+        assert!(!path.exists());
+        // Not counted by sing-box either.
+        file.record(&request("alice", "claude-sonnet-4-6", Some(WEEK_A)));
+        file.save().unwrap();
+        assert!(!path.exists());
+
+        // The history loaded at open is written back with the new request.
+        file.record(&UsageRecord {
+            tokens: tokens(1, 1, 0, 0, 0),
+            ..request("alice", "claude-sonnet-4-6", Some(WEEK_A))
+        });
+        file.save().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(r#""total_usd": 4.37"#), "{text}");
+        assert!(text.contains(r#""request_count": 4"#), "{text}");
+        assert!(text.contains(r#""last_updated": "2026-03-10T12:00:00+08:00""#));
+        assert_eq!(
+            dir_names(&dir),
+            ["usages.json"],
+            "a temporary file was left"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+
+        // Saved: clean again.
+        std::fs::remove_file(&path).unwrap();
+        file.save().unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn failed_save_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing_dir = dir.path().join("later");
+        let path = missing_dir.join("usages.json");
+        let file = CcmFile::open(path.clone(), None).unwrap();
+        file.record(&UsageRecord {
+            tokens: tokens(1, 1, 0, 0, 0),
+            ..request("alice", "claude-sonnet-4-6", None)
+        });
+        let error = file.save().unwrap_err();
+        assert!(error.to_string().contains(&path.display().to_string()));
+        std::fs::create_dir(&missing_dir).unwrap();
+        file.save().unwrap();
+        assert!(path.exists());
+    }
+
+    fn counted(user: &str) -> UsageRecord {
+        UsageRecord {
+            tokens: tokens(1, 1, 0, 0, 0),
+            ..request(user, "claude-sonnet-4-6", Some(WEEK_A))
+        }
+    }
+
+    fn request_count(path: &Path) -> u64 {
+        CcmUsage::load(path)
+            .unwrap()
+            .combinations
+            .first()
+            .map_or(0, |c| c.total.request_count)
+    }
+
+    /// Waits up to five seconds for `done`.
+    async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+        for _ in 0..500 {
+            if done() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        done()
+    }
+
+    #[tokio::test]
+    async fn saver_saves_after_records_and_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usages.json");
+        let file = Arc::new(CcmFile::open(path.clone(), None).unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let saver = tokio::spawn(run_saver(
+            vec![Arc::clone(&file)],
+            Duration::from_millis(50),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+
+        file.record(&counted("alice"));
+        assert!(eventually(|| path.exists()).await, "no save after a record");
+        assert_eq!(request_count(&path), 1);
+        file.record(&counted("bob"));
+        assert!(eventually(|| request_count(&path) == 2).await);
+
+        file.record(&counted("carol"));
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), saver)
+            .await
+            .expect("the saver did not stop")
+            .unwrap();
+        assert_eq!(request_count(&path), 3);
+    }
+
+    #[tokio::test]
+    async fn saver_waits_an_interval_and_saves_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usages.json");
+        let file = Arc::new(CcmFile::open(path.clone(), None).unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let saver = tokio::spawn(run_saver(
+            vec![Arc::clone(&file)],
+            Duration::from_secs(3600),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        file.record(&counted("alice"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!path.exists(), "saved before the interval");
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), saver)
+            .await
+            .expect("the saver did not stop")
+            .unwrap();
+        assert_eq!(request_count(&path), 1);
+    }
+
+    #[tokio::test]
+    async fn saver_survives_failing_saves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-dir").join("usages.json");
+        let file = Arc::new(CcmFile::open(path, None).unwrap());
+        file.record(&counted("alice"));
+        let quiet = Arc::new(CcmFile::open(dir.path().join("quiet.json"), None).unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let saver = tokio::spawn(run_saver(
+            vec![file, Arc::clone(&quiet)],
+            Duration::from_millis(20),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), saver)
+            .await
+            .expect("the saver did not stop")
+            .unwrap();
+        // A file without changes is never written.
+        assert!(!quiet.path().exists());
+    }
 }
