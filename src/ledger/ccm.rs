@@ -37,9 +37,11 @@
 //! time zone, `YYYY-MM-DD HH:MM:SS UTC+8` (or `UTC+5:30`, `UTC-3`, `UTC+0`).
 //!
 //! Loading reads `last_updated` and `combinations` only (`costs` is derived), like
-//! sing-box, but keeps each Stats' `cost_usd` as the history's cost. Saving follows
-//! sing-box's policy: at most once per interval (a minute) while there are changes,
-//! and once more at shutdown; see [`run_saver`].
+//! sing-box, but keeps each Stats' `cost_usd` as the history's cost (sing-box re-prices
+//! the loaded tokens instead); the file holds cents, so loaded history is worth its
+//! rounded cents from then on. Saving follows sing-box's policy: at most once per
+//! interval (a minute) while there are changes, and once more at shutdown; see
+//! [`run_saver`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -423,7 +425,8 @@ impl CcmFile {
 
 /// Saves every `interval` (sing-box: at most once a minute) while there are changes,
 /// and once more when `shutdown` completes. Errors are logged (tracing::warn with the
-/// path), never panics.
+/// path), never panics. (sing-box saves a change at once when its last save is a
+/// minute old; here a change waits for the next tick, at most one interval.)
 pub async fn run_saver(
     files: Vec<Arc<CcmFile>>,
     interval: Duration,
