@@ -18,6 +18,9 @@ use tokio::task::JoinSet;
 use crate::auth::Users;
 use crate::config::Config;
 use crate::credentials::{Credential, spawn_watcher};
+use crate::ledger::ccm::{CcmFile, run_saver};
+use crate::ledger::store::StoreError;
+use crate::ledger::{Ledger, LedgerOptions, Pricing, Sink};
 use crate::{relay, upstream};
 
 /// Everything a request needs, shared by all requests.
@@ -27,22 +30,79 @@ pub struct Engine {
     /// In config order; users refer to them by index.
     pub credentials: Vec<Arc<Credential>>,
     pub http: reqwest::Client,
+    pub ledger: Arc<Ledger>,
+    pub pricing: Pricing,
+    /// sing-box-style usage files (`usages_path`), fed by the ledger's writer.
+    pub ccm_files: Vec<Arc<CcmFile>>,
+}
+
+/// Why Carpool could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Ledger(#[from] StoreError),
+    #[error("cannot read the usage file {} (`usages_path`): {source}", path.display())]
+    UsagesFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Engine {
-    pub fn new(config: Config) -> Engine {
+    /// Opens the usage database and files; starts nothing else.
+    pub fn new(config: Config) -> Result<Engine, StartError> {
         let http = upstream::client(&config.timeouts);
         let credentials = config
             .credentials
             .iter()
             .map(|c| Credential::new(c, http.clone()))
             .collect();
-        Engine {
+        let mut ccm_files = Vec::new();
+        if let Some(path) = &config.usage.usages_path {
+            ccm_files.push((path.clone(), None));
+        }
+        for c in &config.credentials {
+            if let Some(path) = &c.usages_path {
+                ccm_files.push((path.clone(), Some(c.tag.clone())));
+            }
+        }
+        let ccm_files = ccm_files
+            .into_iter()
+            .map(|(path, credential)| {
+                CcmFile::open(path.clone(), credential)
+                    .map(Arc::new)
+                    .map_err(|source| StartError::UsagesFile { path, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sinks = ccm_files
+            .iter()
+            .map(|file| {
+                let file = file.clone();
+                Arc::new(move |r: &crate::ledger::UsageRecord| file.record(r)) as Sink
+            })
+            .collect();
+        let ledger = Ledger::open(
+            &config.usage.database,
+            LedgerOptions {
+                queue: config.usage.queue,
+                sinks,
+                ..LedgerOptions::default()
+            },
+        )?;
+        Ok(Engine {
             users: Users::new(&config.users),
             credentials,
             http,
+            ledger: Arc::new(ledger),
+            pricing: Pricing::new(config.usage.prices.clone()),
+            ccm_files,
             config,
-        }
+        })
     }
 }
 
@@ -61,6 +121,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(engine)
 }
 
+/// sing-box saves its usage file at most once a minute; so does Carpool.
+const CCM_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A bound, not yet serving, Carpool server.
 pub struct Server {
     listener: TcpListener,
@@ -69,10 +132,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listener and starts watching the credential files.
-    pub async fn bind(config: Config) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(config.listen).await?;
-        let engine = Arc::new(Engine::new(config));
+    /// Opens the usage database, binds the listener and starts watching the credential
+    /// files.
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let addr = config.listen;
+        let engine = Arc::new(Engine::new(config)?);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
         let mut tasks = JoinSet::new();
         for credential in &engine.credentials {
             spawn_watcher(credential.clone(), &mut tasks);
@@ -95,7 +162,8 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight
-    /// responses finish for at most `timeouts.shutdown_grace`.
+    /// responses finish for at most `timeouts.shutdown_grace`. Then every usage record is
+    /// written and the usage files saved.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Server {
             listener,
@@ -103,7 +171,15 @@ impl Server {
             mut tasks,
         } = self;
         let grace = engine.config.timeouts.shutdown_grace;
-        let app = router(engine);
+        let (saver_stop, saver_stopped) = oneshot::channel::<()>();
+        let saver = tokio::spawn(run_saver(
+            engine.ccm_files.clone(),
+            CCM_SAVE_INTERVAL,
+            async move {
+                let _ = saver_stopped.await;
+            },
+        ));
+        let app = router(engine.clone());
         let listener = listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!("cannot set TCP_NODELAY: {e}");
@@ -133,7 +209,16 @@ impl Server {
             }
         }
         tasks.shutdown().await;
-        tracing::info!("stopped");
+        // Responses cut at the end of the grace period record their usage when their
+        // bodies are dropped, which happened above; now write it all, then the files.
+        engine.ledger.close_async().await;
+        let _ = saver_stop.send(());
+        let _ = saver.await;
+        tracing::info!(
+            usage_records = engine.ledger.written(),
+            usage_dropped = engine.ledger.dropped_count(),
+            "stopped"
+        );
     }
 
     /// Runs in a background task; for tests and embedding. Dropping the handle does not

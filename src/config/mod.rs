@@ -10,11 +10,13 @@ mod template;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
 use crate::auth::TokenHash;
+use crate::ledger::prices::PriceTable;
 use raw::{HeaderValues, RawConfig, RawTimeouts};
 
 pub use template::{CreatedConfig, create_default};
@@ -34,6 +36,17 @@ pub struct Config {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub max_body_bytes: usize,
     pub timeouts: Timeouts,
+    pub usage: UsageConfig,
+}
+
+/// Where usage goes and how it is priced.
+#[derive(Debug, Clone)]
+pub struct UsageConfig {
+    pub database: PathBuf,
+    /// sing-box ccm statistics file for all requests.
+    pub usages_path: Option<PathBuf>,
+    pub queue: usize,
+    pub prices: Arc<PriceTable>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +56,8 @@ pub struct CredentialConfig {
     /// Without a trailing slash.
     pub base_url: String,
     pub token_url: String,
+    /// sing-box ccm statistics file for this credential's requests.
+    pub usages_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +191,7 @@ impl Config {
             n => usize::try_from(n).map_err(|_| invalid("max_body_bytes", "too large".into()))?,
         };
         let timeouts = timeouts_from_raw(&raw.timeouts).map_err(|(f, p)| invalid(&f, p))?;
+        let usage = usage_from_raw(raw, base_dir).map_err(|(f, p)| invalid(&f, p))?;
 
         Ok(Config {
             listen,
@@ -184,6 +200,7 @@ impl Config {
             headers,
             max_body_bytes,
             timeouts,
+            usage,
         })
     }
 }
@@ -219,6 +236,7 @@ fn credentials_from_raw(
             path,
             base_url: DEFAULT_BASE_URL.into(),
             token_url: DEFAULT_TOKEN_URL.into(),
+            usages_path: None,
         }]);
     }
 
@@ -255,6 +273,7 @@ fn credentials_from_raw(
             path,
             base_url,
             token_url,
+            usages_path: c.usages_path.as_deref().map(|p| absolute(p, base_dir)),
         });
     }
     Ok(out)
@@ -352,6 +371,38 @@ fn timeouts_from_raw(raw: &RawTimeouts) -> Result<Timeouts, FieldProblem> {
     })
 }
 
+fn usage_from_raw(raw: RawConfig, base_dir: &Path) -> Result<UsageConfig, FieldProblem> {
+    let database = match &raw.database {
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(("database".into(), "must not be empty".into()));
+        }
+        Some(p) => absolute(p, base_dir),
+        None => default_data_dir()
+            .map(|d| d.join("usage.db"))
+            .ok_or_else(|| {
+                (
+                    "database".to_string(),
+                    "cannot find a data directory for the usage database; set `database`"
+                        .to_string(),
+                )
+            })?,
+    };
+    let queue = match raw.usage_queue {
+        Some(0) => return Err(("usage_queue".into(), "must be greater than 0".into())),
+        Some(n) => n,
+        None => 10_000,
+    };
+    let prices = PriceTable::builtin()
+        .with_overrides(raw.prices)
+        .map_err(|p| ("prices".to_string(), p))?;
+    Ok(UsageConfig {
+        database,
+        usages_path: raw.usages_path.as_deref().map(|p| absolute(p, base_dir)),
+        queue,
+        prices: Arc::new(prices),
+    })
+}
+
 fn check_url(url: &str) -> Result<String, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -385,6 +436,16 @@ pub fn default_credential_path() -> Result<PathBuf, String> {
     dirs::home_dir()
         .map(|h| h.join(".claude").join(".credentials.json"))
         .ok_or_else(|| "cannot find the home directory; set `credential_path`".into())
+}
+
+/// Where Carpool keeps its own data (the usage database): `$CARPOOL_DATA_DIR`, else
+/// `<OS data dir>/carpool` (`~/.local/share/carpool` on Linux,
+/// `~/Library/Application Support/carpool` on macOS).
+pub fn default_data_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CARPOOL_DATA_DIR").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    dirs::data_dir().map(|d| d.join("carpool"))
 }
 
 /// The config file used when `--config` is not given: `$CARPOOL_CONFIG`, else

@@ -38,6 +38,20 @@ pub struct RawConfig {
     pub max_body_bytes: Option<u64>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// SQLite file holding the usage history (default `<OS data dir>/carpool/usage.db`,
+    /// or `$CARPOOL_DATA_DIR/usage.db`).
+    #[serde(default)]
+    pub database: Option<PathBuf>,
+    /// A sing-box ccm `usages_path` statistics file covering every request, rewritten at
+    /// most once a minute and at shutdown.
+    #[serde(default)]
+    pub usages_path: Option<PathBuf>,
+    /// Usage records that may wait for the disk before new ones are dropped (default 10000).
+    #[serde(default)]
+    pub usage_queue: Option<usize>,
+    /// Model prices (USD per million tokens) replacing or adding to the built-in table.
+    #[serde(default)]
+    pub prices: BTreeMap<String, crate::ledger::prices::ModelPrices>,
 }
 
 /// A header value, or several (sent as repeated headers), as sing-box accepts.
@@ -66,6 +80,9 @@ pub struct RawCredential {
     /// OAuth token endpoint used to refresh (default `https://platform.claude.com/v1/oauth/token`).
     #[serde(default)]
     pub token_url: Option<String>,
+    /// A sing-box ccm `usages_path` statistics file for this credential's requests.
+    #[serde(default)]
+    pub usages_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

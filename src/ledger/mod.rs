@@ -24,8 +24,62 @@ mod record;
 pub mod store;
 mod writer;
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use prices::PriceTable;
 pub use record::{Billing, Tokens, Usage, UsageRecord};
-pub use writer::{Ledger, LedgerOptions};
+pub use writer::{Ledger, LedgerOptions, Sink};
+
+/// The price table plus the memory of which unknown models were already warned about.
+pub struct Pricing {
+    table: Arc<PriceTable>,
+    warned: Mutex<HashSet<String>>,
+}
+
+impl Pricing {
+    pub fn new(table: Arc<PriceTable>) -> Pricing {
+        Pricing {
+            table,
+            warned: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn table(&self) -> &PriceTable {
+        &self.table
+    }
+
+    /// What a response cost, in micro-dollars. A response without tokens costs 0 whatever
+    /// the model. `None` when the model (or its fast mode) has no known price: the request
+    /// is still recorded, with its tokens, and the first such request per model logs a
+    /// warning saying how to add the price.
+    pub fn cost(&self, model: &str, tokens: &Tokens, billing: &Billing) -> Option<i64> {
+        if tokens.is_empty() && tokens.web_search_requests == 0 {
+            return Some(0);
+        }
+        let cost = self.table.cost_micros(model, tokens, billing);
+        if cost.is_none() {
+            let what = if billing.is_fast() {
+                format!("{model} (fast mode)")
+            } else {
+                model.to_owned()
+            };
+            let first = self
+                .warned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(what.clone());
+            if first {
+                tracing::warn!(
+                    model = %what,
+                    prices = self.table.version(),
+                    "no price known for this model: its requests are recorded with their tokens but an unknown cost; add it under `prices` in the Carpool config"
+                );
+            }
+        }
+        cost
+    }
+}
 
 /// Requests whose input (fresh + cached) exceeds this used the 1M-token context window.
 pub const STANDARD_CONTEXT: u64 = 200_000;

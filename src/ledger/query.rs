@@ -175,7 +175,12 @@ pub fn report(conn: &Connection, q: &Query) -> rusqlite::Result<Report> {
     report_from(conn, q, false)
 }
 
-/// [`report`], optionally answered from `requests` alone (tests compare the two).
+/// [`report`] answered from the `requests` table alone, never the rollup: the baseline
+/// the benchmark compares against, and a cross-check in tests.
+pub fn report_without_rollup(conn: &Connection, q: &Query) -> rusqlite::Result<Report> {
+    report_from(conn, q, true)
+}
+
 fn report_from(conn: &Connection, q: &Query, requests_only: bool) -> rusqlite::Result<Report> {
     let since = q.since_ms.max(0);
     let until = q.until_ms.max(since);

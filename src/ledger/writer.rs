@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -201,10 +201,7 @@ impl Writer {
                     Message::Close => closing = true,
                 }
                 if batch.len() < self.batch_max && !closing {
-                    next = match self.receiver.try_recv() {
-                        Ok(m) => Some(m),
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-                    };
+                    next = self.receiver.try_recv().ok();
                 }
             }
             self.write(&mut batch, closing);

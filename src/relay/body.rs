@@ -56,6 +56,12 @@ async fn next(mut s: Relay) -> Option<(Chunk, Relay)> {
     match tokio::time::timeout_at(until.into(), s.upstream.next()).await {
         Ok(Some(Ok(bytes))) => {
             s.log.bytes += bytes.len() as u64;
+            if s.log.first_byte.is_none() {
+                s.log.first_byte = Some(Instant::now());
+            }
+            if let Some(tap) = &mut s.log.tap {
+                tap.feed(&bytes);
+            }
             Some((Ok(bytes), s))
         }
         Ok(None) => {

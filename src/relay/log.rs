@@ -1,26 +1,44 @@
-//! One log line per request: who, which account, which model, status, how long.
+//! What a request leaves behind: one log line, and one row in the usage ledger.
 //!
-//! The line is written when the [`RequestLog`] is dropped, which for a relayed response
-//! is when its body ends: completed, cut by a timeout, or abandoned by the client. So a
-//! streaming request is logged once, with its real duration, whatever happens to it.
-//! No field ever holds a token: the user is its configured name.
+//! Both are written when the [`RequestLog`] is dropped, which for a relayed response is
+//! when its body ends: completed, cut by a timeout, or abandoned by the client. So a
+//! streaming request is logged and recorded once, with its real duration and whatever
+//! usage its bytes carried, whatever happens to it. No field ever holds a token: the
+//! user is its configured name.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::Method;
 
+use crate::engine::Engine;
 use crate::error::RelayError;
+use crate::ledger::extract::{BodyKind, UsageTap};
+use crate::ledger::{UsageRecord, context_window};
 
 pub struct RequestLog {
     armed: bool,
     started: Instant,
+    at_ms: i64,
     method: Method,
     path: String,
+    /// Set once the caller authenticated: only then is the request recorded.
+    engine: Option<Arc<Engine>>,
+    /// The user's name; empty for anonymous use on loopback.
     pub user: String,
     pub credential: String,
+    /// The model the request asked for.
     pub model: String,
+    pub device: String,
+    pub session: String,
+    pub messages: u32,
     pub status: u16,
     pub bytes: u64,
+    pub first_byte: Option<Instant>,
+    /// Reads usage from the response body as it passes.
+    pub tap: Option<UsageTap>,
+    /// `anthropic-ratelimit-unified-7d-reset` of the response.
+    pub week_reset: Option<i64>,
     /// How the response ended; starts as `client_closed`, the outcome when the body is
     /// dropped before it finished.
     pub outcome: &'static str,
@@ -31,15 +49,35 @@ impl RequestLog {
         RequestLog {
             armed: true,
             started: Instant::now(),
+            at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
             method: method.clone(),
             path: path.to_owned(),
-            user: "-".into(),
-            credential: "-".into(),
-            model: "-".into(),
+            engine: None,
+            user: String::new(),
+            credential: String::new(),
+            model: String::new(),
+            device: String::new(),
+            session: String::new(),
+            messages: 0,
             status: 0,
             bytes: 0,
+            first_byte: None,
+            tap: None,
+            week_reset: None,
             outcome: "client_closed",
         }
+    }
+
+    /// From now on the request goes into the usage ledger.
+    pub fn authenticated(&mut self, engine: Arc<Engine>) {
+        self.engine = Some(engine);
+    }
+
+    /// Starts reading usage from a response body of this kind.
+    pub fn tap(&mut self, kind: BodyKind) {
+        self.tap = Some(UsageTap::new(kind));
     }
 
     /// Records a Carpool error response; the line is written on drop.
@@ -54,6 +92,54 @@ impl RequestLog {
         disarmed.armed = false;
         std::mem::replace(self, disarmed)
     }
+
+    fn endpoint(&self) -> &str {
+        match self.path.as_str() {
+            "/v1/messages" => "messages",
+            "/v1/messages/count_tokens" => "count_tokens",
+            p if p.starts_with("/v1/models") => "models",
+            p => p,
+        }
+    }
+
+    fn record(&mut self, engine: &Engine) -> UsageRecord {
+        let usage = self.tap.as_mut().map(UsageTap::usage).unwrap_or_default();
+        let mut outcome = self.outcome;
+        if outcome == "complete" && self.tap.is_some() && !usage.complete && self.status < 400 {
+            // The upstream ended the body normally but the answer inside it was not
+            // whole: an `error` event mid-stream (e.g. overloaded), or no message_stop.
+            outcome = "upstream_error";
+        }
+        let model = usage
+            .model
+            .clone()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| self.model.clone());
+        let ms = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        UsageRecord {
+            at_ms: self.at_ms,
+            user: self.user.clone(),
+            credential: self.credential.clone(),
+            endpoint: self.endpoint().to_owned(),
+            cost_micros: engine.pricing.cost(&model, &usage.tokens, &usage.billing),
+            model,
+            device: self.device.clone(),
+            session: self.session.clone(),
+            status: self.status,
+            outcome: outcome.to_owned(),
+            tokens: usage.tokens,
+            speed: if usage.billing.is_fast() {
+                "fast".into()
+            } else {
+                String::new()
+            },
+            context_window: context_window(&usage.tokens),
+            duration_ms: ms(self.started.elapsed()),
+            ttfb_ms: self.first_byte.map(|t| ms(t.duration_since(self.started))),
+            messages: self.messages,
+            week_reset: self.week_reset,
+        }
+    }
 }
 
 impl Drop for RequestLog {
@@ -61,18 +147,38 @@ impl Drop for RequestLog {
         if !self.armed {
             return;
         }
+        let record = self.engine.take().map(|engine| {
+            let record = self.record(&engine);
+            (engine, record)
+        });
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        let (input, output, cost) = record.as_ref().map_or((0, 0, None), |(_, r)| {
+            (r.tokens.total_input(), r.tokens.output, r.cost_micros)
+        });
         tracing::info!(
             target: "carpool::request",
-            user = %self.user,
-            credential = %self.credential,
-            model = %self.model,
+            user = %dash(&self.user),
+            credential = %dash(&self.credential),
+            model = %dash(&record.as_ref().map_or(self.model.clone(), |(_, r)| r.model.clone())),
             status = self.status,
             duration_ms = self.started.elapsed().as_millis() as u64,
             bytes = self.bytes,
-            outcome = self.outcome,
+            input_tokens = input,
+            output_tokens = output,
+            cost_usd = %cost.map_or_else(|| "-".to_owned(), |c| format!("{:.6}", c as f64 / 1e6)),
+            outcome = record.as_ref().map_or(self.outcome, |(_, r)| if r.outcome == "upstream_error" { "upstream_error" } else { self.outcome }),
             "{} {}",
             self.method,
             self.path,
         );
+        if let Some((engine, record)) = record {
+            engine.ledger.record(record);
+        }
     }
 }

@@ -10,12 +10,15 @@
 //!    client;
 //! 5. **stream back** status, headers and body as they arrive ([`body`]), under the
 //!    idle and whole-request timeouts;
-//! 6. **record** one log line when the response ends ([`log::RequestLog`]).
+//! 6. **record** one log line and one usage row when the response ends
+//!    ([`log::RequestLog`]); the usage is read from the body as it passes
+//!    ([`crate::ledger::extract`]).
 //!
 //! Upstream error responses (400, 401, 429, 529…) are passed through with their status,
 //! headers and body; only failures of Carpool's own making become [`RelayError`]s.
 
 mod body;
+pub mod client;
 mod log;
 
 use std::sync::Arc;
@@ -32,9 +35,11 @@ use crate::auth::Caller;
 use crate::credentials::{Credential, Unavailable};
 use crate::engine::Engine;
 use crate::error::RelayError;
+use crate::ledger::extract::BodyKind;
 use crate::secret::Secret;
 use crate::upstream;
 use body::BodyLimits;
+use client::ClientIds;
 use log::RequestLog;
 
 /// The axum handler for every relayed endpoint.
@@ -50,7 +55,7 @@ pub async fn handle(State(engine): State<Arc<Engine>>, request: Request) -> Resp
 }
 
 async fn relay(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     request: Request,
     log: &mut RequestLog,
 ) -> Result<Response, RelayError> {
@@ -69,11 +74,22 @@ async fn relay(
         Caller::Anonymous => engine.credentials[0].clone(),
     };
     log.credential = credential.tag.clone();
+    log.authenticated(engine.clone());
 
     // 2. read the body
     let body = read_body(body, engine.config.max_body_bytes).await?;
     let peek = Peek::of(&body);
-    log.model = peek.model.clone().unwrap_or_else(|| "-".into());
+    let ids = ClientIds::of(
+        &parts.headers,
+        peek.metadata
+            .as_ref()
+            .and_then(|m| m.get("user_id"))
+            .and_then(|u| u.as_str()),
+    );
+    log.model = peek.model.clone().unwrap_or_default();
+    log.device = ids.device;
+    log.session = ids.session;
+    log.messages = peek.messages;
     let streaming = peek.stream == Some(true);
 
     // Streaming answers send headers early and then keep talking: they are bounded by the
@@ -109,6 +125,18 @@ async fn relay(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     log.status = status.as_u16();
+    log.week_reset = response
+        .headers()
+        .get("anthropic-ratelimit-unified-7d-reset")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    // Only answers to /v1/messages carry usage.
+    if status.is_success() && parts.uri.path() == "/v1/messages" {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        log.tap(BodyKind::of(content_type));
+    }
     let upstream_body = body::relay(response, limits, sse, log.take());
     let mut out = Response::new(Body::from_stream(upstream_body));
     *out.status_mut() = status;
@@ -193,13 +221,63 @@ async fn send(
     }
 }
 
-/// The few request fields the relay looks at; everything else passes untouched.
+/// The few request fields the relay looks at; everything else passes untouched (serde
+/// skips it without building values).
 #[derive(Deserialize, Default)]
 struct Peek {
     #[serde(default)]
     model: Option<String>,
     #[serde(default)]
     stream: Option<bool>,
+    /// Kept loose: a `metadata` of an unexpected shape must not hide `model` and `stream`.
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
+    /// How many entries `messages` has.
+    #[serde(default, deserialize_with = "count_entries")]
+    messages: u32,
+}
+
+/// The length of an array without building its elements; 0 for anything else (the
+/// upstream judges a malformed body, not the relay).
+fn count_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+    struct Count;
+    impl<'de> Visitor<'de> for Count {
+        type Value = u32;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u32, A::Error> {
+            let mut n = 0u32;
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                n = n.saturating_add(1);
+            }
+            Ok(n)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u32, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(0)
+        }
+        fn visit_unit<E>(self) -> Result<u32, E> {
+            Ok(0)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<u32, E> {
+            Ok(0)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<u32, E> {
+            Ok(0)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<u32, E> {
+            Ok(0)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<u32, E> {
+            Ok(0)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<u32, E> {
+            Ok(0)
+        }
+    }
+    d.deserialize_any(Count)
 }
 
 impl Peek {

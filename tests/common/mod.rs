@@ -87,6 +87,7 @@ impl Setup {
                 {"name": "alice", "token": ALICE_TOKEN, "credential": "main"},
                 {"name": "bob", "token_hash": bob_hash},
             ],
+            "database": dir.path().join("usage.db"),
         });
         Setup {
             dir,

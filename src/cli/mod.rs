@@ -1,4 +1,6 @@
-//! Command-line entry points: `carpool serve` and `carpool token`.
+//! Command-line entry points: `carpool serve`, `carpool token` and `carpool usage`.
+
+mod usage;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::auth::{TokenHash, generate_token};
 use crate::config::{self, Config, CreatedConfig};
 use crate::credentials::Status;
-use crate::engine::{Server, shutdown_signal};
+use crate::engine::{Server, StartError, shutdown_signal};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +36,9 @@ pub enum Command {
         #[arg(long, value_name = "IP:PORT")]
         listen: Option<SocketAddr>,
     },
+    /// Show what was used and what it cost: a table per day (or hour, month, user,
+    /// model, credential, device, session), as JSON or CSV, or in sing-box ccm's layout.
+    Usage(Box<usage::UsageArgs>),
     /// Make a new user token and print the line to add to the config's `users`.
     Token {
         /// Name for the new user.
@@ -45,6 +50,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen } => serve(config, listen).await,
+        Command::Usage(args) => usage::run(*args),
         Command::Token { name } => {
             let token = generate_token();
             println!("New token for `{name}` (shown only now; give it to them):\n\n  {token}\n");
@@ -81,11 +87,10 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
     }
     let server = match Server::bind(config.clone()).await {
         Ok(s) => s,
-        Err(e) => bail!(
-            "cannot listen on {}: {e} (change `listen`/`listen_port` in {})",
-            config.listen,
-            path.display()
-        ),
+        Err(e @ StartError::Listen { .. }) => {
+            bail!("{e} (change `listen`/`listen_port` in {})", path.display())
+        }
+        Err(e) => bail!("{e}"),
     };
     let stop = shutdown_signal();
     print_banner(&server, &config, &path, created.as_ref());
@@ -121,6 +126,10 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
             credential.path.display()
         );
     }
+    println!(
+        "Usage history: {} (see it with `carpool usage`)",
+        config.usage.database.display()
+    );
     println!();
     let token_line = match created {
         Some(c) => {
