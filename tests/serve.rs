@@ -3,106 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::*;
 use common::*;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_carpool");
-
-/// A running `carpool serve`, with the lines it printed so far.
-struct Process {
-    child: Child,
-    stdout: Vec<String>,
-    url: String,
-}
-
-fn command(home: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-/// Starts the command and reads its banner up to the last line of it.
-fn start(mut cmd: Command) -> Process {
-    let mut child = cmd.spawn().unwrap();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut stdout = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut url = String::new();
-    while Instant::now() < deadline {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        let line = line.trim_end().to_owned();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            url = rest.to_owned();
-        }
-        let done = line.contains("ANTHROPIC_AUTH_TOKEN");
-        stdout.push(line);
-        if done {
-            break;
-        }
-    }
-    assert!(!url.is_empty(), "no banner: {stdout:?}");
-    // Keep draining stdout so the process never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = reader.read_to_string(&mut sink);
-    });
-    Process { child, stdout, url }
-}
-
-/// `carpool serve` with the setup's config written to disk, and `env` added.
-fn serve(setup: &Setup, env: &[(&str, &str)]) -> Process {
-    let config = setup.write_config();
-    let mut cmd = command(setup.dir.path());
-    cmd.envs(env.iter().copied())
-        .args(["serve", "--config"])
-        .arg(&config);
-    start(cmd)
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Waits for exit (bounded) and returns the exit code and everything on stderr.
-fn finish(mut p: Process) -> (i32, String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = p.child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            p.child.kill().unwrap();
-            panic!("carpool did not exit after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    p.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    (status.code().unwrap_or(-1), stderr)
-}
 
 #[tokio::test]
 async fn first_start_creates_a_documented_config_and_prints_what_to_paste() {

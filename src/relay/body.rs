@@ -26,6 +26,9 @@ struct Relay {
     limits: BodyLimits,
     sse: bool,
     log: RequestLog,
+    /// The upstream's `content-length`, passed on to the client: hyper stops polling
+    /// once that many bytes went out, so reaching it is how such a body completes.
+    length: Option<u64>,
     done: bool,
 }
 
@@ -37,7 +40,13 @@ pub fn relay(
     sse: bool,
     log: RequestLog,
 ) -> impl futures_util::Stream<Item = Chunk> + Send + 'static {
+    let length = response.content_length();
+    let mut log = log;
+    if length == Some(0) {
+        log.outcome = "complete"; // nothing to send; hyper will not poll
+    }
     let state = Relay {
+        length,
         upstream: response.bytes_stream().boxed(),
         limits,
         sse,
@@ -61,6 +70,9 @@ async fn next(mut s: Relay) -> Option<(Chunk, Relay)> {
             }
             if let Some(tap) = &mut s.log.tap {
                 tap.feed(&bytes);
+            }
+            if s.length == Some(s.log.bytes) {
+                s.log.outcome = "complete";
             }
             Some((Ok(bytes), s))
         }
