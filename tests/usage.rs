@@ -226,12 +226,13 @@ async fn errors_are_recorded_bad_tokens_and_unknown_models_are_handled() {
         summary[1],
         (200, "complete", "claude-future-9", INPUT_TOKENS, None)
     );
-    assert!(
-        summary[2..]
-            .iter()
-            .all(|s| *s == (503, "error", "claude-sonnet-4-5-20250929", 0, Some(0))),
-        "{summary:?}"
+    // Requests made before the watcher saw the deletion still succeeded; the last one did not.
+    let (last, before) = summary[2..].split_last().unwrap();
+    assert_eq!(
+        *last,
+        (503, "error", "claude-sonnet-4-5-20250929", 0, Some(0))
     );
+    assert!(before.iter().all(|s| s.0 == 200), "{summary:?}");
     assert!(rows.iter().all(|r| r.user == "alice"));
 }
 
@@ -507,4 +508,41 @@ async fn carpool_usage_reports_while_the_server_runs() {
         .await
         .unwrap();
     assert_eq!(code, 0);
+}
+
+#[tokio::test]
+async fn an_unknown_model_is_warned_about_once_and_never_fails_the_client() {
+    let setup = Setup::new().await;
+    let p = serve(&setup, &[]);
+    let mut body = message_body(false);
+    body["model"] = json!("claude-future-9");
+    for _ in 0..3 {
+        let response = ask_as(&p.url, ALICE_TOKEN, &body, None).await;
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap();
+    }
+    sigterm(&p.child);
+    let (code, stderr) = tokio::task::spawn_blocking(move || finish(p))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("no price known"))
+        .count();
+    assert_eq!(warnings, 1, "{stderr}");
+    assert!(stderr.contains("claude-future-9"), "{stderr}");
+    // Each request's line carries its tokens and says the cost is unknown.
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("POST /v1/messages"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines.iter().all(|l| l.contains("input_tokens=25")
+            && l.contains("cost_usd=-")
+            && l.contains("outcome=complete")),
+        "{lines:?}"
+    );
+    assert_eq!(rows(&db_path(&setup)).len(), 3);
 }

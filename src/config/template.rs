@@ -77,6 +77,13 @@ fn render(token_hash: &str) -> String {
     "request": "10m",        // whole non-streaming request
     "shutdown_grace": "30s"  // on Ctrl-C / SIGTERM, time left for in-flight answers
   }}
+
+  // Every request's tokens and cost are kept in a SQLite file; `carpool usage` shows
+  // them. Optional settings (remove the // to use one):
+  //   "database": "/path/to/usage.db",        default: <OS data dir>/carpool/usage.db
+  //   "usages_path": "/path/to/usages.json",  also keep sing-box ccm's statistics file
+  //   "prices": {{ "model-id": {{ "input": 3, "output": 15, "cache_read": 0.3,
+  //               "cache_write_5m": 3.75, "cache_write_1h": 6 }} }}  USD per million tokens
 }}
 "#
     )

@@ -161,6 +161,24 @@ fn every_rejection_names_its_field() {
         (r#"{"timeouts": {"idle": "0s"}}"#, "timeouts.idle"),
         (r#"{"timeouts": {"connect": "fast"}}"#, "timeouts.connect"),
         (r#"{"timeouts": {"idel": "1s"}}"#, "timeouts.idel"),
+        (r#"{"usage_queue": 0}"#, "usage_queue"),
+        (r#"{"database": ""}"#, "database"),
+        (
+            r#"{"prices": {"my-model": {"input": -1, "output": 1, "cache_read": 0, "cache_write_5m": 0, "cache_write_1h": 0}}}"#,
+            "prices.my-model",
+        ),
+        (
+            r#"{"prices": {"my-model": {"input": 1, "output": 1}}}"#,
+            "prices.my-model",
+        ),
+        (
+            r#"{"prices": {"my-model": {"input": 1, "output": 1, "cache_read": 0, "cache_write_5m": 0, "cache_write_1h": 0, "aliases": ["claude-sonnet-4-6"]}}}"#,
+            "prices",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "usages_path": 7}]}"#,
+            "credentials[0].usages_path",
+        ),
     ];
     for (text, field) in cases {
         let got = field_of(text);
@@ -188,4 +206,47 @@ fn the_message_names_the_file_field_and_problem() {
 fn a_wildcard_listener_with_users_is_fine() {
     let c = parse(&format!(r#"{{"listen": "0.0.0.0", "users": [{USER}]}}"#)).unwrap();
     assert!(c.listen.ip().is_unspecified());
+}
+
+#[test]
+fn usage_settings_default_and_resolve_against_the_config_directory() {
+    let c = parse("{}").unwrap();
+    assert!(
+        c.usage.database.ends_with("carpool/usage.db"),
+        "{:?}",
+        c.usage.database
+    );
+    assert_eq!(c.usage.queue, 10_000);
+    assert!(c.usage.usages_path.is_none());
+    let c = parse(
+        r#"{
+            "database": "data/usage.db",
+            "usages_path": "/var/lib/ccm/usages.json",
+            "usage_queue": 50,
+            "credentials": [{"tag": "a", "usages_path": "a-usages.json"}],
+            "prices": {"my-model": {"input": 1, "output": 2, "cache_read": 0.1, "cache_write_5m": 1.25, "cache_write_1h": 2}}
+        }"#,
+    )
+    .unwrap();
+    assert_eq!(c.usage.database, Path::new("/etc/carpool/data/usage.db"));
+    assert_eq!(
+        c.usage.usages_path.as_deref(),
+        Some(Path::new("/var/lib/ccm/usages.json"))
+    );
+    assert_eq!(c.usage.queue, 50);
+    assert_eq!(
+        c.credentials[0].usages_path.as_deref(),
+        Some(Path::new("/etc/carpool/a-usages.json"))
+    );
+    let tokens = crate::ledger::Tokens {
+        input: 1000,
+        output: 1000,
+        ..Default::default()
+    };
+    assert_eq!(
+        c.usage
+            .prices
+            .cost_micros("my-model", &tokens, &Default::default()),
+        Some(3000)
+    );
 }

@@ -151,6 +151,13 @@ impl Drop for RequestLog {
             let record = self.record(&engine);
             (engine, record)
         });
+        let outcome = record.as_ref().map_or(self.outcome, |(_, r)| {
+            if r.outcome == "upstream_error" {
+                "upstream_error"
+            } else {
+                self.outcome
+            }
+        });
         let dash = |s: &str| {
             if s.is_empty() {
                 "-".to_owned()
@@ -172,7 +179,7 @@ impl Drop for RequestLog {
             input_tokens = input,
             output_tokens = output,
             cost_usd = %cost.map_or_else(|| "-".to_owned(), |c| format!("{:.6}", c as f64 / 1e6)),
-            outcome = record.as_ref().map_or(self.outcome, |(_, r)| if r.outcome == "upstream_error" { "upstream_error" } else { self.outcome }),
+            outcome = %outcome,
             "{} {}",
             self.method,
             self.path,
