@@ -241,6 +241,22 @@ const SUMS_REQUESTS: &str = "COUNT(*), SUM(status >= 400),
         + cache_write_5m_tokens + cache_write_1h_tokens > 0),
     SUM(duration_ms), COALESCE(SUM(ttfb_ms), 0), COUNT(ttfb_ms)";
 
+/// One SQL read: which table, how its rows map to slots and keys, which filters.
+struct Read<'a> {
+    table: &'static str,
+    time_column: &'static str,
+    /// `[from, to)` in the table's time unit.
+    from: i64,
+    to: i64,
+    /// Expression for the slot start in Unix ms; `None` when not bucketing.
+    slot: Option<&'static str>,
+    /// Expression for the group key; `None` when not grouping.
+    key: Option<&'static str>,
+    sums: &'static str,
+    /// Fixed conditions (`column = value`).
+    conditions: Vec<(&'static str, &'a str)>,
+}
+
 fn read_rollup(
     conn: &Connection,
     q: &Query,
@@ -248,22 +264,54 @@ fn read_rollup(
     to_ms: i64,
     out: &mut Slots,
 ) -> rusqlite::Result<()> {
-    let slot = if q.bucket.is_some() {
-        "hour * 1000"
-    } else {
-        "0"
+    let slot = q.bucket.map(|_| "hour * 1000");
+    let read = match per_dimension(q) {
+        // The narrow rollup: only the rows of the one dimension asked for.
+        Some(dimension) => {
+            let mut conditions = vec![("dimension", dimension)];
+            conditions.extend(q.filter.conditions().into_iter().map(|(_, v)| ("key", v)));
+            Read {
+                table: "usage_hourly_by",
+                time_column: "hour",
+                from: from_ms / 1000,
+                to: to_ms / 1000,
+                slot,
+                key: q.group.map(|_| "key"),
+                sums: SUMS_ROLLUP,
+                conditions,
+            }
+        }
+        None => Read {
+            table: "usage_hourly",
+            time_column: "hour",
+            from: from_ms / 1000,
+            to: to_ms / 1000,
+            slot,
+            key: q.group.map(Dimension::column),
+            sums: SUMS_ROLLUP,
+            conditions: q.filter.conditions(),
+        },
     };
-    run(
-        conn,
-        q,
-        "usage_hourly",
-        "hour",
-        from_ms / 1000,
-        to_ms / 1000,
-        slot,
-        SUMS_ROLLUP,
-        out,
-    )
+    run(conn, &read, out)
+}
+
+/// The `usage_hourly_by` dimension that can answer this report: when it groups and
+/// filters on at most one of user, model, credential or device (`""`: neither grouped
+/// nor filtered, the all-requests rows). `None`: only `usage_hourly` can.
+fn per_dimension(q: &Query) -> Option<&'static str> {
+    let filtered = match q.filter.conditions().as_slice() {
+        [] => None,
+        [(column, _)] => Some(*column),
+        _ => return None,
+    };
+    let dimension = match (q.group.map(Dimension::column), filtered) {
+        (None, None) => "",
+        (Some(g), None) => g,
+        (None, Some(f)) => f,
+        (Some(g), Some(f)) if g == f => g,
+        _ => return None,
+    };
+    (dimension != "session").then_some(dimension)
 }
 
 fn read_requests(
@@ -273,48 +321,55 @@ fn read_requests(
     to_ms: i64,
     out: &mut Slots,
 ) -> rusqlite::Result<()> {
-    let slot = if q.bucket.is_some() {
-        "(at_ms / 900000) * 900000"
-    } else {
-        "0"
-    };
     debug_assert_eq!(QUARTER_MS, 900_000);
-    run(
-        conn,
-        q,
-        "requests",
-        "at_ms",
-        from_ms,
-        to_ms,
-        slot,
-        SUMS_REQUESTS,
-        out,
-    )
+    let read = Read {
+        table: "requests",
+        time_column: "at_ms",
+        from: from_ms,
+        to: to_ms,
+        slot: q.bucket.map(|_| "(at_ms / 900000) * 900000"),
+        key: q.group.map(Dimension::column),
+        sums: SUMS_REQUESTS,
+        conditions: q.filter.conditions(),
+    };
+    run(conn, &read, out)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    conn: &Connection,
-    q: &Query,
-    table: &str,
-    time_column: &str,
-    from: i64,
-    to: i64,
-    slot: &str,
-    sums: &str,
-    out: &mut Slots,
-) -> rusqlite::Result<()> {
-    let key = q.group.map_or("NULL", Dimension::column);
-    let conditions = q.filter.conditions();
+fn run(conn: &Connection, read: &Read, out: &mut Slots) -> rusqlite::Result<()> {
+    let Read {
+        table,
+        time_column,
+        from,
+        to,
+        slot,
+        key,
+        sums,
+        ..
+    } = read;
     let mut sql = format!(
-        "SELECT {slot} AS slot, {key} AS key, {sums} FROM {table} WHERE {time_column} >= ?1 AND {time_column} < ?2"
+        "SELECT {} AS slot, {} AS key, {sums} FROM {table} WHERE {time_column} >= ?1 AND {time_column} < ?2",
+        slot.unwrap_or("0"),
+        key.unwrap_or("NULL"),
     );
-    for (i, (column, _)) in conditions.iter().enumerate() {
+    for (i, (column, _)) in read.conditions.iter().enumerate() {
         sql.push_str(&format!(" AND {column} = ?{}", i + 3));
     }
-    sql.push_str(" GROUP BY slot, key");
-    let mut params: Vec<&dyn ToSql> = vec![&from, &to];
-    for (_, value) in &conditions {
+    // Group by the table's own columns where possible, so SQLite can walk the primary
+    // key in order instead of sorting.
+    let group: Vec<&str> = [
+        slot.map(|_| *time_column)
+            .filter(|_| *table != "requests")
+            .or(slot.map(|_| "slot")),
+        *key,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !group.is_empty() {
+        sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
+    }
+    let mut params: Vec<&dyn ToSql> = vec![from, to];
+    for (_, value) in &read.conditions {
         params.push(value);
     }
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -758,7 +813,10 @@ mod tests {
                         Some(Dimension::Credential),
                     ][i],
                     top: (i == 2).then_some(2),
-                    filter: Filter::default(),
+                    filter: Filter {
+                        user: (i == 1 || i == 3).then(|| "bob".to_string()),
+                        ..Filter::default()
+                    },
                 };
                 let fast = report(&conn, &q).unwrap();
                 let slow = report_from(&conn, &q, true).unwrap();

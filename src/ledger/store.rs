@@ -8,7 +8,11 @@
 //!   same transaction as the rows it sums. Reports over days and months read this, so
 //!   they cost what the number of hours × active combinations costs, not the number of
 //!   requests: a 30-day report is a few tens of thousands of rollup rows whether the
-//!   history holds ten thousand requests or ten million. Hours line up with local days
+//!   history holds ten thousand requests or ten million.
+//! - `usage_hourly_by`: the same sums per (hour, one dimension's value), for each of
+//!   user, model, credential and device, plus one all-requests row per hour. The reports
+//!   people ask most (by day, by user, by model) read only the rows of that one
+//!   dimension: a 30-day by-user series reads 720 × users rows. Hours line up with local days
 //!   and months in every time zone whose offset is a whole number of hours;
 //!   [`super::query`] reads `requests` for the rest (and for sessions, which would make
 //!   the rollup as large as the table itself).
@@ -81,6 +85,28 @@ const MIGRATIONS: &[&str] = &[
         ttfb_ms               INTEGER NOT NULL,   -- sum over the requests that had one
         ttfb_count            INTEGER NOT NULL,
         PRIMARY KEY (hour, user, model, credential, device)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE usage_hourly_by (
+        dimension             TEXT    NOT NULL,   -- '' (all requests), user, model, credential, device
+        hour                  INTEGER NOT NULL,
+        key                   TEXT    NOT NULL,   -- the dimension's value ('' for all requests)
+        requests              INTEGER NOT NULL,
+        errors                INTEGER NOT NULL,
+        incomplete            INTEGER NOT NULL,
+        input_tokens          INTEGER NOT NULL,
+        output_tokens         INTEGER NOT NULL,
+        cache_read_tokens     INTEGER NOT NULL,
+        cache_write_5m_tokens INTEGER NOT NULL,
+        cache_write_1h_tokens INTEGER NOT NULL,
+        web_search_requests   INTEGER NOT NULL,
+        web_fetch_requests    INTEGER NOT NULL,
+        cost_micros           INTEGER NOT NULL,
+        unpriced              INTEGER NOT NULL,
+        duration_ms           INTEGER NOT NULL,
+        ttfb_ms               INTEGER NOT NULL,
+        ttfb_count            INTEGER NOT NULL,
+        PRIMARY KEY (dimension, hour, key)
     ) WITHOUT ROWID;",
 ];
 
@@ -202,12 +228,10 @@ const INSERT_REQUEST: &str = "INSERT INTO requests (
     duration_ms, ttfb_ms, messages, week_reset
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
 
-const UPSERT_HOURLY: &str = "INSERT INTO usage_hourly (
-    hour, user, model, credential, device, requests, errors, incomplete,
-    input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
-    web_search_requests, web_fetch_requests, cost_micros, unpriced, duration_ms, ttfb_ms, ttfb_count
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
-ON CONFLICT (hour, user, model, credential, device) DO UPDATE SET
+/// The counters of both rollups, added to on conflict.
+macro_rules! add_sums {
+    () => {
+        " DO UPDATE SET
     requests = requests + excluded.requests,
     errors = errors + excluded.errors,
     incomplete = incomplete + excluded.incomplete,
@@ -222,7 +246,30 @@ ON CONFLICT (hour, user, model, credential, device) DO UPDATE SET
     unpriced = unpriced + excluded.unpriced,
     duration_ms = duration_ms + excluded.duration_ms,
     ttfb_ms = ttfb_ms + excluded.ttfb_ms,
-    ttfb_count = ttfb_count + excluded.ttfb_count";
+    ttfb_count = ttfb_count + excluded.ttfb_count"
+    };
+}
+
+const UPSERT_HOURLY: &str = concat!(
+    "INSERT INTO usage_hourly (
+    hour, user, model, credential, device, requests, errors, incomplete,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+    web_search_requests, web_fetch_requests, cost_micros, unpriced, duration_ms, ttfb_ms, ttfb_count
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+",
+    "ON CONFLICT (hour, user, model, credential, device)",
+    add_sums!()
+);
+
+const UPSERT_HOURLY_BY: &str = concat!(
+    "INSERT INTO usage_hourly_by (
+    dimension, hour, key, requests, errors, incomplete,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+    web_search_requests, web_fetch_requests, cost_micros, unpriced, duration_ms, ttfb_ms, ttfb_count
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+ON CONFLICT (dimension, hour, key)",
+    add_sums!()
+);
 
 /// Sums of the rollup's counters for one key.
 #[derive(Debug, Default, Clone, Copy)]
@@ -245,6 +292,24 @@ struct Sums {
 }
 
 impl Sums {
+    fn merge(&mut self, o: &Sums) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.incomplete += o.incomplete;
+        self.input += o.input;
+        self.output += o.output;
+        self.cache_read += o.cache_read;
+        self.cache_write_5m += o.cache_write_5m;
+        self.cache_write_1h += o.cache_write_1h;
+        self.web_search += o.web_search;
+        self.web_fetch += o.web_fetch;
+        self.cost_micros += o.cost_micros;
+        self.unpriced += o.unpriced;
+        self.duration_ms += o.duration_ms;
+        self.ttfb_ms += o.ttfb_ms;
+        self.ttfb_count += o.ttfb_count;
+    }
+
     fn add(&mut self, r: &UsageRecord) {
         let t = &r.tokens;
         self.requests += 1;
@@ -307,6 +372,43 @@ pub fn insert_batch(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite:
                 .entry((hour, &r.user, &r.model, &r.credential, &r.device))
                 .or_default()
                 .add(r);
+        }
+    }
+    let mut by: BTreeMap<(&str, i64, &str), Sums> = BTreeMap::new();
+    for (&(hour, user, model, credential, device), s) in &rollup {
+        for (dimension, key) in [
+            ("", ""),
+            ("user", user),
+            ("model", model),
+            ("credential", credential),
+            ("device", device),
+        ] {
+            by.entry((dimension, hour, key)).or_default().merge(s);
+        }
+    }
+    {
+        let mut upsert = tx.prepare_cached(UPSERT_HOURLY_BY)?;
+        for ((dimension, hour, key), s) in by {
+            upsert.execute(params![
+                dimension,
+                hour,
+                key,
+                s.requests,
+                s.errors,
+                s.incomplete,
+                s.input,
+                s.output,
+                s.cache_read,
+                s.cache_write_5m,
+                s.cache_write_1h,
+                s.web_search,
+                s.web_fetch,
+                s.cost_micros,
+                s.unpriced,
+                s.duration_ms,
+                s.ttfb_ms,
+                s.ttfb_count,
+            ])?;
         }
     }
     {
@@ -439,7 +541,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(tables, ["requests", "usage_hourly"]);
+        assert_eq!(tables, ["requests", "usage_hourly", "usage_hourly_by"]);
         drop(conn);
         let again = open(&path).unwrap();
         assert_eq!(schema_version(&again).unwrap(), SCHEMA_VERSION as i64);
@@ -504,6 +606,23 @@ mod tests {
             .query_row("SELECT count(*) FROM usage_hourly", [], |r| r.get(0))
             .unwrap();
         assert_eq!(hours, 3);
+        // Per dimension: the all-requests row of that hour sums alice's 4 and bob's 1.
+        let all: (i64, i64) = conn
+            .query_row(
+                "SELECT requests, cost_micros FROM usage_hourly_by WHERE dimension = '' AND hour = ?1",
+                [hour / 1000],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(all, (5, 1006));
+        let users: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM usage_hourly_by WHERE dimension = 'user' AND hour = ?1",
+                [hour / 1000],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(users, 2);
 
         let mut read = Vec::new();
         for_each_request(&conn, hour, hour + 1, |r| read.push(r)).unwrap();
