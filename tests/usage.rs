@@ -259,20 +259,25 @@ async fn a_full_queue_drops_records_without_slowing_clients() {
     let carpool = setup.start().await;
     let blocker = store::open(&db_path(&setup)).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // The first record's batch gets stuck on the lock (after the writer's gathering time)…
+    ask(&carpool, false).await.text().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // …so of the next 20, two fit the queue and the rest are dropped.
     for _ in 0..20 {
         let response = ask(&carpool, false).await;
         assert_eq!(response.status(), 200);
         assert!(response.text().await.unwrap().contains("end_turn"));
     }
     let dropped = carpool.engine.ledger.dropped_count();
-    assert!(dropped >= 15, "dropped {dropped}");
+    assert_eq!(dropped, 18);
     blocker.execute_batch("COMMIT").unwrap();
     drop(blocker);
     let engine = carpool.engine.clone();
     carpool.shutdown().await;
     let written = rows(&db_path(&setup)).len() as u64;
     assert_eq!(written, engine.ledger.written());
-    assert_eq!(written + engine.ledger.dropped_count(), 20);
+    assert_eq!(written, 3);
+    assert_eq!(written + engine.ledger.dropped_count(), 21);
 }
 
 #[tokio::test]
@@ -484,7 +489,7 @@ async fn carpool_usage_reports_while_the_server_runs() {
     assert!(
         table
             .lines()
-            .any(|l| l.starts_with("Total") && l.contains("$0.00")),
+            .any(|l| l.starts_with("Total") && l.contains("<$0.01")),
         "{table}"
     );
 

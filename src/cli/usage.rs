@@ -301,7 +301,11 @@ fn key_label(q: &Query, row: &query::Row) -> String {
     }
 }
 
+/// Dollars and cents; a cost too small to show as a cent says so instead of `$0.00`.
 fn usd(micros: i64) -> String {
+    if micros > 0 && micros < 5_000 {
+        return "<$0.01".into();
+    }
     let cents = (micros + 5_000).div_euclid(10_000);
     format!("${}.{:02}", thousands(cents / 100), cents % 100)
 }
@@ -627,7 +631,7 @@ mod tests {
     #[test]
     fn money_and_numbers() {
         assert_eq!(usd(0), "$0.00");
-        assert_eq!(usd(4_999), "$0.00");
+        assert_eq!(usd(4_999), "<$0.01");
         assert_eq!(usd(5_000), "$0.01");
         assert_eq!(usd(1_234_567_890), "$1,234.57");
         assert_eq!(usd_exact(46_350), "0.046350");

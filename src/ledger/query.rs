@@ -17,6 +17,8 @@ use jiff::{RoundMode, Timestamp, ToSpan, Unit, ZonedRound};
 use rusqlite::{Connection, ToSql};
 use serde::Serialize;
 
+use super::UsageRecord;
+
 const HOUR_MS: i64 = 3_600_000;
 const QUARTER_MS: i64 = 900_000;
 
@@ -115,7 +117,52 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, o: &Totals) {
+    /// Counts one request.
+    pub fn add_record(&mut self, r: &UsageRecord) {
+        let t = &r.tokens;
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.add(&Totals {
+            requests: 1,
+            errors: i64::from(r.status >= 400),
+            incomplete: i64::from(r.status < 400 && r.outcome != "complete"),
+            input_tokens: count(t.input),
+            output_tokens: count(t.output),
+            cache_read_tokens: count(t.cache_read),
+            cache_write_5m_tokens: count(t.cache_write_5m),
+            cache_write_1h_tokens: count(t.cache_write_1h),
+            web_search_requests: count(t.web_search_requests),
+            web_fetch_requests: count(t.web_fetch_requests),
+            cost_micros: r.cost_micros.unwrap_or(0),
+            unpriced: i64::from(r.cost_micros.is_none() && !t.is_empty()),
+            duration_ms: i64::from(r.duration_ms),
+            ttfb_ms: r.ttfb_ms.map_or(0, i64::from),
+            ttfb_count: i64::from(r.ttfb_ms.is_some()),
+        });
+    }
+
+    /// The counters in the order of the rollup tables' columns.
+    pub fn columns(&self) -> [i64; 15] {
+        [
+            self.requests,
+            self.errors,
+            self.incomplete,
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_5m_tokens,
+            self.cache_write_1h_tokens,
+            self.web_search_requests,
+            self.web_fetch_requests,
+            self.cost_micros,
+            self.unpriced,
+            self.duration_ms,
+            self.ttfb_ms,
+            self.ttfb_count,
+        ]
+    }
+
+    /// Adds another set of sums to this one.
+    pub fn add(&mut self, o: &Totals) {
         self.requests += o.requests;
         self.errors += o.errors;
         self.incomplete += o.incomplete;

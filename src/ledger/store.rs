@@ -26,8 +26,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior, params};
 
+use super::query::Totals;
 use super::record::UsageRecord;
 
 /// Schema versions, in order; `PRAGMA user_version` is the number applied. Never edit a
@@ -271,73 +272,10 @@ ON CONFLICT (dimension, hour, key)",
     add_sums!()
 );
 
-/// Sums of the rollup's counters for one key.
-#[derive(Debug, Default, Clone, Copy)]
-struct Sums {
-    requests: i64,
-    errors: i64,
-    incomplete: i64,
-    input: i64,
-    output: i64,
-    cache_read: i64,
-    cache_write_5m: i64,
-    cache_write_1h: i64,
-    web_search: i64,
-    web_fetch: i64,
-    cost_micros: i64,
-    unpriced: i64,
-    duration_ms: i64,
-    ttfb_ms: i64,
-    ttfb_count: i64,
-}
-
-impl Sums {
-    fn merge(&mut self, o: &Sums) {
-        self.requests += o.requests;
-        self.errors += o.errors;
-        self.incomplete += o.incomplete;
-        self.input += o.input;
-        self.output += o.output;
-        self.cache_read += o.cache_read;
-        self.cache_write_5m += o.cache_write_5m;
-        self.cache_write_1h += o.cache_write_1h;
-        self.web_search += o.web_search;
-        self.web_fetch += o.web_fetch;
-        self.cost_micros += o.cost_micros;
-        self.unpriced += o.unpriced;
-        self.duration_ms += o.duration_ms;
-        self.ttfb_ms += o.ttfb_ms;
-        self.ttfb_count += o.ttfb_count;
-    }
-
-    fn add(&mut self, r: &UsageRecord) {
-        let t = &r.tokens;
-        self.requests += 1;
-        self.errors += i64::from(r.status >= 400);
-        self.incomplete += i64::from(r.status < 400 && r.outcome != "complete");
-        self.input += t.input as i64;
-        self.output += t.output as i64;
-        self.cache_read += t.cache_read as i64;
-        self.cache_write_5m += t.cache_write_5m as i64;
-        self.cache_write_1h += t.cache_write_1h as i64;
-        self.web_search += t.web_search_requests as i64;
-        self.web_fetch += t.web_fetch_requests as i64;
-        match r.cost_micros {
-            Some(c) => self.cost_micros += c,
-            None => self.unpriced += i64::from(!t.is_empty()),
-        }
-        self.duration_ms += i64::from(r.duration_ms);
-        if let Some(ttfb) = r.ttfb_ms {
-            self.ttfb_ms += i64::from(ttfb);
-            self.ttfb_count += 1;
-        }
-    }
-}
-
 /// Writes `records` and their rollup in one transaction: all of them or none.
 pub fn insert_batch(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut rollup: BTreeMap<(i64, &str, &str, &str, &str), Sums> = BTreeMap::new();
+    let mut rollup: BTreeMap<(i64, &str, &str, &str, &str), Totals> = BTreeMap::new();
     {
         let mut insert = tx.prepare_cached(INSERT_REQUEST)?;
         for r in records {
@@ -371,10 +309,10 @@ pub fn insert_batch(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite:
             rollup
                 .entry((hour, &r.user, &r.model, &r.credential, &r.device))
                 .or_default()
-                .add(r);
+                .add_record(r);
         }
     }
-    let mut by: BTreeMap<(&str, i64, &str), Sums> = BTreeMap::new();
+    let mut by: BTreeMap<(&str, i64, &str), Totals> = BTreeMap::new();
     for (&(hour, user, model, credential, device), s) in &rollup {
         for (dimension, key) in [
             ("", ""),
@@ -383,62 +321,33 @@ pub fn insert_batch(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite:
             ("credential", credential),
             ("device", device),
         ] {
-            by.entry((dimension, hour, key)).or_default().merge(s);
+            by.entry((dimension, hour, key)).or_default().add(s);
         }
     }
     {
         let mut upsert = tx.prepare_cached(UPSERT_HOURLY_BY)?;
-        for ((dimension, hour, key), s) in by {
-            upsert.execute(params![
-                dimension,
-                hour,
-                key,
-                s.requests,
-                s.errors,
-                s.incomplete,
-                s.input,
-                s.output,
-                s.cache_read,
-                s.cache_write_5m,
-                s.cache_write_1h,
-                s.web_search,
-                s.web_fetch,
-                s.cost_micros,
-                s.unpriced,
-                s.duration_ms,
-                s.ttfb_ms,
-                s.ttfb_count,
-            ])?;
+        for ((dimension, hour, key), sums) in by {
+            execute_with_sums(&mut upsert, &[&dimension, &hour, &key], &sums)?;
         }
-    }
-    {
         let mut upsert = tx.prepare_cached(UPSERT_HOURLY)?;
-        for ((hour, user, model, credential, device), s) in rollup {
-            upsert.execute(params![
-                hour,
-                user,
-                model,
-                credential,
-                device,
-                s.requests,
-                s.errors,
-                s.incomplete,
-                s.input,
-                s.output,
-                s.cache_read,
-                s.cache_write_5m,
-                s.cache_write_1h,
-                s.web_search,
-                s.web_fetch,
-                s.cost_micros,
-                s.unpriced,
-                s.duration_ms,
-                s.ttfb_ms,
-                s.ttfb_count,
-            ])?;
+        for ((hour, user, model, credential, device), sums) in rollup {
+            let key: [&dyn ToSql; 5] = [&hour, &user, &model, &credential, &device];
+            execute_with_sums(&mut upsert, &key, &sums)?;
         }
     }
     tx.commit()
+}
+
+/// Runs a rollup upsert: the key columns, then the counters in [`Totals::columns`] order.
+fn execute_with_sums(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    key: &[&dyn ToSql],
+    sums: &Totals,
+) -> rusqlite::Result<()> {
+    let counters = sums.columns();
+    let mut values: Vec<&dyn ToSql> = key.to_vec();
+    values.extend(counters.iter().map(|c| c as &dyn ToSql));
+    statement.execute(values.as_slice()).map(drop)
 }
 
 /// Reads every request row (oldest first) in `[since_ms, until_ms)`, for exports.
