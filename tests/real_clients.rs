@@ -298,4 +298,25 @@ async fn claude_code_cli_print_mode_through_carpool() {
     );
     assert_account_token_only(&seen);
     carpool.shutdown().await;
+
+    // The ledger knows which machine and which session: Claude Code's device id (64 hex
+    // digits in metadata.user_id) and its session id, one per run.
+    let conn = carpool::ledger::store::open_existing(&setup.dir.path().join("usage.db")).unwrap();
+    let mut rows = Vec::new();
+    carpool::ledger::store::for_each_request(&conn, 0, i64::MAX, |r| rows.push(r)).unwrap();
+    let messages: Vec<_> = rows.iter().filter(|r| r.endpoint == "messages").collect();
+    assert_eq!(messages.len(), turns.len(), "{rows:#?}");
+    for r in &messages {
+        assert_eq!(r.user, "alice");
+        assert!(
+            r.device.len() == 64 && r.device.chars().all(|c| c.is_ascii_hexdigit()),
+            "device id from metadata.user_id: {r:?}"
+        );
+        assert!(!r.session.is_empty(), "session id: {r:?}");
+        assert_eq!(r.session, messages[0].session, "one session per run");
+        assert!(
+            r.tokens.output > 0 && r.cost_micros.is_some_and(|c| c > 0),
+            "{r:?}"
+        );
+    }
 }
