@@ -453,6 +453,15 @@ async fn carpool_usage_reports_while_the_server_runs() {
         .text()
         .await
         .unwrap();
+    // Recorded, but not a model call: reports do not count it.
+    let counted = client()
+        .post(format!("{}/v1/messages/count_tokens", p.url))
+        .header("authorization", format!("Bearer {ALICE_TOKEN}"))
+        .json(&message_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(counted.status(), 200);
     let setup_ref = &setup;
     assert!(
         eventually(10, || async move {

@@ -17,7 +17,7 @@ use jiff::{RoundMode, Timestamp, ToSpan, Unit, ZonedRound};
 use rusqlite::{Connection, ToSql};
 use serde::Serialize;
 
-use super::UsageRecord;
+use super::{UsageRecord, store};
 
 const HOUR_MS: i64 = 3_600_000;
 const QUARTER_MS: i64 = 900_000;
@@ -377,7 +377,11 @@ fn read_requests(
         slot: q.bucket.map(|_| "(at_ms / 900000) * 900000"),
         key: q.group.map(Dimension::column),
         sums: SUMS_REQUESTS,
-        conditions: q.filter.conditions(),
+        conditions: {
+            let mut c = q.filter.conditions();
+            c.push(("endpoint", store::REPORTED_ENDPOINT));
+            c
+        },
     };
     run(conn, &read, out)
 }
@@ -786,7 +790,11 @@ mod tests {
         failed.ttfb_ms = None;
         let mut cut = rec("2026-11-01T10:07:00Z", "alice", "m", 7);
         cut.outcome = "client_closed".into();
-        let (_d, conn) = db(&[unpriced, failed, cut]);
+        // Kept in `requests`, not counted in reports.
+        let mut count_tokens = rec("2026-11-01T10:08:00Z", "alice", "m", 0);
+        count_tokens.endpoint = "count_tokens".into();
+        count_tokens.status = 500;
+        let (_d, conn) = db(&[unpriced, failed, cut, count_tokens]);
         let q = query("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "UTC");
         let rollup = report(&conn, &q).unwrap();
         let requests = report_from(&conn, &q, true).unwrap();

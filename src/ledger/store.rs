@@ -272,6 +272,11 @@ ON CONFLICT (dimension, hour, key)",
     add_sums!()
 );
 
+/// Reports count model calls only: `count_tokens` and model-list requests are kept in
+/// `requests` (an audit of everything that passed authentication) but cost nothing and
+/// would only inflate the request counts people compare with their client's own.
+pub const REPORTED_ENDPOINT: &str = "messages";
+
 /// Writes `records` and their rollup in one transaction: all of them or none.
 pub fn insert_batch(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -305,6 +310,9 @@ pub fn insert_batch(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite:
                 r.messages,
                 r.week_reset,
             ])?;
+            if r.endpoint != REPORTED_ENDPOINT {
+                continue;
+            }
             let hour = r.at_ms.div_euclid(3_600_000) * 3600;
             rollup
                 .entry((hour, &r.user, &r.model, &r.credential, &r.device))
