@@ -32,9 +32,10 @@ use super::query::Totals;
 use super::record::UsageRecord;
 
 /// Schema versions, in order; `PRAGMA user_version` is the number applied. Never edit a
-/// released entry: add a new one.
+/// released entry: add a new one. The SQL is spelled out in full (the two rollups share
+/// their counter columns) so each version reads as the schema it creates.
 const MIGRATIONS: &[&str] = &[
-    // 1: requests and the hourly rollup.
+    // 1: every request, and the two hourly rollups of model calls.
     "CREATE TABLE requests (
         id                    INTEGER PRIMARY KEY,
         at_ms                 INTEGER NOT NULL,
