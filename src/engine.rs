@@ -17,19 +17,22 @@ use tokio::task::JoinSet;
 
 use crate::auth::Users;
 use crate::config::Config;
+use crate::config::Source as ConfigSource;
 use crate::credentials::{Credential, spawn_watcher};
 use crate::ledger::ccm::{CcmFile, run_saver};
 use crate::ledger::store::StoreError;
 use crate::ledger::{Ledger, LedgerOptions, Pricing, Sink};
+use crate::pool::Pool;
+use crate::pool::account::{Account, Source};
+use crate::pool::limits::Reserves;
 use crate::{relay, upstream};
 
 /// Everything a request needs, shared by all requests.
 pub struct Engine {
     pub config: Config,
     pub users: Users,
-    /// In config order; users refer to them by index.
-    pub credentials: Vec<Arc<Credential>>,
-    pub http: reqwest::Client,
+    /// The accounts and pools; picks the account for each request.
+    pub pool: Pool,
     pub ledger: Arc<Ledger>,
     pub pricing: Pricing,
     /// sing-box-style usage files (`usages_path`), fed by the ledger's writer.
@@ -46,6 +49,13 @@ pub enum StartError {
     },
     #[error(transparent)]
     Ledger(#[from] StoreError),
+    #[error("credentials `{tag}`: {problem}")]
+    Account { tag: String, problem: String },
+    #[error("cannot read the CA certificates in {} (`ca_file`): {problem}", path.display())]
+    CaFile {
+        path: std::path::PathBuf,
+        problem: String,
+    },
     #[error("cannot read the usage file {} (`usages_path`): {source}", path.display())]
     UsagesFile {
         path: std::path::PathBuf,
@@ -54,14 +64,65 @@ pub enum StartError {
 }
 
 impl Engine {
+    /// What every account is doing: for the dashboard and the tray.
+    pub fn status(&self) -> crate::pool::PoolStatus {
+        self.pool.status(crate::pool::unix_now())
+    }
+
     /// Opens the usage database and files; starts nothing else.
     pub fn new(config: Config) -> Result<Engine, StartError> {
-        let http = upstream::client(&config.timeouts);
-        let credentials = config
-            .credentials
-            .iter()
-            .map(|c| Credential::new(c, http.clone()))
-            .collect();
+        let roots = match &config.ca_file {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| {
+                    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())
+                })
+                .map_err(|problem| StartError::CaFile {
+                    path: path.clone(),
+                    problem,
+                })?,
+            None => Vec::new(),
+        };
+        let mut accounts = Vec::new();
+        for (index, c) in config.credentials.iter().enumerate() {
+            let http = upstream::client(&config.timeouts, c.proxy.as_deref(), &roots).map_err(
+                |problem| StartError::Account {
+                    tag: c.tag.clone(),
+                    problem,
+                },
+            )?;
+            let source = match &c.source {
+                ConfigSource::OAuthFile { path, token_url } => Source::OAuth(Credential::new(
+                    &c.tag,
+                    path,
+                    &c.base_url,
+                    token_url,
+                    http.clone(),
+                )),
+                ConfigSource::ApiKey(key) => Source::ApiKey(key.clone()),
+            };
+            // The shortest poll interval of the pools it is in.
+            let poll_interval = config
+                .pools
+                .iter()
+                .filter(|p| p.members.contains(&index))
+                .map(|p| p.poll_interval)
+                .min()
+                .unwrap_or(DEFAULT_POLL_INTERVAL);
+            let reserves = Reserves {
+                five_hour: c.reserve_5h,
+                weekly: c.reserve_weekly,
+            };
+            accounts.push(Arc::new(Account::new(
+                index,
+                c.tag.clone(),
+                c.base_url.clone(),
+                http,
+                source,
+                reserves,
+                poll_interval,
+            )));
+        }
         let mut ccm_files = Vec::new();
         if let Some(path) = &config.usage.usages_path {
             ccm_files.push((path.clone(), None));
@@ -96,8 +157,7 @@ impl Engine {
         )?;
         Ok(Engine {
             users: Users::new(&config.users),
-            credentials,
-            http,
+            pool: Pool::new(accounts, config.pools.clone()),
             ledger: Arc::new(ledger),
             pricing: Pricing::new(config.usage.prices.clone()),
             ccm_files,
@@ -121,6 +181,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(engine)
 }
 
+/// How stale a single account's usage figures may get (pools set their own).
+const DEFAULT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// sing-box saves its usage file at most once a minute; so does Carpool.
 const CCM_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -141,8 +204,10 @@ impl Server {
             .await
             .map_err(|source| StartError::Listen { addr, source })?;
         let mut tasks = JoinSet::new();
-        for credential in &engine.credentials {
-            spawn_watcher(credential.clone(), &mut tasks);
+        for account in engine.pool.accounts() {
+            if let Source::OAuth(credential) = &account.source {
+                spawn_watcher(credential.clone(), &mut tasks);
+            }
         }
         Ok(Server {
             listener,

@@ -112,6 +112,23 @@ impl RelayError {
         }
     }
 
+    /// Every account the user may use is at its limit (or reserve) for now.
+    ///
+    /// 429 with `retry-after` until the earliest one is back: Claude Code gives up at
+    /// once when that is over 60 s instead of retrying for minutes, and prints the
+    /// message, which says when.
+    pub fn all_exhausted(message: String, retry_after_secs: Option<u64>) -> Self {
+        RelayError {
+            retry_after_secs,
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                Origin::Carpool,
+                message,
+            )
+        }
+    }
+
     /// The upstream could not be reached or broke before answering.
     pub fn unreachable(message: String) -> Self {
         Self::new(

@@ -69,10 +69,19 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
 }
 
 /// The headers sent upstream for a client request.
+/// How a request authenticates upstream.
+pub enum UpstreamAuth<'a> {
+    /// A Claude subscription's OAuth access token: `Authorization: Bearer`, plus the
+    /// OAuth beta flag Anthropic requires for such tokens.
+    OAuth(&'a Secret),
+    /// An API key: `x-api-key`, no OAuth beta.
+    ApiKey(&'a Secret),
+}
+
 pub fn request_headers(
     client: &HeaderMap,
     operator: &[(HeaderName, HeaderValue)],
-    access_token: &Secret,
+    auth: UpstreamAuth<'_>,
 ) -> HeaderMap {
     let listed = connection_listed(client);
     let mut out = HeaderMap::with_capacity(client.len() + 2);
@@ -93,7 +102,7 @@ pub fn request_headers(
         .map(str::trim)
         .filter(|b| !b.is_empty())
         .collect();
-    let beta = if client_betas.contains(&OAUTH_BETA) {
+    let beta = if client_betas.contains(&OAUTH_BETA) || matches!(auth, UpstreamAuth::ApiKey(_)) {
         client_betas.join(",")
     } else {
         std::iter::once(OAUTH_BETA)
@@ -102,7 +111,9 @@ pub fn request_headers(
             .join(",")
     };
     if let Ok(v) = HeaderValue::from_str(&beta) {
-        out.insert("anthropic-beta", v);
+        if !beta.is_empty() {
+            out.insert("anthropic-beta", v);
+        }
     }
 
     // Operator headers replace same-named ones; several values for one name all go.
@@ -115,10 +126,21 @@ pub fn request_headers(
         out.append(name.clone(), value.clone());
     }
 
-    let mut auth = HeaderValue::from_str(&format!("Bearer {}", access_token.expose()))
-        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
-    auth.set_sensitive(true);
-    out.insert(header::AUTHORIZATION, auth);
+    let (name, value) = match auth {
+        UpstreamAuth::OAuth(token) => (
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token")),
+        ),
+        UpstreamAuth::ApiKey(key) => (
+            HeaderName::from_static("x-api-key"),
+            HeaderValue::from_str(key.expose())
+                .unwrap_or_else(|_| HeaderValue::from_static("invalid-key")),
+        ),
+    };
+    let mut value = value;
+    value.set_sensitive(true);
+    out.insert(name, value);
     out
 }
 
@@ -138,14 +160,31 @@ pub fn response_headers(upstream: &HeaderMap) -> HeaderMap {
 
 /// The pooled client for one upstream. TCP_NODELAY: a relay that waits for Nagle adds
 /// 40 ms to small writes at low concurrency, a known failure of other gateways.
-pub fn client(timeouts: &Timeouts) -> reqwest::Client {
-    reqwest::Client::builder()
+///
+/// `proxy` (http, https, socks5 or socks5h URL, credentials included) carries every
+/// connection; without one, no proxy is used, whatever `HTTPS_PROXY` says, so traffic
+/// goes where the config says. `extra_roots` are trusted for HTTPS besides the system's.
+pub fn client(
+    timeouts: &Timeouts,
+    proxy: Option<&str>,
+    extra_roots: &[reqwest::Certificate],
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(timeouts.connect)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
+    if let Some(url) = proxy {
+        let proxy = reqwest::Proxy::all(url).map_err(|e| format!("proxy: {e}"))?;
+        builder = builder.proxy(proxy);
+    }
+    if !extra_roots.is_empty() {
+        builder = builder.tls_certs_merge(extra_roots.iter().cloned());
+    }
+    builder
         .build()
-        .expect("the TLS backend initialises")
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
 }
 
 #[cfg(test)]
@@ -176,7 +215,11 @@ mod tests {
             ("x-claude-code-session-id", "abc"),
             ("user-agent", "claude-cli/2.1.330 (external, cli)"),
         ]);
-        let out = request_headers(&client, &[], &Secret::new("sk-ant-oat01-acct"));
+        let out = request_headers(
+            &client,
+            &[],
+            UpstreamAuth::OAuth(&Secret::new("sk-ant-oat01-acct")),
+        );
         assert_eq!(out["authorization"], "Bearer sk-ant-oat01-acct");
         assert!(out["authorization"].is_sensitive());
         for gone in [
@@ -200,7 +243,7 @@ mod tests {
     #[test]
     fn oauth_beta_is_prepended_once() {
         let secret = Secret::new("t");
-        let none = request_headers(&HeaderMap::new(), &[], &secret);
+        let none = request_headers(&HeaderMap::new(), &[], UpstreamAuth::OAuth(&secret));
         assert_eq!(none["anthropic-beta"], OAUTH_BETA);
         let some = request_headers(
             &map(&[(
@@ -208,7 +251,7 @@ mod tests {
                 "claude-code-20250219, context-1m-2025-08-07",
             )]),
             &[],
-            &secret,
+            UpstreamAuth::OAuth(&secret),
         );
         assert_eq!(
             some["anthropic-beta"],
@@ -220,9 +263,24 @@ mod tests {
                 ("anthropic-beta", "oauth-2025-04-20"),
             ]),
             &[],
-            &secret,
+            UpstreamAuth::OAuth(&secret),
         );
         assert_eq!(already["anthropic-beta"], "a,oauth-2025-04-20");
+    }
+
+    #[test]
+    fn api_keys_go_as_x_api_key_without_the_oauth_beta() {
+        let key = Secret::new("sk-ant-api03-key");
+        let client = map(&[
+            ("authorization", "Bearer cpk-user-token"),
+            ("anthropic-beta", "context-1m-2025-08-07"),
+        ]);
+        let out = request_headers(&client, &[], UpstreamAuth::ApiKey(&key));
+        assert_eq!(out["x-api-key"], "sk-ant-api03-key");
+        assert!(out.get("authorization").is_none());
+        assert_eq!(out["anthropic-beta"], "context-1m-2025-08-07");
+        let bare = request_headers(&HeaderMap::new(), &[], UpstreamAuth::ApiKey(&key));
+        assert!(bare.get("anthropic-beta").is_none());
     }
 
     #[test]
@@ -242,7 +300,7 @@ mod tests {
                 HeaderValue::from_static("b"),
             ),
         ];
-        let out = request_headers(&client, &operator, &Secret::new("tok"));
+        let out = request_headers(&client, &operator, UpstreamAuth::OAuth(&Secret::new("tok")));
         assert_eq!(out["user-agent"], "op");
         assert_eq!(out["x-keep"], "1");
         let multi: Vec<_> = out.get_all("x-multi").iter().collect();

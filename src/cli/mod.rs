@@ -12,6 +12,7 @@ use crate::auth::{TokenHash, generate_token};
 use crate::config::{self, Config, CreatedConfig};
 use crate::credentials::Status;
 use crate::engine::{Server, StartError, shutdown_signal};
+use crate::pool::account::Source;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -114,17 +115,34 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
             ""
         }
     );
-    for credential in &server.engine().credentials {
-        let status = credential.status();
-        let hint = match status {
-            Status::Missing => " — run `claude` on this machine and log in; Carpool picks it up",
-            _ => "",
-        };
-        println!(
-            "Claude account `{}`: {status} ({}){hint}",
-            credential.tag,
-            credential.path.display()
-        );
+    for account in server.engine().pool.accounts() {
+        match &account.source {
+            Source::OAuth(credential) => {
+                let status = credential.status();
+                let hint = match status {
+                    Status::Missing => {
+                        " — run `claude` on this machine and log in; Carpool picks it up"
+                    }
+                    _ => "",
+                };
+                println!(
+                    "Claude account `{}`: {status} ({}){hint}",
+                    account.tag,
+                    credential.path.display()
+                );
+            }
+            Source::ApiKey(_) => {
+                println!("API-key account `{}` ({})", account.tag, account.base_url)
+            }
+        }
+    }
+    for pool in &config.pools {
+        let members: Vec<&str> = pool
+            .members
+            .iter()
+            .map(|i| config.credentials[*i].tag.as_str())
+            .collect();
+        println!("Pool `{}`: {}", pool.tag, members.join(", "));
     }
     println!(
         "Usage history: {} (see it with `carpool usage`)",

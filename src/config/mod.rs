@@ -30,13 +30,17 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The accounts, in config order (pools are in [`Config::pools`]).
     pub credentials: Vec<CredentialConfig>,
+    pub pools: Vec<PoolConfig>,
     pub users: Vec<UserConfig>,
     /// Operator headers, applied after the client's and before `Authorization`.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub max_body_bytes: usize,
     pub timeouts: Timeouts,
     pub usage: UsageConfig,
+    /// Extra CA certificates (PEM) for upstream HTTPS.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where usage goes and how it is priced.
@@ -49,23 +53,66 @@ pub struct UsageConfig {
     pub prices: Arc<PriceTable>,
 }
 
+/// One account: where its credentials come from and how to reach its upstream.
 #[derive(Debug, Clone)]
 pub struct CredentialConfig {
     pub tag: String,
-    pub path: PathBuf,
+    pub source: Source,
     /// Without a trailing slash.
     pub base_url: String,
-    pub token_url: String,
-    /// sing-box ccm statistics file for this credential's requests.
+    /// Outbound proxy URL (http, https, socks5, socks5h).
+    pub proxy: Option<String>,
+    /// sing-box ccm statistics file for this account's requests.
     pub usages_path: Option<PathBuf>,
+    /// Percent of each window kept for the owner (1–99); `None`: none kept.
+    pub reserve_5h: Option<u32>,
+    pub reserve_weekly: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A Claude Code login (OAuth tokens in a credentials file), refreshed by Carpool.
+    OAuthFile { path: PathBuf, token_url: String },
+    /// An Anthropic API key (or a compatible provider's), sent as `x-api-key`.
+    ApiKey(crate::secret::Secret),
+}
+
+/// A group of accounts that users can be bound to.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub tag: String,
+    pub strategy: Strategy,
+    /// Indices into [`Config::credentials`], in config order.
+    pub members: Vec<usize>,
+    pub poll_interval: Duration,
+    pub session_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// New conversations go to the account with the most weekly capacity left, weighed
+    /// by plan (Max 20x > Max 5x > Pro) and how soon its week resets.
+    LeastUsed,
+    RoundRobin,
+    Random,
+    /// The first usable account in order; conversations are not pinned.
+    Fallback,
+}
+
+/// What a user's requests go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// One account (index into [`Config::credentials`]).
+    Account(usize),
+    /// A pool (index into [`Config::pools`]).
+    Pool(usize),
 }
 
 #[derive(Debug, Clone)]
 pub struct UserConfig {
     pub name: String,
     pub token_hash: TokenHash,
-    /// Index into [`Config::credentials`].
-    pub credential: usize,
+    pub credential: Target,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +157,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Where anonymous requests go when no users are configured: the first pool if there
+    /// is one, else the first account.
+    pub fn anonymous_target(&self) -> Target {
+        if self.pools.is_empty() {
+            Target::Account(0)
+        } else {
+            Target::Pool(0)
+        }
+    }
+
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -152,8 +209,9 @@ impl Config {
             .map_err(|p| invalid("listen", p))?;
         let listen = SocketAddr::new(ip, raw.listen_port.unwrap_or(DEFAULT_PORT));
 
-        let credentials = credentials_from_raw(&raw, base_dir).map_err(|(f, p)| invalid(&f, p))?;
-        let users = users_from_raw(&raw, &credentials).map_err(|(f, p)| invalid(&f, p))?;
+        let (credentials, pools) =
+            credentials_from_raw(&raw, base_dir).map_err(|(f, p)| invalid(&f, p))?;
+        let users = users_from_raw(&raw, &credentials, &pools).map_err(|(f, p)| invalid(&f, p))?;
         if users.is_empty() && !ip.is_loopback() {
             return Err(invalid(
                 "users",
@@ -191,16 +249,19 @@ impl Config {
             n => usize::try_from(n).map_err(|_| invalid("max_body_bytes", "too large".into()))?,
         };
         let timeouts = timeouts_from_raw(&raw.timeouts).map_err(|(f, p)| invalid(&f, p))?;
+        let ca_file = raw.ca_file.as_deref().map(|p| absolute(p, base_dir));
         let usage = usage_from_raw(raw, base_dir).map_err(|(f, p)| invalid(&f, p))?;
 
         Ok(Config {
             listen,
             credentials,
+            pools,
             users,
             headers,
             max_body_bytes,
             timeouts,
             usage,
+            ca_file,
         })
     }
 }
@@ -216,10 +277,11 @@ fn parse_listen(value: &str) -> Result<IpAddr, String> {
 
 type FieldProblem = (String, String);
 
+/// Accounts and pools from `credentials` (or the single-account shorthand).
 fn credentials_from_raw(
     raw: &RawConfig,
     base_dir: &Path,
-) -> Result<Vec<CredentialConfig>, FieldProblem> {
+) -> Result<(Vec<CredentialConfig>, Vec<PoolConfig>), FieldProblem> {
     if raw.credential_path.is_some() && !raw.credentials.is_empty() {
         return Err((
             "credential_path".into(),
@@ -231,57 +293,272 @@ fn credentials_from_raw(
             Some(p) => absolute(p, base_dir),
             None => default_credential_path().map_err(|p| ("credential_path".into(), p))?,
         };
-        return Ok(vec![CredentialConfig {
+        let account = CredentialConfig {
             tag: "default".into(),
-            path,
+            source: Source::OAuthFile {
+                path,
+                token_url: DEFAULT_TOKEN_URL.into(),
+            },
             base_url: DEFAULT_BASE_URL.into(),
-            token_url: DEFAULT_TOKEN_URL.into(),
+            proxy: None,
             usages_path: None,
-        }]);
+            reserve_5h: None,
+            reserve_weekly: None,
+        };
+        return Ok((vec![account], Vec::new()));
     }
 
-    let mut out: Vec<CredentialConfig> = Vec::new();
+    // Accounts first (pools refer to them by tag), then pools.
+    let mut accounts: Vec<CredentialConfig> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
     for (i, c) in raw.credentials.iter().enumerate() {
         let at = |f: &str| format!("credentials[{i}].{f}");
         if c.tag.trim().is_empty() {
             return Err((at("tag"), "must not be empty".into()));
         }
-        if out.iter().any(|o| o.tag == c.tag) {
+        if seen.contains(&c.tag.as_str()) {
             return Err((at("tag"), format!("duplicate tag `{}`", c.tag)));
         }
-        match c.kind.as_deref() {
-            None | Some("default") => {}
-            Some(other) => {
+        seen.push(&c.tag);
+        if c.detour.is_some() {
+            return Err((
+                at("detour"),
+                "sing-box's `detour` names an outbound; Carpool takes a proxy URL in `proxy` instead (http://, https://, socks5://)".into(),
+            ));
+        }
+        let kind = c.kind.as_deref().unwrap_or("default");
+        let pool_fields: [(&str, bool); 4] = [
+            ("strategy", c.strategy.is_some()),
+            ("credentials", c.credentials.is_some()),
+            ("poll_interval", c.poll_interval.is_some()),
+            ("session_ttl", c.session_ttl.is_some()),
+        ];
+        let account_fields: [(&str, bool); 9] = [
+            ("credential_path", c.credential_path.is_some()),
+            ("api_key", c.api_key.is_some()),
+            ("base_url", c.base_url.is_some()),
+            ("token_url", c.token_url.is_some()),
+            ("usages_path", c.usages_path.is_some()),
+            ("proxy", c.proxy.is_some()),
+            ("reserve_5h", c.reserve_5h.is_some()),
+            ("reserve_weekly", c.reserve_weekly.is_some()),
+            ("", false),
+        ];
+        let refuse = |fields: &[(&str, bool)], why: &str| -> Result<(), FieldProblem> {
+            match fields.iter().find(|(_, set)| *set) {
+                Some((name, _)) => Err((at(name), format!("not allowed {why}"))),
+                None => Ok(()),
+            }
+        };
+        let source = match kind {
+            "default" => {
+                refuse(
+                    &pool_fields,
+                    "on an account (type `default`); it belongs to a `balancer` or `fallback` entry",
+                )?;
+                refuse(
+                    &account_fields[1..2],
+                    "on a Claude Code login; use `\"type\": \"api_key\"` for an API key",
+                )?;
+                let path = match &c.credential_path {
+                    Some(p) => absolute(p, base_dir),
+                    None => default_credential_path().map_err(|p| (at("credential_path"), p))?,
+                };
+                let token_url = check_url(c.token_url.as_deref().unwrap_or(DEFAULT_TOKEN_URL))
+                    .map_err(|p| (at("token_url"), p))?;
+                Source::OAuthFile { path, token_url }
+            }
+            "api_key" => {
+                refuse(&pool_fields, "on an account (type `api_key`)")?;
+                refuse(&account_fields[..1], "on an API-key account")?;
+                refuse(
+                    &account_fields[3..4],
+                    "on an API-key account (nothing to refresh)",
+                )?;
+                refuse(
+                    &account_fields[6..8],
+                    "on an API-key account (it has no subscription windows)",
+                )?;
+                let key = c.api_key.as_deref().map(str::trim).unwrap_or_default();
+                if key.is_empty() {
+                    return Err((
+                        at("api_key"),
+                        "missing: an `api_key` account needs its key".into(),
+                    ));
+                }
+                Source::ApiKey(crate::secret::Secret::new(key.to_owned()))
+            }
+            "balancer" | "fallback" => continue,
+            other => {
                 return Err((
                     at("type"),
                     format!(
-                        "unsupported credential type `{other}`; this version supports `default`"
+                        "unknown credential type `{other}`; use `default`, `api_key`, `balancer` or `fallback`"
                     ),
                 ));
             }
-        }
-        let path = match &c.credential_path {
-            Some(p) => absolute(p, base_dir),
-            None => default_credential_path().map_err(|p| (at("credential_path"), p))?,
         };
         let base_url = check_url(c.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL))
             .map_err(|p| (at("base_url"), p))?;
-        let token_url = check_url(c.token_url.as_deref().unwrap_or(DEFAULT_TOKEN_URL))
-            .map_err(|p| (at("token_url"), p))?;
-        out.push(CredentialConfig {
+        let proxy = c
+            .proxy
+            .as_deref()
+            .map(check_proxy)
+            .transpose()
+            .map_err(|p| (at("proxy"), p))?;
+        for (field, reserve) in [
+            ("reserve_5h", c.reserve_5h),
+            ("reserve_weekly", c.reserve_weekly),
+        ] {
+            if reserve.is_some_and(|r| !(1..=99).contains(&r)) {
+                return Err((
+                    at(field),
+                    "must be between 1 and 99 (percent kept for the owner)".into(),
+                ));
+            }
+        }
+        accounts.push(CredentialConfig {
             tag: c.tag.clone(),
-            path,
+            source,
             base_url,
-            token_url,
+            proxy,
             usages_path: c.usages_path.as_deref().map(|p| absolute(p, base_dir)),
+            reserve_5h: c.reserve_5h,
+            reserve_weekly: c.reserve_weekly,
         });
     }
-    Ok(out)
+
+    let mut pools = Vec::new();
+    for (i, c) in raw.credentials.iter().enumerate() {
+        let at = |f: &str| format!("credentials[{i}].{f}");
+        let kind = c.kind.as_deref().unwrap_or("default");
+        if kind != "balancer" && kind != "fallback" {
+            continue;
+        }
+        if let Some((name, _)) = [
+            ("credential_path", c.credential_path.is_some()),
+            ("api_key", c.api_key.is_some()),
+            ("base_url", c.base_url.is_some()),
+            ("token_url", c.token_url.is_some()),
+            ("usages_path", c.usages_path.is_some()),
+            ("proxy", c.proxy.is_some()),
+            ("reserve_5h", c.reserve_5h.is_some()),
+            ("reserve_weekly", c.reserve_weekly.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, set)| *set)
+        {
+            return Err((
+                at(name),
+                format!("not allowed on a pool (type `{kind}`); set it on its accounts"),
+            ));
+        }
+        let strategy = match (kind, c.strategy.as_deref()) {
+            ("fallback", None) => Strategy::Fallback,
+            ("fallback", Some(_)) => {
+                return Err((
+                    at("strategy"),
+                    "not allowed on a `fallback` pool: it always goes in order".into(),
+                ));
+            }
+            (_, None | Some("" | "least_used" | "least-used")) => Strategy::LeastUsed,
+            (_, Some("round_robin" | "round-robin")) => Strategy::RoundRobin,
+            (_, Some("random")) => Strategy::Random,
+            (_, Some("fallback")) => Strategy::Fallback,
+            (_, Some(other)) => {
+                return Err((
+                    at("strategy"),
+                    format!(
+                        "unknown strategy `{other}`; use `least_used`, `round_robin` or `random`"
+                    ),
+                ));
+            }
+        };
+        let tags = match &c.credentials {
+            Some(tags) if !tags.is_empty() => tags,
+            _ => {
+                return Err((
+                    at("credentials"),
+                    "missing: a pool needs the tags of its accounts".into(),
+                ));
+            }
+        };
+        let mut members = Vec::new();
+        for (j, tag) in tags.iter().enumerate() {
+            let field = format!("credentials[{i}].credentials[{j}]");
+            if *tag == c.tag {
+                return Err((field, format!("the pool `{tag}` cannot contain itself")));
+            }
+            let index = match accounts.iter().position(|a| &a.tag == tag) {
+                Some(index) => index,
+                None if raw.credentials.iter().any(|o| &o.tag == tag) => {
+                    return Err((
+                        field,
+                        format!("`{tag}` is a pool; pools contain accounts, not other pools"),
+                    ));
+                }
+                None => {
+                    let known: Vec<&str> = accounts.iter().map(|a| a.tag.as_str()).collect();
+                    return Err((
+                        field,
+                        format!(
+                            "unknown account tag `{tag}` (accounts: {})",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            };
+            if members.contains(&index) {
+                return Err((field, format!("`{tag}` is listed twice")));
+            }
+            members.push(index);
+        }
+        let duration = |field: &str,
+                        value: &Option<String>,
+                        default: Duration|
+         -> Result<Duration, FieldProblem> {
+            match value {
+                None => Ok(default),
+                Some(text) => match humantime::parse_duration(text) {
+                    Ok(d) if !d.is_zero() => Ok(d),
+                    Ok(_) => Err((at(field), "must be longer than 0".into())),
+                    Err(e) => Err((
+                        at(field),
+                        format!("`{text}` is not a duration like \"60s\" or \"5m\": {e}"),
+                    )),
+                },
+            }
+        };
+        pools.push(PoolConfig {
+            tag: c.tag.clone(),
+            strategy,
+            members,
+            poll_interval: duration("poll_interval", &c.poll_interval, Duration::from_secs(60))?,
+            session_ttl: duration("session_ttl", &c.session_ttl, Duration::from_secs(3600))?,
+        });
+    }
+    Ok((accounts, pools))
+}
+
+/// A proxy URL Carpool can use: http, https, socks5 or socks5h, with a host.
+fn check_proxy(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https" | "socks5" | "socks5h") {
+        return Err(format!(
+            "unsupported proxy scheme `{}`; use http://, https://, socks5:// or socks5h://",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("the proxy URL needs a host".into());
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 fn users_from_raw(
     raw: &RawConfig,
     credentials: &[CredentialConfig],
+    pools: &[PoolConfig],
 ) -> Result<Vec<UserConfig>, FieldProblem> {
     let mut out: Vec<UserConfig> = Vec::new();
     for (i, u) in raw.users.iter().enumerate() {
@@ -317,20 +594,27 @@ fn users_from_raw(
             return Err((at("token"), format!("same token as user `{}`", other.name)));
         }
         let credential = match &u.credential {
-            Some(tag) => credentials
-                .iter()
-                .position(|c| &c.tag == tag)
-                .ok_or_else(|| {
-                    let known: Vec<_> = credentials.iter().map(|c| c.tag.as_str()).collect();
-                    (
+            Some(tag) => {
+                if let Some(i) = credentials.iter().position(|c| &c.tag == tag) {
+                    Target::Account(i)
+                } else if let Some(i) = pools.iter().position(|p| &p.tag == tag) {
+                    Target::Pool(i)
+                } else {
+                    let known: Vec<_> = credentials
+                        .iter()
+                        .map(|c| c.tag.as_str())
+                        .chain(pools.iter().map(|p| p.tag.as_str()))
+                        .collect();
+                    return Err((
                         at("credential"),
                         format!(
                             "unknown credential tag `{tag}` (known: {})",
                             known.join(", ")
                         ),
-                    )
-                })?,
-            None if credentials.len() == 1 => 0,
+                    ));
+                }
+            }
+            None if credentials.len() == 1 && pools.is_empty() => Target::Account(0),
             None => {
                 return Err((
                     at("credential"),

@@ -38,6 +38,10 @@ pub struct RawConfig {
     pub max_body_bytes: Option<u64>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// PEM file of extra CA certificates trusted for upstream HTTPS (a self-hosted
+    /// gateway, a TLS-inspecting proxy), besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// SQLite file holding the usage history (default `<OS data dir>/carpool/usage.db`,
     /// or `$CARPOOL_DATA_DIR/usage.db`).
     #[serde(default)]
@@ -62,27 +66,63 @@ pub enum HeaderValues {
     Many(Vec<String>),
 }
 
+/// One entry of `credentials`, in the shape of sing-box ccm's: an account (`default`:
+/// a Claude Code login; `api_key`: an Anthropic API key) or a pool of accounts
+/// (`balancer`, `fallback`). Which fields apply depends on `type`; the others are errors.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCredential {
-    /// Name users refer to in their `credential` field.
+    /// Name users and pools refer to.
     pub tag: String,
-    /// Only `default` (one OAuth login) for now; pools come later.
+    /// `default` (omitted), `api_key`, `balancer` or `fallback`.
     #[serde(rename = "type", default)]
     pub kind: Option<String>,
-    /// Claude Code credentials file. Default: `$CLAUDE_CONFIG_DIR/.credentials.json`
+    /// `default`: Claude Code credentials file. Default: `$CLAUDE_CONFIG_DIR/.credentials.json`
     /// or `~/.claude/.credentials.json`.
     #[serde(default)]
     pub credential_path: Option<PathBuf>,
-    /// API base URL (default `https://api.anthropic.com`), for compatible upstreams and tests.
+    /// `api_key`: the key, sent as `x-api-key`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Accounts: API base URL (default `https://api.anthropic.com`), for compatible
+    /// upstreams and tests.
     #[serde(default)]
     pub base_url: Option<String>,
-    /// OAuth token endpoint used to refresh (default `https://platform.claude.com/v1/oauth/token`).
+    /// `default`: OAuth token endpoint used to refresh (default
+    /// `https://platform.claude.com/v1/oauth/token`).
     #[serde(default)]
     pub token_url: Option<String>,
-    /// A sing-box ccm `usages_path` statistics file for this credential's requests.
+    /// Accounts: a sing-box ccm `usages_path` statistics file for this account's requests.
     #[serde(default)]
     pub usages_path: Option<PathBuf>,
+    /// Accounts: outbound proxy for everything this account sends:
+    /// `http://`, `https://`, `socks5://` or `socks5h://`, with `user:password@` if needed.
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// sing-box's outbound tag; Carpool takes a `proxy` URL instead (rejected with a hint).
+    #[serde(default)]
+    pub detour: Option<serde_json::Value>,
+    /// `default`: percent of the 5-hour window kept for the owner (1–99).
+    #[serde(default)]
+    pub reserve_5h: Option<u32>,
+    /// `default`: percent of the weekly window kept for the owner (1–99).
+    #[serde(default)]
+    pub reserve_weekly: Option<u32>,
+    /// `balancer`: `least_used` (default), `round_robin` or `random` (sing-box's newer
+    /// `least-used` / `round-robin` spellings too).
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Pools: the tags of their accounts, in order (the order matters for `fallback`).
+    #[serde(default)]
+    pub credentials: Option<Vec<String>>,
+    /// Pools: how stale an account's usage figures may get before Carpool asks Anthropic's
+    /// usage endpoint (default `60s`). Busy accounts get fresh figures from every answer.
+    #[serde(default)]
+    pub poll_interval: Option<String>,
+    /// `balancer`: how long a conversation stays on its account after its last request
+    /// (default `1h`, the longest prompt-cache lifetime).
+    #[serde(default)]
+    pub session_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,6 +28,8 @@ pub struct OAuthTokens {
     /// Unix epoch milliseconds; 0 means "no expiry known, never refresh ahead".
     pub expires_at_ms: i64,
     pub subscription_type: Option<String>,
+    /// `rateLimitTier`, e.g. `default_claude_max_20x`: which Max plan.
+    pub rate_limit_tier: Option<String>,
 }
 
 /// What reading the file found.
@@ -77,6 +79,10 @@ fn parse(bytes: &[u8]) -> FileRead {
         expires_at_ms,
         subscription_type: oauth
             .get("subscriptionType")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        rate_limit_tier: oauth
+            .get("rateLimitTier")
             .and_then(Value::as_str)
             .map(str::to_owned),
     })

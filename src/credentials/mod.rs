@@ -19,11 +19,10 @@ mod file;
 pub mod oauth;
 mod watch;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::CredentialConfig;
 use crate::secret::Secret;
 pub use file::{FileRead, OAuthTokens};
 pub use watch::spawn_watcher;
@@ -93,13 +92,21 @@ struct RefreshFailure {
 }
 
 impl Credential {
-    pub fn new(config: &CredentialConfig, http: reqwest::Client) -> Arc<Credential> {
-        let read = file::read(&config.path);
+    /// A Claude Code login read from `path`, refreshed through `token_url` with `http`
+    /// (the account's client, so a proxy applies to refreshes too).
+    pub fn new(
+        tag: &str,
+        path: &Path,
+        base_url: &str,
+        token_url: &str,
+        http: reqwest::Client,
+    ) -> Arc<Credential> {
+        let read = file::read(path);
         Arc::new(Credential {
-            tag: config.tag.clone(),
-            path: config.path.clone(),
-            base_url: config.base_url.clone(),
-            token_url: config.token_url.clone(),
+            tag: tag.to_owned(),
+            path: path.to_owned(),
+            base_url: base_url.to_owned(),
+            token_url: token_url.to_owned(),
             http,
             state: RwLock::new(State {
                 current: read.clone(),
@@ -119,6 +126,20 @@ impl Credential {
                 Status::Broken(f.reason.clone())
             }
             (FileRead::Loaded(_), _) => Status::Ready,
+        }
+    }
+
+    /// True when the last refresh failed in a way only a new login fixes (`invalid_grant`).
+    pub fn failed_for_good(&self) -> bool {
+        let state = self.state.read().expect("credential state lock");
+        state.failure.as_ref().is_some_and(|f| f.terminal)
+    }
+
+    /// The login's plan: `subscriptionType` and `rateLimitTier` from the file.
+    pub fn plan(&self) -> (Option<String>, Option<String>) {
+        match &self.state.read().expect("credential state lock").current {
+            FileRead::Loaded(t) => (t.subscription_type.clone(), t.rate_limit_tier.clone()),
+            _ => (None, None),
         }
     }
 
@@ -243,6 +264,7 @@ impl Credential {
             refresh: new.refresh.unwrap_or_else(|| old.refresh.clone()),
             expires_at_ms: now_ms() + new.expires_in.as_millis() as i64,
             subscription_type: old.subscription_type.clone(),
+            rate_limit_tier: old.rate_limit_tier.clone(),
         };
         let update = file::Update {
             access: &tokens.access,

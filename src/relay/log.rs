@@ -35,6 +35,8 @@ pub struct RequestLog {
     pub status: u16,
     pub bytes: u64,
     pub first_byte: Option<Instant>,
+    /// The account that answered, for its last-hour counters.
+    pub account: Option<Arc<crate::pool::account::Account>>,
     /// Reads usage from the response body as it passes.
     pub tap: Option<UsageTap>,
     /// `anthropic-ratelimit-unified-7d-reset` of the response.
@@ -64,6 +66,7 @@ impl RequestLog {
             status: 0,
             bytes: 0,
             first_byte: None,
+            account: None,
             tap: None,
             week_reset: None,
             outcome: "client_closed",
@@ -185,6 +188,10 @@ impl Drop for RequestLog {
             self.path,
         );
         if let Some((engine, record)) = record {
+            if let Some(account) = &self.account {
+                let tokens = record.tokens.total_input() + record.tokens.output;
+                account.note_request(tokens, record.at_ms / 1000);
+            }
             engine.ledger.record(record);
         }
     }

@@ -28,14 +28,18 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{StatusCode, header};
+use http::header;
 use serde::Deserialize;
 
 use crate::auth::Caller;
-use crate::credentials::{Credential, Unavailable};
+use crate::config::Target;
+use crate::credentials::Unavailable;
 use crate::engine::Engine;
-use crate::error::RelayError;
+use crate::error::{Origin, RelayError};
 use crate::ledger::extract::BodyKind;
+use crate::pool::account::{Account, Auth};
+use crate::pool::limits::{LimitState, Throttle};
+use crate::pool::{self, Choice, unix_now};
 use crate::secret::Secret;
 use crate::upstream;
 use body::BodyLimits;
@@ -66,14 +70,13 @@ async fn relay(
         .users
         .authenticate(&parts.headers)
         .map_err(|e| RelayError::bad_token(e.message()))?;
-    let credential = match caller {
+    let target = match caller {
         Caller::User(i) => {
             log.user = engine.config.users[i].name.clone();
-            engine.credentials[engine.config.users[i].credential].clone()
+            engine.config.users[i].credential
         }
-        Caller::Anonymous => engine.credentials[0].clone(),
+        Caller::Anonymous => engine.config.anonymous_target(),
     };
-    log.credential = credential.tag.clone();
     log.authenticated(engine.clone());
 
     // 2. read the body
@@ -101,20 +104,11 @@ async fn relay(
         deadline,
     };
 
-    // 3 + 4. token, send, and one retry on a fresh token after a 401
-    let mut rejected: Option<Secret> = None;
-    let response = loop {
-        let token = credential
-            .access_token(rejected.as_ref())
-            .await
-            .map_err(no_credential)?;
-        let response = send(engine, &credential, &parts, &body, &token, deadline).await?;
-        if response.status() == StatusCode::UNAUTHORIZED && rejected.is_none() {
-            tracing::warn!(credential = %credential.tag, "upstream rejected the access token (401); refreshing and retrying once");
-            rejected = Some(token);
-            continue;
-        }
-        break response;
+    // 3 + 4. pick an account, send; on a quota 429, a 5xx or a failure to connect,
+    // try the next eligible account before anything reached the client.
+    let response = match failover(engine, target, &parts, &body, deadline, log).await? {
+        Attempt::Answer(response) => response,
+        Attempt::Buffered(response) => return Ok(response),
     };
 
     // 5. stream back
@@ -142,6 +136,217 @@ async fn relay(
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     Ok(out)
+}
+
+/// What the failover loop ends with.
+enum Attempt {
+    /// An upstream answer to stream to the client.
+    Answer(reqwest::Response),
+    /// An answer already read whole (a 429 or 5xx kept while other accounts were
+    /// tried, none of which could do better); sent as it came.
+    Buffered(Response),
+}
+
+/// Tries the target's accounts until one answers with something other than a quota
+/// 429, a 5xx or a connection failure, at most once each. A 529 (Anthropic overloaded,
+/// API-wide) is retried once on the same account after a moment and then passed on:
+/// another account would be just as overloaded.
+async fn failover(
+    engine: &Engine,
+    target: Target,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    deadline: Option<Instant>,
+    log: &mut RequestLog,
+) -> Result<Attempt, RelayError> {
+    let pool = &engine.pool;
+    pool::poll_if_stale(pool, target, unix_now());
+    let mut tried: Vec<usize> = Vec::new();
+    // The last failure seen, given to the client if no account does better.
+    let mut last: Option<Result<Response, RelayError>> = None;
+    let mut quota_hit = false;
+    loop {
+        let now = unix_now();
+        let account = match pool.choose(target, &log.session, &tried, now) {
+            Choice::Use(account) => account,
+            Choice::Exhausted { retry_at, accounts } => {
+                return Err(exhausted(retry_at, accounts, now));
+            }
+            Choice::Unusable { reasons } => {
+                // Every account was tried or cannot be used. If some ran out of quota
+                // on the way, say when the first one is back.
+                if quota_hit {
+                    if let Choice::Exhausted { retry_at, accounts } =
+                        pool.choose(target, &log.session, &[], now)
+                    {
+                        return Err(exhausted(retry_at, accounts, now));
+                    }
+                }
+                return match last {
+                    Some(Ok(response)) => Ok(Attempt::Buffered(response)),
+                    Some(Err(error)) => Err(error),
+                    None => Err(RelayError::no_credential(
+                        format!(
+                            "Carpool has no usable Claude account for you right now. {}",
+                            reasons.join("; ")
+                        ),
+                        None,
+                    )),
+                };
+            }
+        };
+        tried.push(account.index);
+        log.credential = account.tag.clone();
+        log.account = Some(account.clone());
+        let response = match send_to(engine, &account, parts, body, deadline).await {
+            Ok(response) => response,
+            Err(error) => {
+                // Could not connect, timed out, or the login could not be used: the
+                // next account may do better.
+                if error.origin == Origin::Upstream {
+                    account.limits().on_failure(unix_now());
+                }
+                tracing::warn!(account = %account.tag, "{}", error.message);
+                last = Some(Err(error));
+                continue;
+            }
+        };
+        let status = response.status();
+        let now = unix_now();
+        account.limits().observe_headers(response.headers(), now);
+        match status.as_u16() {
+            429 => {
+                let (response, body_bytes) = read_whole(response, deadline).await?;
+                match LimitState::classify_429(&response.headers, &body_bytes, now) {
+                    Throttle::Quota { until } => {
+                        quota_hit = true;
+                        account.limits().on_quota_429(until);
+                        pool.unbind(target, &log.session);
+                        tracing::warn!(account = %account.tag, until, "account reached its usage limit; trying the next one");
+                    }
+                    Throttle::NotQuota {
+                        retry_after: Some(seconds),
+                    } if !account.is_oauth() => {
+                        account.limits().on_cooldown(now + seconds);
+                        pool.unbind(target, &log.session);
+                        tracing::warn!(account = %account.tag, seconds, "API key rate-limited; trying the next account");
+                    }
+                    Throttle::NotQuota { .. } => {
+                        // Not about this account's quota ("Extra usage is required for
+                        // long context requests", …): the client must see it as it is.
+                        return Ok(Attempt::Buffered(rebuild(&response, body_bytes)));
+                    }
+                }
+                last = Some(Ok(rebuild(&response, body_bytes)));
+            }
+            500 | 502 | 503 | 504 => {
+                account.limits().on_failure(now);
+                let (response, body_bytes) = read_whole(response, deadline).await?;
+                tracing::warn!(account = %account.tag, status = status.as_u16(), "upstream error; trying the next account");
+                last = Some(Ok(rebuild(&response, body_bytes)));
+            }
+            _ => {
+                account.limits().on_success();
+                return Ok(Attempt::Answer(response));
+            }
+        }
+    }
+}
+
+/// One account: its credential, one send, a refresh and resend after a 401, and one
+/// resend after a 529.
+async fn send_to(
+    engine: &Engine,
+    account: &Account,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    deadline: Option<Instant>,
+) -> Result<reqwest::Response, RelayError> {
+    let mut rejected: Option<Secret> = None;
+    let mut overloaded_retry = true;
+    loop {
+        let auth = account
+            .auth(rejected.as_ref())
+            .await
+            .map_err(no_credential)?;
+        let response = send(engine, account, parts, body, &auth, deadline).await?;
+        match response.status().as_u16() {
+            401 if rejected.is_none() && account.is_oauth() => {
+                tracing::warn!(account = %account.tag, "upstream rejected the access token (401); refreshing and retrying once");
+                if let Auth::OAuth(token) = auth {
+                    rejected = Some(token);
+                }
+            }
+            529 if overloaded_retry => {
+                overloaded_retry = false;
+                tracing::debug!(account = %account.tag, "upstream overloaded (529); retrying once");
+                tokio::time::sleep(OVERLOADED_RETRY_DELAY).await;
+            }
+            _ => return Ok(response),
+        }
+    }
+}
+
+/// How long to wait before resending a request Anthropic answered 529 (overloaded).
+const OVERLOADED_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The 429 every account being at its limit earns, saying when the first is back.
+fn exhausted(retry_at: Option<i64>, accounts: usize, now: i64) -> RelayError {
+    let when = match retry_at {
+        Some(t) if t > now => {
+            let wait = std::time::Duration::from_secs((t - now) as u64);
+            let at = jiff::Timestamp::from_second(t)
+                .map(|ts| ts.strftime("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default();
+            format!(
+                " The earliest is back at {at} (in {}).",
+                humantime::format_duration(wait)
+            )
+        }
+        _ => String::new(),
+    };
+    let which = if accounts == 1 {
+        "Your Claude account is".to_string()
+    } else {
+        format!("All {accounts} Claude accounts you can use are")
+    };
+    RelayError::all_exhausted(
+        format!("Carpool: {which} at their usage limit or the owner's reserve.{when}"),
+        retry_at.map(|t| (t - now).max(1) as u64),
+    )
+}
+
+/// Reads a (small) error answer whole, so it can be examined and still be passed on.
+async fn read_whole(
+    response: reqwest::Response,
+    deadline: Option<Instant>,
+) -> Result<(http::response::Parts, Bytes), RelayError> {
+    let until = deadline.unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(30));
+    let response: http::Response<reqwest::Body> = response.into();
+    let (head, body) = response.into_parts();
+    let collected = tokio::time::timeout_at(until.into(), http_body_util::BodyExt::collect(body))
+        .await
+        .map_err(|_| {
+            RelayError::timeout(
+                "Carpool: the upstream's error answer did not finish in time".into(),
+            )
+        })?
+        .map_err(|e| {
+            RelayError::unreachable(format!(
+                "Carpool: the upstream's error answer broke off: {}",
+                error_chain(&e)
+            ))
+        })?;
+    Ok((head, collected.to_bytes()))
+}
+
+/// A response for the client from an upstream answer read whole.
+fn rebuild(head: &http::response::Parts, body: Bytes) -> Response {
+    let mut out = Response::new(Body::from(body));
+    *out.status_mut() = head.status;
+    *out.headers_mut() = upstream::response_headers(&head.headers);
+    out.headers_mut().remove(header::CONTENT_LENGTH);
+    out
 }
 
 fn no_credential(u: Unavailable) -> RelayError {
@@ -172,25 +377,25 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, RelayError> {
 /// non-streaming requests, for `timeouts.first_byte` for streaming ones.
 async fn send(
     engine: &Engine,
-    credential: &Credential,
+    account: &Account,
     parts: &http::request::Parts,
     body: &Bytes,
-    token: &Secret,
+    auth: &Auth,
     deadline: Option<Instant>,
 ) -> Result<reqwest::Response, RelayError> {
     let timeouts = &engine.config.timeouts;
     let url = match parts.uri.path_and_query() {
-        Some(pq) => format!("{}{}", credential.base_url, pq.as_str()),
-        None => format!("{}{}", credential.base_url, parts.uri.path()),
+        Some(pq) => format!("{}{}", account.base_url, pq.as_str()),
+        None => format!("{}{}", account.base_url, parts.uri.path()),
     };
     let mut outgoing =
-        engine
+        account
             .http
             .request(parts.method.clone(), url)
             .headers(upstream::request_headers(
                 &parts.headers,
                 &engine.config.headers,
-                token,
+                auth.upstream(),
             ));
     if !body.is_empty() {
         outgoing = outgoing.body(body.clone());
@@ -203,7 +408,7 @@ async fn send(
             "timeouts.first_byte",
         ),
     };
-    let base = &credential.base_url;
+    let base = &account.base_url;
     match tokio::time::timeout_at(until.into(), outgoing.send()).await {
         Err(_) => Err(RelayError::timeout(format!(
             "Carpool: the upstream ({base}) sent no response within {} (`{field}` in the Carpool config)",

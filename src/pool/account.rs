@@ -1,0 +1,251 @@
+//! One upstream account: its credentials, its HTTP client (with its proxy), and what
+//! Carpool knows about its rate limits.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::limits::{Availability, LimitState, Reserves, Window, plan_weight};
+use crate::credentials::{Credential, Status, Unavailable};
+use crate::secret::Secret;
+use crate::upstream::UpstreamAuth;
+
+pub enum Source {
+    /// A Claude Code login, refreshed by Carpool.
+    OAuth(Arc<Credential>),
+    /// An API key.
+    ApiKey(Secret),
+}
+
+/// A token to send, owned (the OAuth one may be refreshed at any time).
+pub enum Auth {
+    OAuth(Secret),
+    ApiKey(Secret),
+}
+
+impl Auth {
+    pub fn upstream(&self) -> UpstreamAuth<'_> {
+        match self {
+            Auth::OAuth(t) => UpstreamAuth::OAuth(t),
+            Auth::ApiKey(k) => UpstreamAuth::ApiKey(k),
+        }
+    }
+}
+
+pub struct Account {
+    /// Index in the config's `credentials` accounts.
+    pub index: usize,
+    pub tag: String,
+    /// Without a trailing slash.
+    pub base_url: String,
+    /// Its own client: its proxy applies to requests, refreshes and usage polls.
+    pub http: reqwest::Client,
+    pub source: Source,
+    pub reserves: Reserves,
+    /// How stale its usage figures may get before polling (the shortest of its pools').
+    pub poll_interval: Duration,
+    limits: Mutex<LimitState>,
+    polling: AtomicBool,
+    recent: Mutex<Recent>,
+}
+
+impl Account {
+    pub fn new(
+        index: usize,
+        tag: String,
+        base_url: String,
+        http: reqwest::Client,
+        source: Source,
+        reserves: Reserves,
+        poll_interval: Duration,
+    ) -> Account {
+        Account {
+            index,
+            tag,
+            base_url,
+            http,
+            source,
+            reserves,
+            poll_interval,
+            limits: Mutex::new(LimitState::default()),
+            polling: AtomicBool::new(false),
+            recent: Mutex::new(Recent::default()),
+        }
+    }
+
+    pub fn is_oauth(&self) -> bool {
+        matches!(self.source, Source::OAuth(_))
+    }
+
+    /// The credential to send, refreshing an OAuth token if needed (`rejected`: the
+    /// token the upstream just refused).
+    pub async fn auth(&self, rejected: Option<&Secret>) -> Result<Auth, Unavailable> {
+        match &self.source {
+            Source::OAuth(c) => c.access_token(rejected).await.map(Auth::OAuth),
+            Source::ApiKey(k) => Ok(Auth::ApiKey(k.clone())),
+        }
+    }
+
+    /// Why the credentials cannot be used until someone fixes them (file missing or
+    /// invalid, login revoked), if so. A refresh that failed for a passing reason is
+    /// not: requests keep coming to such an account, and they drive the retries.
+    pub fn broken(&self) -> Option<String> {
+        match &self.source {
+            Source::OAuth(c) => match c.status() {
+                Status::Ready => None,
+                Status::Broken(_) if !c.failed_for_good() => None,
+                other => Some(other.to_string()),
+            },
+            Source::ApiKey(_) => None,
+        }
+    }
+
+    pub fn limits(&self) -> MutexGuard<'_, LimitState> {
+        // The state is plain numbers: a panic elsewhere cannot leave it half-updated.
+        self.limits.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn availability(&self, now: i64) -> Availability {
+        self.limits().availability(self.reserves, now)
+    }
+
+    /// Plan weight for `least_used`: Max 20x 10, Max 5x 5, others 1.
+    pub fn plan_weight(&self) -> u32 {
+        match &self.source {
+            Source::OAuth(c) => {
+                let (subscription, tier) = c.plan();
+                plan_weight(subscription.as_deref(), tier.as_deref())
+            }
+            Source::ApiKey(_) => 1,
+        }
+    }
+
+    /// Claims the right to poll the usage endpoint (one poll at a time per account).
+    pub fn start_poll(&self) -> bool {
+        !self.polling.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn end_poll(&self) {
+        self.polling.store(false, Ordering::Release);
+    }
+
+    /// Counts a finished request for the status snapshot's last hour.
+    pub fn note_request(&self, tokens: u64, now: i64) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.add(now / 60, tokens);
+    }
+
+    /// Requests and tokens in the last 60 minutes.
+    pub fn last_hour(&self, now: i64) -> (u64, u64) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.sum(now / 60)
+    }
+}
+
+/// Per-minute counters over the last hour.
+#[derive(Default)]
+struct Recent {
+    minutes: VecDeque<(i64, u64, u64)>,
+}
+
+impl Recent {
+    fn trim(&mut self, minute: i64) {
+        while self
+            .minutes
+            .front()
+            .is_some_and(|(m, _, _)| *m <= minute - 60)
+        {
+            self.minutes.pop_front();
+        }
+    }
+
+    fn add(&mut self, minute: i64, tokens: u64) {
+        self.trim(minute);
+        match self.minutes.back_mut() {
+            Some((m, requests, t)) if *m == minute => {
+                *requests += 1;
+                *t += tokens;
+            }
+            _ => self.minutes.push_back((minute, 1, tokens)),
+        }
+    }
+
+    fn sum(&mut self, minute: i64) -> (u64, u64) {
+        self.trim(minute);
+        self.minutes
+            .iter()
+            .fold((0, 0), |(r, t), (_, requests, tokens)| {
+                (r + requests, t + tokens)
+            })
+    }
+}
+
+/// What the dashboard and tray show for one account.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountStatus {
+    pub tag: String,
+    /// `oauth` or `api_key`.
+    pub kind: &'static str,
+    /// `ready`, `paused_by_reserve`, `rate_limited`, `cooling_down`, `circuit_open`,
+    /// `broken` (with `reason`) or `missing` (no credentials file yet).
+    pub state: serde_json::Value,
+    pub five_hour: Window,
+    pub weekly: Window,
+    pub reserve_5h: Option<u32>,
+    pub reserve_weekly: Option<u32>,
+    pub plan_weight: u32,
+    /// Conversations currently pinned to this account.
+    pub active_sessions: usize,
+    pub requests_last_hour: u64,
+    pub tokens_last_hour: u64,
+}
+
+impl Account {
+    pub fn status(&self, active_sessions: usize, now: i64) -> AccountStatus {
+        let state = match &self.source {
+            Source::OAuth(c) => match c.status() {
+                Status::Missing => {
+                    serde_json::json!({"state": "missing", "reason": Status::Missing.to_string()})
+                }
+                Status::Ready => serde_json::to_value(self.availability(now)).unwrap_or_default(),
+                other => serde_json::json!({"state": "broken", "reason": other.to_string()}),
+            },
+            Source::ApiKey(_) => serde_json::to_value(self.availability(now)).unwrap_or_default(),
+        };
+        let (requests, tokens) = self.last_hour(now);
+        let limits = self.limits();
+        AccountStatus {
+            tag: self.tag.clone(),
+            kind: if self.is_oauth() { "oauth" } else { "api_key" },
+            state,
+            five_hour: limits.five_hour(now),
+            weekly: limits.weekly(now),
+            reserve_5h: self.reserves.five_hour,
+            reserve_weekly: self.reserves.weekly,
+            plan_weight: self.plan_weight(),
+            active_sessions,
+            requests_last_hour: requests,
+            tokens_last_hour: tokens,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_hour_forgets_older_minutes() {
+        let mut r = Recent::default();
+        r.add(100, 10);
+        r.add(100, 5);
+        r.add(130, 1);
+        assert_eq!(r.sum(130), (3, 16));
+        assert_eq!(r.sum(159), (3, 16));
+        assert_eq!(r.sum(160), (1, 1), "minute 100 is an hour old");
+        assert_eq!(r.sum(200), (0, 0));
+    }
+}
