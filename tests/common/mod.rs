@@ -5,6 +5,8 @@
 
 pub mod mock;
 pub mod process;
+#[allow(unused_imports)]
+pub use mock::tls;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
