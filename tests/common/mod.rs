@@ -5,6 +5,7 @@
 
 pub mod mock;
 pub mod process;
+pub mod proxy;
 #[allow(unused_imports)]
 pub use mock::tls;
 
