@@ -24,6 +24,11 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+// Declared here rather than in `common/mod.rs` because benches/relay.rs includes this file
+// on its own; `common` re-exports it as `common::tls`.
+#[path = "tls.rs"]
+pub mod tls;
+
 pub const MOCK_REPLY_TEXT: &str = "Hello from the Carpool mock upstream.";
 pub const INPUT_TOKENS: u64 = 25;
 pub const OUTPUT_TOKENS: u64 = 12;
@@ -94,33 +99,15 @@ pub struct MockState {
 pub struct Mock {
     pub addr: SocketAddr,
     pub state: Arc<MockState>,
+    /// Served over TLS ([`Mock::start_tls`]): URLs are `https://`.
+    pub tls: bool,
 }
 
 impl Mock {
     /// Starts the mock on an ephemeral loopback port, accepting `valid_access`.
     pub async fn start(valid_access: &str) -> Mock {
-        let state = Arc::new(MockState {
-            requests: Mutex::new(Vec::new()),
-            script: Mutex::new(VecDeque::new()),
-            valid_access: Mutex::new(valid_access.to_owned()),
-            refreshes: AtomicUsize::new(0),
-            refresh_bodies: Mutex::new(Vec::new()),
-            token_script: Mutex::new(VecDeque::new()),
-            token_default: Mutex::new(TokenReply::Ok {
-                delay: Duration::ZERO,
-            }),
-            issued: Mutex::new(Vec::new()),
-            gate: Notify::new(),
-            gate_passed: std::sync::atomic::AtomicBool::new(false),
-            recording: std::sync::atomic::AtomicBool::new(true),
-        });
-        let app = Router::new()
-            .route("/v1/messages", post(messages))
-            .route("/v1/messages/count_tokens", post(count_tokens))
-            .route("/v1/models", get(models))
-            .route("/v1/models/{id}", get(models))
-            .route("/v1/oauth/token", post(token))
-            .with_state(state.clone());
+        let state = new_state(valid_access);
+        let app = router(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         // Like the real API, no Nagle: each SSE event goes out as its own small write,
@@ -131,15 +118,33 @@ impl Mock {
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Mock { addr, state }
+        Mock {
+            addr,
+            state,
+            tls: false,
+        }
+    }
+
+    /// Like [`Mock::start`], served over HTTPS (h2 or http/1.1) with a certificate for
+    /// `127.0.0.1` and `localhost` signed by a fresh test CA, whose PEM is returned.
+    pub async fn start_tls(valid_access: &str) -> (Mock, String) {
+        let state = new_state(valid_access);
+        let server = tls::serve(router(state.clone())).await;
+        let mock = Mock {
+            addr: server.addr,
+            state,
+            tls: true,
+        };
+        (mock, server.ca_pem)
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn token_url(&self) -> String {
-        format!("http://{}/v1/oauth/token", self.addr)
+        format!("{}/v1/oauth/token", self.url())
     }
 
     pub fn push(&self, reply: Reply) {
@@ -173,6 +178,35 @@ impl Mock {
     pub fn last_issued(&self) -> Option<(String, String)> {
         self.state.issued.lock().unwrap().last().cloned()
     }
+}
+
+fn new_state(valid_access: &str) -> Arc<MockState> {
+    Arc::new(MockState {
+        requests: Mutex::new(Vec::new()),
+        script: Mutex::new(VecDeque::new()),
+        valid_access: Mutex::new(valid_access.to_owned()),
+        refreshes: AtomicUsize::new(0),
+        refresh_bodies: Mutex::new(Vec::new()),
+        token_script: Mutex::new(VecDeque::new()),
+        token_default: Mutex::new(TokenReply::Ok {
+            delay: Duration::ZERO,
+        }),
+        issued: Mutex::new(Vec::new()),
+        gate: Notify::new(),
+        gate_passed: std::sync::atomic::AtomicBool::new(false),
+        recording: std::sync::atomic::AtomicBool::new(true),
+    })
+}
+
+/// The mock's routes, shared by [`Mock::start`] and [`Mock::start_tls`].
+fn router(state: Arc<MockState>) -> Router {
+    Router::new()
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(models))
+        .route("/v1/oauth/token", post(token))
+        .with_state(state)
 }
 
 fn record(state: &MockState, method: &str, uri: &str, headers: &HeaderMap, body: &Bytes) {

@@ -5,6 +5,9 @@
 
 pub mod mock;
 pub mod process;
+pub mod proxy;
+#[allow(unused_imports)]
+pub use mock::tls;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
