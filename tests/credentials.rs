@@ -257,7 +257,11 @@ async fn the_file_may_appear_after_start_and_its_deletion_stops_the_account_at_o
     write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() + 8 * HOUR_MS);
     assert!(
         eventually(5, || async {
-            carpool.engine.credentials[0].status() == carpool::credentials::Status::Ready
+            carpool.engine.pool.accounts()[0]
+                .credential()
+                .unwrap()
+                .status()
+                == carpool::credentials::Status::Ready
         })
         .await,
         "the watcher notices the new file"
@@ -267,7 +271,11 @@ async fn the_file_may_appear_after_start_and_its_deletion_stops_the_account_at_o
     std::fs::remove_file(&setup.cred_path).unwrap();
     assert!(
         eventually(5, || async {
-            carpool.engine.credentials[0].status() == carpool::credentials::Status::Missing
+            carpool.engine.pool.accounts()[0]
+                .credential()
+                .unwrap()
+                .status()
+                == carpool::credentials::Status::Missing
         })
         .await,
         "the watcher notices the deletion"
@@ -278,7 +286,10 @@ async fn the_file_may_appear_after_start_and_its_deletion_stops_the_account_at_o
     assert!(
         eventually(5, || async {
             matches!(
-                carpool.engine.credentials[0].status(),
+                carpool.engine.pool.accounts()[0]
+                    .credential()
+                    .unwrap()
+                    .status(),
                 carpool::credentials::Status::Invalid(_)
             )
         })

@@ -276,19 +276,24 @@ async fn upstream_errors_pass_through_with_status_headers_and_body() {
     ];
     for (status, kind, message) in cases {
         let body = serde_json::json!({"type":"error","error":{"type":kind,"message":message},"request_id":"req_x"}).to_string();
-        setup.mock.push(Reply::Status {
-            status,
-            headers: vec![
-                ("content-type".into(), "application/json".into()),
-                ("retry-after".into(), "17".into()),
-                (
-                    "anthropic-ratelimit-unified-5h-utilization".into(),
-                    "0.42".into(),
-                ),
-                ("request-id".into(), "req_x".into()),
-            ],
-            body: body.clone(),
-        });
+        // A 529 (overloaded, API-wide) is retried once on the same account before it
+        // is passed on; script it for both tries.
+        let tries = if status == 529 { 2 } else { 1 };
+        for _ in 0..tries {
+            setup.mock.push(Reply::Status {
+                status,
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("retry-after".into(), "17".into()),
+                    (
+                        "anthropic-ratelimit-unified-5h-utilization".into(),
+                        "0.42".into(),
+                    ),
+                    ("request-id".into(), "req_x".into()),
+                ],
+                body: body.clone(),
+            });
+        }
         let r = ask(&carpool, false).await;
         assert_eq!(r.status().as_u16(), status, "{kind}");
         assert_eq!(r.headers()["retry-after"], "17");
@@ -301,8 +306,8 @@ async fn upstream_errors_pass_through_with_status_headers_and_body() {
     }
     assert_eq!(
         setup.mock.requests().len(),
-        cases.len(),
-        "no retries of upstream errors"
+        cases.len() + 1,
+        "no retries of upstream errors, but for the one of the 529"
     );
     carpool.shutdown().await;
 }

@@ -15,6 +15,13 @@ fn field_of(text: &str) -> String {
     }
 }
 
+fn oauth_path(c: &Config, i: usize) -> &Path {
+    match &c.credentials[i].source {
+        Source::OAuthFile { path, .. } => path,
+        other => panic!("{other:?}"),
+    }
+}
+
 const USER: &str = r#"{"name": "me", "token": "0123456789abcdef0123"}"#;
 
 #[test]
@@ -24,7 +31,11 @@ fn an_empty_config_means_loopback_default_account_no_users() {
     assert_eq!(c.credentials.len(), 1);
     assert_eq!(c.credentials[0].tag, "default");
     assert_eq!(c.credentials[0].base_url, DEFAULT_BASE_URL);
-    assert_eq!(c.credentials[0].token_url, DEFAULT_TOKEN_URL);
+    match &c.credentials[0].source {
+        Source::OAuthFile { token_url, .. } => assert_eq!(token_url, DEFAULT_TOKEN_URL),
+        other => panic!("{other:?}"),
+    }
+    assert!(c.pools.is_empty());
     assert!(c.users.is_empty());
     assert_eq!(c.timeouts, Timeouts::default());
     assert_eq!(c.max_body_bytes, 64 * 1024 * 1024);
@@ -45,11 +56,11 @@ fn comments_are_allowed() {
 fn credential_paths_are_resolved_against_the_config_directory() {
     let c = parse(r#"{"credential_path": "creds/claude.json"}"#).unwrap();
     assert_eq!(
-        c.credentials[0].path,
+        oauth_path(&c, 0),
         Path::new("/etc/carpool/creds/claude.json")
     );
     let c = parse(r#"{"credentials": [{"tag": "a", "credential_path": "/abs/c.json", "base_url": "http://127.0.0.1:9/"}]}"#).unwrap();
-    assert_eq!(c.credentials[0].path, Path::new("/abs/c.json"));
+    assert_eq!(oauth_path(&c, 0), Path::new("/abs/c.json"));
     assert_eq!(
         c.credentials[0].base_url, "http://127.0.0.1:9",
         "trailing slash trimmed"
@@ -63,10 +74,10 @@ fn users_bind_to_credentials_by_tag() {
             "users": [{"name": "x", "token": "0123456789abcdef0123", "credential": "b"}]}"#,
     )
     .unwrap();
-    assert_eq!(c.users[0].credential, 1);
+    assert_eq!(c.users[0].credential, Target::Account(1));
     // With one credential the binding may be left out.
     let c = parse(&format!(r#"{{"users": [{USER}]}}"#)).unwrap();
-    assert_eq!(c.users[0].credential, 0);
+    assert_eq!(c.users[0].credential, Target::Account(0));
 }
 
 #[test]
@@ -99,7 +110,85 @@ fn every_rejection_names_its_field() {
         ),
         (
             r#"{"credentials": [{"tag": "a", "type": "balancer"}]}"#,
+            "credentials[0].credentials",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "type": "cluster"}]}"#,
             "credentials[0].type",
+        ),
+        // Pools: unknown tags, themselves, other pools, duplicates, account fields.
+        (
+            r#"{"credentials": [{"tag": "a"}, {"tag": "p", "type": "balancer", "credentials": ["a", "b"]}]}"#,
+            "credentials[1].credentials[1]",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a"}, {"tag": "p", "type": "balancer", "credentials": ["p"]}]}"#,
+            "credentials[1].credentials[0]",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a"}, {"tag": "p", "type": "fallback", "credentials": ["a"]}, {"tag": "q", "type": "balancer", "credentials": ["p"]}]}"#,
+            "credentials[2].credentials[0]",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a"}, {"tag": "p", "type": "balancer", "credentials": ["a", "a"]}]}"#,
+            "credentials[1].credentials[1]",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a"}, {"tag": "p", "type": "balancer", "credentials": ["a"], "reserve_5h": 10}]}"#,
+            "credentials[1].reserve_5h",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a"}, {"tag": "p", "type": "balancer", "credentials": ["a"], "strategy": "fastest"}]}"#,
+            "credentials[1].strategy",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a"}, {"tag": "p", "type": "fallback", "credentials": ["a"], "strategy": "random"}]}"#,
+            "credentials[1].strategy",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a"}, {"tag": "p", "type": "balancer", "credentials": ["a"], "poll_interval": "often"}]}"#,
+            "credentials[1].poll_interval",
+        ),
+        // Accounts: reserves, pool fields, proxies, API keys, sing-box's detour.
+        (
+            r#"{"credentials": [{"tag": "a", "reserve_5h": 0}]}"#,
+            "credentials[0].reserve_5h",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "reserve_weekly": 100}]}"#,
+            "credentials[0].reserve_weekly",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "credentials": ["x"]}]}"#,
+            "credentials[0].credentials",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "proxy": "ftp://x:1"}]}"#,
+            "credentials[0].proxy",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "proxy": "not a url"}]}"#,
+            "credentials[0].proxy",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "detour": "out"}]}"#,
+            "credentials[0].detour",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "type": "api_key"}]}"#,
+            "credentials[0].api_key",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "type": "api_key", "api_key": "k", "credential_path": "/x"}]}"#,
+            "credentials[0].credential_path",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "type": "api_key", "api_key": "k", "reserve_5h": 5}]}"#,
+            "credentials[0].reserve_5h",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a", "api_key": "k"}]}"#,
+            "credentials[0].api_key",
         ),
         (
             r#"{"credentials": [{"tag": "a", "base_url": "ftp://x"}]}"#,
@@ -249,4 +338,48 @@ fn usage_settings_default_and_resolve_against_the_config_directory() {
             .cost_micros("my-model", &tokens, &Default::default()),
         Some(3000)
     );
+}
+
+#[test]
+fn pools_bind_users_and_keep_their_accounts_in_order() {
+    let c = parse(
+        r#"{
+            "credentials": [
+                {"tag": "a", "credential_path": "/a.json", "reserve_5h": 20, "reserve_weekly": 10, "proxy": "socks5://u:p@127.0.0.1:1080"},
+                {"tag": "key", "type": "api_key", "api_key": " sk-ant-api03-x ", "base_url": "https://gateway.example/"},
+                {"tag": "b", "credential_path": "/b.json"},
+                {"tag": "pool", "type": "balancer", "strategy": "round-robin", "credentials": ["b", "a", "key"], "poll_interval": "30s", "session_ttl": "2h"},
+                {"tag": "backup", "type": "fallback", "credentials": ["a", "b"]}
+            ],
+            "users": [
+                {"name": "me", "token": "0123456789abcdef0123", "credential": "pool"},
+                {"name": "you", "token": "0123456789abcdef0124", "credential": "key"}
+            ]
+        }"#,
+    )
+    .unwrap();
+    assert_eq!(c.credentials.len(), 3);
+    assert_eq!(c.credentials[0].reserve_5h, Some(20));
+    assert_eq!(c.credentials[0].reserve_weekly, Some(10));
+    assert_eq!(
+        c.credentials[0].proxy.as_deref(),
+        Some("socks5://u:p@127.0.0.1:1080")
+    );
+    match &c.credentials[1].source {
+        Source::ApiKey(key) => assert_eq!(key.expose(), "sk-ant-api03-x"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.credentials[1].base_url, "https://gateway.example");
+    assert_eq!(c.pools.len(), 2);
+    assert_eq!(c.pools[0].strategy, Strategy::RoundRobin);
+    assert_eq!(c.pools[0].members, [2, 0, 1]);
+    assert_eq!(c.pools[0].poll_interval, Duration::from_secs(30));
+    assert_eq!(c.pools[0].session_ttl, Duration::from_secs(7200));
+    assert_eq!(c.pools[1].strategy, Strategy::Fallback);
+    assert_eq!(c.pools[1].members, [0, 2]);
+    assert_eq!(c.users[0].credential, Target::Pool(0));
+    assert_eq!(c.users[1].credential, Target::Account(1));
+    assert_eq!(c.anonymous_target(), Target::Pool(0));
+    // The API key never shows in Debug output.
+    assert!(!format!("{c:?}").contains("sk-ant-api03-x"));
 }

@@ -129,10 +129,25 @@ impl Credential {
         }
     }
 
-    /// True when the last refresh failed in a way only a new login fixes (`invalid_grant`).
-    pub fn failed_for_good(&self) -> bool {
+    /// Why the login cannot be used until someone acts (file missing or invalid, login
+    /// revoked), in words for its owner; `None` when it can be used or may recover by
+    /// itself (a refresh that failed for a passing reason is retried on the next request).
+    pub fn needs_attention(&self) -> Option<String> {
         let state = self.state.read().expect("credential state lock");
-        state.failure.as_ref().is_some_and(|f| f.terminal)
+        match (&state.current, &state.failure) {
+            (FileRead::Missing, _) => Some(self.missing().reason),
+            (FileRead::Invalid(why), _) => Some(
+                self.unavailable(format!(
+                    "its credentials file {} is invalid: {why}",
+                    self.path.display()
+                ))
+                .reason,
+            ),
+            (FileRead::Loaded(_), Some(f)) if f.terminal => {
+                Some(self.unavailable(f.reason.clone()).reason)
+            }
+            _ => None,
+        }
     }
 
     /// The login's plan: `subscriptionType` and `rateLimitTier` from the file.

@@ -76,6 +76,14 @@ impl Account {
         }
     }
 
+    /// The Claude Code login behind an OAuth account.
+    pub fn credential(&self) -> Option<&Arc<Credential>> {
+        match &self.source {
+            Source::OAuth(c) => Some(c),
+            Source::ApiKey(_) => None,
+        }
+    }
+
     pub fn is_oauth(&self) -> bool {
         matches!(self.source, Source::OAuth(_))
     }
@@ -94,11 +102,7 @@ impl Account {
     /// not: requests keep coming to such an account, and they drive the retries.
     pub fn broken(&self) -> Option<String> {
         match &self.source {
-            Source::OAuth(c) => match c.status() {
-                Status::Ready => None,
-                Status::Broken(_) if !c.failed_for_good() => None,
-                other => Some(other.to_string()),
-            },
+            Source::OAuth(c) => c.needs_attention(),
             Source::ApiKey(_) => None,
         }
     }

@@ -138,7 +138,7 @@ impl Pool {
         for &i in &candidates {
             let account = &self.accounts[i];
             if let Some(reason) = account.broken() {
-                reasons.push(format!("`{}`: {reason}", account.tag));
+                reasons.push(reason);
                 continue;
             }
             match account.availability(now) {

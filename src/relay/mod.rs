@@ -108,7 +108,13 @@ async fn relay(
     // try the next eligible account before anything reached the client.
     let response = match failover(engine, target, &parts, &body, deadline, log).await? {
         Attempt::Answer(response) => response,
-        Attempt::Buffered(response) => return Ok(response),
+        Attempt::Buffered(response) => {
+            // Read whole already: it is complete as it leaves.
+            log.status = response.status().as_u16();
+            log.outcome = "complete";
+            log.bytes = axum::body::HttpBody::size_hint(response.body()).exact().unwrap_or(0);
+            return Ok(response);
+        }
     };
 
     // 5. stream back
