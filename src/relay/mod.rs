@@ -112,7 +112,9 @@ async fn relay(
             // Read whole already: it is complete as it leaves.
             log.status = response.status().as_u16();
             log.outcome = "complete";
-            log.bytes = axum::body::HttpBody::size_hint(response.body()).exact().unwrap_or(0);
+            log.bytes = axum::body::HttpBody::size_hint(response.body())
+                .exact()
+                .unwrap_or(0);
             return Ok(response);
         }
     };

@@ -76,6 +76,9 @@ pub enum TokenReply {
     ServerError,
 }
 
+/// A scripted usage-endpoint answer: status, JSON body, extra headers.
+pub type UsageReply = (u16, Value, Vec<(String, String)>);
+
 pub struct MockState {
     pub requests: Mutex<Vec<Recorded>>,
     pub script: Mutex<VecDeque<Reply>>,
@@ -93,6 +96,13 @@ pub struct MockState {
     pub gate_passed: std::sync::atomic::AtomicBool,
     /// When false, requests are not kept (benchmarks send hundreds of thousands).
     pub recording: std::sync::atomic::AtomicBool,
+    /// Headers added to every answer that is not scripted (e.g. the unified rate-limit
+    /// headers of a subscription account).
+    pub unified: Mutex<Vec<(String, String)>>,
+    /// What `GET /api/oauth/usage` answers: status, JSON and headers; `None`: 404.
+    pub usage: Mutex<Option<UsageReply>>,
+    /// Calls to `GET /api/oauth/usage`.
+    pub polls: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -163,6 +173,39 @@ impl Mock {
         *self.state.valid_access.lock().unwrap() = token.to_owned();
     }
 
+    /// Headers every unscripted answer carries from now on.
+    pub fn set_unified(&self, headers: &[(&str, &str)]) {
+        *self.state.unified.lock().unwrap() = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+
+    /// What `GET /api/oauth/usage` answers from now on.
+    pub fn set_usage(&self, status: u16, body: Value, headers: &[(&str, &str)]) {
+        *self.state.usage.lock().unwrap() = Some((
+            status,
+            body,
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ));
+    }
+
+    /// How often the usage endpoint was called.
+    pub fn polls(&self) -> usize {
+        self.state.polls.load(Ordering::SeqCst)
+    }
+
+    /// `/v1/messages` requests received.
+    pub fn messages(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.uri.starts_with("/v1/messages") && !r.uri.contains("count_tokens"))
+            .count()
+    }
+
     pub fn release(&self) {
         self.state.gate.notify_one();
     }
@@ -195,6 +238,9 @@ fn new_state(valid_access: &str) -> Arc<MockState> {
         gate: Notify::new(),
         gate_passed: std::sync::atomic::AtomicBool::new(false),
         recording: std::sync::atomic::AtomicBool::new(true),
+        unified: Mutex::new(Vec::new()),
+        usage: Mutex::new(None),
+        polls: AtomicUsize::new(0),
     })
 }
 
@@ -206,7 +252,34 @@ fn router(state: Arc<MockState>) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(models))
         .route("/v1/oauth/token", post(token))
+        .route("/api/oauth/usage", get(oauth_usage))
         .with_state(state)
+}
+
+/// Anthropic's OAuth usage endpoint, as scripted with [`Mock::set_usage`].
+async fn oauth_usage(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let (_, _, headers, _) = split(request).await;
+    state.polls.fetch_add(1, Ordering::SeqCst);
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let scripted = state.usage.lock().unwrap().clone();
+    match scripted {
+        Some((status, body, extra)) => {
+            let mut response = json_response(status, &body);
+            for (k, v) in extra {
+                response.headers_mut().insert(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            response
+        }
+        None => json_response(
+            404,
+            &json!({"type":"error","error":{"type":"not_found_error","message":"not scripted"}}),
+        ),
+    }
 }
 
 fn record(state: &MockState, method: &str, uri: &str, headers: &HeaderMap, body: &Bytes) {
@@ -239,9 +312,17 @@ fn unauthorized() -> Response {
     )
 }
 
+/// The valid token as a subscription's `Authorization: Bearer`, or as an API key's
+/// `x-api-key` (never both).
 fn authorized(state: &MockState, headers: &HeaderMap) -> bool {
-    let want = format!("Bearer {}", state.valid_access.lock().unwrap());
-    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(want.as_str())
+    let valid = state.valid_access.lock().unwrap().clone();
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    match (bearer, key) {
+        (Some(b), None) => b == format!("Bearer {valid}"),
+        (None, Some(k)) => k == valid,
+        _ => false,
+    }
 }
 
 async fn split(request: Request) -> (String, String, HeaderMap, Bytes) {
@@ -299,7 +380,16 @@ async fn messages(State(state): State<Arc<MockState>>, request: Request) -> Resp
                 .body(Body::from(enc.finish().unwrap()))
                 .unwrap()
         }
-        None => reply(&model, stream, None, &state),
+        None => {
+            let mut response = reply(&model, stream, None, &state);
+            for (k, v) in state.unified.lock().unwrap().iter() {
+                response.headers_mut().insert(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            response
+        }
     }
 }
 
