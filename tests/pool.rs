@@ -594,3 +594,32 @@ async fn the_status_snapshot_shows_windows_sessions_and_the_last_hour() {
     assert_eq!(status["pools"][0]["accounts"], json!(["a0", "a1"]));
     carpool.shutdown().await;
 }
+
+#[tokio::test]
+async fn repeated_failures_open_the_circuit_and_traffic_goes_elsewhere() {
+    let fleet = Fleet::new(2, json!({"type": "fallback"})).await;
+    let failure = || Reply::Status {
+        status: 500,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: r#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#
+            .into(),
+    };
+    for _ in 0..3 {
+        fleet.mocks[0].push(failure());
+    }
+    let carpool = fleet.start().await;
+    // Three failures, each answered by the second account instead.
+    for _ in 0..3 {
+        ok(&carpool, None).await;
+    }
+    assert_eq!(fleet.served(), [3, 3]);
+    let a0 = status_of(&carpool, "a0");
+    assert_eq!(a0["state"]["state"], "circuit_open", "{a0}");
+    assert_eq!(a0["state"]["failures"], 3);
+    // While it is open the first account is not even tried.
+    for _ in 0..5 {
+        ok(&carpool, None).await;
+    }
+    assert_eq!(fleet.served(), [3, 8]);
+    carpool.shutdown().await;
+}

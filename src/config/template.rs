@@ -53,6 +53,8 @@ fn render(token_hash: &str) -> String {
   // Claude Code login of this machine: $CLAUDE_CONFIG_DIR/.credentials.json, or
   // ~/.claude/.credentials.json. Run `claude` and log in once if it does not exist yet;
   // Carpool notices the file when it appears and refreshes its tokens for you.
+  // More logins, API keys, pools (balancer, fallback), reserves and proxies: see
+  // "Several accounts" in README.md.
   "credentials": [
     {{ "tag": "default" }}
   ],
