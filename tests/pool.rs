@@ -429,7 +429,7 @@ async fn every_account_exhausted_is_a_429_that_says_when() {
     let text = message["error"]["message"].as_str().unwrap();
     assert_eq!(message["error"]["type"], "rate_limit_error");
     assert!(
-        text.contains("All 2 Claude accounts") && text.contains("earliest"),
+        text.contains("None of the 2 Claude accounts") && text.contains("earliest is back"),
         "{text}"
     );
     assert_eq!(fleet.served(), [1, 1]);

@@ -24,7 +24,7 @@ pub mod limits;
 mod poll;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -60,6 +60,8 @@ pub struct Pool {
     pools: Vec<PoolConfig>,
     round_robin: Vec<AtomicUsize>,
     sessions: Mutex<HashMap<(Target, String), Sticky>>,
+    /// When expired sessions were last swept (Unix seconds): at most once a minute.
+    last_sweep: AtomicI64,
 }
 
 impl Pool {
@@ -69,6 +71,7 @@ impl Pool {
             accounts,
             pools,
             sessions: Mutex::new(HashMap::new()),
+            last_sweep: AtomicI64::new(0),
         }
     }
 
@@ -117,8 +120,11 @@ impl Pool {
         if sticky {
             let ttl = self.session_ttl(target);
             let mut sessions = self.sessions();
-            sessions.retain(|_, s| now - s.last_used < ttl);
-            if let Some(s) = sessions.get_mut(&(target, session.to_owned())) {
+            self.sweep(&mut sessions, now);
+            if let Some(s) = sessions
+                .get_mut(&(target, session.to_owned()))
+                .filter(|s| now - s.last_used < ttl)
+            {
                 let account = &self.accounts[s.account];
                 if candidates.contains(&s.account)
                     && account.broken().is_none()
@@ -181,6 +187,16 @@ impl Pool {
         Choice::Use(self.accounts[chosen].clone())
     }
 
+    /// Drops expired session bindings, at most once a minute.
+    fn sweep(&self, sessions: &mut HashMap<(Target, String), Sticky>, now: i64) {
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now - last < 60 {
+            return;
+        }
+        self.last_sweep.store(now, Ordering::Relaxed);
+        sessions.retain(|(target, _), s| now - s.last_used < self.session_ttl(*target));
+    }
+
     /// One of `ready` (not empty) by the target's strategy.
     fn pick(&self, target: Target, strategy: Strategy, ready: &[usize], now: i64) -> usize {
         match strategy {
@@ -227,10 +243,8 @@ impl Pool {
     /// The state of every account, for the dashboard and the tray.
     pub fn status(&self, now: i64) -> PoolStatus {
         let mut sessions_per_account = vec![0usize; self.accounts.len()];
-        {
-            let mut sessions = self.sessions();
-            sessions.retain(|(target, _), s| now - s.last_used < self.session_ttl(*target));
-            for s in sessions.values() {
+        for ((target, _), s) in self.sessions().iter() {
+            if now - s.last_used < self.session_ttl(*target) {
                 sessions_per_account[s.account] += 1;
             }
         }

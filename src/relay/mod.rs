@@ -314,12 +314,14 @@ fn exhausted(retry_at: Option<i64>, accounts: usize, now: i64) -> RelayError {
         _ => String::new(),
     };
     let which = if accounts == 1 {
-        "Your Claude account is".to_string()
+        "Your Claude account cannot".to_string()
     } else {
-        format!("All {accounts} Claude accounts you can use are")
+        format!("None of the {accounts} Claude accounts you can use can")
     };
     RelayError::all_exhausted(
-        format!("Carpool: {which} at their usage limit or the owner's reserve.{when}"),
+        format!(
+            "Carpool: {which} take a request right now: usage limits reached, the owner's reserve kept, or the upstream failing.{when}"
+        ),
         retry_at.map(|t| (t - now).max(1) as u64),
     )
 }
