@@ -17,7 +17,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::auth::TokenHash;
 use crate::ledger::prices::PriceTable;
-use raw::{HeaderValues, RawConfig, RawTimeouts};
+use raw::{HeaderValues, RawConfig, RawCredential, RawTimeouts};
 
 pub use template::{CreatedConfig, create_default};
 
@@ -327,37 +327,21 @@ fn credentials_from_raw(
             ));
         }
         let kind = c.kind.as_deref().unwrap_or("default");
-        let pool_fields: [(&str, bool); 4] = [
-            ("strategy", c.strategy.is_some()),
-            ("credentials", c.credentials.is_some()),
-            ("poll_interval", c.poll_interval.is_some()),
-            ("session_ttl", c.session_ttl.is_some()),
-        ];
-        let account_fields: [(&str, bool); 9] = [
-            ("credential_path", c.credential_path.is_some()),
-            ("api_key", c.api_key.is_some()),
-            ("base_url", c.base_url.is_some()),
-            ("token_url", c.token_url.is_some()),
-            ("usages_path", c.usages_path.is_some()),
-            ("proxy", c.proxy.is_some()),
-            ("reserve_5h", c.reserve_5h.is_some()),
-            ("reserve_weekly", c.reserve_weekly.is_some()),
-            ("", false),
-        ];
-        let refuse = |fields: &[(&str, bool)], why: &str| -> Result<(), FieldProblem> {
-            match fields.iter().find(|(_, set)| *set) {
-                Some((name, _)) => Err((at(name), format!("not allowed {why}"))),
+        // The first of `names` that is set: it is refused, saying `why`.
+        let refuse = |names: &[&str], why: &str| -> Result<(), FieldProblem> {
+            match c.set_fields().into_iter().find(|f| names.contains(f)) {
+                Some(name) => Err((at(name), format!("not allowed {why}"))),
                 None => Ok(()),
             }
         };
         let source = match kind {
             "default" => {
                 refuse(
-                    &pool_fields,
+                    RawCredential::POOL_FIELDS,
                     "on an account (type `default`); it belongs to a `balancer` or `fallback` entry",
                 )?;
                 refuse(
-                    &account_fields[1..2],
+                    &["api_key"],
                     "on a Claude Code login; use `\"type\": \"api_key\"` for an API key",
                 )?;
                 let path = match &c.credential_path {
@@ -369,14 +353,11 @@ fn credentials_from_raw(
                 Source::OAuthFile { path, token_url }
             }
             "api_key" => {
-                refuse(&pool_fields, "on an account (type `api_key`)")?;
-                refuse(&account_fields[..1], "on an API-key account")?;
+                refuse(RawCredential::POOL_FIELDS, "on an account (type `api_key`)")?;
+                refuse(&["credential_path"], "on an API-key account")?;
+                refuse(&["token_url"], "on an API-key account (nothing to refresh)")?;
                 refuse(
-                    &account_fields[3..4],
-                    "on an API-key account (nothing to refresh)",
-                )?;
-                refuse(
-                    &account_fields[6..8],
+                    &["reserve_5h", "reserve_weekly"],
                     "on an API-key account (it has no subscription windows)",
                 )?;
                 let key = c.api_key.as_deref().map(str::trim).unwrap_or_default();
@@ -435,18 +416,10 @@ fn credentials_from_raw(
         if kind != "balancer" && kind != "fallback" {
             continue;
         }
-        if let Some((name, _)) = [
-            ("credential_path", c.credential_path.is_some()),
-            ("api_key", c.api_key.is_some()),
-            ("base_url", c.base_url.is_some()),
-            ("token_url", c.token_url.is_some()),
-            ("usages_path", c.usages_path.is_some()),
-            ("proxy", c.proxy.is_some()),
-            ("reserve_5h", c.reserve_5h.is_some()),
-            ("reserve_weekly", c.reserve_weekly.is_some()),
-        ]
-        .into_iter()
-        .find(|(_, set)| *set)
+        if let Some(name) = c
+            .set_fields()
+            .into_iter()
+            .find(|f| RawCredential::ACCOUNT_FIELDS.contains(f))
         {
             return Err((
                 at(name),

@@ -125,6 +125,44 @@ pub struct RawCredential {
     pub session_ttl: Option<String>,
 }
 
+impl RawCredential {
+    /// Fields only accounts take.
+    pub const ACCOUNT_FIELDS: &'static [&'static str] = &[
+        "credential_path",
+        "api_key",
+        "base_url",
+        "token_url",
+        "usages_path",
+        "proxy",
+        "reserve_5h",
+        "reserve_weekly",
+    ];
+    /// Fields only pools take.
+    pub const POOL_FIELDS: &'static [&'static str] =
+        &["strategy", "credentials", "poll_interval", "session_ttl"];
+
+    /// The names of the optional fields this entry sets, in declaration order.
+    pub fn set_fields(&self) -> Vec<&'static str> {
+        [
+            ("credential_path", self.credential_path.is_some()),
+            ("api_key", self.api_key.is_some()),
+            ("base_url", self.base_url.is_some()),
+            ("token_url", self.token_url.is_some()),
+            ("usages_path", self.usages_path.is_some()),
+            ("proxy", self.proxy.is_some()),
+            ("reserve_5h", self.reserve_5h.is_some()),
+            ("reserve_weekly", self.reserve_weekly.is_some()),
+            ("strategy", self.strategy.is_some()),
+            ("credentials", self.credentials.is_some()),
+            ("poll_interval", self.poll_interval.is_some()),
+            ("session_ttl", self.session_ttl.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
