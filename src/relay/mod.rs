@@ -3,11 +3,13 @@
 //! 1. **authenticate** the Carpool user token ([`crate::auth`]);
 //! 2. **read the body** once into memory (bounded by `max_body_bytes`): it may be sent
 //!    again, on a refreshed token now and on another account later;
-//! 3. **pick the account** the user is bound to and get a fresh access token
-//!    ([`crate::credentials`]), refreshing it if needed;
+//! 3. **pick an account** among those the user may use ([`crate::pool`]: their own
+//!    account, or a pool with its strategy and sticky conversations) and get its
+//!    credential, refreshing an OAuth token if needed ([`crate::credentials`]);
 //! 4. **send** it upstream with the account's credentials ([`crate::upstream`]); on a 401
-//!    the token is refreshed and the request sent once more, before any byte reached the
-//!    client;
+//!    the token is refreshed and the request sent once more; on a quota 429, a 5xx or a
+//!    connection failure the next eligible account gets it ([`failover`]). All of this
+//!    happens before any byte reached the client;
 //! 5. **stream back** status, headers and body as they arrive ([`body`]), under the
 //!    idle and whole-request timeouts;
 //! 6. **record** one log line and one usage row when the response ends
