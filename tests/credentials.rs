@@ -257,11 +257,7 @@ async fn the_file_may_appear_after_start_and_its_deletion_stops_the_account_at_o
     write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() + 8 * HOUR_MS);
     assert!(
         eventually(5, || async {
-            carpool.engine.pool.accounts()[0]
-                .credential()
-                .unwrap()
-                .status()
-                == carpool::credentials::Status::Ready
+            first_login_status(&carpool) == carpool::credentials::Status::Ready
         })
         .await,
         "the watcher notices the new file"
@@ -271,11 +267,7 @@ async fn the_file_may_appear_after_start_and_its_deletion_stops_the_account_at_o
     std::fs::remove_file(&setup.cred_path).unwrap();
     assert!(
         eventually(5, || async {
-            carpool.engine.pool.accounts()[0]
-                .credential()
-                .unwrap()
-                .status()
-                == carpool::credentials::Status::Missing
+            first_login_status(&carpool) == carpool::credentials::Status::Missing
         })
         .await,
         "the watcher notices the deletion"
@@ -286,10 +278,7 @@ async fn the_file_may_appear_after_start_and_its_deletion_stops_the_account_at_o
     assert!(
         eventually(5, || async {
             matches!(
-                carpool.engine.pool.accounts()[0]
-                    .credential()
-                    .unwrap()
-                    .status(),
+                first_login_status(&carpool),
                 carpool::credentials::Status::Invalid(_)
             )
         })
@@ -313,4 +302,12 @@ async fn a_directory_that_does_not_exist_yet_is_picked_up_when_created() {
     write_credentials(&nested, ACCESS, REFRESH, now_ms() + 8 * HOUR_MS);
     assert!(eventually(5, || async { ask(&carpool, false).await.status() == 200 }).await);
     carpool.shutdown().await;
+}
+
+/// The state of the first account's Claude Code login.
+fn first_login_status(carpool: &carpool::RunningServer) -> carpool::credentials::Status {
+    carpool.engine.pool.accounts()[0]
+        .credential()
+        .expect("an OAuth account")
+        .status()
 }
