@@ -588,3 +588,74 @@ async fn curl_with_expect_100_continue_and_a_large_body_works() {
     assert!(!seen.headers.contains_key("expect"));
     carpool.shutdown().await;
 }
+
+/// Sends one raw HTTP/1.1 request (the path exactly as given, which reqwest would
+/// normalise) and returns the status line and body.
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nhost: carpool\r\nauthorization: Bearer {ALICE_TOKEN}\r\nanthropic-version: 2023-06-01\r\nconnection: close\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut reply))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let status = reply.lines().next().unwrap_or_default().to_owned();
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Regression: `GET /v1/models/..\..\api\oauth\profile` reached the upstream as
+/// `/api/oauth/profile` with the owner's OAuth token, and the owner's profile came back.
+#[tokio::test]
+async fn path_traversal_never_reaches_the_upstream() {
+    let setup = Setup::new().await;
+    let carpool = setup.start().await;
+    for path in [
+        "/v1/models/..\\..\\api\\oauth\\profile",
+        "/v1/models/..%5C..%5Capi%5Coauth%5Cprofile",
+        "/v1/models/..%2F..%2Fapi%2Foauth%2Fprofile",
+        "/v1/models/%2e%2e",
+        "/v1/models/%2E%2E/%2E%2E/api/oauth/profile",
+        "/v1/models/..",
+        "/v1/models/.",
+        "/v1/models/../../api/oauth/profile",
+        "/v1/models/x%00y",
+        "/v1/models/x%0d%0ahost:evil",
+        "/v1/messages/..%2F..%2Fapi%2Foauth%2Fprofile",
+        "/api/oauth/profile",
+        "/v1/models/claude%2Dsonnet",
+    ] {
+        let (status, body) = raw_get(carpool.addr, path).await;
+        assert!(
+            status.starts_with("HTTP/1.1 404") || status.starts_with("HTTP/1.1 400"),
+            "{path}: {status}"
+        );
+        if status.starts_with("HTTP/1.1 404") {
+            let error: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(error["type"], "error", "{path}: Anthropic's error shape");
+            assert_eq!(error["error"]["type"], "not_found_error");
+        }
+    }
+    assert!(
+        setup.mock.requests().is_empty(),
+        "the upstream saw {:?}",
+        setup
+            .mock
+            .requests()
+            .into_iter()
+            .map(|r| r.uri)
+            .collect::<Vec<_>>()
+    );
+    // A real model id still works.
+    let (status, _) = raw_get(carpool.addr, "/v1/models/claude-sonnet-4-5-20250929").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    carpool.shutdown().await;
+}

@@ -22,6 +22,8 @@ pub struct RequestLog {
     at_ms: i64,
     method: Method,
     path: String,
+    /// Which relayed endpoint ([`super::endpoint::Endpoint::name`]).
+    pub endpoint: &'static str,
     /// Set once the caller authenticated: only then is the request recorded.
     engine: Option<Arc<Engine>>,
     /// The user's name; empty for anonymous use on loopback.
@@ -56,6 +58,7 @@ impl RequestLog {
                 .map_or(0, |d| d.as_millis() as i64),
             method: method.clone(),
             path: path.to_owned(),
+            endpoint: "",
             engine: None,
             user: String::new(),
             credential: String::new(),
@@ -96,15 +99,6 @@ impl RequestLog {
         std::mem::replace(self, disarmed)
     }
 
-    fn endpoint(&self) -> &str {
-        match self.path.as_str() {
-            "/v1/messages" => "messages",
-            "/v1/messages/count_tokens" => "count_tokens",
-            p if p.starts_with("/v1/models") => "models",
-            p => p,
-        }
-    }
-
     fn record(&mut self, engine: &Engine) -> UsageRecord {
         let usage = self.tap.as_mut().map(UsageTap::usage).unwrap_or_default();
         let mut outcome = self.outcome;
@@ -123,7 +117,7 @@ impl RequestLog {
             at_ms: self.at_ms,
             user: self.user.clone(),
             credential: self.credential.clone(),
-            endpoint: self.endpoint().to_owned(),
+            endpoint: self.endpoint.to_owned(),
             cost_micros: engine.pricing.cost(&model, &usage.tokens, &usage.billing),
             model,
             device: self.device.clone(),

@@ -21,6 +21,7 @@
 
 mod body;
 pub mod client;
+pub mod endpoint;
 mod log;
 
 use std::sync::Arc;
@@ -46,12 +47,20 @@ use crate::secret::Secret;
 use crate::upstream;
 use body::BodyLimits;
 use client::ClientIds;
+use endpoint::Endpoint;
 use log::RequestLog;
 
 /// The axum handler for every relayed endpoint.
 pub async fn handle(State(engine): State<Arc<Engine>>, request: Request) -> Response {
+    let Some(endpoint) = Endpoint::of(request.uri().path()) else {
+        return refuse(
+            &request,
+            endpoint::not_relayed(request.method(), request.uri().path()),
+        );
+    };
     let mut log = RequestLog::start(request.method(), request.uri().path());
-    match relay(&engine, request, &mut log).await {
+    log.endpoint = endpoint.name();
+    match relay(&engine, endpoint, request, &mut log).await {
         Ok(response) => response,
         Err(error) => {
             log.finish_error(&error);
@@ -62,6 +71,7 @@ pub async fn handle(State(engine): State<Arc<Engine>>, request: Request) -> Resp
 
 async fn relay(
     engine: &Arc<Engine>,
+    endpoint: Endpoint,
     request: Request,
     log: &mut RequestLog,
 ) -> Result<Response, RelayError> {
@@ -108,7 +118,12 @@ async fn relay(
 
     // 3 + 4. pick an account, send; on a quota 429, a 5xx or a failure to connect,
     // try the next eligible account before anything reached the client.
-    let response = match failover(engine, target, &parts, &body, deadline, log).await? {
+    let outgoing = Outgoing {
+        endpoint: &endpoint,
+        parts: &parts,
+        body: &body,
+    };
+    let response = match failover(engine, target, &outgoing, deadline, log).await? {
         Attempt::Answer(response) => response,
         Attempt::Buffered(response) => {
             // Read whole already: it is complete as it leaves.
@@ -135,7 +150,7 @@ async fn relay(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
     // Only answers to /v1/messages carry usage.
-    if status.is_success() && parts.uri.path() == "/v1/messages" {
+    if status.is_success() && endpoint.is_model_call() {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
@@ -146,6 +161,13 @@ async fn relay(
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     Ok(out)
+}
+
+/// What is sent upstream, whichever account gets it.
+struct Outgoing<'a> {
+    endpoint: &'a Endpoint,
+    parts: &'a http::request::Parts,
+    body: &'a Bytes,
 }
 
 /// What the failover loop ends with.
@@ -164,8 +186,7 @@ enum Attempt {
 async fn failover(
     engine: &Engine,
     target: Target,
-    parts: &http::request::Parts,
-    body: &Bytes,
+    request: &Outgoing<'_>,
     deadline: Option<Instant>,
     log: &mut RequestLog,
 ) -> Result<Attempt, RelayError> {
@@ -208,8 +229,10 @@ async fn failover(
         tried.push(account.index);
         log.credential = account.tag.clone();
         log.account = Some(account.clone());
-        let response = match send_to(engine, &account, parts, body, deadline).await {
+        let response = match send_to(engine, &account, request, deadline).await {
             Ok(response) => response,
+            // Nothing another account could change.
+            Err(error) if error.origin == Origin::Client => return Err(error),
             Err(error) => {
                 // Could not connect, timed out, or the login could not be used: the
                 // next account may do better.
@@ -268,8 +291,7 @@ async fn failover(
 async fn send_to(
     engine: &Engine,
     account: &Account,
-    parts: &http::request::Parts,
-    body: &Bytes,
+    request: &Outgoing<'_>,
     deadline: Option<Instant>,
 ) -> Result<reqwest::Response, RelayError> {
     let mut rejected: Option<Secret> = None;
@@ -279,7 +301,7 @@ async fn send_to(
             .auth(rejected.as_ref())
             .await
             .map_err(no_credential)?;
-        let response = send(engine, account, parts, body, &auth, deadline).await?;
+        let response = send(engine, account, request, &auth, deadline).await?;
         match response.status().as_u16() {
             401 if rejected.is_none() && account.is_oauth() => {
                 tracing::warn!(account = %account.tag, "upstream rejected the access token (401); refreshing and retrying once");
@@ -390,16 +412,22 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, RelayError> {
 async fn send(
     engine: &Engine,
     account: &Account,
-    parts: &http::request::Parts,
-    body: &Bytes,
+    request: &Outgoing<'_>,
     auth: &Auth,
     deadline: Option<Instant>,
 ) -> Result<reqwest::Response, RelayError> {
     let timeouts = &engine.config.timeouts;
-    let url = match parts.uri.path_and_query() {
-        Some(pq) => format!("{}{}", account.base_url, pq.as_str()),
-        None => format!("{}{}", account.base_url, parts.uri.path()),
-    };
+    let Outgoing {
+        endpoint,
+        parts,
+        body,
+    } = request;
+    let url = endpoint
+        .upstream_url(&account.base_url, parts.uri.query())
+        .map_err(|problem| {
+            tracing::warn!(account = %account.tag, "refused to build an upstream URL: {problem}");
+            endpoint::not_relayed(&parts.method, parts.uri.path())
+        })?;
     let mut outgoing =
         account
             .http
@@ -410,7 +438,7 @@ async fn send(
                 auth.upstream(),
             ));
     if !body.is_empty() {
-        outgoing = outgoing.body(body.clone());
+        outgoing = outgoing.body(Bytes::clone(body));
     }
     let (until, wait, field) = match deadline {
         Some(d) => (d, timeouts.request, "timeouts.request"),
@@ -524,11 +552,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// Anthropic-format 404 for paths Carpool does not relay.
 pub async fn not_found(request: Request) -> Response {
-    let error = RelayError::not_found(format!(
-        "Carpool does not relay {} {}. It serves POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models.",
-        request.method(),
-        request.uri().path()
-    ));
+    let error = endpoint::not_relayed(request.method(), request.uri().path());
     refuse(&request, error)
 }
 
