@@ -112,11 +112,7 @@ impl Users {
         let bearer = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
+            .and_then(bearer_token);
         let api_key = headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
@@ -152,9 +148,49 @@ impl Users {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// case-insensitive and may be followed by any run of spaces or tabs (RFC 9110 §11.1,
+/// §11.6.2); other schemes give `None`.
+fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, rest) = value.split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_matches([' ', '\t']))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_with_any_whitespace() {
+        for value in [
+            "Bearer tok",
+            "bearer tok",
+            "BEARER tok",
+            "BeArEr tok",
+            "Bearer   tok",
+            "Bearer\ttok",
+            " Bearer tok ",
+            "Bearer \t tok\t",
+        ] {
+            assert_eq!(bearer_token(value), Some("tok"), "{value:?}");
+        }
+        for value in [
+            "Basic tok",
+            "Bearertok",
+            "Bearer",
+            "tok",
+            "",
+            "Bearer-x tok",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+        let u = users(&["alice-token-0000000"]);
+        let h = headers(&[("authorization", "BEARER  alice-token-0000000")]);
+        assert_eq!(u.authenticate(&h).unwrap(), Caller::User(0));
+    }
 
     fn users(tokens: &[&str]) -> Users {
         Users {

@@ -45,15 +45,39 @@ fn is_hop_or_proxy_header(name: &str) -> bool {
 /// Client request headers that are not copied upstream.
 fn is_dropped_request_header(name: &str) -> bool {
     is_hop_or_proxy_header(name)
+        || is_client_credential(name)
         || matches!(
             name,
-            // Credentials of the client, i.e. the Carpool token or a stray real key.
-            "authorization" | "x-api-key" | "api-key" | "x-goog-api-key"
             // Set by Carpool / reqwest.
-            | "accept-encoding" | "content-length"
+            "accept-encoding" | "content-length"
             // Negotiated between the client and Carpool, which already holds the whole body.
             | "expect"
         )
+}
+
+/// A credential of the client's: the Carpool token, a stray real key, a cookie or a
+/// cloud provider's session token. None of them is the upstream's business, and some
+/// would authenticate as someone else than the account Carpool picked. Matched by name
+/// pattern, so spellings nobody listed are caught too: any `*api-key*`/`*apikey*`,
+/// `*token*`, `*secret*`, `*password*`, `*credential*`, `*authorization*` and
+/// `*subscription-key*` header (`x-amz-security-token`, `x-goog-api-key`, `openai-api-key`,
+/// `ocp-apim-subscription-key`, …), and cookies. `name` is lower case, as
+/// [`http::HeaderName`]s are.
+fn is_client_credential(name: &str) -> bool {
+    matches!(name, "cookie" | "cookie2")
+        || [
+            "api-key",
+            "apikey",
+            "api_key",
+            "token",
+            "secret",
+            "password",
+            "credential",
+            "authorization",
+            "subscription-key",
+        ]
+        .iter()
+        .any(|pattern| name.contains(pattern))
 }
 
 /// Headers named in a `Connection` header are hop-by-hop too (RFC 9110 §7.6.1).
@@ -238,6 +262,42 @@ mod tests {
         assert_eq!(out["x-claude-code-session-id"], "abc");
         assert_eq!(out["user-agent"], "claude-cli/2.1.330 (external, cli)");
         assert!(!format!("{out:?}").contains("cpk-user-token"));
+    }
+
+    #[test]
+    fn no_client_credential_of_any_kind_goes_upstream() {
+        let client = map(&[
+            ("cookie", "session=abc"),
+            ("anthropic-api-key", "sk-ant-api03-x"),
+            ("openai-api-key", "sk-x"),
+            ("x-goog-api-key", "g"),
+            ("api-key", "azure"),
+            ("x-amz-security-token", "aws"),
+            ("x-goog-iam-authorization-token", "gcp"),
+            ("ocp-apim-subscription-key", "azure"),
+            ("x-auth-token", "t"),
+            ("x-client-secret", "s"),
+            ("x-credential", "c"),
+            ("x-authorization", "Bearer y"),
+            ("anthropic-version", "2023-06-01"),
+            ("x-stainless-retry-count", "0"),
+            ("x-app", "cli"),
+            ("idempotency-key", "k-1"),
+        ]);
+        let out = request_headers(&client, &[], UpstreamAuth::OAuth(&Secret::new("acct")));
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "anthropic-version",
+                "x-stainless-retry-count",
+                "x-app",
+                "idempotency-key",
+                "anthropic-beta",
+                "authorization"
+            ]
+        );
+        assert_eq!(out["authorization"], "Bearer acct");
     }
 
     #[test]
