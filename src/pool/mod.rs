@@ -50,6 +50,12 @@ pub enum Choice {
     },
 }
 
+/// Most conversations pinned at once. Each binding is a few hundred bytes; the TTL
+/// sweep alone would let a client inventing a session id per request grow the map
+/// without bound within an hour. At the cap, expired bindings are swept at once and then
+/// the least recently used one makes room.
+const MAX_SESSIONS: usize = 100_000;
+
 struct Sticky {
     account: usize,
     last_used: i64,
@@ -62,6 +68,8 @@ pub struct Pool {
     sessions: Mutex<HashMap<(Target, String), Sticky>>,
     /// When expired sessions were last swept (Unix seconds): at most once a minute.
     last_sweep: AtomicI64,
+    /// [`MAX_SESSIONS`], smaller in tests.
+    max_sessions: usize,
 }
 
 impl Pool {
@@ -72,6 +80,7 @@ impl Pool {
             pools,
             sessions: Mutex::new(HashMap::new()),
             last_sweep: AtomicI64::new(0),
+            max_sessions: MAX_SESSIONS,
         }
     }
 
@@ -176,8 +185,13 @@ impl Pool {
             break chosen;
         };
         if sticky {
-            self.sessions().insert(
-                (target, session.to_owned()),
+            let mut sessions = self.sessions();
+            let key = (target, session.to_owned());
+            if sessions.len() >= self.max_sessions && !sessions.contains_key(&key) {
+                self.make_room(&mut sessions, now);
+            }
+            sessions.insert(
+                key,
                 Sticky {
                     account: chosen,
                     last_used: now,
@@ -195,6 +209,21 @@ impl Pool {
         }
         self.last_sweep.store(now, Ordering::Relaxed);
         sessions.retain(|(target, _), s| now - s.last_used < self.session_ttl(*target));
+    }
+
+    /// At the cap: drops every expired binding, and if none was, the least recently used.
+    fn make_room(&self, sessions: &mut HashMap<(Target, String), Sticky>, now: i64) {
+        self.last_sweep.store(now, Ordering::Relaxed);
+        sessions.retain(|(target, _), s| now - s.last_used < self.session_ttl(*target));
+        if sessions.len() >= self.max_sessions {
+            let oldest = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(key, _)| key.clone());
+            if let Some(key) = oldest {
+                sessions.remove(&key);
+            }
+        }
     }
 
     /// One of `ready` (not empty) by the target's strategy.
@@ -294,4 +323,68 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::account::Source;
+    use crate::pool::limits::Reserves;
+    use crate::secret::Secret;
+    use std::time::Duration;
+
+    fn pool_of_two(max_sessions: usize) -> Pool {
+        let accounts = (0..2)
+            .map(|i| {
+                Arc::new(Account::new(
+                    i,
+                    format!("a{i}"),
+                    "http://127.0.0.1:9".into(),
+                    reqwest::Client::new(),
+                    Source::ApiKey(Secret::new("k")),
+                    Reserves::default(),
+                    Duration::from_secs(60),
+                ))
+            })
+            .collect();
+        let pools = vec![PoolConfig {
+            tag: "team".into(),
+            strategy: Strategy::RoundRobin,
+            members: vec![0, 1],
+            poll_interval: Duration::from_secs(60),
+            session_ttl: Duration::from_secs(3600),
+        }];
+        Pool {
+            max_sessions,
+            ..Pool::new(accounts, pools)
+        }
+    }
+
+    #[test]
+    fn the_session_map_has_a_hard_cap_and_evicts_the_least_recently_used() {
+        let pool = pool_of_two(100);
+        let team = Target::Pool(0);
+        let now = 1_000_000;
+        let Choice::Use(first) = pool.choose(team, "keep-me", &[], now) else {
+            panic!("an account is ready")
+        };
+        for i in 0..1000 {
+            // The conversation in use stays pinned while strangers come and go.
+            if i % 10 == 0 {
+                let Choice::Use(again) = pool.choose(team, "keep-me", &[], now + i) else {
+                    panic!("an account is ready")
+                };
+                assert_eq!(again.index, first.index, "still on its account");
+            }
+            pool.choose(team, &format!("stranger-{i}"), &[], now + i);
+            assert!(pool.sessions().len() <= 100);
+        }
+        assert_eq!(pool.sessions().len(), 100);
+        assert!(pool.sessions().contains_key(&(team, "keep-me".to_owned())));
+        assert!(
+            !pool
+                .sessions()
+                .contains_key(&(team, "stranger-0".to_owned()))
+        );
+    }
 }
