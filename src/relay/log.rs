@@ -6,7 +6,7 @@
 //! usage its bytes carried, whatever happens to it. No field ever holds a token: the
 //! user is its configured name.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::Method;
@@ -139,6 +139,52 @@ impl RequestLog {
     }
 }
 
+/// Log lines for requests refused before authentication: at most
+/// [`RefusalLog::PER_MINUTE`] a minute, then one line saying how many were left out.
+static REFUSALS: RefusalLog = RefusalLog::new();
+
+struct RefusalLog {
+    /// (minute, lines logged in it, lines left out in it)
+    state: Mutex<(i64, u32, u64)>,
+}
+
+impl RefusalLog {
+    const PER_MINUTE: u32 = 20;
+
+    const fn new() -> RefusalLog {
+        RefusalLog {
+            state: Mutex::new((0, 0, 0)),
+        }
+    }
+
+    /// Whether a refusal at `now` (Unix seconds) gets its log line. The first refusal
+    /// of a minute after one with lines left out says how many.
+    fn admit(&self, now: i64) -> bool {
+        let minute = now.div_euclid(60);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (current, _, left_out) = &mut *state;
+        if *current != minute {
+            if *left_out > 0 {
+                tracing::warn!(
+                    target: "carpool::request",
+                    left_out = *left_out,
+                    "{} more requests were refused in the minute before (bad token or unknown path); their lines were left out",
+                    *left_out
+                );
+            }
+            *state = (minute, 0, 0);
+        }
+        let (_, logged, left_out) = &mut *state;
+        if *logged < Self::PER_MINUTE {
+            *logged += 1;
+            true
+        } else {
+            *left_out += 1;
+            false
+        }
+    }
+}
+
 impl Drop for RequestLog {
     fn drop(&mut self) {
         if !self.armed {
@@ -148,6 +194,11 @@ impl Drop for RequestLog {
             let record = self.record(&engine);
             (engine, record)
         });
+        // Refused before authentication (bad token, unknown path): anyone can cause
+        // these, so their lines are rate-limited; a flood must not flood the log.
+        if record.is_none() && !REFUSALS.admit(crate::pool::unix_now()) {
+            return;
+        }
         let outcome = record.as_ref().map_or(self.outcome, |(_, r)| {
             if r.outcome == "upstream_error" {
                 "upstream_error"
@@ -188,5 +239,21 @@ impl Drop for RequestLog {
             }
             engine.ledger.record(record);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_lines_are_limited_per_minute() {
+        let log = RefusalLog::new();
+        let minute = 1_000 * 60;
+        let admitted = (0..100).filter(|_| log.admit(minute + 5)).count();
+        assert_eq!(admitted, RefusalLog::PER_MINUTE as usize);
+        assert_eq!(log.state.lock().unwrap().2, 80, "counted, not logged");
+        assert!(log.admit(minute + 60), "a new minute starts afresh");
+        assert_eq!(*log.state.lock().unwrap(), (1_001, 1, 0));
     }
 }
