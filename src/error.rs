@@ -31,6 +31,11 @@ pub struct RelayError {
     pub message: String,
     pub origin: Origin,
     pub retry_after_secs: Option<u64>,
+    /// False when retrying cannot help until someone acts (a bad token, a login that is
+    /// missing or revoked): the response then carries `x-should-retry: false`, which
+    /// Claude Code and the official SDKs obey at once instead of retrying for minutes
+    /// (checked with Claude Code 2.1.330; see docs in [`RelayError::needs_owner`]).
+    pub should_retry: bool,
 }
 
 impl RelayError {
@@ -41,6 +46,8 @@ impl RelayError {
             message,
             origin,
             retry_after_secs: None,
+            // What the client sent will not get better by sending it again.
+            should_retry: origin != Origin::Client,
         }
     }
 
@@ -96,10 +103,30 @@ impl RelayError {
         )
     }
 
-    /// No account can serve this request right now (file missing, refresh failed...).
+    /// No account can serve this request until its owner acts on the Carpool machine
+    /// (no login yet, login revoked, credentials file broken).
     ///
-    /// 503: the condition is on the Carpool machine, not in the request; the message says
-    /// what the owner has to do there.
+    /// 503 with `x-should-retry: false`: without the header Claude Code retries a 503
+    /// about ten times over three minutes and shows nothing meanwhile; with it, it stops
+    /// after one request and prints the message (protocol facts in docs/protocol.md).
+    /// The message is for the user, who cannot see the Carpool machine: it says who can
+    /// fix it, not the owner's paths or other accounts' problems, which go to the log.
+    pub fn needs_owner(message: String) -> Self {
+        RelayError {
+            should_retry: false,
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                Origin::Carpool,
+                message,
+            )
+        }
+    }
+
+    /// No account can serve this request right now, for a reason that passes by itself
+    /// (a token refresh backing off); `retry_after_secs` says when to try again.
+    ///
+    /// 503: the condition is on the Carpool machine, not in the request.
     pub fn no_credential(message: String, retry_after_secs: Option<u64>) -> Self {
         RelayError {
             retry_after_secs,
@@ -185,6 +212,11 @@ impl IntoResponse for RelayError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if !self.should_retry {
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
         response
     }
 }
@@ -199,6 +231,22 @@ mod tests {
         assert_eq!(e.status, StatusCode::FORBIDDEN);
         assert_eq!(e.body_json()["error"]["type"], "authentication_error");
         assert_eq!(e.body_json()["type"], "error");
+    }
+
+    #[test]
+    fn errors_that_retrying_cannot_fix_say_so() {
+        let owner = RelayError::needs_owner("ask the owner".into()).into_response();
+        assert_eq!(owner.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(owner.headers()["x-should-retry"], "false");
+        assert!(owner.headers().get(header::RETRY_AFTER).is_none());
+        let bad = RelayError::bad_token("nope".into()).into_response();
+        assert_eq!(bad.headers()["x-should-retry"], "false");
+        let waiting = RelayError::no_credential("soon".into(), Some(7)).into_response();
+        assert_eq!(waiting.headers()[header::RETRY_AFTER], "7");
+        assert!(waiting.headers().get("x-should-retry").is_none());
+        let exhausted = RelayError::all_exhausted("later".into(), Some(3600)).into_response();
+        assert_eq!(exhausted.headers()[header::RETRY_AFTER], "3600");
+        assert!(exhausted.headers().get("x-should-retry").is_none());
     }
 
     #[test]

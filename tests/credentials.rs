@@ -180,11 +180,22 @@ async fn invalid_grant_stops_the_account_until_the_file_changes() {
     let before = std::fs::read(&setup.cred_path).unwrap();
     let carpool = setup.start().await;
 
-    let (status, message) = error_message(ask(&carpool, false).await).await;
+    let response = ask(&carpool, false).await;
+    assert_eq!(
+        response.headers()["x-should-retry"],
+        "false",
+        "retrying cannot help"
+    );
+    let (status, message) = error_message(response).await;
     assert_eq!(status, 503);
-    assert!(message.contains("invalid_grant"), "{message}");
-    assert!(message.contains("log in again"), "{message}");
-    assert!(!message.contains(REFRESH));
+    assert!(message.contains("owner"), "{message}");
+    // The owner's status (and log) says why.
+    let carpool::credentials::Status::Broken(reason) = first_login_status(&carpool) else {
+        panic!("the login is broken")
+    };
+    assert!(reason.contains("invalid_grant"), "{reason}");
+    assert!(reason.contains("log in again"), "{reason}");
+    assert!(!reason.contains(REFRESH) && !message.contains(REFRESH));
     assert_eq!(
         std::fs::read(&setup.cred_path).unwrap(),
         before,
@@ -224,9 +235,17 @@ async fn a_failed_refresh_backs_off_then_recovers() {
         .parse()
         .unwrap();
     assert!((1..=300).contains(&retry_after));
+    assert!(r.headers().get("x-should-retry").is_none(), "it passes");
     let (status, message) = error_message(r).await;
     assert_eq!(status, 503);
-    assert!(message.contains("HTTP 500"), "{message}");
+    assert!(
+        message.contains(&format!("again in {retry_after} s")),
+        "says when: {message}"
+    );
+    let carpool::credentials::Status::Broken(reason) = first_login_status(&carpool) else {
+        panic!("the refresh failed")
+    };
+    assert!(reason.contains("HTTP 500"), "{reason}");
     assert_eq!(
         std::fs::read(&setup.cred_path).unwrap(),
         before,
@@ -249,10 +268,20 @@ async fn the_file_may_appear_after_start_and_its_deletion_stops_the_account_at_o
     let setup = Setup::without_file().await;
     let carpool = setup.start().await;
 
-    let (status, message) = error_message(ask(&carpool, false).await).await;
+    let response = ask(&carpool, false).await;
+    assert_eq!(response.headers()["x-should-retry"], "false");
+    let (status, message) = error_message(response).await;
     assert_eq!(status, 503);
-    assert!(message.contains("does not exist yet"), "{message}");
-    assert!(message.contains("claude"), "says what to do: {message}");
+    assert!(message.contains("owner"), "says who can fix it: {message}");
+    assert!(
+        !message.contains(&*setup.dir.path().to_string_lossy()),
+        "no owner's path: {message}"
+    );
+    assert_eq!(
+        first_login_status(&carpool),
+        carpool::credentials::Status::Missing,
+        "the owner's status says why"
+    );
 
     write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() + 8 * HOUR_MS);
     assert!(
@@ -286,7 +315,7 @@ async fn the_file_may_appear_after_start_and_its_deletion_stops_the_account_at_o
     );
     let (status, message) = error_message(ask(&carpool, false).await).await;
     assert_eq!(status, 503);
-    assert!(message.contains("invalid"), "{message}");
+    assert!(message.contains("owner"), "{message}");
     carpool.shutdown().await;
 }
 

@@ -443,7 +443,7 @@ async fn every_account_exhausted_is_a_429_that_says_when() {
 }
 
 #[tokio::test]
-async fn no_usable_account_is_a_503_naming_the_problem() {
+async fn no_usable_account_is_a_503_that_stops_clients_and_keeps_the_owners_details() {
     let fleet = Fleet::new(2, json!({"type": "balancer"})).await;
     for i in 0..2 {
         std::fs::remove_file(fleet.dir.path().join(format!("account-{i}.json"))).unwrap();
@@ -451,11 +451,15 @@ async fn no_usable_account_is_a_503_naming_the_problem() {
     let carpool = fleet.start().await;
     let r = send(&carpool, None).await;
     assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["x-should-retry"], "false");
+    assert!(r.headers().get("retry-after").is_none());
     let text = r.text().await.unwrap();
-    assert!(
-        text.contains("`a0`") && text.contains("`a1`") && text.contains("does not exist yet"),
-        "{text}"
-    );
+    assert!(text.contains("owner"), "says who can fix it: {text}");
+    let dir = fleet.dir.path().to_string_lossy().into_owned();
+    for secret in ["`a0`", "`a1`", "does not exist yet", dir.as_str()] {
+        assert!(!text.contains(secret), "{secret} disclosed: {text}");
+    }
+    // The owner sees what is wrong in the status snapshot (and the log).
     assert_eq!(status_of(&carpool, "a0")["state"]["state"], "missing");
     carpool.shutdown().await;
 }

@@ -49,8 +49,9 @@ async fn first_start_creates_a_documented_config_and_prints_what_to_paste() {
     assert!(!text.contains(&token), "only the hash is stored");
     assert!(text.contains(&carpool::auth::TokenHash::of(&token).to_config_string()));
 
-    // The printed token works (the account is not there yet: 503 that says what to do),
-    // and a wrong one is refused.
+    // The printed token works (the account is not there yet: a 503 that stops the client
+    // and sends it to the owner, while the owner's log says what to do), and a wrong one
+    // is refused.
     let ok_token = client()
         .post(format!("{}/v1/messages", p.url))
         .bearer_auth(&token)
@@ -59,12 +60,15 @@ async fn first_start_creates_a_documented_config_and_prints_what_to_paste() {
         .await
         .unwrap();
     assert_eq!(ok_token.status(), 503);
+    assert_eq!(ok_token.headers()["x-should-retry"], "false");
     let body: Value = ok_token.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("owner"), "{message}");
+    assert!(!message.contains(".credentials.json"), "{message}");
+    let log = p.stderr.lock().unwrap().clone();
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("log in")
+        log.contains("does not exist yet") && log.contains("log in"),
+        "the log tells the owner: {log}"
     );
     let bad = client()
         .post(format!("{}/v1/messages", p.url))

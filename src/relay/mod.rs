@@ -216,13 +216,12 @@ async fn failover(
                 return match last {
                     Some(Ok(response)) => Ok(Attempt::Buffered(response)),
                     Some(Err(error)) => Err(error),
-                    None => Err(RelayError::no_credential(
-                        format!(
-                            "Carpool has no usable Claude account for you right now. {}",
-                            reasons.join("; ")
-                        ),
-                        None,
-                    )),
+                    None => {
+                        for reason in &reasons {
+                            tracing::warn!("a request could not be served: {reason}");
+                        }
+                        Err(needs_owner())
+                    }
                 };
             }
         };
@@ -383,13 +382,30 @@ fn rebuild(head: &http::response::Parts, body: Bytes) -> Response {
     out
 }
 
+/// The error for an account whose credentials cannot be used now. The reason (paths,
+/// account tags) is the owner's business: it goes to the log, and the user is told who
+/// can fix it, or when to try again if the problem passes by itself.
 fn no_credential(u: Unavailable) -> RelayError {
-    RelayError::no_credential(
-        format!(
-            "Carpool has no usable Claude account for you right now. {}",
-            u.reason
-        ),
-        u.retry_after.map(|d| d.as_secs().max(1)),
+    tracing::warn!("a request could not be served: {}", u.reason);
+    match u.retry_after {
+        None => needs_owner(),
+        Some(wait) => {
+            let secs = wait.as_secs().max(1);
+            RelayError::no_credential(
+                format!(
+                    "Carpool: the Claude account that serves you could not renew its login just now; Carpool tries again in {secs} s. Please retry then."
+                ),
+                Some(secs),
+            )
+        }
+    }
+}
+
+/// What a user hears when no account can serve them until the owner acts.
+fn needs_owner() -> RelayError {
+    RelayError::needs_owner(
+        "Carpool: the Claude account this Carpool server shares with you cannot be used until its owner fixes it on the Carpool machine (Carpool's log there says what is wrong). Retrying will not help; please tell the owner."
+            .into(),
     )
 }
 
