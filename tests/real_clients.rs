@@ -223,6 +223,73 @@ async fn python_sdk_create_stream_and_count_tokens_through_carpool() {
     carpool.shutdown().await;
 }
 
+/// `claude -p "Say hello" --output-format json` in a home of its own (no login, settings
+/// or history of the developer's are read or written), against `base_url` with Alice's
+/// token, with every outside lookup switched off.
+fn claude_print(
+    claude: &Path,
+    home: &Path,
+    work: &Path,
+    base_url: &str,
+) -> tokio::process::Command {
+    let mut cmd = command(claude);
+    cmd.args(["-p", "Say hello", "--output-format", "json"])
+        .current_dir(work)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("CLAUDE_CONFIG_DIR", home.join(".claude"))
+        .env("ANTHROPIC_BASE_URL", base_url)
+        .env("ANTHROPIC_AUTH_TOKEN", ALICE_TOKEN)
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("DISABLE_AUTOUPDATER", "1");
+    cmd
+}
+
+/// With no Claude login on the Carpool machine, Claude Code must stop at once with
+/// Carpool's message instead of retrying a 503 for about three minutes (what it does
+/// without `x-should-retry: false`; its default retry count is kept here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_gives_up_at_once_when_the_owner_must_act() {
+    let Some(claude) = client_from_env("CARPOOL_TEST_CLAUDE", "the Claude Code CLI") else {
+        return;
+    };
+    let setup = Setup::without_file().await;
+    let carpool = setup.start().await;
+    let home = tempfile::tempdir().unwrap();
+    let work = home.path().join("project");
+    std::fs::create_dir_all(&work).unwrap();
+
+    let cmd = claude_print(&claude, home.path(), &work, &carpool.url());
+    // Without the header this run takes about three minutes; the limit is far from both.
+    let output = run(cmd, Duration::from_secs(90), "claude -p (no login)").await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    let context = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert!(!output.status.success(), "it must fail\n{context}");
+    assert!(
+        stdout.contains("cannot be used until its owner fixes it")
+            || stderr.contains("cannot be used until its owner fixes it"),
+        "Carpool's message is shown\n{context}"
+    );
+    assert!(setup.mock.requests().is_empty(), "nothing went upstream");
+    carpool.shutdown().await;
+
+    // Carpool saw one attempt per model call, not a retry loop.
+    let conn = carpool::ledger::store::open_existing(&setup.dir.path().join("usage.db")).unwrap();
+    let mut rows = Vec::new();
+    carpool::ledger::store::for_each_request(&conn, 0, i64::MAX, |r| rows.push(r)).unwrap();
+    let refused: Vec<_> = rows
+        .iter()
+        .filter(|r| r.endpoint == "messages" && r.status == 503)
+        .collect();
+    assert!(
+        (1..=2).contains(&refused.len()),
+        "one request, no retries: {} refused\n{context}",
+        refused.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claude_code_cli_print_mode_through_carpool() {
     let Some(claude) = client_from_env("CARPOOL_TEST_CLAUDE", "the Claude Code CLI") else {
@@ -236,19 +303,8 @@ async fn claude_code_cli_print_mode_through_carpool() {
     let work = home.path().join("project");
     std::fs::create_dir_all(&work).unwrap();
 
-    let mut cmd = command(&claude);
-    cmd.args(["-p", "Say hello", "--output-format", "json"])
-        .current_dir(&work)
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path().join(".config"))
-        .env("CLAUDE_CONFIG_DIR", home.path().join(".claude"))
-        .env("ANTHROPIC_BASE_URL", carpool.url())
-        .env("ANTHROPIC_AUTH_TOKEN", ALICE_TOKEN)
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env("DISABLE_ERROR_REPORTING", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("CLAUDE_CODE_MAX_RETRIES", "2");
+    let mut cmd = claude_print(&claude, home.path(), &work, &carpool.url());
+    cmd.env("CLAUDE_CODE_MAX_RETRIES", "2");
     let output = run(cmd, Duration::from_secs(120), "claude -p").await;
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     let seen = setup.mock.requests();
