@@ -24,14 +24,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `CARPOOL_LOG` (or `RUST_LOG`) sets the filter, default `info`.
+/// Logs go to stderr; `CARPOOL_LOG` (or `RUST_LOG`) sets the filter, default `info`
+/// with the file-watching library at `warn`: it reports routine events (a watched
+/// directory removed) at info, which is noise for a person reading Carpool's log.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("CARPOOL_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new("info,notify=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -59,8 +59,9 @@ use super::UsageRecord;
 
 /// Length of the weekly rate-limit window, in seconds.
 const WEEK_SECONDS: i64 = 7 * 24 * 60 * 60;
-/// Mode of the written file, as sing-box writes it.
-const FILE_MODE: u32 = 0o644;
+/// Mode of the written file. sing-box writes 0644; the file names every user and what
+/// they spent, so Carpool keeps it to its owner.
+const FILE_MODE: u32 = 0o600;
 /// What Go writes for a zero `time.Time` (a file nothing was ever recorded in).
 const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
@@ -394,7 +395,7 @@ impl CcmFile {
         state.dirty = true;
     }
 
-    /// Writes the file atomically (mode 0644) if something was counted since the last
+    /// Writes the file atomically (mode 0600) if something was counted since the last
     /// save; otherwise does nothing.
     pub fn save(&self) -> io::Result<()> {
         let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
@@ -1337,7 +1338,7 @@ mod tests {
     }
 
     #[test]
-    fn save_writes_atomically_with_mode_0644_only_when_dirty() {
+    fn save_writes_atomically_with_mode_0600_only_when_dirty() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, EXPECTED_PLUS_8);
         #[cfg(unix)]
@@ -1378,7 +1379,7 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o644);
+            assert_eq!(mode & 0o777, 0o600);
         }
 
         // Saved: clean again.

@@ -138,13 +138,19 @@ pub enum StoreError {
 }
 
 /// Opens (creating if needed) the database for writing and brings the schema up to date.
+///
+/// A new database is created readable by its owner only (0600, in a 0700 directory if
+/// Carpool makes it): it names users, devices and sessions. SQLite gives its `-wal` and
+/// `-shm` files the database file's permissions.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    let io_error = |e: std::io::Error| StoreError::Open {
+        path: path.to_owned(),
+        source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-            path: path.to_owned(),
-            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-        })?;
+        crate::fsutil::create_private_dir(dir).map_err(io_error)?;
     }
+    crate::fsutil::create_private_file(path).map_err(io_error)?;
     let conn = Connection::open(path).map_err(|source| StoreError::Open {
         path: path.to_owned(),
         source,
@@ -411,6 +417,22 @@ pub fn for_each_request(
 mod tests {
     use super::*;
     use crate::ledger::Tokens;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_database_and_its_wal_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("made-here");
+        let path = data.join("usage.db");
+        let conn = open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&data.join("usage.db-wal")), 0o600);
+        assert_eq!(mode(&data), 0o700);
+    }
 
     fn record(at_ms: i64, user: &str, cost: Option<i64>) -> UsageRecord {
         UsageRecord {
