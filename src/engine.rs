@@ -203,6 +203,12 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Listen { addr, source })?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                "listening on {addr} over plain HTTP: user tokens and every prompt and answer cross the network unencrypted. \
+                 Beyond a trusted LAN, put Carpool behind a TLS reverse proxy or a VPN (see SECURITY.md)"
+            );
+        }
         let mut tasks = JoinSet::new();
         for account in engine.pool.accounts() {
             if let Source::OAuth(credential) = &account.source {

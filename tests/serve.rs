@@ -90,7 +90,24 @@ async fn first_start_creates_a_documented_config_and_prints_what_to_paste() {
     assert!(!banner2.contains("created now"), "{banner2}");
     assert!(!banner2.contains(&token), "{banner2}");
     sigterm(&p2.child);
-    assert_eq!(finish(p2).0, 0);
+    let (code, log) = finish(p2);
+    assert_eq!(code, 0);
+    assert!(
+        !log.contains("plain HTTP"),
+        "loopback is not warned about: {log}"
+    );
+
+    // Beyond loopback, plain HTTP is said out loud.
+    let mut shared = command(home.path());
+    shared.args(["serve", "--listen", "0.0.0.0:0"]);
+    let p3 = start(shared);
+    sigterm(&p3.child);
+    let (code, log) = finish(p3);
+    assert_eq!(code, 0);
+    assert!(
+        log.contains("over plain HTTP") && log.contains("unencrypted"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -77,6 +77,9 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
         Some(config::create_default(&path)?)
     };
     let mut config = Config::load(&path)?;
+    if let Some(warning) = config.exposure_warning(&path) {
+        tracing::warn!("{warning}");
+    }
     if let Some(listen) = listen {
         if config.users.is_empty() && !listen.ip().is_loopback() {
             bail!(

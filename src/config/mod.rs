@@ -41,6 +41,9 @@ pub struct Config {
     pub usage: UsageConfig,
     /// Extra CA certificates (PEM) for upstream HTTPS.
     pub ca_file: Option<PathBuf>,
+    /// Fields that hold a secret in clear (`users[1].token`, `credentials[2].api_key`,
+    /// a proxy password, a credential-like header), for [`Config::exposure_warning`].
+    pub clear_secrets: Vec<String>,
 }
 
 /// Where usage goes and how it is priced.
@@ -250,6 +253,7 @@ impl Config {
         };
         let timeouts = timeouts_from_raw(&raw.timeouts).map_err(|(f, p)| invalid(&f, p))?;
         let ca_file = raw.ca_file.as_deref().map(|p| absolute(p, base_dir));
+        let clear_secrets = clear_secrets(&raw);
         let usage = usage_from_raw(raw, base_dir).map_err(|(f, p)| invalid(&f, p))?;
 
         Ok(Config {
@@ -262,8 +266,69 @@ impl Config {
             timeouts,
             usage,
             ca_file,
+            clear_secrets,
         })
     }
+
+    /// A warning when the config file at `path` holds secrets in clear and users other
+    /// than its owner may read it, with the command that fixes it; `None` otherwise.
+    ///
+    /// A warning, not a refusal: the readers are accounts on the same machine, which the
+    /// owner controls, and a config deployed group-readable on purpose (a service group)
+    /// must still start. The generated config is 0600 and stores only token hashes.
+    pub fn exposure_warning(&self, path: &Path) -> Option<String> {
+        let mode = crate::fsutil::file_mode(path)?;
+        if self.clear_secrets.is_empty() || mode & 0o077 == 0 {
+            return None;
+        }
+        Some(format!(
+            "{} holds secrets in clear ({}) and other users of this machine can read it (mode {mode:o}); \
+             run `chmod 600 {}`, or store user tokens as `token_hash` (what `carpool token` prints)",
+            path.display(),
+            self.clear_secrets.join(", "),
+            path.display()
+        ))
+    }
+}
+
+/// The fields of `raw` that hold a secret in clear.
+fn clear_secrets(raw: &RawConfig) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, u) in raw.users.iter().enumerate() {
+        if u.token.is_some() {
+            found.push(format!("users[{i}].token"));
+        }
+    }
+    for (i, c) in raw.credentials.iter().enumerate() {
+        if c.api_key.is_some() {
+            found.push(format!("credentials[{i}].api_key"));
+        }
+        let proxy_password = c
+            .proxy
+            .as_deref()
+            .and_then(|p| reqwest::Url::parse(p).ok())
+            .is_some_and(|u| u.password().is_some());
+        if proxy_password {
+            found.push(format!("credentials[{i}].proxy"));
+        }
+    }
+    for name in raw.headers.keys() {
+        let name = name.to_ascii_lowercase();
+        if [
+            "key",
+            "token",
+            "secret",
+            "authorization",
+            "cookie",
+            "password",
+        ]
+        .iter()
+        .any(|p| name.contains(p))
+        {
+            found.push(format!("headers.{name}"));
+        }
+    }
+    found
 }
 
 fn parse_listen(value: &str) -> Result<IpAddr, String> {

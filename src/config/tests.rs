@@ -383,3 +383,48 @@ fn pools_bind_users_and_keep_their_accounts_in_order() {
     // The API key never shows in Debug output.
     assert!(!format!("{c:?}").contains("sk-ant-api03-x"));
 }
+
+#[cfg(unix)]
+#[test]
+fn clear_secrets_in_a_file_others_can_read_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    let write = |text: &str, mode: u32| {
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let clear = r#"{
+      "credentials": [
+        {"tag": "a", "credential_path": "/x/.credentials.json"},
+        {"tag": "k", "type": "api_key", "api_key": "sk-ant-api03-secret", "proxy": "socks5://u:pw@127.0.0.1:1080"}
+      ],
+      "users": [{"name": "bob", "token": "a-long-clear-token-0001", "credential": "a"}],
+      "headers": {"X-Upstream-Key": "k"}
+    }"#;
+    write(clear, 0o644);
+    let config = Config::load(&path).unwrap();
+    let warning = config.exposure_warning(&path).expect("a warning");
+    for field in [
+        "users[0].token",
+        "credentials[1].api_key",
+        "credentials[1].proxy",
+        "headers.x-upstream-key",
+        "chmod 600",
+    ] {
+        assert!(warning.contains(field), "{field}: {warning}");
+    }
+    assert!(!warning.contains("sk-ant-api03-secret") && !warning.contains("pw@"));
+    write(clear, 0o600);
+    assert_eq!(Config::load(&path).unwrap().exposure_warning(&path), None);
+    let hashed = format!(
+        r#"{{"users": [{{"name": "bob", "token_hash": "{}"}}]}}"#,
+        crate::auth::TokenHash::of("x").to_config_string()
+    );
+    write(&hashed, 0o644);
+    assert_eq!(
+        Config::load(&path).unwrap().exposure_warning(&path),
+        None,
+        "hashes are not secrets"
+    );
+}
