@@ -314,7 +314,7 @@ async fn usages_path_files_are_written_in_sing_box_layout_at_shutdown() {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&all).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o644);
+        assert_eq!(mode, 0o600, "it names every user: the owner's alone");
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Account {
     limits: Mutex<LimitState>,
     polling: AtomicBool,
     recent: Mutex<Recent>,
+    /// The last state logged ([`Availability::kind`]).
+    logged_state: Mutex<&'static str>,
 }
 
 impl Account {
@@ -73,6 +75,7 @@ impl Account {
             limits: Mutex::new(LimitState::default()),
             polling: AtomicBool::new(false),
             recent: Mutex::new(Recent::default()),
+            logged_state: Mutex::new("ready"),
         }
     }
 
@@ -112,8 +115,29 @@ impl Account {
         self.limits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether it can take a request now. A change of state is logged once, so the
+    /// owner's log tells when an account paused, was rate-limited or failed, and when
+    /// it came back.
     pub fn availability(&self, now: i64) -> Availability {
-        self.limits().availability(self.reserves, now)
+        let availability = self.limits().availability(self.reserves, now);
+        if let Some(line) = self.state_change(&availability, now) {
+            if availability.is_ready() {
+                tracing::info!(account = %self.tag, "account {line}");
+            } else {
+                tracing::warn!(account = %self.tag, "account {line}");
+            }
+        }
+        availability
+    }
+
+    /// The log line for `availability` if its kind differs from the last one seen.
+    fn state_change(&self, availability: &Availability, now: i64) -> Option<String> {
+        let kind = availability.kind();
+        let mut last = self.logged_state.lock().unwrap_or_else(|e| e.into_inner());
+        (*last != kind).then(|| {
+            *last = kind;
+            availability.describe(now)
+        })
     }
 
     /// Plan weight for `least_used`: Max 20x 10, Max 5x 5, others 1.
@@ -240,6 +264,46 @@ impl Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_change_of_state_is_described_once() {
+        let account = Account::new(
+            0,
+            "a".into(),
+            "http://127.0.0.1:9".into(),
+            reqwest::Client::new(),
+            Source::ApiKey(Secret::new("k")),
+            Reserves::default(),
+            Duration::from_secs(60),
+        );
+        let now = 1_000;
+        let paused = Availability::PausedByReserve {
+            window: "5h",
+            percent: 80,
+            cap: 80,
+            until: Some(now + 3600),
+        };
+        assert_eq!(account.state_change(&Availability::Ready, now), None);
+        let line = account.state_change(&paused, now).unwrap();
+        assert!(
+            line.contains("5h window is at 80%") && line.contains("1h"),
+            "{line}"
+        );
+        assert_eq!(account.state_change(&paused, now + 1), None, "once");
+        let open = Availability::CircuitOpen {
+            until: now + 30,
+            failures: 3,
+        };
+        let line = account.state_change(&open, now).unwrap();
+        assert!(
+            line.contains("3 failures") && line.contains("in 30s"),
+            "{line}"
+        );
+        assert_eq!(
+            account.state_change(&Availability::Ready, now).as_deref(),
+            Some("ready again")
+        );
+    }
 
     #[test]
     fn the_last_hour_forgets_older_minutes() {

@@ -118,6 +118,53 @@ impl Availability {
         matches!(self, Availability::Ready)
     }
 
+    /// The state's name, as in the status snapshot.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Availability::Ready => "ready",
+            Availability::PausedByReserve { .. } => "paused_by_reserve",
+            Availability::RateLimited { .. } => "rate_limited",
+            Availability::CoolingDown { .. } => "cooling_down",
+            Availability::CircuitOpen { .. } => "circuit_open",
+        }
+    }
+
+    /// One line for the owner's log.
+    pub fn describe(&self, now: i64) -> String {
+        let until = |t: Option<i64>| match t {
+            Some(t) if t > now => format!(
+                " for {}",
+                humantime::format_duration(std::time::Duration::from_secs((t - now) as u64))
+            ),
+            _ => String::new(),
+        };
+        match self {
+            Availability::Ready => "ready again".into(),
+            Availability::PausedByReserve {
+                window,
+                percent,
+                cap,
+                until: t,
+            } => format!(
+                "paused: its {window} window is at {percent}%, the cap its reserve leaves is {cap}%; resumes when the window resets{}",
+                until(*t)
+            ),
+            Availability::RateLimited { until: t } => {
+                format!("rate-limited by the upstream{}", until(Some(*t)))
+            }
+            Availability::CoolingDown { until: t } => {
+                format!("cooling down after a rate limit{}", until(Some(*t)))
+            }
+            Availability::CircuitOpen { until: t, failures } => format!(
+                "not used after {failures} failures in a row; one probe request{} decides",
+                match until(Some(*t)) {
+                    u if u.is_empty() => " now".to_owned(),
+                    u => format!(" in{}", u.trim_start_matches(" for")),
+                }
+            ),
+        }
+    }
+
     /// When it may become ready (None if unknown or already ready). For a circuit whose
     /// open time has passed this is in the past: the account waits for its probe.
     pub fn until(&self) -> Option<i64> {
