@@ -333,6 +333,42 @@ async fn a_directory_that_does_not_exist_yet_is_picked_up_when_created() {
     carpool.shutdown().await;
 }
 
+/// Regression: after `rm -rf ~/.claude` the watch stayed on the removed directory's
+/// inode, so the next login was never noticed.
+#[tokio::test]
+async fn a_removed_and_recreated_directory_is_watched_again() {
+    let mut setup = Setup::without_file().await;
+    let dir = setup.dir.path().join("claude-home");
+    let path = dir.join(".credentials.json");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_credentials(&path, ACCESS, REFRESH, now_ms() + 8 * HOUR_MS);
+    setup.config["credentials"][0]["credential_path"] = path.to_string_lossy().into_owned().into();
+    let carpool = setup.start().await;
+    assert_eq!(ask(&carpool, false).await.status(), 200);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        eventually(5, || async {
+            first_login_status(&carpool) == carpool::credentials::Status::Missing
+        })
+        .await
+    );
+    // Give the watcher time to notice the directory is gone and wait for a new one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::create_dir_all(&dir).unwrap();
+    // Wait past a directory retry, so only a working watch can notice what comes next.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    write_credentials(&path, ACCESS, REFRESH, now_ms() + 8 * HOUR_MS);
+    assert!(
+        eventually(3, || async {
+            first_login_status(&carpool) == carpool::credentials::Status::Ready
+        })
+        .await,
+        "the new login is noticed"
+    );
+    carpool.shutdown().await;
+}
+
 /// The state of the first account's Claude Code login.
 fn first_login_status(carpool: &carpool::RunningServer) -> carpool::credentials::Status {
     carpool.engine.pool.accounts()[0]
