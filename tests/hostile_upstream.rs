@@ -155,10 +155,14 @@ fn filler() -> Bytes {
 async fn answer(State(counters): State<Arc<Counters>>, request: Request) -> Response {
     counters.requests.fetch_add(1, Ordering::SeqCst);
     let query = request.uri().query().unwrap_or("").to_owned();
-    let mode = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("mode="))
-        .unwrap_or("");
+    let mode = if request.uri().path() == "/api/oauth/usage" {
+        "endless_json"
+    } else {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("mode="))
+            .unwrap_or("")
+    };
     let reset = (now_ms() / 1000 + 3600).to_string();
     let error_head =
         |kind: &str| format!(r#"{{"type":"error","error":{{"type":"{kind}","message":"ooooh no "#);
@@ -245,6 +249,26 @@ data: {"type":"message_start","message":{"id":"msg_giant","type":"message","role
                 generated(&counters, head.into(), filler(), 200 * MB, tail.into()),
             )
         }
+        // A JSON answer that never ends (the usage endpoint's).
+        "endless_json" => (
+            200,
+            vec![("content-type", "application/json".into())],
+            generated(
+                &counters,
+                r#"{"five_hour":{"utilization":12,"resets_at":""#.into(),
+                filler(),
+                u64::MAX,
+                String::new(),
+            ),
+        ),
+        // An ordinary small Message.
+        "small" => (
+            200,
+            vec![("content-type", "application/json".into())],
+            Body::from(
+                r#"{"id":"msg_small","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"small"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#,
+            ),
+        ),
         _ => (404, vec![], Body::from("unknown mode")),
     };
     let mut response = Response::new(body);
@@ -541,4 +565,54 @@ async fn a_200_mb_json_answer_passes_whole_and_its_usage_is_recorded() {
         (model.as_str(), input, output, outcome.as_str()),
         ("claude-sonnet-4-5-20250929", 7, 11, "complete")
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The answers Carpool reads whole for itself: the token and usage endpoints.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_token_endpoint_answer_is_not_read_whole() {
+    let mut setup = Setup::new().await;
+    // The access token expired: the first request needs a refresh.
+    write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() - 60_000);
+    let hostile = Hostile::start().await;
+    let account = json!({
+        "tag": "o",
+        "credential_path": setup.cred_path,
+        "base_url": hostile.url(),
+        "token_url": format!("{}/v1/oauth/token?mode=huge_json", hostile.url()),
+    });
+    let carpool = Watched::start(&mut setup, json!([account]), "o");
+    let response = ask(carpool.url(), "small", false).await;
+    assert_eq!(response.status(), 503);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("longer than 65536 bytes"), "{text}");
+    assert!(eventually(10, || async { hostile.cut() >= 1 }).await);
+    assert!(hostile.sent() < 64 * MB, "{} MB sent", hostile.sent() / MB);
+    carpool.finish("200 MB token answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_usage_endpoint_answer_is_not_read_whole() {
+    let mut setup = Setup::new().await;
+    let hostile = Hostile::start().await;
+    let account = json!({
+        "tag": "o",
+        "credential_path": setup.cred_path,
+        "base_url": hostile.url(),
+        "token_url": setup.mock.token_url(),
+    });
+    let carpool = Watched::start(&mut setup, json!([account]), "o");
+    // Never polled yet: this request starts a background poll, which gets an endless
+    // answer.
+    let response = ask(carpool.url(), "small", false).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        eventually(10, || async { hostile.cut() >= 1 }).await,
+        "the poll never let go"
+    );
+    assert!(hostile.sent() < 64 * MB, "{} MB sent", hostile.sent() / MB);
+    // The failed poll did not take the account out of service.
+    assert_eq!(ask(carpool.url(), "small", false).await.status(), 200);
+    carpool.finish("endless usage answer");
 }
