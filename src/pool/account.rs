@@ -347,6 +347,44 @@ impl Account {
 mod tests {
     use super::*;
 
+    fn api_key_account() -> Account {
+        Account::new(
+            0,
+            "console".into(),
+            "http://127.0.0.1:9".into(),
+            reqwest::Client::new(),
+            Source::ApiKey(Secret::new("sk-ant-api03-unit")),
+            Reserves::default(),
+            Duration::from_secs(60),
+        )
+    }
+
+    #[test]
+    fn a_quarantine_holds_until_cleared_and_shows_in_the_status() {
+        let account = api_key_account();
+        assert!(account.broken().is_none());
+        account.quarantine("This organization has been disabled.".into(), 0, 1000);
+        // A second refusal changes nothing (same reason and since, logged once).
+        account.quarantine("Something else".into(), 0, 2000);
+        let broken = account.broken().unwrap();
+        assert!(
+            broken.contains("`console`") && broken.contains("This organization has been disabled."),
+            "{broken}"
+        );
+        let status = serde_json::to_value(account.status(0, 3000)).unwrap();
+        assert_eq!(
+            status["state"],
+            serde_json::json!({"state": "disabled", "reason": "This organization has been disabled.", "since": 1000})
+        );
+        assert!(account.clear_quarantine());
+        assert!(account.broken().is_none());
+        assert!(!account.clear_quarantine());
+        assert_eq!(account.status(0, 3000).state["state"], "ready");
+        // A refusal of a login that is no longer the account's changes nothing.
+        account.quarantine("This organization has been disabled.".into(), 7, 4000);
+        assert!(account.broken().is_none());
+    }
+
     #[test]
     fn the_last_hour_forgets_older_minutes() {
         let mut r = Recent::default();

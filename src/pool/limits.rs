@@ -1191,9 +1191,14 @@ mod tests {
                 until: NOW + 2 * HOUR
             }
         );
+        // retry-after, at most a minute (no window's reset behind it).
+        assert_eq!(
+            classify(&[(STATUS, "rejected"), ("retry-after", "45")], ""),
+            Throttle::Quota { until: NOW + 45 }
+        );
         assert_eq!(
             classify(&[(STATUS, "rejected"), ("retry-after", "120")], ""),
-            Throttle::Quota { until: NOW + 120 }
+            Throttle::Quota { until: NOW + 60 }
         );
         assert_eq!(
             classify(&[(STATUS, "rejected"), (CLAIM, "something_new")], ""),
@@ -1280,6 +1285,206 @@ mod tests {
             &headers(&[(STATUS, "rejected"), (RESET, "99999999999999999999")]),
             i64::MAX,
         );
+    }
+
+    fn error_body(kind: &str, message: &str) -> Vec<u8> {
+        serde_json::json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_1"})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn refusals_for_good_are_recognized_in_their_real_shapes() {
+        let cases = [
+            (
+                403,
+                "permission_error",
+                "This organization has been disabled.",
+            ),
+            (
+                403,
+                "permission_error",
+                "OAuth authentication is currently not allowed for this organization.",
+            ),
+            (
+                400,
+                "invalid_request_error",
+                "OAuth authentication is currently not allowed for this organization.",
+            ),
+            (
+                400,
+                "invalid_request_error",
+                "This organization has been disabled.",
+            ),
+            (
+                403,
+                "permission_error",
+                "Your account has been suspended. Contact support.",
+            ),
+            (403, "permission_error", "This ACCOUNT IS DISABLED"),
+        ];
+        for (status, kind, message) in cases {
+            assert_eq!(
+                disabled_reason(status, &error_body(kind, message)).as_deref(),
+                Some(message),
+                "{status} {kind} {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_refusals_are_not_for_good() {
+        let cases = [
+            // Ordinary 403s and 400s: about the request, not the account.
+            (
+                403,
+                "permission_error",
+                "Your organization does not have access to this model.",
+            ),
+            (403, "permission_error", "Request not allowed"),
+            (
+                400,
+                "invalid_request_error",
+                "This credential is only authorized for use with Claude Code and cannot be used for other API requests.",
+            ),
+            // The phrase, but the wrong status or error type.
+            (
+                403,
+                "invalid_request_error",
+                "This organization has been disabled.",
+            ),
+            (
+                400,
+                "permission_error",
+                "This organization has been disabled.",
+            ),
+            (
+                401,
+                "authentication_error",
+                "This organization has been disabled.",
+            ),
+            (
+                429,
+                "rate_limit_error",
+                "This organization has been disabled.",
+            ),
+        ];
+        for (status, kind, message) in cases {
+            assert_eq!(
+                disabled_reason(status, &error_body(kind, message)),
+                None,
+                "{message}"
+            );
+        }
+        // Not Anthropic's error shape, or not whole JSON.
+        assert_eq!(
+            disabled_reason(403, b"This organization has been disabled."),
+            None
+        );
+        let body = error_body("permission_error", "This organization has been disabled.");
+        assert_eq!(disabled_reason(403, &body[..body.len() - 2]), None);
+        let not_error = br#"{"type":"message","error":{"type":"permission_error","message":"This organization has been disabled."}}"#;
+        assert_eq!(disabled_reason(403, not_error), None);
+        // A long message is cut for the status and the log.
+        let long = format!("This organization has been disabled. {}", "x".repeat(1000));
+        let reason = disabled_reason(403, &error_body("permission_error", &long)).unwrap();
+        assert_eq!(reason.chars().count(), MAX_REASON_CHARS);
+    }
+
+    #[test]
+    fn a_429_without_window_information_pauses_briefly() {
+        // A non-quota 429: its retry-after, clamped to 1..=60 s; 30 s without one.
+        for (retry_after, pause) in [
+            (Some(86_400), 60),
+            (Some(i64::MAX), 60),
+            (Some(5), 5),
+            (Some(0), 1),
+            (Some(-3), 1),
+            (None, 30),
+        ] {
+            let mut state = LimitState::default();
+            assert_eq!(state.on_rate_limit(retry_after, NOW), NOW + pause);
+            assert_eq!(
+                state.availability(Reserves::default(), NOW),
+                Availability::CoolingDown { until: NOW + pause }
+            );
+        }
+        // Even at the end of time.
+        assert_eq!(
+            LimitState::default().on_rate_limit(Some(30), i64::MAX),
+            i64::MAX
+        );
+        // A quota 429 without a reset time: retry-after clamped the same way.
+        assert_eq!(
+            classify(&[(STATUS, "rejected"), ("retry-after", "86400")], ""),
+            Throttle::Quota { until: NOW + 60 }
+        );
+        assert_eq!(
+            classify(&[(STATUS, "rejected"), ("retry-after", "1e300")], ""),
+            Throttle::Quota { until: NOW + 60 }
+        );
+        assert_eq!(
+            classify(&[(STATUS, "rejected"), ("retry-after", "0")], ""),
+            Throttle::Quota { until: NOW + 1 }
+        );
+    }
+
+    #[test]
+    fn resets_too_far_ahead_are_not_trusted() {
+        let far = (NOW + MAX_RESET_AHEAD_SECS + 1).to_string();
+        let huge = "99999999999999999999";
+        let week = (NOW + 7 * 86_400).to_string();
+        // A quota 429 falls back to the next source, then to a minute.
+        for reset in [far.as_str(), huge] {
+            assert_eq!(
+                classify(
+                    &[
+                        (STATUS, "rejected"),
+                        (STATUS_7D, "rejected"),
+                        (CLAIM, "7d"),
+                        (RESET_7D, reset)
+                    ],
+                    ""
+                ),
+                Throttle::Quota { until: NOW + 60 },
+                "{reset}"
+            );
+            let state = state_from(&[(UTILIZATION_7D, "0.5"), (RESET_7D, reset)]);
+            assert_eq!(state.weekly(NOW).resets_at, None);
+            assert_eq!(state.weekly(NOW).percent, Some(50));
+        }
+        // A real week is fine.
+        assert_eq!(
+            classify(
+                &[(STATUS, "rejected"), (CLAIM, "7d"), (RESET_7D, &week)],
+                ""
+            ),
+            Throttle::Quota {
+                until: NOW + 7 * 86_400
+            }
+        );
+        // The usage endpoint's resets too.
+        let mut state = LimitState::default();
+        let body = serde_json::json!({
+            "five_hour": {"utilization": 10.0, "resets_at": iso(NOW + HOUR)},
+            "seven_day": {"utilization": 20.0, "resets_at": iso(NOW + 30 * 86_400)},
+        });
+        state
+            .observe_usage(body.to_string().as_bytes(), NOW)
+            .unwrap();
+        assert_eq!(state.five_hour(NOW).resets_at, Some(NOW + HOUR));
+        assert_eq!(state.weekly(NOW).resets_at, None);
+        assert_eq!(state.weekly(NOW).percent, Some(20));
+    }
+
+    #[test]
+    fn a_usage_poll_retry_after_is_honoured_for_an_hour_at_most() {
+        let mut state = LimitState::default();
+        state.on_poll_failed(Some(i64::MAX), NOW);
+        assert!(!state.needs_poll(0, NOW + 3599));
+        assert!(state.needs_poll(0, NOW + 3600));
+        state.on_poll_failed(Some(-10), NOW);
+        assert!(state.needs_poll(0, NOW + 1));
     }
 
     #[test]
