@@ -32,6 +32,18 @@
 //! long (60 s, 120 s, 240 s, then 300 s at most). Failures of requests that were already in
 //! flight while the circuit is open do not extend it.
 //!
+//! **Upstream numbers are not trusted as they come.** A pause that no window's reset
+//! time backs (a non-quota 429's `retry-after`, or a quota 429 without any reset header)
+//! lasts 1 to 60 s ([`MAX_UNBACKED_PAUSE_SECS`]; 30 s without `retry-after`), so a
+//! transient 429 never locks an account for hours. A reset time more than 8 days ahead
+//! ([`MAX_RESET_AHEAD_SECS`]; the longest window is 7 days) is ignored, from headers and
+//! from the usage endpoint alike. A usage poll's `retry-after` counts for an hour at
+//! most. All arithmetic on these numbers saturates.
+//!
+//! **Refusals for good.** [`disabled_reason`] recognizes an answer saying the provider
+//! disabled the account or its organization; the account then leaves the pool until its
+//! login changes ([`super::account`]).
+//!
 //! **Usage poll.** [`LimitState::needs_poll`] says when the usage endpoint should be asked
 //! (no fresh headers for `interval`); a failed poll only delays the next one and never
 //! makes the account unavailable (sing-box does; protocol.md §9.6).

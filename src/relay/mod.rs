@@ -7,9 +7,10 @@
 //!    account, or a pool with its strategy and sticky conversations) and get its
 //!    credential, refreshing an OAuth token if needed ([`crate::credentials`]);
 //! 4. **send** it upstream with the account's credentials ([`crate::upstream`]); on a 401
-//!    the token is refreshed and the request sent once more; on a quota 429, a 5xx or a
-//!    connection failure the next eligible account gets it ([`failover`]). All of this
-//!    happens before any byte reached the client;
+//!    the token is refreshed and the request sent once more; on a quota 429, a 5xx, a
+//!    refusal saying the provider disabled the account (which also quarantines it:
+//!    [`crate::pool::account`]) or a connection failure the next eligible account gets
+//!    it ([`failover`]). All of this happens before any byte reached the client;
 //! 5. **stream back** status, headers and body as they arrive ([`body`]), under the
 //!    idle and whole-request timeouts;
 //! 6. **record** one log line and one usage row when the response ends
@@ -17,7 +18,28 @@
 //!    ([`crate::ledger::extract`]).
 //!
 //! Upstream error responses (400, 401, 429, 529…) are passed through with their status,
-//! headers and body; only failures of Carpool's own making become [`RelayError`]s.
+//! headers and body; only failures of Carpool's own making become [`RelayError`]s. To
+//! judge an error answer (quota or not, disabled account or not) only its first 64 KiB
+//! are read ([`ERROR_PREFIX`]); if it is the answer the client gets, those bytes and then
+//! the rest are streamed like any body, so the client sees the upstream's real body
+//! whatever its length. An error answer set aside for a later account's is dropped
+//! unread, which closes its connection.
+//!
+//! # Buffers on the response path and their bounds
+//!
+//! Nothing on the way back grows with the length of an upstream answer:
+//!
+//! | buffer | bound | where |
+//! | --- | --- | --- |
+//! | a chunk being relayed | one chunk at a time, taken by hyper before the next is read (hyper's own read and write buffers are ~400 KiB per connection) | [`body`] |
+//! | the prefix of an error answer being judged | 64 KiB copied, plus the rest of the one chunk that crossed the mark, refcounted as received | [`read_prefix`] |
+//! | error answers kept while other accounts are tried | one at a time: a kept answer is dropped (its connection closed) when a later one replaces it | [`failover`] |
+//! | the usage tap, SSE | the current line's kept part and event's data: 1 MiB, a larger event is dropped | [`crate::ledger::extract`] |
+//! | the usage tap, JSON | the raw `type`, `model` and `usage` values: 64 KiB each, a larger one is dropped | [`crate::ledger::extract`] |
+//! | the token endpoint's answer | 64 KiB, or the refresh fails | [`crate::credentials::oauth`] |
+//! | the usage endpoint's answer | 64 KiB, or the poll fails (error answers are not read) | [`crate::pool`] (`poll.rs`) |
+//!
+//! `tests/hostile_upstream.rs` holds Carpool to this with multi-GB and endless answers.
 
 mod body;
 pub mod client;
