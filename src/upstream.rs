@@ -385,3 +385,41 @@ mod tests {
         assert!(!out.contains_key("connection"));
     }
 }
+
+/// Why [`read_capped`] gave up.
+#[derive(Debug)]
+pub enum CappedRead {
+    /// The body is longer than the cap; the rest was not read (the connection closes).
+    TooLong(usize),
+    /// The connection broke or timed out while reading (the error carries no URL).
+    Broken(reqwest::Error),
+}
+
+impl std::fmt::Display for CappedRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CappedRead::TooLong(limit) => write!(f, "the answer is longer than {limit} bytes"),
+            CappedRead::Broken(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Reads a whole body Carpool must parse itself (token endpoint, usage endpoint), giving
+/// up beyond `limit` bytes: a broken or hostile upstream cannot make it buffer more.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<bytes::Bytes, CappedRead> {
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| CappedRead::Broken(e.without_url()))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(CappedRead::TooLong(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

@@ -255,11 +255,6 @@ async fn upstream_errors_pass_through_with_status_headers_and_body() {
     let carpool = setup.start().await;
     let cases = [
         (400, "invalid_request_error", "messages: field required"),
-        (
-            403,
-            "permission_error",
-            "OAuth authentication is currently not allowed for this organization",
-        ),
         (404, "not_found_error", "model: claude-nope"),
         (
             413,
@@ -273,6 +268,13 @@ async fn upstream_errors_pass_through_with_status_headers_and_body() {
         ),
         (500, "api_error", "Internal server error"),
         (529, "overloaded_error", "Overloaded"),
+        // Last: besides passing through, this one takes the only account out of service
+        // (tests/disabled_accounts.rs).
+        (
+            403,
+            "permission_error",
+            "OAuth authentication is currently not allowed for this organization",
+        ),
     ];
     for (status, kind, message) in cases {
         let body = serde_json::json!({"type":"error","error":{"type":kind,"message":message},"request_id":"req_x"}).to_string();

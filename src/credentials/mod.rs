@@ -20,6 +20,7 @@ pub mod oauth;
 mod watch;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -70,6 +71,8 @@ pub struct Credential {
     state: RwLock<State>,
     /// Held for the whole of a refresh: the single flight.
     refresh_lock: tokio::sync::Mutex<()>,
+    /// Counts the logins read from the file: see [`Credential::generation`].
+    generation: AtomicU64,
 }
 
 struct State {
@@ -114,6 +117,7 @@ impl Credential {
                 failure: None,
             }),
             refresh_lock: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -158,6 +162,13 @@ impl Credential {
         }
     }
 
+    /// Goes up each time a reload finds other tokens in the file than the ones in use (a
+    /// new login, or the official CLI's refresh); Carpool's own refreshes do not move it.
+    /// The pool keeps an account the provider disabled out until this changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Re-reads the credentials file. Called by the watcher and before every refresh.
     pub fn reload(&self) {
         let read = file::read(&self.path);
@@ -171,6 +182,9 @@ impl Credential {
         {
             // A different refresh token on disk: someone logged in again.
             state.failure = None;
+        }
+        if tokens_of(&read) != tokens_of(&state.current) {
+            self.generation.fetch_add(1, Ordering::SeqCst);
         }
         state.on_disk = read.clone();
         state.current = read;
@@ -356,6 +370,14 @@ impl Credential {
 fn still_valid(tokens: &OAuthTokens, rejected: Option<&Secret>) -> Option<Secret> {
     let fresh = tokens.expires_at_ms == 0 || now_ms() < tokens.expires_at_ms;
     (fresh && Some(&tokens.access) != rejected).then(|| tokens.access.clone())
+}
+
+/// The access and refresh token of a loaded file.
+fn tokens_of(read: &FileRead) -> Option<(&Secret, &Secret)> {
+    match read {
+        FileRead::Loaded(t) => Some((&t.access, &t.refresh)),
+        _ => None,
+    }
 }
 
 fn status_word(read: &FileRead) -> &'static str {

@@ -1,8 +1,12 @@
-//! The OAuth refresh call to Anthropic's token endpoint (protocol.md §2).
+//! The OAuth refresh call to Anthropic's token endpoint (protocol.md §2). Its answer is
+//! read whole but at most 64 KiB ([`MAX_TOKEN_RESPONSE`]).
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Deserialize;
+
+use crate::upstream::CappedRead;
 
 use crate::secret::Secret;
 
@@ -15,6 +19,9 @@ pub const USER_AGENT: &str = "claude-cli/2.1.330 (external, cli)";
 
 /// Used when the endpoint does not say how long the new access token lives.
 const DEFAULT_EXPIRES_IN: u64 = 3600;
+/// The longest token-endpoint answer read (real ones are about 1 KiB); the rest of a
+/// longer one is not read.
+const MAX_TOKEN_RESPONSE: usize = 64 << 10;
 
 #[derive(Debug)]
 pub struct Refreshed {
@@ -101,10 +108,13 @@ pub async fn refresh(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| RefreshError::Transport(e.without_url().to_string()))?;
+    let bytes = match crate::upstream::read_capped(response, MAX_TOKEN_RESPONSE).await {
+        Ok(bytes) => bytes,
+        Err(CappedRead::Broken(e)) => return Err(RefreshError::Transport(e.to_string())),
+        // An error status is reported as such, whatever came with it.
+        Err(CappedRead::TooLong(_)) if !status.is_success() => Bytes::new(),
+        Err(e @ CappedRead::TooLong(_)) => return Err(RefreshError::BadResponse(e.to_string())),
+    };
 
     if !status.is_success() {
         let err: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();

@@ -4,11 +4,16 @@
 //! [`UsageTap::usage`] once the body has ended, well or not. `feed` never holds up a
 //! chunk and never copies the body; its cost is one pass over each chunk:
 //!
-//! - **JSON** (a non-streaming Message): `feed` only keeps a refcounted clone of the
-//!   chunk (no bytes copied), up to 16 MiB in all. `usage` then parses the chunks once,
-//!   through a reader that walks them in turn (never joined), and deserializes only
-//!   `type`, `model` and `usage`; serde skips the content without building it. A longer
-//!   body is let go of and reports nothing; an error body reports nothing either.
+//! - **JSON** (a non-streaming Message): `feed` scans each chunk once, tracking only
+//!   where it is in the top-level object (depth, in a string or not, the current key),
+//!   and skips string contents a whole run at a time. It keeps the raw JSON of three
+//!   top-level values, `type`, `model` and `usage`, at most 64 KiB each (a longer one is
+//!   dropped), and nothing else: what it holds does not grow with the body, so a 1 GB
+//!   Message is read with a few hundred bytes. `usage` deserializes those values once
+//!   the body has ended; a body that is not one whole JSON object (cut short, HTML)
+//!   reports nothing, and an error body reports nothing either. The scan checks the
+//!   structure (braces, brackets, strings, separators), not every literal: the upstream's
+//!   JSON is trusted for what it does not matter to the ledger.
 //! - **SSE** (a streamed Message): `feed` scans each chunk once for line ends. Complete
 //!   lines are read in place. Only the unfinished last line of a chunk is carried over,
 //!   and only while it may matter: as soon as its field name shows a comment, an unknown
@@ -34,16 +39,11 @@
 //! reports every token seen. Cache writes are split by TTL as Claude Code does (see
 //! `Counts::tokens`).
 
-use std::io::{self, BufReader, Read};
-
 use bytes::Bytes;
 use serde::Deserialize;
 
 use super::{Billing, Tokens, Usage};
 
-/// A non-streaming body longer than this is not parsed: its usage stays empty. Each kept
-/// chunk counts its bookkeeping too, so a body cut into tiny chunks is bounded as well.
-const MAX_JSON_BODY: usize = 16 << 20;
 /// An SSE event whose data would grow beyond this is dropped.
 const MAX_EVENT: usize = 1 << 20;
 /// Buffers that grew for a large event are shrunk back to this once it is done.
@@ -126,15 +126,6 @@ impl UsageTap {
 
 // ---------------------------------------------------------------------------------------
 // The wire shapes, reduced to what the ledger reads. Every field may be missing or null.
-
-/// A non-streaming response body: a Message or an error.
-#[derive(Deserialize)]
-struct WireBody {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    model: Option<String>,
-    usage: Option<WireUsage>,
-}
 
 /// The `"type"` of an SSE event's data, for streams that do not name their events.
 #[derive(Deserialize)]
@@ -271,51 +262,255 @@ fn sum(a: Tokens, b: Tokens) -> Tokens {
 // ---------------------------------------------------------------------------------------
 // Non-streaming bodies.
 
-#[derive(Debug, Default)]
-struct JsonTap {
-    /// The body so far: clones of the forwarded chunks, sharing their memory.
-    chunks: Vec<Bytes>,
-    /// Bytes kept, counting each chunk's own size as well.
-    len: usize,
-    /// The body outgrew [`MAX_JSON_BODY`]; the chunks were let go.
-    too_long: bool,
+/// The top-level fields of a Message the JSON tap reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Type,
+    Model,
+    Usage,
 }
 
+impl Field {
+    fn of(key: &[u8]) -> Option<Field> {
+        match key {
+            b"type" => Some(Field::Type),
+            b"model" => Some(Field::Model),
+            b"usage" => Some(Field::Usage),
+            _ => None,
+        }
+    }
+}
+
+/// Where the JSON tap is in the top-level object, outside strings.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// Before the opening `{`.
+    #[default]
+    Start,
+    /// Expecting a key (after `{` or `,`).
+    Key,
+    /// After a key, expecting `:`.
+    Colon,
+    /// After `:`, expecting a value.
+    Value,
+    /// Inside a top-level value that is a string, an object or an array.
+    Nested,
+    /// Inside a top-level value that is a number, `true`, `false` or `null`.
+    Scalar,
+    /// After a value, expecting `,` or `}`.
+    Comma,
+    /// After the closing `}`.
+    End,
+}
+
+/// Scans a non-streaming body once, as it passes, keeping only the raw JSON of the
+/// top-level `type`, `model` and `usage` values (at most [`MAX_JSON_VALUE`] bytes each).
+/// What it holds does not grow with the body: a 1 GB Message costs a few hundred bytes.
+#[derive(Debug, Default)]
+struct JsonTap {
+    at: At,
+    /// Container depth: 1 inside the top-level object.
+    depth: u32,
+    in_string: bool,
+    /// The last byte was a `\` inside a string.
+    escape: bool,
+    /// The top-level key being read (only its first bytes: longer keys are not wanted).
+    key: Vec<u8>,
+    /// The field whose value is being read, if wanted.
+    field: Option<Field>,
+    /// The raw JSON of the value being read.
+    value: Vec<u8>,
+    /// The value grew beyond [`MAX_JSON_VALUE`]: it is not kept.
+    value_too_long: bool,
+    /// The raw JSON of each wanted field, as last seen.
+    kind: Option<Vec<u8>>,
+    model: Option<Vec<u8>>,
+    usage: Option<Vec<u8>>,
+    /// Not one JSON object: nothing is reported.
+    invalid: bool,
+}
+
+/// Longest top-level value kept (Anthropic's `usage` object is a few hundred bytes).
+const MAX_JSON_VALUE: usize = 64 << 10;
+/// Longest top-level key worth reading (the wanted ones are shorter).
+const MAX_KEY: usize = 8;
+
 impl JsonTap {
-    fn feed(&mut self, chunk: &Bytes) {
-        if self.too_long || chunk.is_empty() {
+    fn feed(&mut self, chunk: &[u8]) {
+        let mut i = 0;
+        while i < chunk.len() && !self.invalid {
+            if self.in_string {
+                // The body of a string: skip to the next quote or backslash at once.
+                if self.escape {
+                    self.escape = false;
+                    self.keep(&chunk[i..=i]);
+                    i += 1;
+                    continue;
+                }
+                let rest = &chunk[i..];
+                let n = rest
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\')
+                    .unwrap_or(rest.len());
+                self.keep(&rest[..n]);
+                i += n;
+                if let Some(&b) = chunk.get(i) {
+                    self.keep(&chunk[i..=i]);
+                    i += 1;
+                    if b == b'\\' {
+                        self.escape = true;
+                    } else {
+                        self.in_string = false;
+                        self.string_ended();
+                    }
+                }
+                continue;
+            }
+            let b = chunk[i];
+            self.byte(b, &chunk[i..=i]);
+            i += 1;
+        }
+    }
+
+    /// One byte outside strings.
+    fn byte(&mut self, b: u8, bytes: &[u8]) {
+        let space = matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        if self.at == At::Scalar && (space || matches!(b, b',' | b'}' | b']')) {
+            self.value_ended();
+        }
+        if space {
             return;
         }
-        self.len += chunk.len() + std::mem::size_of::<Bytes>();
-        if self.len > MAX_JSON_BODY {
+        match (self.at, b) {
+            (At::Start, b'{') => {
+                self.depth = 1;
+                self.at = At::Key;
+            }
+            (At::Key, b'"') => {
+                self.in_string = true;
+                self.key.clear();
+            }
+            (At::Key | At::Comma, b'}') if self.depth == 1 => {
+                // `{}`, or the end of the object.
+                self.depth = 0;
+                self.at = At::End;
+            }
+            (At::Colon, b':') => self.at = At::Value,
+            (At::Comma, b',') => self.at = At::Key,
+            (At::Value, _) => {
+                self.field = Field::of(&self.key);
+                self.value.clear();
+                self.value_too_long = false;
+                self.keep(bytes);
+                match b {
+                    b'"' => {
+                        self.in_string = true;
+                        self.at = At::Nested;
+                    }
+                    b'{' | b'[' => {
+                        self.depth += 1;
+                        self.at = At::Nested;
+                    }
+                    b'}' | b']' | b',' | b':' => self.invalid = true,
+                    _ => self.at = At::Scalar,
+                }
+            }
+            (At::Scalar, _) => self.keep(bytes),
+            (At::Nested, _) => {
+                self.keep(bytes);
+                match b {
+                    b'"' => self.in_string = true,
+                    b'{' | b'[' => self.depth = self.depth.saturating_add(1),
+                    b'}' | b']' => {
+                        self.depth -= 1;
+                        if self.depth == 1 {
+                            self.value_ended();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => self.invalid = true,
+        }
+    }
+
+    /// A string ended (its closing quote was kept).
+    fn string_ended(&mut self) {
+        match self.at {
+            At::Key => self.at = At::Colon,
+            At::Nested if self.depth == 1 => self.value_ended(),
+            _ => {}
+        }
+    }
+
+    /// The current top-level value ended.
+    fn value_ended(&mut self) {
+        self.at = At::Comma;
+        let value = std::mem::take(&mut self.value);
+        let slot = match self.field.take() {
+            Some(Field::Type) => &mut self.kind,
+            Some(Field::Model) => &mut self.model,
+            Some(Field::Usage) => &mut self.usage,
+            None => return,
+        };
+        *slot = if self.value_too_long {
             tracing::debug!(
-                limit = MAX_JSON_BODY,
-                "usage tap: JSON body too long, usage not read"
+                limit = MAX_JSON_VALUE,
+                "usage tap: a JSON field is too long, not read"
             );
-            self.too_long = true;
-            self.chunks = Vec::new();
+            None
+        } else {
+            Some(value)
+        };
+    }
+
+    /// Bytes of the key or the wanted value being read.
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.at == At::Key {
+            // The closing quote is not part of the key.
+            let text = bytes.strip_suffix(b"\"").unwrap_or(bytes);
+            if self.key.len() + text.len() > MAX_KEY {
+                // Longer than any wanted key: a NUL first means "unwanted" for good.
+                self.key.clear();
+                self.key.push(0);
+            } else {
+                self.key.extend_from_slice(text);
+            }
             return;
         }
-        self.chunks.push(chunk.clone());
+        if self.field.is_none() || self.value_too_long {
+            return;
+        }
+        if self.value.len() + bytes.len() > MAX_JSON_VALUE {
+            self.value_too_long = true;
+            self.value = Vec::new();
+            return;
+        }
+        self.value.extend_from_slice(bytes);
     }
 
     fn usage(&self) -> Usage {
-        if self.too_long {
+        if self.invalid || self.at != At::End {
+            tracing::debug!("usage tap: JSON body not whole, not read");
             return Usage::default();
         }
-        let parsed: serde_json::Result<WireBody> = match self.chunks.as_slice() {
-            [one] => serde_json::from_slice(one),
-            chunks => serde_json::from_reader(BufReader::new(ChunkReader { chunks, at: 0 })),
-        };
-        let body = match parsed {
-            Ok(body) => body,
-            Err(error) => {
-                tracing::debug!(%error, "usage tap: JSON body not read");
-                return Usage::default();
+        fn parse<'a, T: Deserialize<'a>>(raw: &'a Option<Vec<u8>>) -> Result<Option<T>, ()> {
+            match raw {
+                None => Ok(None),
+                Some(raw) => serde_json::from_slice::<Option<T>>(raw).map_err(|error| {
+                    tracing::debug!(%error, "usage tap: JSON field not read");
+                }),
             }
+        }
+        let (Ok(kind), Ok(model), Ok(usage)) = (
+            parse::<String>(&self.kind),
+            parse::<String>(&self.model),
+            parse::<WireUsage>(&self.usage),
+        ) else {
+            return Usage::default();
         };
         // A whole error body is a complete response that used nothing.
-        if body.kind.as_deref() == Some("error") {
+        if kind.as_deref() == Some("error") {
             return Usage {
                 complete: true,
                 ..Usage::default()
@@ -323,41 +518,16 @@ impl JsonTap {
         }
         let mut counts = Counts::default();
         let mut billing = Billing::default();
-        if let Some(usage) = body.usage {
+        if let Some(usage) = usage {
             counts.fold(&usage);
             fold_billing(&mut billing, usage);
         }
         Usage {
-            model: body.model,
+            model,
             tokens: counts.tokens(),
             billing,
             complete: true,
         }
-    }
-}
-
-/// Reads a list of chunks as one stream, without joining them.
-struct ChunkReader<'a> {
-    chunks: &'a [Bytes],
-    /// Position in `chunks[0]`.
-    at: usize,
-}
-
-impl Read for ChunkReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while let Some((first, rest)) = self.chunks.split_first() {
-            let left = &first[self.at..];
-            if left.is_empty() {
-                self.chunks = rest;
-                self.at = 0;
-                continue;
-            }
-            let n = left.len().min(buf.len());
-            buf[..n].copy_from_slice(&left[..n]);
-            self.at += n;
-            return Ok(n);
-        }
-        Ok(0)
     }
 }
 
@@ -904,24 +1074,88 @@ mod tests {
         assert_eq!(feed_all(BodyKind::Json, chunks), expected);
     }
 
+    /// Bytes a JSON tap holds (capacity of everything it keeps).
+    fn json_held(tap: &UsageTap) -> usize {
+        match &tap.body {
+            Body::Json(json) => {
+                json.key.capacity()
+                    + json.value.capacity()
+                    + [&json.kind, &json.model, &json.usage]
+                        .iter()
+                        .map(|v| v.as_ref().map_or(0, Vec::capacity))
+                        .sum::<usize>()
+            }
+            _ => unreachable!(),
+        }
+    }
+
     #[test]
-    fn json_body_over_the_cap_is_let_go() {
+    fn a_huge_json_body_is_read_holding_almost_nothing() {
         let mut tap = UsageTap::new(BodyKind::Json);
         tap.feed(&Bytes::from_static(
-            br#"{"model":"claude-sonnet-4-5","content":[{"text":""#,
+            br#"{"model":"claude-sonnet-4-5","content":[{"type":"text","text":""#,
         ));
-        let filler = Bytes::from(vec![b'a'; 1 << 20]);
-        for _ in 0..17 {
+        // 64 MiB of text, with escapes and quotes, in 1 MiB chunks.
+        let filler = Bytes::from(br#"a"b\c{[}] "#.repeat((1 << 20) / 12));
+        for _ in 0..64 {
             tap.feed(&filler);
+            assert!(json_held(&tap) < 1024, "{}", json_held(&tap));
         }
         tap.feed(&Bytes::from_static(
             br#""}],"usage":{"input_tokens":5,"output_tokens":6}}"#,
         ));
-        match &tap.body {
-            Body::Json(json) => assert!(json.too_long && json.chunks.is_empty()),
-            _ => unreachable!(),
+        assert!(json_held(&tap) < 1024);
+        let usage = tap.usage();
+        assert_eq!(usage.model.as_deref(), Some("claude-sonnet-4-5"));
+        assert_eq!((usage.tokens.input, usage.tokens.output), (5, 6));
+        assert!(usage.complete);
+    }
+
+    #[test]
+    fn only_top_level_fields_count() {
+        // `usage` and `model` keys inside the content, and their names inside strings,
+        // are not the Message's.
+        let body = r#"{"type":"message","content":[{"type":"tool_use","name":"x","input":{"model":"fake","usage":{"input_tokens":999,"output_tokens":999}}},{"type":"text","text":""usage":{"input_tokens":777}, "model":"fake""}],"model" : "claude-haiku-4-5" ,"usage":{"input_tokens":3,"output_tokens":4},"stop_reason":null}"#;
+        let usage = json(body);
+        assert_eq!(usage.model.as_deref(), Some("claude-haiku-4-5"));
+        assert_eq!((usage.tokens.input, usage.tokens.output), (3, 4));
+        assert!(usage.complete);
+        // Keys that start like a wanted one are other keys.
+        let usage =
+            json(r#"{"model_x":"no","usage_extra":{"input_tokens":9},"usage":{"input_tokens":2}}"#);
+        assert_eq!(usage.model, None);
+        assert_eq!(usage.tokens.input, 2);
+    }
+
+    #[test]
+    fn an_oversized_usage_value_is_dropped_not_kept() {
+        let huge = format!(
+            r#"{{"model":"m","usage":{{"input_tokens":1,"padding":"{}"}}}}"#,
+            "x".repeat(MAX_JSON_VALUE)
+        );
+        let mut tap = UsageTap::new(BodyKind::Json);
+        tap.feed(&Bytes::from(huge));
+        assert!(json_held(&tap) < MAX_JSON_VALUE);
+        let usage = tap.usage();
+        assert_eq!(usage.tokens, Tokens::default());
+        assert_eq!(usage.model.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn not_one_json_object_reads_nothing() {
+        for body in [
+            "[1,2]",
+            r#"{"model":"m"} trailing"#,
+            r#"{"model":"m"}{"model":"n"}"#,
+            r#"{"model" "m"}"#,
+            r#"{"model":"m",]"#,
+            r#"{"usage":{"input_tokens":"many"}}"#,
+            "",
+        ] {
+            assert_eq!(json(body), Usage::default(), "{body}");
         }
-        assert_eq!(tap.usage(), Usage::default());
+        assert!(json("{}").complete);
+        assert!(json(" {\n\t\"model\" : null } \n").complete);
     }
 
     #[test]

@@ -1,5 +1,14 @@
-//! One upstream account: its credentials, its HTTP client (with its proxy), and what
-//! Carpool knows about its rate limits.
+//! One upstream account: its credentials, its HTTP client (with its proxy), what
+//! Carpool knows about its rate limits, and whether the provider disabled it.
+//!
+//! **Quarantine.** An answer saying the provider disabled the account or its organization
+//! ([`super::limits::disabled_reason`]) takes the account out of the pool with the
+//! upstream's words as the reason: [`Account::broken`] returns it, so the account is not
+//! picked, not polled, and shows as `{"state": "disabled", "reason", "since"}` in the
+//! status. It is not a cool-down that ends by itself: such an account cannot come back
+//! by waiting. It ends when the login changes (an OAuth account's credentials file gets
+//! other tokens: [`Credential::generation`]) or when its owner clears it
+//! ([`Account::clear_quarantine`]); an API-key account stays out until Carpool restarts.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +61,18 @@ pub struct Account {
     recent: Mutex<Recent>,
     /// The last state logged ([`Availability::kind`]).
     logged_state: Mutex<&'static str>,
+    quarantine: Mutex<Option<Quarantine>>,
+}
+
+/// The provider disabled the account; see the module documentation.
+#[derive(Debug, Clone)]
+struct Quarantine {
+    /// The upstream's message.
+    reason: String,
+    /// Unix seconds.
+    since: i64,
+    /// The credential generation the refused request used.
+    generation: u64,
 }
 
 impl Account {
@@ -76,7 +97,72 @@ impl Account {
             polling: AtomicBool::new(false),
             recent: Mutex::new(Recent::default()),
             logged_state: Mutex::new("ready"),
+            quarantine: Mutex::new(None),
         }
+    }
+
+    /// Which login the account uses: [`Credential::generation`] for an OAuth account,
+    /// always 0 for an API key.
+    pub fn credential_generation(&self) -> u64 {
+        match &self.source {
+            Source::OAuth(c) => c.generation(),
+            Source::ApiKey(_) => 0,
+        }
+    }
+
+    /// The provider refused a request made with login `generation` for good: the account
+    /// is out until that login changes or its owner clears it. Logged once, at error
+    /// level. A refusal of a login that was replaced meanwhile changes nothing.
+    pub fn quarantine(&self, reason: String, generation: u64, now: i64) {
+        if generation != self.credential_generation() {
+            return;
+        }
+        let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        if quarantine
+            .as_ref()
+            .is_some_and(|q| q.generation == generation)
+        {
+            return;
+        }
+        let until = if self.is_oauth() {
+            "its credentials file gets a new login"
+        } else {
+            "Carpool restarts"
+        };
+        tracing::error!(account = %self.tag, %reason, "the provider disabled this account; it is not used until {until} or its owner clears it");
+        *quarantine = Some(Quarantine {
+            reason,
+            since: now,
+            generation,
+        });
+    }
+
+    /// The reason and since when the account is quarantined; lifts a quarantine whose
+    /// login has been replaced.
+    fn quarantined(&self) -> Option<(String, i64)> {
+        let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        let q = quarantine.as_ref()?;
+        if q.generation != self.credential_generation() {
+            tracing::info!(account = %self.tag, "the credentials changed; the disabled account is tried again");
+            *quarantine = None;
+            return None;
+        }
+        Some((q.reason.clone(), q.since))
+    }
+
+    /// Ends a quarantine (for the management API: the owner says the account is back).
+    /// Returns whether there was one.
+    pub fn clear_quarantine(&self) -> bool {
+        let cleared = self
+            .quarantine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_some();
+        if cleared {
+            tracing::info!(account = %self.tag, "quarantine cleared by its owner");
+        }
+        cleared
     }
 
     /// The Claude Code login behind an OAuth account.
@@ -104,6 +190,17 @@ impl Account {
     /// invalid, login revoked), if so. A refresh that failed for a passing reason is
     /// not: requests keep coming to such an account, and they drive the retries.
     pub fn broken(&self) -> Option<String> {
+        if let Some((reason, _)) = self.quarantined() {
+            let until = if self.is_oauth() {
+                "log in again (a new credentials file)"
+            } else {
+                "restart Carpool"
+            };
+            return Some(format!(
+                "Claude account `{}` was disabled by the provider (\"{reason}\"); it is left out until its owner clears it or you {until}",
+                self.tag
+            ));
+        }
         match &self.source {
             Source::OAuth(c) => c.needs_attention(),
             Source::ApiKey(_) => None,
@@ -218,7 +315,8 @@ pub struct AccountStatus {
     /// `oauth` or `api_key`.
     pub kind: &'static str,
     /// `ready`, `paused_by_reserve`, `rate_limited`, `cooling_down`, `circuit_open`,
-    /// `broken` (with `reason`) or `missing` (no credentials file yet).
+    /// `disabled` (by the provider, with `reason` and `since`), `broken` (with `reason`)
+    /// or `missing` (no credentials file yet).
     pub state: serde_json::Value,
     pub five_hour: Window,
     pub weekly: Window,
@@ -233,15 +331,23 @@ pub struct AccountStatus {
 
 impl Account {
     pub fn status(&self, active_sessions: usize, now: i64) -> AccountStatus {
-        let state = match &self.source {
-            Source::OAuth(c) => match c.status() {
-                Status::Missing => {
-                    serde_json::json!({"state": "missing", "reason": Status::Missing.to_string()})
+        let state = if let Some((reason, since)) = self.quarantined() {
+            serde_json::json!({"state": "disabled", "reason": reason, "since": since})
+        } else {
+            match &self.source {
+                Source::OAuth(c) => match c.status() {
+                    Status::Missing => {
+                        serde_json::json!({"state": "missing", "reason": Status::Missing.to_string()})
+                    }
+                    Status::Ready => {
+                        serde_json::to_value(self.availability(now)).unwrap_or_default()
+                    }
+                    other => serde_json::json!({"state": "broken", "reason": other.to_string()}),
+                },
+                Source::ApiKey(_) => {
+                    serde_json::to_value(self.availability(now)).unwrap_or_default()
                 }
-                Status::Ready => serde_json::to_value(self.availability(now)).unwrap_or_default(),
-                other => serde_json::json!({"state": "broken", "reason": other.to_string()}),
-            },
-            Source::ApiKey(_) => serde_json::to_value(self.availability(now)).unwrap_or_default(),
+            }
         };
         let (requests, tokens) = self.last_hour(now);
         let limits = self.limits();
@@ -264,6 +370,44 @@ impl Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn api_key_account() -> Account {
+        Account::new(
+            0,
+            "console".into(),
+            "http://127.0.0.1:9".into(),
+            reqwest::Client::new(),
+            Source::ApiKey(Secret::new("sk-ant-api03-unit")),
+            Reserves::default(),
+            Duration::from_secs(60),
+        )
+    }
+
+    #[test]
+    fn a_quarantine_holds_until_cleared_and_shows_in_the_status() {
+        let account = api_key_account();
+        assert!(account.broken().is_none());
+        account.quarantine("This organization has been disabled.".into(), 0, 1000);
+        // A second refusal changes nothing (same reason and since, logged once).
+        account.quarantine("Something else".into(), 0, 2000);
+        let broken = account.broken().unwrap();
+        assert!(
+            broken.contains("`console`") && broken.contains("This organization has been disabled."),
+            "{broken}"
+        );
+        let status = serde_json::to_value(account.status(0, 3000)).unwrap();
+        assert_eq!(
+            status["state"],
+            serde_json::json!({"state": "disabled", "reason": "This organization has been disabled.", "since": 1000})
+        );
+        assert!(account.clear_quarantine());
+        assert!(account.broken().is_none());
+        assert!(!account.clear_quarantine());
+        assert_eq!(account.status(0, 3000).state["state"], "ready");
+        // A refusal of a login that is no longer the account's changes nothing.
+        account.quarantine("This organization has been disabled.".into(), 7, 4000);
+        assert!(account.broken().is_none());
+    }
 
     #[test]
     fn each_change_of_state_is_described_once() {

@@ -32,6 +32,18 @@
 //! long (60 s, 120 s, 240 s, then 300 s at most). Failures of requests that were already in
 //! flight while the circuit is open do not extend it.
 //!
+//! **Upstream numbers are not trusted as they come.** A pause that no window's reset
+//! time backs (a non-quota 429's `retry-after`, or a quota 429 without any reset header)
+//! lasts 1 to 60 s ([`MAX_UNBACKED_PAUSE_SECS`]; 30 s without `retry-after`), so a
+//! transient 429 never locks an account for hours. A reset time more than 8 days ahead
+//! ([`MAX_RESET_AHEAD_SECS`]; the longest window is 7 days) is ignored, from headers and
+//! from the usage endpoint alike. A usage poll's `retry-after` counts for an hour at
+//! most. All arithmetic on these numbers saturates.
+//!
+//! **Refusals for good.** [`disabled_reason`] recognizes an answer saying the provider
+//! disabled the account or its organization; the account then leaves the pool until its
+//! login changes ([`super::account`]).
+//!
 //! **Usage poll.** [`LimitState::needs_poll`] says when the usage endpoint should be asked
 //! (no fresh headers for `interval`); a failed poll only delays the next one and never
 //! makes the account unavailable (sing-box does; protocol.md §9.6).
@@ -207,6 +219,17 @@ const POLL_BACKOFF_MAX_SECS: i64 = 300;
 pub const DEFAULT_POLL_RETRY_AFTER: i64 = 60;
 /// How long a quota 429 pauses the account when the upstream says nothing about when.
 const DEFAULT_QUOTA_PAUSE_SECS: i64 = 60;
+/// The longest pause a 429 earns without a window's reset time behind it: its
+/// `retry-after` is clamped to this (other relays locked accounts for hours over one
+/// transient 429).
+pub const MAX_UNBACKED_PAUSE_SECS: i64 = 60;
+/// The pause of a non-quota 429 that has no `retry-after`.
+pub const DEFAULT_COOLDOWN_SECS: i64 = 30;
+/// A reset time further ahead than this is not a window's (the longest is 7 days) and is
+/// ignored, as if absent.
+pub const MAX_RESET_AHEAD_SECS: i64 = 8 * 86_400;
+/// The longest wait a usage-endpoint 429's `retry-after` imposes on the next poll.
+const MAX_POLL_RETRY_AFTER_SECS: i64 = 3600;
 
 const HEADER_PREFIX: &str = "anthropic-ratelimit-unified-";
 const STATUS: &str = "anthropic-ratelimit-unified-status";
@@ -226,6 +249,63 @@ const NOT_QUOTA_BODIES: [&str; 3] = [
     "usage credits are required",
     "long context",
 ];
+
+/// Phrases of an error message saying the provider disabled the account or its
+/// organization for good (protocol.md §8.2), lowercase; see [`disabled_reason`].
+const DISABLED_PHRASES: [&str; 8] = [
+    "organization has been disabled",
+    "organization is disabled",
+    "oauth authentication is currently not allowed for this organization",
+    "account has been suspended",
+    "account is suspended",
+    "account has been disabled",
+    "account is disabled",
+    "account has been banned",
+];
+/// The longest upstream message kept as a quarantine's reason.
+const MAX_REASON_CHARS: usize = 300;
+
+/// Whether an error answer says the provider disabled this account for good, and if so
+/// the upstream's message (at most 300 characters), for the status and the log.
+///
+/// Deliberately narrow, since a quarantined account is out until someone acts: only a
+/// 403 `permission_error` or a 400 `invalid_request_error` in Anthropic's error shape
+/// whose message contains one of [`DISABLED_PHRASES`] (case-insensitive): "This
+/// organization has been disabled.", "OAuth authentication is currently not allowed for
+/// this organization.", "Your account has been suspended", … Every other 400/403 (a model
+/// or feature the plan does not include, "only authorized for use with Claude Code", a
+/// malformed request) is about the request and passes to the client, pausing nothing.
+/// `body` may be a prefix; one that is not whole JSON is not a refusal.
+pub fn disabled_reason(status: u16, body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        error: Option<WireError>,
+    }
+    #[derive(serde::Deserialize)]
+    struct WireError {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        message: Option<String>,
+    }
+    let expected = match status {
+        403 => "permission_error",
+        400 => "invalid_request_error",
+        _ => return None,
+    };
+    let wire: Wire = serde_json::from_slice(body).ok()?;
+    let error = wire.error?;
+    if wire.kind.as_deref() != Some("error") || error.kind.as_deref() != Some(expected) {
+        return None;
+    }
+    let message = error.message?;
+    let lower = message.to_lowercase();
+    DISABLED_PHRASES
+        .iter()
+        .any(|phrase| lower.contains(phrase))
+        .then(|| message.chars().take(MAX_REASON_CHARS).collect())
+}
 
 /// One account's rate-limit state; see the module documentation.
 #[derive(Debug, Clone, Default)]
@@ -272,13 +352,13 @@ impl LimitState {
         update_window(
             &mut self.five_hour,
             header_fraction(headers, UTILIZATION_5H),
-            header_seconds(headers, RESET_5H),
+            header_reset(headers, RESET_5H, now),
             now,
         );
         update_window(
             &mut self.weekly,
             header_fraction(headers, UTILIZATION_7D),
-            header_seconds(headers, RESET_7D),
+            header_reset(headers, RESET_7D, now),
             now,
         );
         if [STATUS, STATUS_5H, STATUS_7D]
@@ -314,8 +394,8 @@ impl LimitState {
                     "usage response has neither `five_hour`/`seven_day` nor `limits`".to_owned(),
                 );
             };
-        self.five_hour = five_hour;
-        self.weekly = weekly;
+        self.five_hour = trusted(five_hour, now);
+        self.weekly = trusted(weekly, now);
         self.last_update = Some(now);
         self.poll_not_before = None;
         self.poll_failures = 0;
@@ -331,8 +411,10 @@ impl LimitState {
     ///
     /// The quota lasts until the reset of the window the representative claim names
     /// (`5h`/`five_hour`, `7d`/`seven_day`, `7d_oi`), else the latest reset among the
-    /// rejected windows, else `-unified-reset`, else now + `retry-after`, else now + 60 s.
-    /// Resets that are not in the future are skipped. Never panics on odd headers.
+    /// rejected windows, else `-unified-reset`, else now + `retry-after` clamped to
+    /// 1..=60 s, else now + 60 s: without a reset time the pause is short, and the next
+    /// request finds out. Resets that are not in the future, or more than 8 days ahead
+    /// (no window is that long), are skipped. Never panics on odd headers.
     pub fn classify_429(headers: &HeaderMap, body: &[u8], now: i64) -> Throttle {
         let retry_after = retry_after(headers);
         let text = String::from_utf8_lossy(body).to_lowercase();
@@ -369,6 +451,18 @@ impl LimitState {
     /// A quota 429: the account is rate-limited until `until` (never shortened).
     pub fn on_quota_429(&mut self, until: i64) {
         self.rate_limited_until = Some(self.rate_limited_until.map_or(until, |t| t.max(until)));
+    }
+
+    /// A non-quota 429 with this `retry-after` (seconds): the account cools down for it,
+    /// clamped to 1..=[`MAX_UNBACKED_PAUSE_SECS`], or [`DEFAULT_COOLDOWN_SECS`] without
+    /// one. Returns when the cool-down ends.
+    pub fn on_rate_limit(&mut self, retry_after: Option<i64>, now: i64) -> i64 {
+        let secs = retry_after
+            .unwrap_or(DEFAULT_COOLDOWN_SECS)
+            .clamp(1, MAX_UNBACKED_PAUSE_SECS);
+        let until = now.saturating_add(secs);
+        self.on_cooldown(until);
+        until
     }
 
     /// A non-quota rate limit: the account cools down until `until` (never shortened).
@@ -467,12 +561,13 @@ impl LimitState {
     }
 
     /// A usage poll failed. `retry_after`: the poll got a 429 with this `retry-after`
-    /// (pass [`DEFAULT_POLL_RETRY_AFTER`] when it had none); the next poll waits that long.
+    /// (pass [`DEFAULT_POLL_RETRY_AFTER`] when it had none); the next poll waits that long,
+    /// 1 s to an hour.
     /// `None`: any other failure; the next poll waits 60 s × 2^(n−1), at most 300 s, for
     /// the n-th consecutive failure. Never makes the account unavailable.
     pub fn on_poll_failed(&mut self, retry_after: Option<i64>, now: i64) {
         let wait = match retry_after {
-            Some(secs) => secs.max(1),
+            Some(secs) => secs.clamp(1, MAX_POLL_RETRY_AFTER_SECS),
             None => {
                 self.poll_failures = self.poll_failures.saturating_add(1);
                 let doublings = (self.poll_failures - 1).min(16);
@@ -555,9 +650,24 @@ fn update_window(window: &mut Window, percent: Option<u32>, reset: Option<i64>, 
     }
 }
 
+/// A window from the usage endpoint without a reset time too far ahead to be true.
+fn trusted(window: Window, now: i64) -> Window {
+    Window {
+        resets_at: window
+            .resets_at
+            .filter(|&t| t <= now.saturating_add(MAX_RESET_AHEAD_SECS)),
+        ..window
+    }
+}
+
+/// A reset header, ignored when it is more than [`MAX_RESET_AHEAD_SECS`] ahead.
+fn header_reset(headers: &HeaderMap, name: &str, now: i64) -> Option<i64> {
+    header_seconds(headers, name).filter(|&t| t <= now.saturating_add(MAX_RESET_AHEAD_SECS))
+}
+
 /// When a quota hit ends; see [`LimitState::classify_429`].
 fn quota_reset(headers: &HeaderMap, now: i64) -> i64 {
-    let future = |name: &str| header_seconds(headers, name).filter(|&t| t > now);
+    let future = |name: &str| header_reset(headers, name, now).filter(|&t| t > now);
     let claimed =
         header_str(headers, CLAIM).and_then(|claim| match claim.to_ascii_lowercase().as_str() {
             "5h" | "five_hour" => future(RESET_5H),
@@ -573,7 +683,10 @@ fn quota_reset(headers: &HeaderMap, now: i64) -> i64 {
     claimed
         .or(rejected_windows)
         .or_else(|| future(RESET))
-        .or_else(|| retry_after(headers).map(|secs| now.saturating_add(secs)))
+        .or_else(|| {
+            retry_after(headers)
+                .map(|secs| now.saturating_add(secs.clamp(1, MAX_UNBACKED_PAUSE_SECS)))
+        })
         .unwrap_or(now.saturating_add(DEFAULT_QUOTA_PAUSE_SECS))
 }
 
@@ -1137,9 +1250,14 @@ mod tests {
                 until: NOW + 2 * HOUR
             }
         );
+        // retry-after, at most a minute (no window's reset behind it).
+        assert_eq!(
+            classify(&[(STATUS, "rejected"), ("retry-after", "45")], ""),
+            Throttle::Quota { until: NOW + 45 }
+        );
         assert_eq!(
             classify(&[(STATUS, "rejected"), ("retry-after", "120")], ""),
-            Throttle::Quota { until: NOW + 120 }
+            Throttle::Quota { until: NOW + 60 }
         );
         assert_eq!(
             classify(&[(STATUS, "rejected"), (CLAIM, "something_new")], ""),
@@ -1226,6 +1344,206 @@ mod tests {
             &headers(&[(STATUS, "rejected"), (RESET, "99999999999999999999")]),
             i64::MAX,
         );
+    }
+
+    fn error_body(kind: &str, message: &str) -> Vec<u8> {
+        serde_json::json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_1"})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn refusals_for_good_are_recognized_in_their_real_shapes() {
+        let cases = [
+            (
+                403,
+                "permission_error",
+                "This organization has been disabled.",
+            ),
+            (
+                403,
+                "permission_error",
+                "OAuth authentication is currently not allowed for this organization.",
+            ),
+            (
+                400,
+                "invalid_request_error",
+                "OAuth authentication is currently not allowed for this organization.",
+            ),
+            (
+                400,
+                "invalid_request_error",
+                "This organization has been disabled.",
+            ),
+            (
+                403,
+                "permission_error",
+                "Your account has been suspended. Contact support.",
+            ),
+            (403, "permission_error", "This ACCOUNT IS DISABLED"),
+        ];
+        for (status, kind, message) in cases {
+            assert_eq!(
+                disabled_reason(status, &error_body(kind, message)).as_deref(),
+                Some(message),
+                "{status} {kind} {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_refusals_are_not_for_good() {
+        let cases = [
+            // Ordinary 403s and 400s: about the request, not the account.
+            (
+                403,
+                "permission_error",
+                "Your organization does not have access to this model.",
+            ),
+            (403, "permission_error", "Request not allowed"),
+            (
+                400,
+                "invalid_request_error",
+                "This credential is only authorized for use with Claude Code and cannot be used for other API requests.",
+            ),
+            // The phrase, but the wrong status or error type.
+            (
+                403,
+                "invalid_request_error",
+                "This organization has been disabled.",
+            ),
+            (
+                400,
+                "permission_error",
+                "This organization has been disabled.",
+            ),
+            (
+                401,
+                "authentication_error",
+                "This organization has been disabled.",
+            ),
+            (
+                429,
+                "rate_limit_error",
+                "This organization has been disabled.",
+            ),
+        ];
+        for (status, kind, message) in cases {
+            assert_eq!(
+                disabled_reason(status, &error_body(kind, message)),
+                None,
+                "{message}"
+            );
+        }
+        // Not Anthropic's error shape, or not whole JSON.
+        assert_eq!(
+            disabled_reason(403, b"This organization has been disabled."),
+            None
+        );
+        let body = error_body("permission_error", "This organization has been disabled.");
+        assert_eq!(disabled_reason(403, &body[..body.len() - 2]), None);
+        let not_error = br#"{"type":"message","error":{"type":"permission_error","message":"This organization has been disabled."}}"#;
+        assert_eq!(disabled_reason(403, not_error), None);
+        // A long message is cut for the status and the log.
+        let long = format!("This organization has been disabled. {}", "x".repeat(1000));
+        let reason = disabled_reason(403, &error_body("permission_error", &long)).unwrap();
+        assert_eq!(reason.chars().count(), MAX_REASON_CHARS);
+    }
+
+    #[test]
+    fn a_429_without_window_information_pauses_briefly() {
+        // A non-quota 429: its retry-after, clamped to 1..=60 s; 30 s without one.
+        for (retry_after, pause) in [
+            (Some(86_400), 60),
+            (Some(i64::MAX), 60),
+            (Some(5), 5),
+            (Some(0), 1),
+            (Some(-3), 1),
+            (None, 30),
+        ] {
+            let mut state = LimitState::default();
+            assert_eq!(state.on_rate_limit(retry_after, NOW), NOW + pause);
+            assert_eq!(
+                state.availability(Reserves::default(), NOW),
+                Availability::CoolingDown { until: NOW + pause }
+            );
+        }
+        // Even at the end of time.
+        assert_eq!(
+            LimitState::default().on_rate_limit(Some(30), i64::MAX),
+            i64::MAX
+        );
+        // A quota 429 without a reset time: retry-after clamped the same way.
+        assert_eq!(
+            classify(&[(STATUS, "rejected"), ("retry-after", "86400")], ""),
+            Throttle::Quota { until: NOW + 60 }
+        );
+        assert_eq!(
+            classify(&[(STATUS, "rejected"), ("retry-after", "1e300")], ""),
+            Throttle::Quota { until: NOW + 60 }
+        );
+        assert_eq!(
+            classify(&[(STATUS, "rejected"), ("retry-after", "0")], ""),
+            Throttle::Quota { until: NOW + 1 }
+        );
+    }
+
+    #[test]
+    fn resets_too_far_ahead_are_not_trusted() {
+        let far = (NOW + MAX_RESET_AHEAD_SECS + 1).to_string();
+        let huge = "99999999999999999999";
+        let week = (NOW + 7 * 86_400).to_string();
+        // A quota 429 falls back to the next source, then to a minute.
+        for reset in [far.as_str(), huge] {
+            assert_eq!(
+                classify(
+                    &[
+                        (STATUS, "rejected"),
+                        (STATUS_7D, "rejected"),
+                        (CLAIM, "7d"),
+                        (RESET_7D, reset)
+                    ],
+                    ""
+                ),
+                Throttle::Quota { until: NOW + 60 },
+                "{reset}"
+            );
+            let state = state_from(&[(UTILIZATION_7D, "0.5"), (RESET_7D, reset)]);
+            assert_eq!(state.weekly(NOW).resets_at, None);
+            assert_eq!(state.weekly(NOW).percent, Some(50));
+        }
+        // A real week is fine.
+        assert_eq!(
+            classify(
+                &[(STATUS, "rejected"), (CLAIM, "7d"), (RESET_7D, &week)],
+                ""
+            ),
+            Throttle::Quota {
+                until: NOW + 7 * 86_400
+            }
+        );
+        // The usage endpoint's resets too.
+        let mut state = LimitState::default();
+        let body = serde_json::json!({
+            "five_hour": {"utilization": 10.0, "resets_at": iso(NOW + HOUR)},
+            "seven_day": {"utilization": 20.0, "resets_at": iso(NOW + 30 * 86_400)},
+        });
+        state
+            .observe_usage(body.to_string().as_bytes(), NOW)
+            .unwrap();
+        assert_eq!(state.five_hour(NOW).resets_at, Some(NOW + HOUR));
+        assert_eq!(state.weekly(NOW).resets_at, None);
+        assert_eq!(state.weekly(NOW).percent, Some(20));
+    }
+
+    #[test]
+    fn a_usage_poll_retry_after_is_honoured_for_an_hour_at_most() {
+        let mut state = LimitState::default();
+        state.on_poll_failed(Some(i64::MAX), NOW);
+        assert!(!state.needs_poll(0, NOW + 3599));
+        assert!(state.needs_poll(0, NOW + 3600));
+        state.on_poll_failed(Some(-10), NOW);
+        assert!(state.needs_poll(0, NOW + 1));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! the background when a request for its pool arrives and its figures are older than
 //! the pool's `poll_interval`: the request itself never waits. The endpoint is rate
 //! limited too: a 429 is honoured through its `retry-after`, other failures back off,
-//! and a failed poll never takes the account out of service (protocol.md §5.2).
+//! and a failed poll never takes the account out of service (protocol.md §5.2). The
+//! answer is read whole but at most 64 KiB ([`MAX_USAGE_RESPONSE`]); error answers are
+//! not read at all. A `retry-after` is honoured for an hour at most.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +16,12 @@ use super::account::{Account, Auth};
 use super::{Pool, unix_now};
 use crate::config::Target;
 use crate::credentials::oauth::USER_AGENT;
+use crate::upstream::read_capped;
 
 const POLL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest usage answer read (real ones are about 1 KiB); a longer one is a failed
+/// poll and the rest is not read.
+const MAX_USAGE_RESPONSE: usize = 64 << 10;
 
 /// Starts a background poll for every OAuth account of `target` whose figures are stale.
 pub fn poll_if_stale(pool: &Pool, target: Target, now: i64) {
@@ -54,10 +60,12 @@ async fn poll(account: &Account) {
         .await;
     let now = unix_now();
     let outcome = match sent {
-        Ok(response) if response.status().is_success() => match response.bytes().await {
-            Ok(body) => account.limits().observe_usage(&body, now),
-            Err(e) => Err(e.to_string()),
-        },
+        Ok(response) if response.status().is_success() => {
+            match read_capped(response, MAX_USAGE_RESPONSE).await {
+                Ok(body) => account.limits().observe_usage(&body, now),
+                Err(e) => Err(e.to_string()),
+            }
+        }
         Ok(response) if response.status().as_u16() == 429 => {
             let retry_after = response
                 .headers()

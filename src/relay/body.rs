@@ -1,7 +1,10 @@
 //! Streaming an upstream body to the client as it arrives.
 //!
 //! Each chunk is handed to hyper the moment reqwest yields it: nothing is buffered, so
-//! an SSE event reaches the client as soon as the upstream sent it. Two timeouts guard
+//! an SSE event reaches the client as soon as the upstream sent it, and a body of any
+//! length (an endless stream included) holds one chunk at a time here. The next chunk is
+//! asked for only once hyper took the last one, so a slow client slows the upstream
+//! down (TCP back-pressure) instead of filling memory. Two timeouts guard
 //! the stream: `idle` (the longest silence between chunks) and, for non-streaming
 //! requests, the whole-request deadline. A failure after the status line went out can
 //! no longer change the status, so an SSE stream ends with a well-formed `error` event
@@ -34,20 +37,36 @@ struct Relay {
 
 type Chunk = Result<Bytes, std::io::Error>;
 
+/// The upstream body to relay: its chunks as reqwest yields them, and its exact length
+/// when known.
+pub struct Upstream {
+    pub chunks: BoxStream<'static, reqwest::Result<Bytes>>,
+    pub length: Option<u64>,
+}
+
+impl Upstream {
+    pub fn of(response: reqwest::Response) -> Upstream {
+        Upstream {
+            length: response.content_length(),
+            chunks: response.bytes_stream().boxed(),
+        }
+    }
+}
+
 pub fn relay(
-    response: reqwest::Response,
+    upstream: Upstream,
     limits: BodyLimits,
     sse: bool,
     log: RequestLog,
 ) -> impl futures_util::Stream<Item = Chunk> + Send + 'static {
-    let length = response.content_length();
+    let length = upstream.length;
     let mut log = log;
     if length == Some(0) {
         log.outcome = "complete"; // nothing to send; hyper will not poll
     }
     let state = Relay {
         length,
-        upstream: response.bytes_stream().boxed(),
+        upstream: upstream.chunks,
         limits,
         sse,
         log,

@@ -7,9 +7,10 @@
 //!    account, or a pool with its strategy and sticky conversations) and get its
 //!    credential, refreshing an OAuth token if needed ([`crate::credentials`]);
 //! 4. **send** it upstream with the account's credentials ([`crate::upstream`]); on a 401
-//!    the token is refreshed and the request sent once more; on a quota 429, a 5xx or a
-//!    connection failure the next eligible account gets it ([`failover`]). All of this
-//!    happens before any byte reached the client;
+//!    the token is refreshed and the request sent once more; on a quota 429, a 5xx, a
+//!    refusal saying the provider disabled the account (which also quarantines it:
+//!    [`crate::pool::account`]) or a connection failure the next eligible account gets
+//!    it ([`failover`]). All of this happens before any byte reached the client;
 //! 5. **stream back** status, headers and body as they arrive ([`body`]), under the
 //!    idle and whole-request timeouts;
 //! 6. **record** one log line and one usage row when the response ends
@@ -17,7 +18,28 @@
 //!    ([`crate::ledger::extract`]).
 //!
 //! Upstream error responses (400, 401, 429, 529…) are passed through with their status,
-//! headers and body; only failures of Carpool's own making become [`RelayError`]s.
+//! headers and body; only failures of Carpool's own making become [`RelayError`]s. To
+//! judge an error answer (quota or not, disabled account or not) only its first 64 KiB
+//! are read ([`ERROR_PREFIX`]); if it is the answer the client gets, those bytes and then
+//! the rest are streamed like any body, so the client sees the upstream's real body
+//! whatever its length. An error answer set aside for a later account's is dropped
+//! unread, which closes its connection.
+//!
+//! # Buffers on the response path and their bounds
+//!
+//! Nothing on the way back grows with the length of an upstream answer:
+//!
+//! | buffer | bound | where |
+//! | --- | --- | --- |
+//! | a chunk being relayed | one chunk at a time, taken by hyper before the next is read (hyper's own read and write buffers are ~400 KiB per connection) | [`body`] |
+//! | the prefix of an error answer being judged | 64 KiB copied, plus the rest of the one chunk that crossed the mark, refcounted as received | [`read_prefix`] |
+//! | error answers kept while other accounts are tried | one at a time: a kept answer is dropped (its connection closed) when a later one replaces it | [`failover`] |
+//! | the usage tap, SSE | the current line's kept part and event's data: 1 MiB, a larger event is dropped | [`crate::ledger::extract`] |
+//! | the usage tap, JSON | the raw `type`, `model` and `usage` values: 64 KiB each, a larger one is dropped | [`crate::ledger::extract`] |
+//! | the token endpoint's answer | 64 KiB, or the refresh fails | [`crate::credentials::oauth`] |
+//! | the usage endpoint's answer | 64 KiB, or the poll fails (error answers are not read) | [`crate::pool`] (`poll.rs`) |
+//!
+//! `tests/hostile_upstream.rs` holds Carpool to this with multi-GB and endless answers.
 
 mod body;
 pub mod client;
@@ -41,7 +63,7 @@ use crate::engine::Engine;
 use crate::error::{Origin, RelayError};
 use crate::ledger::extract::BodyKind;
 use crate::pool::account::{Account, Auth};
-use crate::pool::limits::{LimitState, Throttle};
+use crate::pool::limits::{self, LimitState, Throttle};
 use crate::pool::{self, Choice, unix_now};
 use crate::secret::Secret;
 use crate::upstream;
@@ -123,29 +145,27 @@ async fn relay(
         parts: &parts,
         body: &body,
     };
-    let response = match failover(engine, target, &outgoing, deadline, log).await? {
-        Attempt::Answer(response) => response,
-        Attempt::Buffered(response) => {
-            // Read whole already: it is complete as it leaves.
-            log.status = response.status().as_u16();
-            log.outcome = "complete";
-            log.bytes = axum::body::HttpBody::size_hint(response.body())
-                .exact()
-                .unwrap_or(0);
-            return Ok(response);
+    let (head, upstream) = match failover(engine, target, &outgoing, deadline, log).await? {
+        Attempt::Answer(response) => {
+            let head = (response.status(), response.headers().clone());
+            (head, body::Upstream::of(response))
         }
+        // An error answer whose first bytes were read to judge it: they go first.
+        Attempt::Buffered(kept) => (
+            (kept.head.status, kept.head.headers.clone()),
+            kept.into_upstream(),
+        ),
     };
+    let (status, upstream_headers) = head;
 
     // 5. stream back
-    let status = response.status();
-    let headers = upstream::response_headers(response.headers());
+    let headers = upstream::response_headers(&upstream_headers);
     let sse = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     log.status = status.as_u16();
-    log.week_reset = response
-        .headers()
+    log.week_reset = upstream_headers
         .get("anthropic-ratelimit-unified-7d-reset")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
@@ -156,7 +176,7 @@ async fn relay(
             .and_then(|v| v.to_str().ok());
         log.tap(BodyKind::of(content_type));
     }
-    let upstream_body = body::relay(response, limits, sse, log.take());
+    let upstream_body = body::relay(upstream, limits, sse, log.take());
     let mut out = Response::new(Body::from_stream(upstream_body));
     *out.status_mut() = status;
     *out.headers_mut() = headers;
@@ -174,9 +194,10 @@ struct Outgoing<'a> {
 enum Attempt {
     /// An upstream answer to stream to the client.
     Answer(reqwest::Response),
-    /// An answer already read whole (a 429 or 5xx kept while other accounts were
-    /// tried, none of which could do better); sent as it came.
-    Buffered(Response),
+    /// An error answer whose first bytes were read to judge it (a 429, 400/403 or 5xx,
+    /// maybe kept while other accounts were tried, none of which could do better); sent
+    /// as it came: those bytes, then the rest of it, streamed.
+    Buffered(Kept),
 }
 
 /// Tries the target's accounts until one answers with something other than a quota
@@ -194,7 +215,8 @@ async fn failover(
     pool::poll_if_stale(pool, target, unix_now());
     let mut tried: Vec<usize> = Vec::new();
     // The last failure seen, given to the client if no account does better.
-    let mut last: Option<Result<Response, RelayError>> = None;
+    // Replacing it drops the previous one, which closes that upstream connection.
+    let mut last: Option<Result<Kept, RelayError>> = None;
     let mut quota_hit = false;
     loop {
         let now = unix_now();
@@ -228,6 +250,8 @@ async fn failover(
         tried.push(account.index);
         log.credential = account.tag.clone();
         log.account = Some(account.clone());
+        // The login this attempt uses: a refusal for good holds until it changes.
+        let generation = account.credential_generation();
         let response = match send_to(engine, &account, request, deadline).await {
             Ok(response) => response,
             // Nothing another account could change.
@@ -248,8 +272,8 @@ async fn failover(
         account.limits().observe_headers(response.headers(), now);
         match status.as_u16() {
             429 => {
-                let (response, body_bytes) = read_whole(response, deadline).await?;
-                match LimitState::classify_429(&response.headers, &body_bytes, now) {
+                let kept = read_prefix(response, deadline).await?;
+                match LimitState::classify_429(&kept.head.headers, &kept.prefix, now) {
                     Throttle::Quota { until } => {
                         quota_hit = true;
                         account.limits().on_quota_429(until);
@@ -259,23 +283,37 @@ async fn failover(
                     Throttle::NotQuota {
                         retry_after: Some(seconds),
                     } if !account.is_oauth() => {
-                        account.limits().on_cooldown(now + seconds);
+                        // Bounded: a `retry-after` alone never pauses a key for long.
+                        let until = account.limits().on_rate_limit(Some(seconds), now);
                         pool.unbind(target, &log.session);
-                        tracing::warn!(account = %account.tag, seconds, "API key rate-limited; trying the next account");
+                        tracing::warn!(account = %account.tag, retry_after = seconds, paused_s = until - now, "API key rate-limited; trying the next account");
                     }
                     Throttle::NotQuota { .. } => {
                         // Not about this account's quota ("Extra usage is required for
                         // long context requests", …): the client must see it as it is.
-                        return Ok(Attempt::Buffered(rebuild(&response, body_bytes)));
+                        return Ok(Attempt::Buffered(kept));
                     }
                 }
-                last = Some(Ok(rebuild(&response, body_bytes)));
+                last = Some(Ok(kept));
+            }
+            400 | 403 => {
+                let kept = read_prefix(response, deadline).await?;
+                let Some(reason) = limits::disabled_reason(status.as_u16(), &kept.prefix) else {
+                    // An ordinary refusal of this request: the client's to see.
+                    account.limits().on_success();
+                    return Ok(Attempt::Buffered(kept));
+                };
+                // The provider disabled the account: out of the pool until its login
+                // changes (logged there, once), and the request goes to the next one.
+                account.quarantine(reason, generation, now);
+                pool.unbind(target, &log.session);
+                last = Some(Ok(kept));
             }
             500 | 502 | 503 | 504 => {
                 account.limits().on_failure(now);
-                let (response, body_bytes) = read_whole(response, deadline).await?;
+                let kept = read_prefix(response, deadline).await?;
                 tracing::warn!(account = %account.tag, status = status.as_u16(), "upstream error; trying the next account");
-                last = Some(Ok(rebuild(&response, body_bytes)));
+                last = Some(Ok(kept));
             }
             _ => {
                 account.limits().on_success();
@@ -349,19 +387,83 @@ fn exhausted(retry_at: Option<i64>, accounts: usize, now: i64) -> RelayError {
     )
 }
 
-/// Reads a (small) error answer whole, so it can be examined and still be passed on.
-async fn read_whole(
+/// How much of an error answer is read to judge it (quota 429 or not, an account
+/// disabled for good or not): Anthropic's error bodies are a few hundred bytes.
+pub(crate) const ERROR_PREFIX: usize = 64 << 10;
+
+/// An upstream error answer of which at most [`ERROR_PREFIX`] bytes were read: enough
+/// to classify it, while the rest stays unread in the connection. Passed on, it streams
+/// those bytes and then the rest; dropped, it closes the upstream connection (hyper
+/// never pools a connection whose body was not read to the end).
+struct Kept {
+    head: http::response::Parts,
+    /// The body's first bytes (all of it if it ended sooner): at most [`ERROR_PREFIX`].
+    prefix: Bytes,
+    /// The rest of the chunk that crossed [`ERROR_PREFIX`], as received (refcounted).
+    overflow: Option<Bytes>,
+    /// The unread rest; `None` once the body ended.
+    rest: Option<reqwest::Body>,
+    /// The body's exact length, if known before reading.
+    length: Option<u64>,
+}
+
+impl Kept {
+    fn into_upstream(self) -> body::Upstream {
+        use futures_util::StreamExt;
+        let read = [Some(self.prefix), self.overflow]
+            .into_iter()
+            .flatten()
+            .filter(|b| !b.is_empty())
+            .map(Ok);
+        let read = futures_util::stream::iter(read);
+        let chunks = match self.rest {
+            Some(rest) => read
+                .chain(http_body_util::BodyDataStream::new(rest))
+                .boxed(),
+            None => read.boxed(),
+        };
+        body::Upstream {
+            chunks,
+            length: self.length,
+        }
+    }
+}
+
+/// Reads the first [`ERROR_PREFIX`] bytes of an error answer (all of it if shorter),
+/// within the request's deadline (30 s for streaming requests).
+async fn read_prefix(
     response: reqwest::Response,
     deadline: Option<Instant>,
-) -> Result<(http::response::Parts, Bytes), RelayError> {
+) -> Result<Kept, RelayError> {
+    use http_body_util::BodyExt;
     let until = deadline.unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(30));
     let response: http::Response<reqwest::Body> = response.into();
-    let (head, body) = response.into_parts();
-    let collected = tokio::time::timeout_at(until.into(), http_body_util::BodyExt::collect(body))
+    let (head, mut body) = response.into_parts();
+    let length = axum::body::HttpBody::size_hint(&body).exact();
+    let read = async {
+        let mut prefix = bytes::BytesMut::new();
+        while prefix.len() < ERROR_PREFIX {
+            let Some(frame) = body.frame().await else {
+                return Ok((prefix.freeze(), None, false));
+            };
+            let Ok(mut data) = frame?.into_data() else {
+                continue; // trailers
+            };
+            let room = ERROR_PREFIX - prefix.len();
+            if data.len() > room {
+                let overflow = data.split_off(room);
+                prefix.extend_from_slice(&data);
+                return Ok((prefix.freeze(), Some(overflow), true));
+            }
+            prefix.extend_from_slice(&data);
+        }
+        Ok::<_, reqwest::Error>((prefix.freeze(), None, true))
+    };
+    let (prefix, overflow, more) = tokio::time::timeout_at(until.into(), read)
         .await
         .map_err(|_| {
             RelayError::timeout(
-                "Carpool: the upstream's error answer did not finish in time".into(),
+                "Carpool: the upstream's error answer did not arrive in time".into(),
             )
         })?
         .map_err(|e| {
@@ -370,16 +472,13 @@ async fn read_whole(
                 error_chain(&e)
             ))
         })?;
-    Ok((head, collected.to_bytes()))
-}
-
-/// A response for the client from an upstream answer read whole.
-fn rebuild(head: &http::response::Parts, body: Bytes) -> Response {
-    let mut out = Response::new(Body::from(body));
-    *out.status_mut() = head.status;
-    *out.headers_mut() = upstream::response_headers(&head.headers);
-    out.headers_mut().remove(header::CONTENT_LENGTH);
-    out
+    Ok(Kept {
+        head,
+        prefix,
+        overflow,
+        rest: more.then_some(body),
+        length,
+    })
 }
 
 /// The error for an account whose credentials cannot be used now. The reason (paths,
