@@ -699,3 +699,264 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    fn write_login(path: &Path, access: &str, refresh: &str, expires_at_ms: i64) {
+        let text = serde_json::json!({"claudeAiOauth": {
+            "accessToken": access, "refreshToken": refresh, "expiresAt": expires_at_ms,
+            "subscriptionType": "max"}})
+        .to_string();
+        let tmp = path.with_extension("tmp-test");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn file_refresh_token(path: &Path) -> String {
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        doc["claudeAiOauth"]["refreshToken"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Reads like `std::fs::read`, but fails with EMFILE while `failures` counts down.
+    fn flaky(failures: &Arc<AtomicUsize>) -> Reader {
+        let failures = failures.clone();
+        Arc::new(move |path: &Path| {
+            if failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(std::io::Error::from_raw_os_error(24));
+            }
+            std::fs::read(path)
+        })
+    }
+
+    /// A credential whose token endpoint must never be called (nothing listens there).
+    fn credential(path: &Path, reader: Reader) -> Arc<Credential> {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        Credential::with_reader(
+            "t",
+            path,
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9/v1/oauth/token",
+            http,
+            reader,
+        )
+    }
+
+    async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+        for _ in 0..400 {
+            if check().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_passing_read_error_keeps_the_tokens_and_the_watcher_reads_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        write_login(
+            &path,
+            "sk-ant-oat01-one",
+            "sk-ant-ort01-one",
+            now_ms() + 8 * HOUR_MS,
+        );
+        let failures = Arc::new(AtomicUsize::new(0));
+        let cred = credential(&path, flaky(&failures));
+
+        // Out of file descriptors while the CLI writes a new login.
+        failures.store(4, Ordering::SeqCst);
+        write_login(
+            &path,
+            "sk-ant-oat01-two",
+            "sk-ant-ort01-two",
+            now_ms() + 8 * HOUR_MS,
+        );
+        cred.reload();
+        assert_eq!(cred.status(), Status::Ready, "not invalid, not broken");
+        assert_eq!(cred.needs_attention(), None);
+        let token = cred.access_token(None).await.unwrap();
+        assert_eq!(token.expose(), "sk-ant-oat01-one", "the tokens in use stay");
+        assert!(cred.next_retry().unwrap() <= READ_RETRY_BASE);
+
+        // No file event comes any more: the watcher's own retries pick up the new login.
+        let mut tasks = tokio::task::JoinSet::new();
+        spawn_watcher(cred.clone(), &mut tasks);
+        assert!(
+            eventually(async || {
+                cred.access_token(None).await.unwrap().expose() == "sk-ant-oat01-two"
+            })
+            .await
+        );
+        assert_eq!(
+            failures.load(Ordering::SeqCst),
+            0,
+            "every failure was retried"
+        );
+        assert_eq!(cred.next_retry(), None, "nothing left to retry");
+        tasks.abort_all();
+    }
+
+    #[tokio::test]
+    async fn a_refresh_needed_during_a_passing_read_error_is_retryable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        write_login(
+            &path,
+            "sk-ant-oat01-old",
+            "sk-ant-ort01-old",
+            now_ms() - 1000,
+        );
+        let before = std::fs::read(&path).unwrap();
+        let failures = Arc::new(AtomicUsize::new(0));
+        let cred = credential(&path, flaky(&failures));
+        failures.store(usize::MAX, Ordering::SeqCst);
+
+        let error = cred.access_token(None).await.unwrap_err();
+        assert!(
+            error
+                .retry_after
+                .is_some_and(|d| d >= Duration::from_secs(1))
+        );
+        assert!(
+            error.reason.contains("cannot be read right now"),
+            "{}",
+            error.reason
+        );
+        assert!(error.reason.contains("trying again"), "{}", error.reason);
+        assert!(
+            !error.reason.contains("token endpoint"),
+            "no refresh tried: {}",
+            error.reason
+        );
+        assert!(!error.reason.contains("sk-ant-"), "{}", error.reason);
+        assert_eq!(cred.needs_attention(), None, "not final");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn a_file_unreadable_at_start_is_neither_missing_nor_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        write_login(
+            &path,
+            "sk-ant-oat01-a",
+            "sk-ant-ort01-a",
+            now_ms() + 8 * HOUR_MS,
+        );
+        let failures = Arc::new(AtomicUsize::new(1));
+        let cred = credential(&path, flaky(&failures));
+        match cred.status() {
+            Status::Broken(why) => assert!(why.contains("right now"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(cred.needs_attention().unwrap().contains("trying again"));
+        cred.reload();
+        assert_eq!(cred.status(), Status::Ready);
+        assert_eq!(cred.needs_attention(), None);
+    }
+
+    fn refreshed(access: &str, refresh: &str) -> oauth::Refreshed {
+        oauth::Refreshed {
+            access: Secret::new(access),
+            refresh: Some(Secret::new(refresh)),
+            expires_in: Duration::from_secs(28_800),
+            scopes: None,
+        }
+    }
+
+    /// Runs the end of a refresh (the token endpoint answered) while every read of the
+    /// file fails; returns the token it hands out.
+    async fn refresh_while_unreadable(cred: &Credential, failures: &AtomicUsize) -> Secret {
+        let FileRead::Loaded(old) = cred.state.read().unwrap().current.clone() else {
+            panic!("loaded")
+        };
+        let baseline = FileRead::Loaded(old.clone());
+        // Every read after the refresh fails, and the watcher's first one too.
+        failures.store(SETTLE_READS as usize + 1, Ordering::SeqCst);
+        let _single_flight = cred.refresh_lock.lock().await;
+        let new = refreshed("sk-ant-oat01-new", "sk-ant-ort01-new");
+        cred.store_refreshed(&old, baseline, new, None)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn refreshed_tokens_that_could_not_be_saved_yet_are_saved_by_the_watcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        write_login(
+            &path,
+            "sk-ant-oat01-old",
+            "sk-ant-ort01-old",
+            now_ms() - 1000,
+        );
+        let failures = Arc::new(AtomicUsize::new(0));
+        let cred = credential(&path, flaky(&failures));
+
+        let token = refresh_while_unreadable(&cred, &failures).await;
+        assert_eq!(token.expose(), "sk-ant-oat01-new", "used from memory");
+        assert_eq!(
+            file_refresh_token(&path),
+            "sk-ant-ort01-old",
+            "not saved yet"
+        );
+        assert!(cred.next_retry().is_some());
+
+        let mut tasks = tokio::task::JoinSet::new();
+        spawn_watcher(cred.clone(), &mut tasks);
+        assert!(eventually(async || file_refresh_token(&path) == "sk-ant-ort01-new").await);
+        assert_eq!(
+            cred.access_token(None).await.unwrap().expose(),
+            "sk-ant-oat01-new"
+        );
+        tasks.abort_all();
+    }
+
+    #[tokio::test]
+    async fn unsaved_refreshed_tokens_never_replace_a_login_written_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        write_login(
+            &path,
+            "sk-ant-oat01-old",
+            "sk-ant-ort01-old",
+            now_ms() - 1000,
+        );
+        let failures = Arc::new(AtomicUsize::new(0));
+        let cred = credential(&path, flaky(&failures));
+
+        refresh_while_unreadable(&cred, &failures).await;
+        // A new login arrives while the file cannot be read.
+        write_login(
+            &path,
+            "sk-ant-oat01-cli",
+            "sk-ant-ort01-cli",
+            now_ms() + 8 * HOUR_MS,
+        );
+        let written = std::fs::read(&path).unwrap();
+
+        let mut tasks = tokio::task::JoinSet::new();
+        spawn_watcher(cred.clone(), &mut tasks);
+        assert!(
+            eventually(async || {
+                cred.access_token(None).await.unwrap().expose() == "sk-ant-oat01-cli"
+            })
+            .await
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), written, "left as written");
+        assert_eq!(cred.next_retry(), None, "nothing pending any more");
+        tasks.abort_all();
+    }
+}
