@@ -9,6 +9,20 @@ use std::path::Path;
 /// a Carpool running as root must not leave a user's Claude login owned by root, where
 /// the user's own `claude` could no longer read it.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_atomic_if(path, bytes, mode, &mut || Ok(true)).map(|_| ())
+}
+
+/// [`write_atomic`], but `still_ok` is asked once more after the temporary file is
+/// written and flushed, just before the rename: if it answers `false` (say, the file
+/// changed under us), the temporary file is removed, `path` is left alone and the
+/// answer is `Ok(false)`. The window between that last check and the rename is as
+/// small as it can be without a lock the other writers honour; it is not zero.
+pub fn write_atomic_if(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    still_ok: &mut dyn FnMut() -> std::io::Result<bool>,
+) -> std::io::Result<bool> {
     #[cfg(unix)]
     let owner = {
         use std::os::unix::fs::MetadataExt;
@@ -49,15 +63,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
+        if !still_ok()? {
+            return Ok(false);
+        }
         std::fs::rename(&tmp, path)?;
         // Make the rename itself durable.
         #[cfg(unix)]
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
-        Ok(())
+        Ok(true)
     })();
-    if result.is_err() {
+    if !matches!(result, Ok(true)) {
         let _ = std::fs::remove_file(&tmp);
     }
     result
@@ -123,6 +140,21 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         #[cfg(unix)]
         assert_eq!(file_mode(&path), Some(0o640));
+    }
+
+    #[test]
+    fn a_last_check_that_fails_leaves_the_file_alone_and_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.json");
+        std::fs::write(&path, "old").unwrap();
+        // Another writer replaces the file while ours is being written.
+        let mut check = || {
+            std::fs::write(&path, "theirs")?;
+            Ok(std::fs::read(&path)? == b"old")
+        };
+        assert!(!write_atomic_if(&path, b"ours", 0o600, &mut check).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "theirs");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[cfg(unix)]

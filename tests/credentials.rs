@@ -376,3 +376,354 @@ fn first_login_status(carpool: &carpool::RunningServer) -> carpool::credentials:
         .expect("an OAuth account")
         .status()
 }
+
+/// Makes a directory refuse new files while the files in it stay writable: `chattr +i`
+/// as root (permission bits do not stop root), mode 0500 otherwise. Undone on drop, so
+/// the temporary directory can be removed.
+#[cfg(unix)]
+struct Unwritable {
+    dir: std::path::PathBuf,
+    immutable: bool,
+}
+
+#[cfg(unix)]
+impl Unwritable {
+    fn make(dir: &std::path::Path) -> Option<Unwritable> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let root = std::fs::metadata(dir)
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
+        let guard = if root {
+            let ok = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then(|| Unwritable {
+                dir: dir.to_owned(),
+                immutable: true,
+            })
+        } else {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o500)).ok()?;
+            Some(Unwritable {
+                dir: dir.to_owned(),
+                immutable: false,
+            })
+        }?;
+        // Only a directory that really refuses a new file makes the test meaningful.
+        match std::fs::File::create(dir.join("probe-by-test")) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(dir.join("probe-by-test"));
+                None
+            }
+            Err(_) => Some(guard),
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.immutable {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&self.dir)
+                .status();
+        } else {
+            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+}
+
+/// A setup whose credentials file lives in its own directory `claude/` (so that
+/// directory can be made unwritable without touching the database beside the config).
+async fn setup_in_own_dir(expires_at_ms: i64) -> (Setup, std::path::PathBuf) {
+    let mut setup = Setup::without_file().await;
+    let claude_dir = setup.dir.path().join("claude");
+    std::fs::create_dir(&claude_dir).unwrap();
+    setup.cred_path = claude_dir.join(".credentials.json");
+    setup.config["credentials"][0]["credential_path"] =
+        setup.cred_path.to_string_lossy().into_owned().into();
+    write_credentials(&setup.cred_path, ACCESS, REFRESH, expires_at_ms);
+    (setup, claude_dir)
+}
+
+fn first_credential(
+    carpool: &carpool::RunningServer,
+) -> std::sync::Arc<carpool::credentials::Credential> {
+    carpool.engine.pool.accounts()[0]
+        .credential()
+        .expect("an OAuth account")
+        .clone()
+}
+
+/// Names of leftover temporary files in `dir`.
+fn temp_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("tmp") || n.contains("carpool"))
+        .collect()
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_login_whose_directory_refuses_new_files_is_not_refreshed_and_says_why() {
+    let (setup, claude_dir) = setup_in_own_dir(now_ms() - 1000).await;
+    let before = std::fs::read(&setup.cred_path).unwrap();
+    let Some(guard) = Unwritable::make(&claude_dir) else {
+        eprintln!(
+            "SKIPPED: cannot make a directory refuse new files here (neither chattr +i nor chmod 0500 works)"
+        );
+        return;
+    };
+    // The attacker's setup: the file itself is writable, only the rename cannot happen.
+    assert!(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&setup.cred_path)
+            .is_ok()
+    );
+    let carpool = setup.start().await;
+
+    let (status, message) = error_message(ask(&carpool, false).await).await;
+    assert_eq!(status, 503);
+    let dir_name = claude_dir.display().to_string();
+    // The user is sent to the owner; the owner's status names the directory (below).
+    assert!(message.contains("owner"), "{message}");
+    assert!(!message.contains(&dir_name), "{message}");
+    assert!(!message.contains(REFRESH) && !message.contains(ACCESS));
+    assert_eq!(
+        setup.mock.refreshes(),
+        0,
+        "no refresh reached the token endpoint"
+    );
+    assert_eq!(
+        std::fs::read(&setup.cred_path).unwrap(),
+        before,
+        "file untouched"
+    );
+    let credential = first_credential(&carpool);
+    let attention = credential.needs_attention().expect("needs attention");
+    assert!(attention.contains(&dir_name), "{attention}");
+    assert!(matches!(
+        credential.status(),
+        carpool::credentials::Status::Broken(r) if r.contains(&dir_name)
+    ));
+
+    // Still nothing while the directory stays as it is.
+    assert_eq!(ask(&carpool, false).await.status(), 503);
+    assert_eq!(setup.mock.refreshes(), 0);
+
+    // Fixed by its owner: noticed without a file event, then refreshed and saved.
+    drop(guard);
+    assert!(
+        eventually(10, || async { credential.needs_attention().is_none() }).await,
+        "the directory is checked again"
+    );
+    assert_eq!(ask(&carpool, false).await.status(), 200);
+    assert_eq!(setup.mock.refreshes(), 1);
+    let (_, new_refresh) = setup.mock.last_issued().unwrap();
+    assert_eq!(
+        file_json(&setup)["claudeAiOauth"]["refreshToken"],
+        new_refresh.as_str()
+    );
+    carpool.shutdown().await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_unsaveable_login_keeps_serving_with_its_token_until_it_expires() {
+    // Inside the refresh margin, but not expired yet.
+    let (setup, claude_dir) = setup_in_own_dir(now_ms() + 30_000).await;
+    let before = std::fs::read(&setup.cred_path).unwrap();
+    let Some(_guard) = Unwritable::make(&claude_dir) else {
+        eprintln!(
+            "SKIPPED: cannot make a directory refuse new files here (neither chattr +i nor chmod 0500 works)"
+        );
+        return;
+    };
+    let carpool = setup.start().await;
+
+    assert_eq!(ask(&carpool, false).await.status(), 200);
+    assert_eq!(
+        setup.mock.requests()[0].headers["authorization"],
+        format!("Bearer {ACCESS}")
+    );
+    assert_eq!(setup.mock.refreshes(), 0);
+    assert_eq!(std::fs::read(&setup.cred_path).unwrap(), before);
+    let credential = first_credential(&carpool);
+    assert_eq!(credential.needs_attention(), None, "still usable");
+    assert_eq!(credential.status(), carpool::credentials::Status::Ready);
+    carpool.shutdown().await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlinked_credentials_file_stays_a_symlink_and_its_target_gets_the_new_tokens() {
+    let setup = Setup::without_file().await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let real = elsewhere.path().join("claude-login.json");
+    write_credentials(&real, ACCESS, REFRESH, now_ms() - 1000);
+    std::os::unix::fs::symlink(&real, &setup.cred_path).unwrap();
+    let carpool = setup.start().await;
+
+    assert_eq!(ask(&carpool, false).await.status(), 200);
+    assert_eq!(setup.mock.refreshes(), 1);
+    let (new_access, new_refresh) = setup.mock.last_issued().unwrap();
+    let link = std::fs::symlink_metadata(&setup.cred_path).unwrap();
+    assert!(link.file_type().is_symlink(), "still a symlink");
+    assert_eq!(std::fs::read_link(&setup.cred_path).unwrap(), real);
+    let doc: Value = serde_json::from_slice(&std::fs::read(&real).unwrap()).unwrap();
+    assert_eq!(doc["claudeAiOauth"]["accessToken"], new_access.as_str());
+    assert_eq!(doc["claudeAiOauth"]["refreshToken"], new_refresh.as_str());
+    assert_eq!(doc["mcpOAuth"]["github"]["accessToken"], "mcp-keep-me");
+    assert!(temp_files(setup.dir.path()).is_empty());
+    assert!(temp_files(elsewhere.path()).is_empty());
+
+    // A change made in the target's directory is noticed too.
+    let mut doc = doc;
+    doc["claudeAiOauth"]["subscriptionType"] = "pro".into();
+    let tmp = elsewhere.path().join("write.tmp-test");
+    std::fs::write(&tmp, doc.to_string()).unwrap();
+    std::fs::rename(&tmp, &real).unwrap();
+    let credential = first_credential(&carpool);
+    assert!(
+        eventually(5, || async {
+            credential.plan().0.as_deref() == Some("pro")
+        })
+        .await,
+        "the watcher follows the symlink's target"
+    );
+    carpool.shutdown().await;
+}
+
+const NEW_LOGIN_ACCESS: &str = "sk-ant-oat01-test-new-login-000000002";
+const NEW_LOGIN_REFRESH: &str = "sk-ant-ort01-test-new-login-000000002";
+
+/// Starts a request that needs a refresh, with the token endpoint holding its answer,
+/// and waits until the refresh is in flight.
+async fn request_during_a_held_refresh(
+    setup: &Setup,
+    carpool: &carpool::RunningServer,
+) -> tokio::task::JoinHandle<reqwest::Response> {
+    let url = carpool.url();
+    let request = tokio::spawn(async move { ask_at(&url, false).await });
+    assert!(eventually(5, || async { setup.mock.refreshes() == 1 }).await);
+    request
+}
+
+#[tokio::test]
+async fn a_login_written_while_refreshing_is_never_overwritten_and_is_used() {
+    let setup = Setup::without_file().await;
+    write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() - 1000);
+    setup.mock.set_token_default(TokenReply::Held);
+    setup.mock.set_valid_access(NEW_LOGIN_ACCESS);
+    let carpool = setup.start().await;
+
+    let request = request_during_a_held_refresh(&setup, &carpool).await;
+    // Meanwhile the official CLI writes a new login.
+    write_credentials(
+        &setup.cred_path,
+        NEW_LOGIN_ACCESS,
+        NEW_LOGIN_REFRESH,
+        now_ms() + 8 * HOUR_MS,
+    );
+    let written = std::fs::read(&setup.cred_path).unwrap();
+    setup.mock.release_token();
+
+    let response = request.await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        std::fs::read(&setup.cred_path).unwrap(),
+        written,
+        "the new login is left exactly as written"
+    );
+    let seen = setup.mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("Bearer {NEW_LOGIN_ACCESS}"),
+        "the upstream request used the login on disk"
+    );
+    assert_eq!(ask(&carpool, false).await.status(), 200);
+    assert_eq!(setup.mock.refreshes(), 1);
+    assert_eq!(std::fs::read(&setup.cred_path).unwrap(), written);
+    assert!(temp_files(setup.dir.path()).is_empty());
+    carpool.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_tokens_written_while_refreshing_are_adopted_and_refreshed_next() {
+    let setup = Setup::without_file().await;
+    write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() - 1000);
+    setup.mock.set_token_default(TokenReply::Held);
+    let carpool = setup.start().await;
+
+    let request = request_during_a_held_refresh(&setup, &carpool).await;
+    write_credentials(
+        &setup.cred_path,
+        NEW_LOGIN_ACCESS,
+        NEW_LOGIN_REFRESH,
+        now_ms() - 1000,
+    );
+    let written = std::fs::read(&setup.cred_path).unwrap();
+    // The held refresh has its answer already; the next one (ours or the usage
+    // poll's) is answered at once.
+    setup.mock.set_token_default(TokenReply::Ok {
+        delay: Duration::ZERO,
+    });
+    setup.mock.release_token();
+
+    let response = request.await.unwrap();
+    assert!(response.headers().contains_key("retry-after"), "retryable");
+    let (status, message) = error_message(response).await;
+    assert_eq!(status, 503);
+    assert!(message.contains("tries again in"), "{message}");
+    assert!(!message.contains("sk-ant-"), "{message}");
+    assert_eq!(std::fs::read(&setup.cred_path).unwrap(), written);
+
+    // The next request refreshes the file's login, not ours.
+    let (status, message) = error_message(ask(&carpool, false).await).await;
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(setup.mock.refreshes(), 2);
+    let sent = setup.mock.state.refresh_bodies.lock().unwrap()[1].clone();
+    assert_eq!(sent["refresh_token"], NEW_LOGIN_REFRESH);
+    let (_, rotated) = setup.mock.last_issued().unwrap();
+    assert_eq!(
+        file_json(&setup)["claudeAiOauth"]["refreshToken"],
+        rotated.as_str()
+    );
+    carpool.shutdown().await;
+}
+
+#[tokio::test]
+async fn other_fields_changed_while_refreshing_are_kept_beside_the_new_tokens() {
+    let setup = Setup::without_file().await;
+    write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() - 1000);
+    setup.mock.set_token_default(TokenReply::Held);
+    let carpool = setup.start().await;
+
+    let request = request_during_a_held_refresh(&setup, &carpool).await;
+    // The CLI stores an MCP server's token; the Claude login is unchanged.
+    let mut doc = file_json(&setup);
+    doc["mcpOAuth"]["github"]["accessToken"] = "mcp-changed".into();
+    let tmp = setup.cred_path.with_extension("tmp-test");
+    std::fs::write(&tmp, doc.to_string()).unwrap();
+    std::fs::rename(&tmp, &setup.cred_path).unwrap();
+    // Held answers do not change the valid token; the first one issued is this.
+    setup.mock.set_valid_access("sk-ant-oat01-mock-refreshed-1");
+    setup.mock.release_token();
+    assert_eq!(request.await.unwrap().status(), 200);
+
+    let (_, new_refresh) = setup.mock.last_issued().unwrap();
+    let doc = file_json(&setup);
+    assert_eq!(
+        doc["claudeAiOauth"]["refreshToken"],
+        new_refresh.as_str(),
+        "the rotated token is saved: the login had not changed"
+    );
+    assert_eq!(doc["mcpOAuth"]["github"]["accessToken"], "mcp-changed");
+    carpool.shutdown().await;
+}

@@ -65,10 +65,19 @@ async fn first_start_creates_a_documented_config_and_prints_what_to_paste() {
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("owner"), "{message}");
     assert!(!message.contains(".credentials.json"), "{message}");
-    let log = p.stderr.lock().unwrap().clone();
+    // The log line may still be on its way through the pipe.
+    let owner_told = || {
+        let log = p.stderr.lock().unwrap().clone();
+        log.contains("does not exist yet") && log.contains("log in")
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    while !owner_told() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
-        log.contains("does not exist yet") && log.contains("log in"),
-        "the log tells the owner: {log}"
+        owner_told(),
+        "the log tells the owner: {}",
+        p.stderr.lock().unwrap()
     );
     let bad = client()
         .post(format!("{}/v1/messages", p.url))

@@ -5,15 +5,42 @@
 //! source of truth and is shared with the official CLI on the same machine, so:
 //!
 //! * the file is watched ([`watch`]); the credential becomes usable when it appears and
-//!   unusable at once when it is deleted or turns invalid;
+//!   unusable at once when it is deleted or turns invalid. A read that fails for a
+//!   passing reason (out of file descriptors, an I/O error, …) changes nothing: the
+//!   tokens in use stay, and the watcher reads again after 50 ms, doubling to 5 s, until
+//!   it succeeds; a request that needs a refresh meanwhile gets a retryable error;
 //! * refresh is single-flight per credential: refresh tokens rotate, and two concurrent
 //!   refreshes would revoke each other. Before refreshing, the file is re-read: if the
 //!   official CLI already rotated the tokens, Carpool adopts them instead;
+//! * Carpool refreshes only when it can save the result where the file really is: a
+//!   temporary file must be creatable in the directory of the file (of its target, when
+//!   the path is a symlink). If not, the login needs attention, with the reason; the
+//!   current access token is used while it lasts, and the check is repeated every few
+//!   seconds and whenever the file is read;
+//! * the new tokens are written into the symlink's target, so a symlink stays one, by a
+//!   temporary file and a rename, keeping every other field, the mode and the owner;
+//! * compare before replace: after the token endpoint answers, the file is read again.
+//!   If its login changed while refreshing (a new login, or tokens the CLI rotated),
+//!   Carpool never overwrites it: it adopts what is on disk and drops its own new
+//!   tokens. Those may have just rotated the same family, which can leave the file's
+//!   tokens revoked; the file still wins (as in sing-box, protocol.md §2.4 step 4): two
+//!   writers must not disagree about the login, and a revoked one surfaces as
+//!   `invalid_grant`, "log in again", rather than as a login silently overwritten. If the
+//!   adopted tokens have expired too, the request gets a retryable error and the next
+//!   one refreshes them. If only other fields changed, the new tokens are merged into
+//!   the new content. The file is compared once more just before the rename; a writer
+//!   that renames its file in the microseconds between that check and ours can still be
+//!   overwritten — Claude Code has no cross-process lock to take;
+//! * tokens that cannot be saved yet (the file could not be read after the refresh, or
+//!   the write failed) are used from memory and saved, under the same comparison, when
+//!   the watcher next reads the file;
 //! * refresh happens one minute before expiry, the margin the official CLI uses, so a
 //!   running `claude` on this machine usually refreshes first and Carpool just follows;
 //! * a failed refresh makes the credential unavailable with a reason, leaves the file
 //!   alone and is retried with exponential backoff; `invalid_grant` is final until the file
 //!   changes (a new login).
+//!
+//! Reasons and errors name files and directories, never token values.
 
 mod file;
 pub mod oauth;
@@ -26,6 +53,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::secret::Secret;
 pub use file::{FileRead, OAuthTokens};
+use file::{Reader, Saved, Snapshot};
 pub use watch::spawn_watcher;
 
 /// Refresh this long before `expiresAt`.
@@ -33,6 +61,14 @@ const REFRESH_MARGIN_MS: i64 = 60_000;
 /// First retry delay after a failed refresh; doubles per failure up to [`BACKOFF_MAX`].
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// First re-read after a passing read error (or a failed save of refreshed tokens);
+/// doubles per failure up to [`READ_RETRY_MAX`].
+const READ_RETRY_BASE: Duration = Duration::from_millis(50);
+const READ_RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often a directory that refused the write probe is tried again.
+const SAVEABLE_RECHECK: Duration = Duration::from_secs(5);
+/// Reads of the file right after a refresh before leaving the save to the watcher.
+const SETTLE_READS: u32 = 5;
 
 /// Why a credential cannot serve a request, in words for the person who owns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +104,11 @@ pub struct Credential {
     pub base_url: String,
     token_url: String,
     http: reqwest::Client,
+    /// Reads the file's bytes (replaced in tests to inject read errors).
+    reader: Reader,
     state: RwLock<State>,
-    /// Held for the whole of a refresh: the single flight.
+    /// Held for the whole of a refresh, and while refreshed tokens are saved: the single
+    /// flight.
     refresh_lock: tokio::sync::Mutex<()>,
     /// Counts the logins read from the file: see [`Credential::generation`].
     generation: AtomicU64,
@@ -78,11 +117,17 @@ pub struct Credential {
 struct State {
     /// The tokens in use (from the file, or from our own refresh).
     current: FileRead,
-    /// The file content as last seen on disk (read by us or written by us). A reload that
-    /// finds the same content changes nothing, so our in-memory tokens are never replaced
-    /// by an older copy of themselves.
-    on_disk: FileRead,
+    /// The file as last seen on disk (read by us or written by us), with the digest of
+    /// its bytes. A reload that finds the same login changes nothing, so our in-memory
+    /// tokens are never replaced by an older copy of themselves.
+    on_disk: Snapshot,
     failure: Option<RefreshFailure>,
+    /// The last read failed for a passing reason: `current` is kept, the read retried.
+    read_error: Option<Retry>,
+    /// Why rotated tokens could not be saved where the file is: no refresh meanwhile.
+    unsaveable: Option<String>,
+    /// Refreshed tokens not in the file yet.
+    pending: Option<Pending>,
 }
 
 struct RefreshFailure {
@@ -92,6 +137,37 @@ struct RefreshFailure {
     attempts: u32,
     /// The refresh token that failed: a file with a different one is a new login.
     refresh_token: Secret,
+}
+
+struct Retry {
+    reason: String,
+    attempts: u32,
+    at: Instant,
+}
+
+impl Retry {
+    fn after(previous: Option<&Retry>, reason: String) -> Retry {
+        let attempts = previous.map_or(0, |r| r.attempts) + 1;
+        let wait = READ_RETRY_BASE
+            .saturating_mul(1 << (attempts - 1).min(16))
+            .min(READ_RETRY_MAX);
+        Retry {
+            reason,
+            attempts,
+            at: Instant::now() + wait,
+        }
+    }
+}
+
+/// Tokens from our own refresh that are not in the file yet.
+struct Pending {
+    tokens: OAuthTokens,
+    scopes: Option<Vec<String>>,
+    /// The login the file held when the refresh began: if it holds another one now,
+    /// someone else wrote it and it wins.
+    baseline: FileRead,
+    /// When to try saving again after a failed write.
+    retry: Option<Retry>,
 }
 
 impl Credential {
@@ -104,17 +180,41 @@ impl Credential {
         token_url: &str,
         http: reqwest::Client,
     ) -> Arc<Credential> {
-        let read = file::read(path);
+        Credential::with_reader(tag, path, base_url, token_url, http, file::fs_reader())
+    }
+
+    fn with_reader(
+        tag: &str,
+        path: &Path,
+        base_url: &str,
+        token_url: &str,
+        http: reqwest::Client,
+        reader: Reader,
+    ) -> Arc<Credential> {
+        let (on_disk, read_error) = match file::read_with(path, &*reader) {
+            Ok(snapshot) => (snapshot, None),
+            Err(reason) => (
+                Snapshot {
+                    read: FileRead::Missing,
+                    digest: None,
+                },
+                Some(Retry::after(None, reason)),
+            ),
+        };
         Arc::new(Credential {
             tag: tag.to_owned(),
             path: path.to_owned(),
             base_url: base_url.to_owned(),
             token_url: token_url.to_owned(),
             http,
+            reader,
             state: RwLock::new(State {
-                current: read.clone(),
-                on_disk: read,
+                current: on_disk.read.clone(),
+                on_disk,
                 failure: None,
+                read_error,
+                unsaveable: None,
+                pending: None,
             }),
             refresh_lock: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
@@ -122,35 +222,38 @@ impl Credential {
     }
 
     pub fn status(&self) -> Status {
-        let state = self.state.read().expect("credential state lock");
-        match (&state.current, &state.failure) {
-            (FileRead::Missing, _) => Status::Missing,
-            (FileRead::Invalid(r), _) => Status::Invalid(r.clone()),
-            (FileRead::Loaded(t), Some(f)) if f.terminal || now_ms() >= t.expires_at_ms => {
-                Status::Broken(f.reason.clone())
-            }
-            (FileRead::Loaded(_), _) => Status::Ready,
-        }
+        status_of(&self.state.read().expect("credential state lock"))
     }
 
-    /// Why the login cannot be used until someone acts (file missing or invalid, login
-    /// revoked), in words for its owner; `None` when it can be used or may recover by
-    /// itself (a refresh that failed for a passing reason is retried on the next request).
+    /// Why the login cannot be used until someone acts (file missing, invalid or
+    /// unreadable, login revoked, token expired and no way to save a refreshed one), in
+    /// words for its owner; `None` when it can be used or may recover by itself (a
+    /// refresh that failed for a passing reason is retried on the next request).
     pub fn needs_attention(&self) -> Option<String> {
         let state = self.state.read().expect("credential state lock");
-        match (&state.current, &state.failure) {
-            (FileRead::Missing, _) => Some(self.missing().reason),
-            (FileRead::Invalid(why), _) => Some(
+        match &state.current {
+            FileRead::Missing => Some(match &state.read_error {
+                Some(r) => self.unavailable(self.unreadable(r)).reason,
+                None => self.missing().reason,
+            }),
+            FileRead::Invalid(why) => Some(
                 self.unavailable(format!(
                     "its credentials file {} is invalid: {why}",
                     self.path.display()
                 ))
                 .reason,
             ),
-            (FileRead::Loaded(_), Some(f)) if f.terminal => {
-                Some(self.unavailable(f.reason.clone()).reason)
+            FileRead::Loaded(t) => {
+                if let Some(f) = state.failure.as_ref().filter(|f| f.terminal) {
+                    return Some(self.unavailable(f.reason.clone()).reason);
+                }
+                match &state.unsaveable {
+                    Some(why) if still_valid(t, None).is_none() => {
+                        Some(self.unavailable(why.clone()).reason)
+                    }
+                    _ => None,
+                }
             }
-            _ => None,
         }
     }
 
@@ -170,27 +273,107 @@ impl Credential {
     }
 
     /// Re-reads the credentials file. Called by the watcher and before every refresh.
+    /// A passing read error keeps everything as it is (the watcher retries); refreshed
+    /// tokens not saved yet are saved now, unless the file changed meanwhile.
     pub fn reload(&self) {
-        let read = file::read(&self.path);
+        let _ = self.reload_now(false);
+    }
+
+    /// How long until the watcher should read the file again without an event: a
+    /// passing read error, refreshed tokens not saved yet, or a directory that refused
+    /// the write probe. `None`: only when the file changes.
+    pub fn next_retry(&self) -> Option<Duration> {
+        let state = self.state.read().expect("credential state lock");
+        let now = Instant::now();
+        let read = state.read_error.as_ref().map(|r| r.at);
+        let save = state
+            .pending
+            .as_ref()
+            .and_then(|p| p.retry.as_ref())
+            .map(|r| r.at);
+        let probe = state.unsaveable.as_ref().map(|_| now + SAVEABLE_RECHECK);
+        [read, save, probe]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
+    /// `Err`: the reason of a passing read error.
+    fn reload_now(&self, holding_refresh_lock: bool) -> Result<(), String> {
+        let snapshot = match file::read_with(&self.path, &*self.reader) {
+            Ok(s) => s,
+            Err(reason) => {
+                let mut state = self.state.write().expect("credential state lock");
+                self.note_read_error(&mut state, reason.clone());
+                return Err(reason);
+            }
+        };
+        // Saving refreshed tokens is part of the refresh's single flight: the watcher
+        // saves them only when no refresh is running.
+        let guard = if holding_refresh_lock {
+            None
+        } else {
+            self.refresh_lock.try_lock().ok()
+        };
+        let may_save = holding_refresh_lock || guard.is_some();
         let mut state = self.state.write().expect("credential state lock");
-        if read == state.on_disk {
+        if state.read_error.take().is_some() {
+            tracing::info!(credential = %self.tag, "the credentials file can be read again");
+        }
+        if state.unsaveable.is_some() {
+            match file::check_saveable(&self.path) {
+                Ok(()) => {
+                    state.unsaveable = None;
+                    tracing::info!(credential = %self.tag, "refreshed tokens can be saved again");
+                }
+                Err((dir, e)) => state.unsaveable = Some(unsaveable_reason(&dir, &e)),
+            }
+        }
+        if may_save && state.pending.is_some() {
+            self.save_pending(&mut state, snapshot);
+        } else {
+            self.adopt(&mut state, snapshot, false);
+        }
+        Ok(())
+    }
+
+    fn note_read_error(&self, state: &mut State, reason: String) {
+        let retry = Retry::after(state.read_error.as_ref(), reason);
+        if retry.attempts == 1 {
+            tracing::warn!(credential = %self.tag, path = %self.path.display(), "{}; keeping the tokens in use and reading again shortly", retry.reason);
+        } else {
+            tracing::debug!(credential = %self.tag, attempts = retry.attempts, "{}", retry.reason);
+        }
+        state.read_error = Some(retry);
+    }
+
+    /// Takes what the file holds now as the login. `refreshing`: our own refreshed
+    /// tokens are being dropped for it.
+    fn adopt(&self, state: &mut State, snapshot: Snapshot, refreshing: bool) {
+        if !refreshing && snapshot.read == state.on_disk.read {
+            // The same login (other fields may have changed).
+            state.on_disk = snapshot;
             return;
         }
         let before = status_word(&state.current);
-        if let (FileRead::Loaded(t), Some(f)) = (&read, &state.failure)
+        if let (FileRead::Loaded(t), Some(f)) = (&snapshot.read, &state.failure)
             && t.refresh != f.refresh_token
         {
             // A different refresh token on disk: someone logged in again.
             state.failure = None;
         }
-        if tokens_of(&read) != tokens_of(&state.current) {
+        if tokens_of(&snapshot.read) != tokens_of(&state.current) {
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
-        state.on_disk = read.clone();
-        state.current = read;
+        state.current = snapshot.read.clone();
+        state.on_disk = snapshot;
+        state.pending = None;
         let after = status_word(&state.current);
-        drop(state);
-        match self.status() {
+        match status_of(state) {
+            Status::Ready if refreshing => {
+                tracing::info!(credential = %self.tag, "the credentials file changed while refreshing; using its tokens")
+            }
             Status::Ready if before != after => {
                 tracing::info!(credential = %self.tag, path = %self.path.display(), "credential is ready")
             }
@@ -200,6 +383,54 @@ impl Credential {
             other => {
                 tracing::warn!(credential = %self.tag, path = %self.path.display(), "credential is unusable: {other}")
             }
+        }
+    }
+
+    /// Writes refreshed tokens into the file if it still holds the login they were
+    /// refreshed from; otherwise adopts what it holds. `snapshot`: the file just read.
+    fn save_pending(&self, state: &mut State, mut snapshot: Snapshot) {
+        // A writer between our read and our rename makes us read again; a few rounds,
+        // then the watcher's next read.
+        for _ in 0..3 {
+            let Some(pending) = &state.pending else {
+                return;
+            };
+            if snapshot.read != pending.baseline {
+                self.adopt(state, snapshot, true);
+                return;
+            }
+            let update = file::Update {
+                access: &pending.tokens.access,
+                refresh: &pending.tokens.refresh,
+                expires_at_ms: pending.tokens.expires_at_ms,
+                scopes: pending.scopes.as_deref(),
+            };
+            match file::write_back(&self.path, &snapshot.digest, &update) {
+                Ok(Saved::Written(wrote)) => {
+                    let valid_for_s = (pending.tokens.expires_at_ms - now_ms()) / 1000;
+                    tracing::info!(credential = %self.tag, valid_for_s, "refreshed the OAuth token and saved it");
+                    state.on_disk = wrote;
+                    state.pending = None;
+                    return;
+                }
+                Ok(Saved::Changed) => match file::read_with(&self.path, &*self.reader) {
+                    Ok(again) => snapshot = again,
+                    Err(reason) => {
+                        self.note_read_error(state, reason);
+                        return;
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(credential = %self.tag, path = %self.path.display(), "refreshed the OAuth token but could not save it ({e}); using it from memory and trying again shortly");
+                    break;
+                }
+            }
+        }
+        if let Some(pending) = &mut state.pending {
+            pending.retry = Some(Retry::after(
+                pending.retry.as_ref(),
+                "saving the refreshed tokens".into(),
+            ));
         }
     }
 
@@ -214,12 +445,25 @@ impl Credential {
         let _single_flight = self.refresh_lock.lock().await;
         // Whoever held the lock before us may have refreshed, and the official CLI may
         // have rotated the tokens in the file.
-        self.reload();
+        if let Err(reason) = self.reload_now(true) {
+            // Not knowing what the file holds, a refresh could rotate tokens the CLI
+            // already replaced, and its result could not be compared before saving.
+            return self.current_still_valid(rejected).ok_or_else(|| {
+                let wait = self.next_retry().unwrap_or(READ_RETRY_BASE);
+                Unavailable {
+                    retry_after: Some(wait.max(Duration::from_secs(1))),
+                    ..self.unavailable(format!(
+                        "its credentials file {} {reason}; trying again",
+                        self.path.display()
+                    ))
+                }
+            });
+        }
         if let Some(token) = self.usable_token(rejected) {
             return Ok(token);
         }
 
-        let tokens = {
+        let (tokens, baseline) = {
             let state = self.state.read().expect("credential state lock");
             let tokens = match &state.current {
                 FileRead::Missing => return Err(self.missing()),
@@ -247,7 +491,11 @@ impl Credential {
                     });
                 }
             }
-            tokens
+            let baseline = match &state.pending {
+                Some(p) => p.baseline.clone(),
+                None => state.on_disk.read.clone(),
+            };
+            (tokens, baseline)
         };
 
         if tokens.refresh.is_empty() {
@@ -255,15 +503,23 @@ impl Credential {
                 "its access token expired and the file has no refresh token; log in again with `claude`".into(),
             ));
         }
-        if !file::is_writable(&self.path) {
-            return Err(self.unavailable(format!(
-                "its token must be refreshed but {} is not writable, so the rotated token could not be saved",
-                self.path.display()
-            )));
+        if let Err((dir, e)) = file::check_saveable(&self.path) {
+            let why = unsaveable_reason(&dir, &e);
+            let mut state = self.state.write().expect("credential state lock");
+            if state.unsaveable.is_none() {
+                tracing::error!(credential = %self.tag, "not refreshing the OAuth token: {why}");
+            }
+            state.unsaveable = Some(why.clone());
+            drop(state);
+            return still_valid(&tokens, rejected).ok_or_else(|| self.unavailable(why));
         }
+        self.state
+            .write()
+            .expect("credential state lock")
+            .unsaveable = None;
 
         match oauth::refresh(&self.http, &self.token_url, &tokens.refresh).await {
-            Ok(new) => Ok(self.store_refreshed(&tokens, new)),
+            Ok(new) => self.store_refreshed(&tokens, baseline, new, rejected).await,
             Err(error) => {
                 let retry_after = self.record_failure(&tokens, &error);
                 still_valid(&tokens, rejected).ok_or_else(|| Unavailable {
@@ -279,7 +535,8 @@ impl Credential {
         match &state.current {
             FileRead::Loaded(t)
                 if Some(&t.access) != rejected
-                    && (t.expires_at_ms == 0 || now_ms() < t.expires_at_ms - REFRESH_MARGIN_MS) =>
+                    && (t.expires_at_ms == 0
+                        || now_ms() < t.expires_at_ms.saturating_sub(REFRESH_MARGIN_MS)) =>
             {
                 Some(t.access.clone())
             }
@@ -287,35 +544,67 @@ impl Credential {
         }
     }
 
-    fn store_refreshed(&self, old: &OAuthTokens, new: oauth::Refreshed) -> Secret {
+    /// The token in use if it has not expired (even inside the refresh margin).
+    fn current_still_valid(&self, rejected: Option<&Secret>) -> Option<Secret> {
+        match &self.state.read().expect("credential state lock").current {
+            FileRead::Loaded(t) => still_valid(t, rejected),
+            _ => None,
+        }
+    }
+
+    /// Uses the refreshed tokens and saves them, unless the file changed while
+    /// refreshing: then its tokens are used instead.
+    async fn store_refreshed(
+        &self,
+        old: &OAuthTokens,
+        baseline: FileRead,
+        new: oauth::Refreshed,
+        rejected: Option<&Secret>,
+    ) -> Result<Secret, Unavailable> {
+        // `expires_in` is bounded to a year by `oauth`; saturate all the same.
+        let lifetime_ms = i64::try_from(new.expires_in.as_millis()).unwrap_or(i64::MAX);
         let tokens = OAuthTokens {
             access: new.access,
             refresh: new.refresh.unwrap_or_else(|| old.refresh.clone()),
-            expires_at_ms: now_ms() + new.expires_in.as_millis() as i64,
+            expires_at_ms: now_ms().saturating_add(lifetime_ms),
             subscription_type: old.subscription_type.clone(),
             rate_limit_tier: old.rate_limit_tier.clone(),
         };
-        let update = file::Update {
-            access: &tokens.access,
-            refresh: &tokens.refresh,
-            expires_at_ms: tokens.expires_at_ms,
-            scopes: new.scopes.as_deref(),
-        };
-        let saved = file::write_back(&self.path, &update);
-        let mut state = self.state.write().expect("credential state lock");
-        state.current = FileRead::Loaded(tokens.clone());
-        state.failure = None;
-        match saved {
-            Ok(()) => {
-                // Re-read what we wrote so the watcher's event for it is a no-op.
-                state.on_disk = file::read(&self.path);
-                tracing::info!(credential = %self.tag, valid_for_s = new.expires_in.as_secs(), "refreshed the OAuth token and saved it");
-            }
-            Err(e) => {
-                tracing::error!(credential = %self.tag, path = %self.path.display(), "refreshed the OAuth token but could not save it ({e}); it is kept in memory only");
+        {
+            let mut state = self.state.write().expect("credential state lock");
+            state.current = FileRead::Loaded(tokens.clone());
+            state.failure = None;
+            state.pending = Some(Pending {
+                tokens,
+                scopes: new.scopes,
+                baseline,
+                retry: None,
+            });
+        }
+        // Read the file again: save into it, or adopt what someone else wrote.
+        let mut wait = READ_RETRY_BASE;
+        for attempt in 1..=SETTLE_READS {
+            match self.reload_now(true) {
+                Ok(()) => break,
+                Err(_) if attempt < SETTLE_READS => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(reason) => {
+                    tracing::error!(credential = %self.tag, "refreshed the OAuth token, but its credentials file {reason}; using the new token from memory and saving it once the file can be read")
+                }
             }
         }
-        tokens.access
+        if let Some(token) = self.usable_token(rejected) {
+            return Ok(token);
+        }
+        self.current_still_valid(rejected).ok_or_else(|| Unavailable {
+            retry_after: Some(Duration::from_secs(1)),
+            ..self.unavailable(
+                "its credentials file changed while its token was being refreshed, and the tokens in the file have expired too; trying again"
+                    .into(),
+            )
+        })
     }
 
     /// Marks the credential as failing; returns how long until the next attempt.
@@ -357,6 +646,14 @@ impl Credential {
         ))
     }
 
+    fn unreadable(&self, retry: &Retry) -> String {
+        format!(
+            "its credentials file {} {}; trying again",
+            self.path.display(),
+            retry.reason
+        )
+    }
+
     fn unavailable(&self, why: String) -> Unavailable {
         Unavailable {
             reason: format!("Claude account `{}`: {why}", self.tag),
@@ -380,6 +677,36 @@ fn tokens_of(read: &FileRead) -> Option<(&Secret, &Secret)> {
     }
 }
 
+fn status_of(state: &State) -> Status {
+    match &state.current {
+        FileRead::Missing => match &state.read_error {
+            Some(r) => Status::Broken(format!("the credentials file {}; trying again", r.reason)),
+            None => Status::Missing,
+        },
+        FileRead::Invalid(r) => Status::Invalid(r.clone()),
+        FileRead::Loaded(t) => {
+            let expired = t.expires_at_ms != 0 && now_ms() >= t.expires_at_ms;
+            match (&state.failure, &state.unsaveable) {
+                (Some(f), _) if f.terminal => Status::Broken(f.reason.clone()),
+                (_, Some(why)) if expired => Status::Broken(why.clone()),
+                (Some(f), None) if expired => Status::Broken(f.reason.clone()),
+                _ => Status::Ready,
+            }
+        }
+    }
+}
+
+/// Why a refresh is not even tried: its result could not be saved in `dir`.
+fn unsaveable_reason(dir: &Path, error: &std::io::Error) -> String {
+    format!(
+        "its token must be refreshed, but Carpool cannot create files in {} ({error}), so the \
+         rotated tokens could not be saved and the login would be lost; it was not refreshed. \
+         Make that directory writable for the user Carpool runs as, or point `credential_path` \
+         at a login in a writable place",
+        dir.display()
+    )
+}
+
 fn status_word(read: &FileRead) -> &'static str {
     match read {
         FileRead::Missing => "missing",
@@ -393,4 +720,265 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    fn write_login(path: &Path, access: &str, refresh: &str, expires_at_ms: i64) {
+        let text = serde_json::json!({"claudeAiOauth": {
+            "accessToken": access, "refreshToken": refresh, "expiresAt": expires_at_ms,
+            "subscriptionType": "max"}})
+        .to_string();
+        let tmp = path.with_extension("tmp-test");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn file_refresh_token(path: &Path) -> String {
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        doc["claudeAiOauth"]["refreshToken"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Reads like `std::fs::read`, but fails with EMFILE while `failures` counts down.
+    fn flaky(failures: &Arc<AtomicUsize>) -> Reader {
+        let failures = failures.clone();
+        Arc::new(move |path: &Path| {
+            if failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(std::io::Error::from_raw_os_error(24));
+            }
+            std::fs::read(path)
+        })
+    }
+
+    /// A credential whose token endpoint must never be called (nothing listens there).
+    fn credential(path: &Path, reader: Reader) -> Arc<Credential> {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        Credential::with_reader(
+            "t",
+            path,
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9/v1/oauth/token",
+            http,
+            reader,
+        )
+    }
+
+    async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+        for _ in 0..400 {
+            if check().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_passing_read_error_keeps_the_tokens_and_the_watcher_reads_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        write_login(
+            &path,
+            "sk-ant-oat01-one",
+            "sk-ant-ort01-one",
+            now_ms() + 8 * HOUR_MS,
+        );
+        let failures = Arc::new(AtomicUsize::new(0));
+        let cred = credential(&path, flaky(&failures));
+
+        // Out of file descriptors while the CLI writes a new login.
+        failures.store(4, Ordering::SeqCst);
+        write_login(
+            &path,
+            "sk-ant-oat01-two",
+            "sk-ant-ort01-two",
+            now_ms() + 8 * HOUR_MS,
+        );
+        cred.reload();
+        assert_eq!(cred.status(), Status::Ready, "not invalid, not broken");
+        assert_eq!(cred.needs_attention(), None);
+        let token = cred.access_token(None).await.unwrap();
+        assert_eq!(token.expose(), "sk-ant-oat01-one", "the tokens in use stay");
+        assert!(cred.next_retry().unwrap() <= READ_RETRY_BASE);
+
+        // No file event comes any more: the watcher's own retries pick up the new login.
+        let mut tasks = tokio::task::JoinSet::new();
+        spawn_watcher(cred.clone(), &mut tasks);
+        assert!(
+            eventually(async || {
+                cred.access_token(None).await.unwrap().expose() == "sk-ant-oat01-two"
+            })
+            .await
+        );
+        assert_eq!(
+            failures.load(Ordering::SeqCst),
+            0,
+            "every failure was retried"
+        );
+        assert_eq!(cred.next_retry(), None, "nothing left to retry");
+        tasks.abort_all();
+    }
+
+    #[tokio::test]
+    async fn a_refresh_needed_during_a_passing_read_error_is_retryable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        write_login(
+            &path,
+            "sk-ant-oat01-old",
+            "sk-ant-ort01-old",
+            now_ms() - 1000,
+        );
+        let before = std::fs::read(&path).unwrap();
+        let failures = Arc::new(AtomicUsize::new(0));
+        let cred = credential(&path, flaky(&failures));
+        failures.store(usize::MAX, Ordering::SeqCst);
+
+        let error = cred.access_token(None).await.unwrap_err();
+        assert!(
+            error
+                .retry_after
+                .is_some_and(|d| d >= Duration::from_secs(1))
+        );
+        assert!(
+            error.reason.contains("cannot be read right now"),
+            "{}",
+            error.reason
+        );
+        assert!(error.reason.contains("trying again"), "{}", error.reason);
+        assert!(
+            !error.reason.contains("token endpoint"),
+            "no refresh tried: {}",
+            error.reason
+        );
+        assert!(!error.reason.contains("sk-ant-"), "{}", error.reason);
+        assert_eq!(cred.needs_attention(), None, "not final");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn a_file_unreadable_at_start_is_neither_missing_nor_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        write_login(
+            &path,
+            "sk-ant-oat01-a",
+            "sk-ant-ort01-a",
+            now_ms() + 8 * HOUR_MS,
+        );
+        let failures = Arc::new(AtomicUsize::new(1));
+        let cred = credential(&path, flaky(&failures));
+        match cred.status() {
+            Status::Broken(why) => assert!(why.contains("right now"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(cred.needs_attention().unwrap().contains("trying again"));
+        cred.reload();
+        assert_eq!(cred.status(), Status::Ready);
+        assert_eq!(cred.needs_attention(), None);
+    }
+
+    fn refreshed(access: &str, refresh: &str) -> oauth::Refreshed {
+        oauth::Refreshed {
+            access: Secret::new(access),
+            refresh: Some(Secret::new(refresh)),
+            expires_in: Duration::from_secs(28_800),
+            scopes: None,
+        }
+    }
+
+    /// Runs the end of a refresh (the token endpoint answered) while every read of the
+    /// file fails; returns the token it hands out.
+    async fn refresh_while_unreadable(cred: &Credential, failures: &AtomicUsize) -> Secret {
+        let FileRead::Loaded(old) = cred.state.read().unwrap().current.clone() else {
+            panic!("loaded")
+        };
+        let baseline = FileRead::Loaded(old.clone());
+        // Every read after the refresh fails, and the watcher's first one too.
+        failures.store(SETTLE_READS as usize + 1, Ordering::SeqCst);
+        let _single_flight = cred.refresh_lock.lock().await;
+        let new = refreshed("sk-ant-oat01-new", "sk-ant-ort01-new");
+        cred.store_refreshed(&old, baseline, new, None)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn refreshed_tokens_that_could_not_be_saved_yet_are_saved_by_the_watcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        write_login(
+            &path,
+            "sk-ant-oat01-old",
+            "sk-ant-ort01-old",
+            now_ms() - 1000,
+        );
+        let failures = Arc::new(AtomicUsize::new(0));
+        let cred = credential(&path, flaky(&failures));
+
+        let token = refresh_while_unreadable(&cred, &failures).await;
+        assert_eq!(token.expose(), "sk-ant-oat01-new", "used from memory");
+        assert_eq!(
+            file_refresh_token(&path),
+            "sk-ant-ort01-old",
+            "not saved yet"
+        );
+        assert!(cred.next_retry().is_some());
+
+        let mut tasks = tokio::task::JoinSet::new();
+        spawn_watcher(cred.clone(), &mut tasks);
+        assert!(eventually(async || file_refresh_token(&path) == "sk-ant-ort01-new").await);
+        assert_eq!(
+            cred.access_token(None).await.unwrap().expose(),
+            "sk-ant-oat01-new"
+        );
+        tasks.abort_all();
+    }
+
+    #[tokio::test]
+    async fn unsaved_refreshed_tokens_never_replace_a_login_written_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        write_login(
+            &path,
+            "sk-ant-oat01-old",
+            "sk-ant-ort01-old",
+            now_ms() - 1000,
+        );
+        let failures = Arc::new(AtomicUsize::new(0));
+        let cred = credential(&path, flaky(&failures));
+
+        refresh_while_unreadable(&cred, &failures).await;
+        // A new login arrives while the file cannot be read.
+        write_login(
+            &path,
+            "sk-ant-oat01-cli",
+            "sk-ant-ort01-cli",
+            now_ms() + 8 * HOUR_MS,
+        );
+        let written = std::fs::read(&path).unwrap();
+
+        let mut tasks = tokio::task::JoinSet::new();
+        spawn_watcher(cred.clone(), &mut tasks);
+        assert!(
+            eventually(async || {
+                cred.access_token(None).await.unwrap().expose() == "sk-ant-oat01-cli"
+            })
+            .await
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), written, "left as written");
+        assert_eq!(cred.next_retry(), None, "nothing pending any more");
+        tasks.abort_all();
+    }
 }

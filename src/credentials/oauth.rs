@@ -22,6 +22,12 @@ const DEFAULT_EXPIRES_IN: u64 = 3600;
 /// The longest token-endpoint answer read (real ones are about 1 KiB); the rest of a
 /// longer one is not read.
 const MAX_TOKEN_RESPONSE: usize = 64 << 10;
+/// Bounds for the lifetime the endpoint announces (`expires_in`), which is trusted no
+/// further than this: a huge value must not overflow the expiry time, and zero or a
+/// negative one must not make every request refresh (and rotate) again. The floor is
+/// well above the one-minute refresh margin for that reason.
+const MIN_EXPIRES_IN: u64 = 5 * 60;
+const MAX_EXPIRES_IN: u64 = 365 * 24 * 3600;
 
 #[derive(Debug)]
 pub struct Refreshed {
@@ -69,8 +75,19 @@ impl RefreshError {
 struct TokenResponse {
     access_token: Option<String>,
     refresh_token: Option<String>,
-    expires_in: Option<u64>,
+    /// Any JSON number (or none): a float or a negative number must not make an
+    /// otherwise good answer unusable, the refresh token having rotated already.
+    expires_in: Option<serde_json::Number>,
     scope: Option<String>,
+}
+
+/// `expires_in` as a lifetime within [`MIN_EXPIRES_IN`]..=[`MAX_EXPIRES_IN`].
+fn lifetime(expires_in: Option<&serde_json::Number>) -> Duration {
+    let secs = match expires_in.and_then(serde_json::Number::as_f64) {
+        Some(s) if s.is_finite() => s.clamp(MIN_EXPIRES_IN as f64, MAX_EXPIRES_IN as f64) as u64,
+        _ => DEFAULT_EXPIRES_IN,
+    };
+    Duration::from_secs(secs)
 }
 
 /// OAuth error bodies: `{"error": "invalid_grant", "error_description": "…"}`. Only these
@@ -149,9 +166,42 @@ pub async fn refresh(
             .refresh_token
             .filter(|t| !t.is_empty())
             .map(Secret::new),
-        expires_in: Duration::from_secs(parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN)),
+        expires_in: lifetime(parsed.expires_in.as_ref()),
         scopes: parsed
             .scope
             .map(|s| s.split_whitespace().map(str::to_owned).collect()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_json(text: &str) -> Duration {
+        let parsed: TokenResponse = serde_json::from_str(text).unwrap();
+        lifetime(parsed.expires_in.as_ref())
+    }
+
+    #[test]
+    fn the_announced_lifetime_is_kept_within_sane_bounds() {
+        let min = Duration::from_secs(MIN_EXPIRES_IN);
+        let max = Duration::from_secs(MAX_EXPIRES_IN);
+        assert_eq!(
+            from_json(r#"{"expires_in": 28800}"#),
+            Duration::from_secs(28800)
+        );
+        assert_eq!(
+            from_json(r#"{"expires_in": 28800.9}"#),
+            Duration::from_secs(28800)
+        );
+        assert_eq!(from_json(r#"{"expires_in": 0}"#), min);
+        assert_eq!(from_json(r#"{"expires_in": -5}"#), min);
+        assert_eq!(from_json(r#"{"expires_in": -1e300}"#), min);
+        assert_eq!(from_json(r#"{"expires_in": 18446744073709551615}"#), max);
+        assert_eq!(from_json(r#"{"expires_in": 1e300}"#), max);
+        assert_eq!(from_json(r#"{}"#), Duration::from_secs(DEFAULT_EXPIRES_IN));
+        // The expiry computed from the largest lifetime fits easily.
+        let ms = i64::try_from(max.as_millis()).unwrap();
+        assert!(ms.checked_add(4_102_444_800_000).is_some());
+    }
 }

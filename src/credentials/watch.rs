@@ -2,12 +2,23 @@
 //!
 //! The parent directory is watched rather than the file: the file may not exist yet, and
 //! tools replace it by renaming a temporary file over it, which a watch on the old inode
-//! would miss. If the directory itself does not exist yet (no `~/.claude` before the
-//! first login), the watch is retried every two seconds, re-reading the file each time.
+//! would miss. When the path is a symlink, the directory of its target is watched too
+//! (that is where Carpool and a tool writing through the link replace the file). If the
+//! directory itself does not exist yet (no `~/.claude` before the first login), the watch
+//! is retried every two seconds, re-reading the file each time.
+//!
+//! The watcher also owns the retries that need no event: a read that failed for a
+//! passing reason (out of file descriptors, an I/O error) is repeated after 50 ms,
+//! doubling to 5 s, until it succeeds; refreshed tokens that could not be saved yet are
+//! saved on the same schedule; a directory that refused the write probe is tried again
+//! every few seconds ([`Credential::next_retry`]).
+//!
 //! If the directory is removed while watched (`rm -rf ~/.claude`), the watch on its old
 //! inode is useless: Carpool goes back to waiting for the directory, so a later login
 //! is still noticed.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +26,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::Credential;
+use super::{Credential, file};
 
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -36,7 +47,18 @@ pub fn spawn_watcher(credential: Arc<Credential>, tasks: &mut JoinSet<()>) {
             };
             // The file may have changed between reading it at start and the watch starting.
             credential.reload();
-            while rx.recv().await.is_some() {
+            loop {
+                let event = match credential.next_retry() {
+                    Some(wait) => match tokio::time::timeout(wait, rx.recv()).await {
+                        Ok(event) => event,
+                        // Time to retry: read again without an event.
+                        Err(_) => Some(()),
+                    },
+                    None => rx.recv().await,
+                };
+                if event.is_none() {
+                    return;
+                }
                 // One write is often several events; take them all, then read once.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 while rx.try_recv().is_ok() {}
@@ -54,20 +76,33 @@ fn watch(
     credential: &Credential,
     tx: mpsc::UnboundedSender<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
-    let dir = credential
-        .path
-        .parent()
-        .ok_or_else(|| notify::Error::generic("credentials path has no parent directory"))?
-        .to_owned();
-    let name = credential.path.file_name().map(|n| n.to_owned());
-    let watched = dir.clone();
+    // The path as configured, and where it leads when it is a symlink.
+    let mut places: Vec<(PathBuf, Option<OsString>)> = Vec::new();
+    for path in [
+        credential.path.clone(),
+        file::write_target(&credential.path),
+    ] {
+        let dir = path
+            .parent()
+            .ok_or_else(|| notify::Error::generic("credentials path has no parent directory"))?
+            .to_owned();
+        let place = (dir, path.file_name().map(|n| n.to_owned()));
+        if !places.contains(&place) {
+            places.push(place);
+        }
+    }
+    let names: Vec<Option<OsString>> = places.iter().map(|(_, n)| n.clone()).collect();
+    let dirs_seen: Vec<PathBuf> = places.iter().map(|(d, _)| d.clone()).collect();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
-            // The file, or the directory itself (removed or moved away).
             Ok(e) => e
                 .paths
                 .iter()
-                .any(|p| p.file_name() == name.as_deref() || *p == watched),
+                // The file (or its symlink's target), or a watched directory itself
+                // (removed or moved away).
+                .any(|p| {
+                    names.iter().any(|n| p.file_name() == n.as_deref()) || dirs_seen.contains(p)
+                }),
             // Overflow or an error: re-read to be safe.
             Err(_) => true,
         };
@@ -75,6 +110,10 @@ fn watch(
             let _ = tx.send(());
         }
     })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    let mut dirs: Vec<&PathBuf> = places.iter().map(|(d, _)| d).collect();
+    dirs.dedup();
+    for dir in dirs {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
     Ok(watcher)
 }

@@ -74,6 +74,10 @@ pub enum TokenReply {
     },
     InvalidGrant,
     ServerError,
+    /// New tokens, once the test calls [`Mock::release_token`] (at most 30 s later).
+    /// Unlike `Ok`, they do not become the valid access token: the test says which
+    /// one is, with [`Mock::set_valid_access`].
+    Held,
 }
 
 /// A scripted usage-endpoint answer: status, JSON body, extra headers.
@@ -92,6 +96,8 @@ pub struct MockState {
     /// Tokens the endpoint handed out, newest last.
     pub issued: Mutex<Vec<(String, String)>>,
     pub gate: Notify,
+    /// Releases a [`TokenReply::Held`] refresh.
+    pub token_gate: Notify,
     /// Set once a gated stream sent its second event.
     pub gate_passed: std::sync::atomic::AtomicBool,
     /// When false, requests are not kept (benchmarks send hundreds of thousands).
@@ -210,6 +216,11 @@ impl Mock {
         self.state.gate.notify_one();
     }
 
+    /// Lets a [`TokenReply::Held`] refresh answer.
+    pub fn release_token(&self) {
+        self.state.token_gate.notify_one();
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.requests.lock().unwrap().clone()
     }
@@ -236,6 +247,7 @@ fn new_state(valid_access: &str) -> Arc<MockState> {
         }),
         issued: Mutex::new(Vec::new()),
         gate: Notify::new(),
+        token_gate: Notify::new(),
         gate_passed: std::sync::atomic::AtomicBool::new(false),
         recording: std::sync::atomic::AtomicBool::new(true),
         unified: Mutex::new(Vec::new()),
@@ -559,12 +571,20 @@ async fn token(State(state): State<Arc<MockState>>, request: Request) -> Respons
         .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
     let scripted = state.token_script.lock().unwrap().pop_front();
     let reply = scripted.unwrap_or_else(|| state.token_default.lock().unwrap().clone());
+    let held = matches!(reply, TokenReply::Held);
     match reply {
-        TokenReply::Ok { delay } => {
-            tokio::time::sleep(delay).await;
+        TokenReply::Ok { .. } | TokenReply::Held => {
+            if let TokenReply::Ok { delay } = reply {
+                tokio::time::sleep(delay).await;
+            } else {
+                let _ = tokio::time::timeout(Duration::from_secs(30), state.token_gate.notified())
+                    .await;
+            }
             let access = format!("sk-ant-oat01-mock-refreshed-{n}");
             let refresh = format!("sk-ant-ort01-mock-rotated-{n}");
-            *state.valid_access.lock().unwrap() = access.clone();
+            if !held {
+                *state.valid_access.lock().unwrap() = access.clone();
+            }
             state
                 .issued
                 .lock()
