@@ -257,6 +257,45 @@ impl Config {
     }
 }
 
+/// What `carpool token` needs from a config: the tags a user can be bound to and the
+/// user names already taken. Only the accounts and pools are validated, so a config that
+/// is not valid yet for want of a user (a wildcard `listen` without users) still answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bindings {
+    /// Account tags, in config order.
+    pub accounts: Vec<String>,
+    /// Pool tags, in config order.
+    pub pools: Vec<String>,
+    /// Names of the configured users.
+    pub users: Vec<String>,
+}
+
+impl Bindings {
+    pub fn load(path: &Path) -> Result<Bindings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Bindings::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Bindings, ConfigError> {
+        let invalid = |(field, problem)| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            problem,
+        };
+        let raw = parse_raw(text).map_err(invalid)?;
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        let (accounts, pools) = credentials_from_raw(&raw, base_dir).map_err(invalid)?;
+        Ok(Bindings {
+            accounts: accounts.into_iter().map(|a| a.tag).collect(),
+            pools: pools.into_iter().map(|p| p.tag).collect(),
+            users: raw.users.into_iter().map(|u| u.name).collect(),
+        })
+    }
+}
+
 /// The field name used when a problem is not inside any field.
 const TOP_LEVEL: &str = "(top level)";
 

@@ -542,3 +542,27 @@ fn a_byte_order_mark_and_hash_comments_are_allowed() {
     let c = parse(r#"{"headers": {"x-a": "a // b /* c # d"}}"#).unwrap();
     assert_eq!(c.headers[0].1, "a // b /* c # d");
 }
+
+#[test]
+fn bindings_list_tags_and_users_even_before_the_first_user() {
+    let path = Path::new("/etc/carpool/config.json");
+    // A wildcard listener without users is not a valid config yet, but `carpool token`
+    // is how its first user is made.
+    let b = Bindings::parse(
+        r#"{"listen": "0.0.0.0", "credentials": [{"tag": "a"}, {"tag": "k", "type": "api_key", "api_key": "x"},
+            {"tag": "team", "type": "balancer", "credentials": ["a", "k"]}]}"#,
+        path,
+    )
+    .unwrap();
+    assert_eq!(b.accounts, ["a", "k"]);
+    assert_eq!(b.pools, ["team"]);
+    assert!(b.users.is_empty());
+    let b = Bindings::parse(&format!(r#"{{"users": [{USER}]}}"#), path).unwrap();
+    assert_eq!(
+        (b.accounts, b.users),
+        (vec!["default".to_string()], vec!["me".to_string()])
+    );
+    // Broken accounts are still errors.
+    let err = Bindings::parse(r#"{"credentials": [{"tag": ""}]}"#, path).unwrap_err();
+    assert!(err.to_string().contains("credentials[0].tag"), "{err}");
+}
