@@ -22,6 +22,8 @@
 mod body;
 pub mod client;
 mod log;
+#[cfg(test)]
+mod proptests;
 
 use std::sync::Arc;
 use std::time::Instant;
