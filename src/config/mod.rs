@@ -928,4 +928,6 @@ pub fn default_config_path() -> Option<PathBuf> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
