@@ -366,7 +366,8 @@ fn nameable(path: &serde_path_to_error::Path) -> String {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                out.push_str(key);
+                // `prices."".input` rather than `prices..input`.
+                out.push_str(if key.is_empty() { "\"\"" } else { key });
             }
             Segment::Unknown => break,
         }

@@ -252,8 +252,10 @@ fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
             Some(i) => (&part[..i], &part[i..]),
             None => (part, ""),
         };
-        if !key.is_empty() {
-            at = at.get(key)?;
+        match key {
+            "" => {}
+            "\"\"" => at = at.get("")?,
+            key => at = at.get(key)?,
         }
         for index in indices.split('[').skip(1) {
             at = at.get(index.strip_suffix(']')?.parse::<usize>().ok()?)?;

@@ -498,6 +498,12 @@ fn config_errors_never_print_a_question_mark_path() {
             "an account or a pool",
         ),
         (r#"{"timeouts": 7}"#, "timeouts", "an object of durations"),
+        // Found by the near-valid property: an empty key read `prices..aliases`.
+        (
+            r#"{"prices": {"": {"aliases": 1}}}"#,
+            "prices.\"\".aliases",
+            "a sequence",
+        ),
     ];
     for (text, field, words) in cases {
         let (got_field, problem) = rejection(text);
