@@ -1,5 +1,6 @@
 //! Command-line entry points: `carpool serve`, `carpool token` and `carpool usage`.
 
+mod token;
 mod usage;
 
 use std::net::SocketAddr;
@@ -8,7 +9,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::auth::{TokenHash, generate_token};
 use crate::config::{self, Config, CreatedConfig};
 use crate::credentials::Status;
 use crate::engine::{Server, StartError, shutdown_signal};
@@ -42,26 +42,41 @@ pub enum Command {
     Usage(Box<usage::UsageArgs>),
     /// Make a new user token and print the line to add to the config's `users`.
     Token {
-        /// Name for the new user.
+        /// Name for the new user (not one the config already has).
         #[arg(long, default_value = "friend")]
         name: String,
+        /// Tag of the account or pool the user's requests go to. Needed when the config
+        /// has more than one account, or a pool.
+        #[arg(long, value_name = "TAG")]
+        credential: Option<String>,
+        /// Config file. Default: $CARPOOL_CONFIG, else <OS config dir>/carpool/config.json.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
     },
 }
+
+/// A command used the wrong way (a missing choice, an unknown name): `carpool` exits
+/// with status 2, as for a bad flag.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen } => serve(config, listen).await,
         Command::Usage(args) => usage::run(*args),
-        Command::Token { name } => {
-            let token = generate_token();
-            println!("New token for `{name}` (shown only now; give it to them):\n\n  {token}\n");
-            println!("Add this to \"users\" in the Carpool config and restart Carpool:\n");
-            println!(
-                "  {{ \"name\": \"{name}\", \"token_hash\": \"{}\", \"credential\": \"default\" }}",
-                TokenHash::of(&token).to_config_string()
-            );
-            Ok(())
-        }
+        Command::Token {
+            name,
+            credential,
+            config,
+        } => token::run(config, &name, credential.as_deref()),
     }
 }
 

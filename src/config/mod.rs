@@ -182,19 +182,10 @@ impl Config {
     /// Parses config text (JSON with `//` and `/* */` comments). `path` is only used in
     /// messages and to resolve relative credential paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let stripped = json_comments::StripComments::new(text.as_bytes());
-        let mut de = serde_json::Deserializer::from_reader(stripped);
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let field = e.path().to_string();
-            ConfigError::Invalid {
-                path: path.to_owned(),
-                field: if field == "." {
-                    "(top level)".into()
-                } else {
-                    field
-                },
-                problem: e.into_inner().to_string(),
-            }
+        let raw = parse_raw(text).map_err(|(field, problem)| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            problem,
         })?;
         Config::from_raw(raw, path)
     }
@@ -329,6 +320,228 @@ fn clear_secrets(raw: &RawConfig) -> Vec<String> {
         }
     }
     found
+}
+
+/// What `carpool token` needs from a config: the tags a user can be bound to and the
+/// user names already taken. Only the accounts and pools are validated, so a config that
+/// is not valid yet for want of a user (a wildcard `listen` without users) still answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bindings {
+    /// Account tags, in config order.
+    pub accounts: Vec<String>,
+    /// Pool tags, in config order.
+    pub pools: Vec<String>,
+    /// Names of the configured users.
+    pub users: Vec<String>,
+}
+
+impl Bindings {
+    pub fn load(path: &Path) -> Result<Bindings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Bindings::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Bindings, ConfigError> {
+        let invalid = |(field, problem)| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            problem,
+        };
+        let raw = parse_raw(text).map_err(invalid)?;
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        let (accounts, pools) = credentials_from_raw(&raw, base_dir).map_err(invalid)?;
+        Ok(Bindings {
+            accounts: accounts.into_iter().map(|a| a.tag).collect(),
+            pools: pools.into_iter().map(|p| p.tag).collect(),
+            users: raw.users.into_iter().map(|u| u.name).collect(),
+        })
+    }
+}
+
+/// The field name used when a problem is not inside any field.
+const TOP_LEVEL: &str = "(top level)";
+
+/// The text as [`RawConfig`], or the field (a path such as `users[0].name`, else
+/// [`TOP_LEVEL`]) and what is wrong with it. Syntax errors say where they are (line and
+/// column) and are blamed on the innermost field that contains them.
+fn parse_raw(text: &str) -> Result<RawConfig, FieldProblem> {
+    let top = || TOP_LEVEL.to_owned();
+    // Editors on Windows may start the file with a byte-order mark.
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+    let stripped = strip_comments(text).map_err(|p| (top(), p))?;
+    // A struct would also be read from an array, field by field in order: say what the
+    // file must be instead.
+    let first = stripped.trim_start();
+    match first.chars().next() {
+        None => {
+            return Err((
+                top(),
+                "the file is empty; write `{}` to use every default".into(),
+            ));
+        }
+        Some('{') => {}
+        Some(c) => {
+            let (line, column) = line_column(&stripped, stripped.len() - first.len());
+            let found = match c {
+                '[' => "an array",
+                '"' => "a string",
+                '-' | '0'..='9' => "a number",
+                't' | 'f' => "true or false",
+                'n' => "null",
+                _ => "something else",
+            };
+            return Err((
+                top(),
+                format!(
+                    "the config must be a JSON object `{{ … }}`, not {found} (line {line} column {column})"
+                ),
+            ));
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(&stripped);
+    let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = nameable(e.path());
+        (field, explain(e.into_inner()))
+    })?;
+    de.end().map_err(|e| {
+        (
+            top(),
+            format!(
+                "unexpected text after the closing `}}` (line {} column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    Ok(raw)
+}
+
+/// The longest start of `path` that names fields: serde_path_to_error shows `?` for a
+/// place it cannot name (between the entries of an object, a key that is not a string).
+fn nameable(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                // `prices."".input` rather than `prices..input`.
+                out.push_str(if key.is_empty() { "\"\"" } else { key });
+            }
+            Segment::Unknown => break,
+        }
+    }
+    if out.is_empty() {
+        TOP_LEVEL.to_owned()
+    } else {
+        out
+    }
+}
+
+/// serde_json's message, with its most puzzling syntax errors said plainly.
+fn explain(error: serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let message = error.to_string();
+    if !matches!(error.classify(), Category::Syntax | Category::Eof) {
+        return message;
+    }
+    let at = format!("(line {} column {})", error.line(), error.column());
+    if message.starts_with("trailing comma") {
+        format!("a comma after the last entry is not allowed in JSON; remove it {at}")
+    } else if message.starts_with("EOF while parsing") {
+        format!("the file ends before this is closed: a `}}` or `]` is missing {at}")
+    } else if message.starts_with("key must be a string") {
+        format!("a field name must be in double quotes {at}")
+    } else {
+        message
+    }
+}
+
+/// The text with its `//`, `#` and `/* */` comments replaced by spaces, byte for byte
+/// and keeping line breaks, so that serde_json's line and column numbers are the file's.
+fn strip_comments(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let at = |offset: usize| {
+        let (line, column) = line_column(text, offset);
+        format!("line {line} column {column}")
+    };
+    let blank = |out: &mut Vec<u8>, part: &[u8]| {
+        out.extend(part.iter().map(|&b| if b == b'\n' { b'\n' } else { b' ' }));
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1)) {
+            (b'"', _) => {
+                let start = i;
+                i += 1;
+                loop {
+                    match bytes.get(i) {
+                        None => {
+                            return Err(format!(
+                                "the string that starts at {} is never closed (a `\"` is missing)",
+                                at(start)
+                            ));
+                        }
+                        Some(b'\\') => i += 2,
+                        Some(b'"') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+                let end = i.min(bytes.len());
+                out.extend_from_slice(&bytes[start..end]);
+            }
+            (b'/', Some(b'/')) | (b'#', _) => {
+                let end = bytes[i..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len(), |n| i + n);
+                blank(&mut out, &bytes[i..end]);
+                i = end;
+            }
+            (b'/', Some(b'*')) => {
+                let Some(n) = bytes[i + 2..].windows(2).position(|w| w == b"*/") else {
+                    return Err(format!(
+                        "the `/*` comment that starts at {} is never closed (a `*/` is missing)",
+                        at(i)
+                    ));
+                };
+                let end = i + 2 + n + 2;
+                blank(&mut out, &bytes[i..end]);
+                i = end;
+            }
+            (b'/', _) => {
+                return Err(format!(
+                    "a `/` that starts no comment (`//` or `/* */`) at {}",
+                    at(i)
+                ));
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    // Only whole characters were blanked (comments start and end at ASCII bytes).
+    Ok(String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
 }
 
 fn parse_listen(value: &str) -> Result<IpAddr, String> {
@@ -780,5 +993,7 @@ pub fn default_config_path() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("carpool").join("config.json"))
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a JSON object")]
 pub struct RawConfig {
     /// IP address to listen on. `127.0.0.1` (default) serves this machine only;
     /// `0.0.0.0` accepts other machines.
@@ -60,7 +60,7 @@ pub struct RawConfig {
 
 /// A header value, or several (sent as repeated headers), as sing-box accepts.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a header value: a string or a list of strings")]
 pub enum HeaderValues {
     One(String),
     Many(Vec<String>),
@@ -70,7 +70,10 @@ pub enum HeaderValues {
 /// a Claude Code login; `api_key`: an Anthropic API key) or a pool of accounts
 /// (`balancer`, `fallback`). Which fields apply depends on `type`; the others are errors.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an account or a pool: an object such as {\"tag\": \"default\"}"
+)]
 pub struct RawCredential {
     /// Name users and pools refer to.
     pub tag: String,
@@ -164,7 +167,10 @@ impl RawCredential {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a user: an object such as {\"name\": \"me\", \"token_hash\": \"sha256:…\"}"
+)]
 pub struct RawUser {
     pub name: String,
     /// The token in clear. Prefer `token_hash`.
@@ -180,7 +186,10 @@ pub struct RawUser {
 
 /// Durations are strings like `"10s"`, `"2m"`, `"1h 30m"`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object of durations such as {\"idle\": \"2m\"}"
+)]
 pub struct RawTimeouts {
     /// TCP + TLS connect to the upstream (default 10s).
     #[serde(default)]

@@ -41,7 +41,7 @@ pub fn create_default(path: &Path) -> Result<CreatedConfig, ConfigError> {
 
 fn render(token_hash: &str) -> String {
     format!(
-        r#"// Carpool configuration: JSON, with // comments allowed.
+        r#"// Carpool configuration: JSON, with // and /* */ comments allowed.
 // Every field is described in README.md ("Configuration"). Restart Carpool after editing.
 {{
   // Address to listen on. 127.0.0.1 serves this machine only. To let your other
@@ -72,6 +72,27 @@ fn render(token_hash: &str) -> String {
   // Largest request body accepted (64 MiB). Claude Code sends big contexts and images.
   "max_body_bytes": 67108864,
 
+  // Optional settings. To use one, delete the // at the start of its line and change
+  // the value; keep the comma at its end.
+  //
+  // The SQLite file keeping every request's tokens and cost (`carpool usage` shows
+  // them). Default: <OS data dir>/carpool/usage.db.
+  // "database": "/path/to/usage.db",
+  //
+  // Also keep a sing-box ccm statistics file of every request.
+  // "usages_path": "/path/to/usages.json",
+  //
+  // Prices in USD per million tokens, for models the built-in table does not know.
+  // "prices": {{ "model-id": {{ "input": 3, "output": 15, "cache_read": 0.3, "cache_write_5m": 3.75, "cache_write_1h": 6 }} }},
+  //
+  // Extra CA certificates (PEM) trusted for upstream HTTPS, e.g. a TLS-inspecting proxy.
+  // "ca_file": "/path/to/ca.pem",
+  //
+  // Client connections: the most at once; bytes of a request head before
+  // authentication; time to send a request head; idle keep-alive connections are
+  // closed after; the longest gap while a request body arrives.
+  // "connections": {{ "max": 1024, "max_header_bytes": 65536, "header_timeout": "10s", "keep_alive": "60s", "body_timeout": "30s" }},
+
   "timeouts": {{
     "connect": "10s",        // TCP + TLS connect to the upstream
     "first_byte": "2m",      // until the upstream's response headers (streaming requests)
@@ -79,13 +100,6 @@ fn render(token_hash: &str) -> String {
     "request": "10m",        // whole non-streaming request
     "shutdown_grace": "30s"  // on Ctrl-C / SIGTERM, time left for in-flight answers
   }}
-
-  // Every request's tokens and cost are kept in a SQLite file; `carpool usage` shows
-  // them. Optional settings (remove the // to use one):
-  //   "database": "/path/to/usage.db",        default: <OS data dir>/carpool/usage.db
-  //   "usages_path": "/path/to/usages.json",  also keep sing-box ccm's statistics file
-  //   "prices": {{ "model-id": {{ "input": 3, "output": 15, "cache_read": 0.3,
-  //               "cache_write_5m": 3.75, "cache_write_1h": 6 }} }}  USD per million tokens
 }}
 "#
     )
@@ -119,5 +133,159 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(create_default(&path).is_err(), "must not overwrite");
+    }
+}
+
+#[cfg(test)]
+mod optional_settings {
+    //! Every optional setting the template shows as a commented line must work when its
+    //! `//` is deleted, as the template tells the user to.
+
+    use std::path::Path;
+
+    use super::render;
+    use crate::config::{Config, ConfigError};
+
+    struct Optional {
+        name: &'static str,
+        /// Checks that the uncommented value took effect.
+        check: fn(&Config),
+        /// Set while the setting is not merged yet: until then the uncommented line must
+        /// be refused as an unknown field.
+        pending_merge: bool,
+    }
+
+    const OPTIONALS: &[Optional] = &[
+        Optional {
+            name: "database",
+            check: |c| assert_eq!(c.usage.database, Path::new("/path/to/usage.db")),
+            pending_merge: false,
+        },
+        Optional {
+            name: "usages_path",
+            check: |c| {
+                assert_eq!(
+                    c.usage.usages_path.as_deref(),
+                    Some(Path::new("/path/to/usages.json"))
+                )
+            },
+            pending_merge: false,
+        },
+        Optional {
+            name: "prices",
+            check: |c| {
+                let tokens = crate::ledger::Tokens {
+                    input: 1_000_000,
+                    output: 1_000_000,
+                    ..Default::default()
+                };
+                let cost = c
+                    .usage
+                    .prices
+                    .cost_micros("model-id", &tokens, &Default::default());
+                assert_eq!(cost, Some(18_000_000));
+            },
+            pending_merge: false,
+        },
+        Optional {
+            name: "ca_file",
+            check: |c| assert_eq!(c.ca_file.as_deref(), Some(Path::new("/path/to/ca.pem"))),
+            pending_merge: false,
+        },
+        // EXPECTED TO PARSE AFTER MERGE: the `connections` block comes with the
+        // client-connection limits (branch hard-conn). When merging, set `pending_merge`
+        // to false and check the values here (max 1024, max_header_bytes 65536,
+        // header_timeout 10s, keep_alive 60s, body_timeout 30s).
+        Optional {
+            name: "connections",
+            check: |_| unreachable!("pending merge"),
+            pending_merge: true,
+        },
+    ];
+
+    const HASH: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    /// The names of the commented optional lines, in order, with their line index.
+    fn commented(text: &str) -> Vec<(usize, String)> {
+        text.lines()
+            .enumerate()
+            .filter_map(|(i, line)| {
+                let rest = line.trim_start().strip_prefix("//")?.trim_start();
+                let name = rest.strip_prefix('"')?.split('"').next()?;
+                rest[name.len() + 2..]
+                    .starts_with(':')
+                    .then(|| (i, name.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The text with the `//` at the start of these lines deleted, and nothing else.
+    fn uncomment(text: &str, lines: &[usize]) -> String {
+        let mut out = String::new();
+        for (i, line) in text.lines().enumerate() {
+            if lines.contains(&i) {
+                let indent = line.len() - line.trim_start().len();
+                out.push_str(&line[..indent]);
+                out.push_str(line[indent..].strip_prefix("//").unwrap());
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn the_template_shows_every_optional_setting_of_the_table() {
+        let names: Vec<String> = commented(&render(HASH))
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        let expected: Vec<&str> = OPTIONALS.iter().map(|o| o.name).collect();
+        assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn each_optional_setting_works_when_uncommented() {
+        let text = render(HASH);
+        let lines = commented(&text);
+        for (line, optional) in lines.iter().zip(OPTIONALS) {
+            let edited = uncomment(&text, &[line.0]);
+            assert_ne!(edited, text);
+            match load(&edited) {
+                Ok(config) if !optional.pending_merge => (optional.check)(&config),
+                Err(ConfigError::Invalid { field, problem, .. }) if optional.pending_merge => {
+                    assert_eq!(field, optional.name, "{problem}");
+                    assert!(problem.contains("unknown field"), "{problem}");
+                }
+                other => panic!(
+                    "`{}` uncommented (pending merge: {}): {other:?}",
+                    optional.name, optional.pending_merge
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn all_optional_settings_work_uncommented_together() {
+        let text = render(HASH);
+        let ready: Vec<usize> = commented(&text)
+            .into_iter()
+            .zip(OPTIONALS)
+            .filter(|(_, o)| !o.pending_merge)
+            .map(|((line, _), _)| line)
+            .collect();
+        assert!(ready.len() >= 4);
+        let config = load(&uncomment(&text, &ready)).unwrap();
+        for optional in OPTIONALS.iter().filter(|o| !o.pending_merge) {
+            (optional.check)(&config);
+        }
     }
 }

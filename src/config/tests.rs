@@ -428,3 +428,192 @@ fn clear_secrets_in_a_file_others_can_read_are_warned_about() {
         "hashes are not secrets"
     );
 }
+
+/// The field and problem of a rejected config.
+fn rejection(text: &str) -> (String, String) {
+    match parse(text) {
+        Err(ConfigError::Invalid { field, problem, .. }) => (field, problem),
+        other => panic!("expected a rejection for {text:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn config_errors_never_print_a_question_mark_path() {
+    // (text, field blamed, words the problem must contain)
+    let cases: &[(&str, &str, &str)] = &[
+        ("", "(top level)", "empty; write `{}`"),
+        ("  // only a comment\n", "(top level)", "empty"),
+        (
+            "{",
+            "(top level)",
+            "`}` or `]` is missing (line 1 column 1)",
+        ),
+        (
+            r#"{"listen": "x",}"#,
+            "(top level)",
+            "comma after the last entry",
+        ),
+        (
+            "{\"listen\": \"x\" // c\n,}",
+            "(top level)",
+            "comma after the last entry is not allowed in JSON; remove it (line 2 column 2)",
+        ),
+        (
+            r#"{"timeouts": {"idle": "1s",}}"#,
+            "timeouts",
+            "comma after the last entry",
+        ),
+        (
+            r#"{"users": [{"name": "a",}]}"#,
+            "users[0]",
+            "comma after the last entry",
+        ),
+        (
+            r#"{"headers": {"x-a": "1",}}"#,
+            "headers",
+            "comma after the last entry",
+        ),
+        (
+            r#"{"credentials": [{"tag": "a"},]}"#,
+            "credentials",
+            "(line 1 column 31)",
+        ),
+        (
+            "{1: 2}",
+            "(top level)",
+            "field name must be in double quotes",
+        ),
+        (
+            r#"{"headers": {"x-a": 1}}"#,
+            "headers.x-a",
+            "a string or a list of strings",
+        ),
+        (
+            r#"{"headers": {"x-a": [1]}}"#,
+            "headers.x-a",
+            "a string or a list of strings",
+        ),
+        (r#"{"headers": {1: "x"}}"#, "headers", "double quotes"),
+        (
+            r#"{"prices": {"m": 1}}"#,
+            "prices.m",
+            "an object of prices such as",
+        ),
+        (
+            r#"{"prices": {"m": {"input": "x"}}}"#,
+            "prices.m.input",
+            "non-negative number",
+        ),
+        (
+            r#"{"prices": {"m": {"input": 1, "output": 1, "cache_read": 0, "cache_write_5m": 0, "cache_write_1h": 0, "fast": 3}}}"#,
+            "prices.m.fast",
+            "an object of prices",
+        ),
+        (
+            r#"{"prices": {"m": {"input": 1,}}}"#,
+            "prices.m",
+            "comma after the last entry",
+        ),
+        (
+            "{/* never closed",
+            "(top level)",
+            "`/*` comment that starts at line 1 column 2 is never closed",
+        ),
+        (
+            "{\"listen\": \"oops}",
+            "(top level)",
+            "string that starts at line 1 column 12 is never closed",
+        ),
+        (
+            "{\"listen_port\": 1 / 2}",
+            "(top level)",
+            "`/` that starts no comment",
+        ),
+        (
+            "[]",
+            "(top level)",
+            "must be a JSON object `{ … }`, not an array",
+        ),
+        ("\n  7", "(top level)", "not a number (line 2 column 3)"),
+        ("null", "(top level)", "not null"),
+        (r#"{"users": [7]}"#, "users[0]", "a user: an object such as"),
+        (
+            r#"{"credentials": [7]}"#,
+            "credentials[0]",
+            "an account or a pool",
+        ),
+        (r#"{"timeouts": 7}"#, "timeouts", "an object of durations"),
+        // Found by the near-valid property: an empty key read `prices..aliases`.
+        (
+            r#"{"prices": {"": {"aliases": 1}}}"#,
+            "prices.\"\".aliases",
+            "a sequence",
+        ),
+    ];
+    for (text, field, words) in cases {
+        let (got_field, problem) = rejection(text);
+        let message = parse(text).unwrap_err().to_string();
+        assert!(!message.contains('?'), "{text:?}: {message}");
+        assert!(!message.contains("Raw"), "{text:?}: {message}");
+        assert_eq!(&got_field, field, "{text:?}: {message}");
+        assert!(problem.contains(words), "{text:?}: {message}");
+    }
+}
+
+#[test]
+fn an_array_is_not_read_as_a_config() {
+    // serde reads a struct from an array too, field by field: `["0.0.0.0"]` was a config
+    // listening everywhere.
+    assert_eq!(rejection("[]").0, "(top level)");
+    assert!(parse(r#"["0.0.0.0", 7676]"#).is_err());
+}
+
+#[test]
+fn text_after_the_config_is_refused() {
+    // The first object used to be read and the rest ignored.
+    for text in [r#"{} {"listen": "0.0.0.0"}"#, "{}x", "{}\n}"] {
+        let (field, problem) = rejection(text);
+        assert_eq!(field, "(top level)");
+        assert!(problem.contains("after the closing `}`"), "{problem}");
+    }
+    parse("{}\n// a comment after the end\n").unwrap();
+}
+
+#[test]
+fn line_numbers_count_the_lines_of_block_comments() {
+    let (_, problem) = rejection("{\n/* one\ntwo\nthree */\n\"listen_port\": \"x\"}");
+    assert!(problem.ends_with("line 5 column 18"), "{problem}");
+}
+
+#[test]
+fn a_byte_order_mark_and_hash_comments_are_allowed() {
+    let c = parse("\u{FEFF}{\n# a shell-style comment\n\"listen_port\": 9001}").unwrap();
+    assert_eq!(c.listen.port(), 9001);
+    // Comment markers inside strings are text.
+    let c = parse(r#"{"headers": {"x-a": "a // b /* c # d"}}"#).unwrap();
+    assert_eq!(c.headers[0].1, "a // b /* c # d");
+}
+
+#[test]
+fn bindings_list_tags_and_users_even_before_the_first_user() {
+    let path = Path::new("/etc/carpool/config.json");
+    // A wildcard listener without users is not a valid config yet, but `carpool token`
+    // is how its first user is made.
+    let b = Bindings::parse(
+        r#"{"listen": "0.0.0.0", "credentials": [{"tag": "a"}, {"tag": "k", "type": "api_key", "api_key": "x"},
+            {"tag": "team", "type": "balancer", "credentials": ["a", "k"]}]}"#,
+        path,
+    )
+    .unwrap();
+    assert_eq!(b.accounts, ["a", "k"]);
+    assert_eq!(b.pools, ["team"]);
+    assert!(b.users.is_empty());
+    let b = Bindings::parse(&format!(r#"{{"users": [{USER}]}}"#), path).unwrap();
+    assert_eq!(
+        (b.accounts, b.users),
+        (vec!["default".to_string()], vec!["me".to_string()])
+    );
+    // Broken accounts are still errors.
+    let err = Bindings::parse(r#"{"credentials": [{"tag": ""}]}"#, path).unwrap_err();
+    assert!(err.to_string().contains("credentials[0].tag"), "{err}");
+}

@@ -46,6 +46,8 @@ use super::{Billing, Tokens, Usage};
 
 /// An SSE event whose data would grow beyond this is dropped.
 const MAX_EVENT: usize = 1 << 20;
+/// The most of an unfinished `event:` line kept: longer than any name the tap knows.
+const EVENT_LINE: usize = 32;
 /// Buffers that grew for a large event are shrunk back to this once it is done.
 const KEEP_CAPACITY: usize = 64 << 10;
 /// Bytes that may start an event stream and are not part of it.
@@ -689,7 +691,16 @@ impl SseTap {
                 }
             }
         }
+        if self.partial.starts_with(b"event:") {
+            // A name longer than any the tap knows is just another name: keeping its
+            // start is enough to tell (and to read the same as a line that came whole).
+            let room = EVENT_LINE.saturating_sub(self.partial.len());
+            self.partial
+                .extend_from_slice(&part[..part.len().min(room)]);
+            return;
+        }
         self.partial.extend_from_slice(part);
+        // The limit `line` applies to a whole line, checked as the line grows.
         if self.partial.len() + self.data.len() > MAX_EVENT {
             self.drop_event();
             reuse(&mut self.partial);
@@ -746,7 +757,9 @@ impl SseTap {
                 if !self.name.wants_data() || self.dropped {
                     return;
                 }
-                if self.data.len() + value.len() + 1 > MAX_EVENT {
+                // Counted with the field name, as `carry` counts a line that comes in
+                // pieces, so that where chunks end never decides.
+                if self.data.len() + line.len() > MAX_EVENT {
                     self.drop_event();
                     return;
                 }
@@ -870,6 +883,9 @@ fn reuse(buf: &mut Vec<u8>) {
     buf.clear();
     buf.shrink_to(KEEP_CAPACITY);
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {

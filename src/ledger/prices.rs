@@ -93,7 +93,10 @@ impl Multiplier {
 
 /// The five token prices of one model in one mode.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object of prices: input, output, cache_read, cache_write_5m, cache_write_1h"
+)]
 pub struct Rates {
     pub input: Rate,
     pub output: Rate,
@@ -139,7 +142,10 @@ pub struct ModelPrices {
 // of `ModelPrices` and `LongContext` are spelled out field by field here.
 
 #[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object of prices such as {\"input\": 3, \"output\": 15, \"cache_read\": 0.3, \"cache_write_5m\": 3.75, \"cache_write_1h\": 6}"
+)]
 struct RawModelPrices {
     input: Rate,
     output: Rate,
@@ -198,7 +204,10 @@ impl From<ModelPrices> for RawModelPrices {
 }
 
 #[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object with above_input_tokens and the prices input, output, cache_read, cache_write_5m, cache_write_1h"
+)]
 struct RawLongContext {
     above_input_tokens: u64,
     input: Rate,

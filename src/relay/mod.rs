@@ -45,6 +45,8 @@ mod body;
 pub mod client;
 pub mod endpoint;
 mod log;
+#[cfg(test)]
+mod proptests;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,0 +1,199 @@
+//! Properties of what the relay reads from a request before sending it on: the body's
+//! `model`, `stream`, `metadata` and number of `messages` ([`Peek`]), and the client's
+//! device and session ids ([`ClientIds`]). Both read untrusted bytes on every request.
+//!
+//! Next to the code (not in `tests/`) because `Peek` is private. Bounded case counts;
+//! `PROPTEST_CASES=N` runs more.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+use super::Peek;
+use super::client::ClientIds;
+
+fn config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(cases);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Any JSON value (no floats: they need not survive a round trip exactly).
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        Just(json!(0.5)),
+        any::<String>().prop_map(Value::from),
+    ];
+    leaf.prop_recursive(5, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec((any::<String>(), inner), 0..6)
+                .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+        ]
+    })
+}
+
+const PEEKED: [&str; 4] = ["model", "stream", "metadata", "messages"];
+
+/// A field the relay does not read, with any value.
+fn extra_field() -> impl Strategy<Value = (String, Value)> {
+    (
+        any::<String>().prop_filter("a field Peek reads", |k| !PEEKED.contains(&k.as_str())),
+        json_value(),
+    )
+}
+
+fn peek(body: &[u8]) -> Peek {
+    Peek::of(&Bytes::copy_from_slice(body))
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn any_bytes_peek_without_panicking(body in prop::collection::vec(any::<u8>(), 0..400)) {
+        let p = peek(&body);
+        // Whatever it found, the ids derived from it stay bounded.
+        let user_id = p.metadata.as_ref().and_then(|m| m.get("user_id")).and_then(Value::as_str);
+        let ids = ClientIds::of(&HeaderMap::new(), user_id);
+        prop_assert!(ids.device.len() <= 128 && ids.session.len() <= 128);
+    }
+
+    #[test]
+    fn a_request_gives_back_exactly_its_fields(
+        model in prop::option::of(any::<String>()),
+        stream in prop::option::of(any::<bool>()),
+        metadata in prop::option::of(json_value()),
+        messages in prop::option::of(prop::collection::vec(json_value(), 0..8)),
+        extra in prop::collection::vec(extra_field(), 0..6),
+        order in any::<u64>(),
+        pretty in any::<bool>(),
+    ) {
+        let mut fields: Vec<(String, Value)> = extra;
+        if let Some(m) = &model { fields.push(("model".into(), json!(m))); }
+        if let Some(s) = stream { fields.push(("stream".into(), json!(s))); }
+        if let Some(m) = &metadata { fields.push(("metadata".into(), m.clone())); }
+        if let Some(m) = &messages { fields.push(("messages".into(), json!(m))); }
+        // Any order of fields.
+        let n = fields.len().max(1);
+        fields.rotate_left((order as usize) % n);
+        if order & 1 == 1 { fields.reverse(); }
+        let mut object = Map::new();
+        for (k, v) in fields {
+            object.insert(k, v);
+        }
+        let body = if pretty {
+            serde_json::to_vec_pretty(&Value::Object(object)).unwrap()
+        } else {
+            serde_json::to_vec(&Value::Object(object)).unwrap()
+        };
+        let p = peek(&body);
+        prop_assert_eq!(p.model, model);
+        prop_assert_eq!(p.stream, stream);
+        // An explicit `null` reads as no metadata.
+        prop_assert_eq!(p.metadata, metadata.filter(|m| !m.is_null()));
+        prop_assert_eq!(p.messages as usize, messages.map_or(0, |m| m.len()));
+    }
+
+    #[test]
+    fn messages_of_any_other_shape_count_zero(
+        messages in json_value().prop_filter("an array", |v| !v.is_array()),
+        model in "[a-z0-9-]{1,20}",
+    ) {
+        let body = json!({"model": model, "messages": messages}).to_string();
+        let p = peek(body.as_bytes());
+        prop_assert_eq!(p.messages, 0);
+        prop_assert_eq!(p.model, Some(model));
+    }
+
+    #[test]
+    fn client_ids_from_claude_codes_user_ids(
+        device in "[0-9a-f]{64}",
+        session in "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        account in "[0-9a-f-]{0,36}",
+        legacy in any::<bool>(),
+    ) {
+        let user_id = if legacy {
+            format!("user_{device}_account_{account}_session_{session}")
+        } else {
+            json!({"device_id": device, "account_uuid": account, "session_id": session}).to_string()
+        };
+        let ids = ClientIds::of(&HeaderMap::new(), Some(&user_id));
+        prop_assert_eq!(ids.device, device);
+        prop_assert_eq!(ids.session, session);
+    }
+
+    #[test]
+    fn any_user_id_and_header_give_bounded_ids(
+        user_id in prop::option::of(prop_oneof![
+            any::<String>(),
+            "user_.{0,200}_account_.{0,20}_session_.{0,200}",
+            "\\{.{0,300}",
+        ]),
+        header in prop::option::of(prop::collection::vec(any::<u8>(), 0..300)),
+    ) {
+        let mut headers = HeaderMap::new();
+        let value = header.and_then(|h| HeaderValue::from_bytes(&h).ok());
+        if let Some(v) = &value {
+            headers.insert("x-claude-code-session-id", v.clone());
+        }
+        let ids = ClientIds::of(&headers, user_id.as_deref());
+        prop_assert!(ids.device.len() <= 128 && ids.session.len() <= 128);
+        // A usable session header always wins, cut to the limit.
+        if let Some(s) = value.as_ref().and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty()) {
+            prop_assert!(s.starts_with(&ids.session) && !ids.session.is_empty());
+        }
+    }
+}
+
+/// serde_json stops at 128 levels; the peek must neither overflow the stack on a body
+/// nested far deeper, wherever the nesting is, nor fail the request.
+#[test]
+fn deeply_nested_bodies_do_not_overflow_the_stack() {
+    let deep = |open: &str, close: &str, n: usize| format!("{}{}", open.repeat(n), close.repeat(n));
+    let arrays = deep("[", "]", 100_000);
+    let objects = deep("{\"a\":", "}", 100_000);
+    let unclosed = "[".repeat(100_000);
+    for nested in [&arrays, &objects, &unclosed] {
+        // (body, `messages` counted when it is read)
+        for (body, count) in [
+            (nested.clone(), 0),
+            (format!(r#"{{"model":"m","extra":{nested}}}"#), 0),
+            (format!(r#"{{"model":"m","metadata":{nested}}}"#), 0),
+            (format!(r#"{{"model":"m","messages":{nested}}}"#), 1),
+            (format!(r#"{{"model":"m","messages":[{nested}]}}"#), 1),
+        ] {
+            let p = peek(body.as_bytes());
+            // Read right (serde_json skips deep arrays it does not build), or too deep
+            // to read: then the body is forwarded as it is and the upstream judges it.
+            let read = (p.model.as_deref(), p.messages) == (Some("m"), count);
+            let unread = (p.model.as_deref(), p.messages) == (None, 0);
+            assert!(
+                read || unread,
+                "{}…: {:?} {}",
+                &body[..30],
+                p.model,
+                p.messages
+            );
+            assert!(p.metadata.is_none());
+        }
+    }
+    // 100 levels are read.
+    let body = format!(
+        r#"{{"model":"m","metadata":{},"messages":[{}, 1]}}"#,
+        deep("[", "]", 100),
+        deep("{\"a\":", "}", 100).replace("{\"a\":}", "{\"a\":0}")
+    );
+    let p = peek(body.as_bytes());
+    assert_eq!((p.model.as_deref(), p.messages), (Some("m"), 2));
+}
