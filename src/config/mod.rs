@@ -465,6 +465,10 @@ fn explain(error: serde_json::Error) -> String {
 
 /// The text with its `//`, `#` and `/* */` comments replaced by spaces, byte for byte
 /// and keeping line breaks, so that serde_json's line and column numbers are the file's.
+///
+/// Written here rather than taken from `json_comments`, which Carpool used before: that
+/// crate blanks the line breaks inside `/* */` comments (every later error named the
+/// wrong line) and reports an unclosed string or comment only as "invalid data".
 fn strip_comments(text: &str) -> Result<String, String> {
     let bytes = text.as_bytes();
     let at = |offset: usize| {
