@@ -96,6 +96,19 @@ impl RelayError {
         )
     }
 
+    /// The client stopped sending its request body (`connections.body_timeout`).
+    ///
+    /// 408 with Anthropic's `timeout_error`: Claude Code and the SDKs retry it like a
+    /// broken connection, which is what a stalled upload usually is.
+    pub fn body_stalled(message: String) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout_error",
+            Origin::Client,
+            message,
+        )
+    }
+
     /// No account can serve this request right now (file missing, refresh failed...).
     ///
     /// 503: the condition is on the Carpool machine, not in the request; the message says
