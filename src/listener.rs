@@ -15,6 +15,9 @@
 //!   request head within `header_timeout` (of being accepted, or of the first byte of its
 //!   next request), or has sat idle for `keep_alive` since its last answer. A connection
 //!   with a request in flight, including a long silent stream, is never closed by it.
+//!   HTTP/2 gets the same limits: its first request within `header_timeout`, later ones
+//!   within `keep_alive` of going idle (a GOAWAY, then the close); its header blocks are
+//!   not timed separately, since bytes arrive on an idle HTTP/2 connection anyway (pings).
 //!   hyper's own `header_read_timeout` is not used: in hyper 1.x its timer starts when a
 //!   connection goes idle after an answer, so it would also close every idle keep-alive
 //!   connection after `header_timeout`, making a longer `keep_alive` impossible;
@@ -59,6 +62,8 @@ const H2_MAX_STREAMS: u32 = 100;
 const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
 /// ...and the connection is closed if the answer takes longer than this.
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an idle HTTP/2 connection has to close after its GOAWAY.
+const H2_GOAWAY_GRACE: Duration = Duration::from_secs(1);
 /// A warning about the connection cap or accept errors at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -220,19 +225,30 @@ async fn connection(
     // deadline is at least this far after the request ends, so none is missed.
     let recheck = limits.header_timeout.min(limits.keep_alive);
     let mut draining = false;
+    // HTTP/2 connections are closed with a GOAWAY first, so a request the client is
+    // sending at that moment is refused cleanly (and retried) instead of cut; they get
+    // until then to go.
+    let mut going_away: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        let wake = match activity.deadline(&limits) {
-            None => now + recheck,
+        let wake = match (activity.deadline(&limits), going_away) {
+            (None, _) => now + recheck,
+            (Some(_), Some(by)) if by <= now => return,
+            (Some(_), Some(by)) => by,
             // Nothing in flight: a draining server closes it at once.
-            Some(deadline) if deadline <= now || draining => {
+            (Some(deadline), None) if deadline <= now || draining => {
                 tracing::debug!(
                     requests = activity.requests.load(Ordering::Relaxed),
                     "closing a connection with no request in flight (idle, slow or shutting down)"
                 );
-                return;
+                if !activity.http2.load(Ordering::Relaxed) {
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+                going_away = Some(now + H2_GOAWAY_GRACE);
+                continue;
             }
-            Some(deadline) => deadline,
+            (Some(deadline), None) => deadline,
         };
         tokio::select! {
             result = conn.as_mut() => {

@@ -515,3 +515,149 @@ async fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
     assert_ne!(numbers[0], "512", "{line}");
     stop(p).await;
 }
+
+/// Just enough HTTP/2 (cleartext, prior knowledge) to make one request and watch the
+/// connection end.
+mod h2 {
+    use tokio::io::{AsyncRead, AsyncReadExt};
+
+    pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    pub const DATA: u8 = 0;
+    pub const HEADERS: u8 = 1;
+    pub const SETTINGS: u8 = 4;
+    pub const PING: u8 = 6;
+    pub const GOAWAY: u8 = 7;
+    pub const END_STREAM: u8 = 1;
+    pub const ACK: u8 = 1;
+
+    pub struct Frame {
+        pub kind: u8,
+        pub flags: u8,
+        pub stream: u32,
+        pub payload: Vec<u8>,
+    }
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        out.extend([kind, flags]);
+        out.extend(stream.to_be_bytes());
+        out.extend(payload);
+        out
+    }
+
+    /// A GET as a HEADERS frame (END_STREAM | END_HEADERS), every field an HPACK
+    /// literal without indexing.
+    pub fn get(stream: u32, path: &str) -> Vec<u8> {
+        let mut block = Vec::new();
+        for (name, value) in [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "carpool"),
+        ] {
+            block.push(0);
+            block.push(name.len() as u8);
+            block.extend(name.as_bytes());
+            block.push(value.len() as u8);
+            block.extend(value.as_bytes());
+        }
+        frame(HEADERS, END_STREAM | 4, stream, &block)
+    }
+
+    pub async fn read(stream: &mut (impl AsyncRead + Unpin)) -> Option<Frame> {
+        let mut head = [0u8; 9];
+        stream.read_exact(&mut head).await.ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await.ok()?;
+        Some(Frame {
+            kind: head[3],
+            flags: head[4],
+            stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
+            payload,
+        })
+    }
+}
+
+#[tokio::test]
+async fn http2_connections_follow_the_same_timeouts() {
+    let mut setup = Setup::new().await;
+    setup.config["connections"] = json!({"header_timeout": "1s", "keep_alive": "2s"});
+    let carpool = setup.start().await;
+
+    // h2c with prior knowledge is still served.
+    let h2c = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = h2c
+        .post(format!("{}/v1/messages", carpool.url()))
+        .bearer_auth(ALICE_TOKEN)
+        .json(&message_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap();
+
+    // A connection that never sends a request: closed after `header_timeout`.
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(carpool.addr).await.unwrap();
+    silent.write_all(h2::PREFACE).await.unwrap();
+    silent
+        .write_all(&h2::frame(h2::SETTINGS, 0, 0, &[]))
+        .await
+        .unwrap();
+
+    // One request, then idle: a GOAWAY after `keep_alive` (not `header_timeout`), then
+    // the close.
+    let mut s = TcpStream::connect(carpool.addr).await.unwrap();
+    s.write_all(h2::PREFACE).await.unwrap();
+    s.write_all(&h2::frame(h2::SETTINGS, 0, 0, &[]))
+        .await
+        .unwrap();
+    s.write_all(&h2::get(1, "/not-relayed")).await.unwrap();
+    let mut idle_since = None;
+    let mut goaway_after = None;
+    let ended = tokio::time::timeout(Duration::from_secs(8), async {
+        while let Some(f) = h2::read(&mut s).await {
+            match f.kind {
+                h2::SETTINGS if f.flags & h2::ACK == 0 => {
+                    s.write_all(&h2::frame(h2::SETTINGS, h2::ACK, 0, &[]))
+                        .await
+                        .unwrap();
+                }
+                h2::PING if f.flags & h2::ACK == 0 => {
+                    s.write_all(&h2::frame(h2::PING, h2::ACK, 0, &f.payload))
+                        .await
+                        .unwrap();
+                }
+                h2::HEADERS | h2::DATA if f.stream == 1 && f.flags & h2::END_STREAM != 0 => {
+                    idle_since = Some(Instant::now());
+                }
+                h2::GOAWAY => {
+                    goaway_after = goaway_after.or(idle_since.map(|t: Instant| t.elapsed()));
+                }
+                _ => {}
+            }
+        }
+        idle_since.map(|t| t.elapsed())
+    })
+    .await
+    .expect("the idle HTTP/2 connection was not closed");
+    let goaway = goaway_after.expect("a GOAWAY before the close");
+    let ended = ended.expect("the request was answered");
+    assert!(
+        goaway >= Duration::from_millis(1800),
+        "GOAWAY after {goaway:?}"
+    );
+    assert!(ended < goaway + Duration::from_secs(2), "closed {ended:?}");
+
+    let closed = closed_within(&mut silent, started, Duration::from_secs(4))
+        .await
+        .expect("the silent HTTP/2 connection was not closed");
+    assert!(closed >= Duration::from_millis(900), "{closed:?}");
+    carpool.shutdown().await;
+}
