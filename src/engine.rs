@@ -1,5 +1,6 @@
 //! The running engine: shared state, the HTTP router, and the server lifecycle
-//! (bind → serve → graceful shutdown).
+//! (bind → serve → graceful shutdown). Connections themselves (limits, timeouts, the
+//! accept loop) are [`crate::listener`]'s.
 //!
 //! [`Server::bind`] is what `carpool serve`, the tests and (later) the desktop shell all
 //! use; nothing here depends on a terminal or a display.
@@ -10,14 +11,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::auth::Users;
-use crate::config::Config;
 use crate::config::Source as ConfigSource;
+use crate::config::{Config, Connections};
 use crate::credentials::{Credential, spawn_watcher};
 use crate::ledger::ccm::{CcmFile, run_saver};
 use crate::ledger::store::StoreError;
@@ -25,7 +25,7 @@ use crate::ledger::{Ledger, LedgerOptions, Pricing, Sink};
 use crate::pool::Pool;
 use crate::pool::account::{Account, Source};
 use crate::pool::limits::Reserves;
-use crate::{relay, upstream};
+use crate::{listener, relay, upstream};
 
 /// Everything a request needs, shared by all requests.
 pub struct Engine {
@@ -192,13 +192,29 @@ pub struct Server {
     listener: TcpListener,
     engine: Arc<Engine>,
     tasks: JoinSet<()>,
+    /// `connections` from the config, with `max` fitted to the open-file limit.
+    connections: Connections,
 }
 
 impl Server {
-    /// Opens the usage database, binds the listener and starts watching the credential
-    /// files.
+    /// Raises the open-file limit, opens the usage database, binds the listener and
+    /// starts watching the credential files.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let addr = config.listen;
+        // Every client connection is a file descriptor, and most need an upstream one
+        // too: the default soft limit (often 1024) would run out long before the hard one.
+        let nofile = listener::raise_open_file_limit();
+        let mut connections = config.connections;
+        connections.max = listener::effective_max(config.connections.max, nofile);
+        tracing::debug!(open_file_limit = ?nofile, max_connections = connections.max, "file descriptors");
+        if connections.max < config.connections.max {
+            tracing::info!(
+                configured = config.connections.max,
+                max_connections = connections.max,
+                open_file_limit = ?nofile,
+                "`connections.max` lowered to what the open-file limit allows"
+            );
+        }
         let engine = Arc::new(Engine::new(config)?);
         let listener = TcpListener::bind(addr)
             .await
@@ -219,6 +235,7 @@ impl Server {
             listener,
             engine,
             tasks,
+            connections,
         })
     }
 
@@ -240,6 +257,7 @@ impl Server {
             listener,
             engine,
             mut tasks,
+            connections,
         } = self;
         let grace = engine.config.timeouts.shutdown_grace;
         let (saver_stop, saver_stopped) = oneshot::channel::<()>();
@@ -251,37 +269,11 @@ impl Server {
             },
         ));
         let app = router(engine.clone());
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY: {e}");
-            }
-        });
-        let (began_tx, began_rx) = oneshot::channel::<()>();
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections; waiting for in-flight requests");
-            let _ = began_tx.send(());
-        });
-        let grace_over = async move {
-            if began_rx.await.is_err() {
-                // The server ended without a shutdown signal.
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            result = serving.into_future() => {
-                if let Err(e) = result {
-                    tracing::error!("server error: {e}");
-                }
-            }
-            () = grace_over => {
-                tracing::warn!(grace_s = grace.as_secs(), "in-flight requests did not finish within `timeouts.shutdown_grace`; closing them");
-            }
-        }
+        listener::serve(listener, app, connections, grace, shutdown).await;
         tasks.shutdown().await;
         // Responses cut at the end of the grace period record their usage when their
-        // bodies are dropped, which happened above; now write it all, then the files.
+        // bodies are dropped, which happened in `listener::serve`; now write it all,
+        // then the files.
         engine.ledger.close_async().await;
         let _ = saver_stop.send(());
         let _ = saver.await;

@@ -103,6 +103,23 @@ impl RelayError {
         )
     }
 
+    /// The client stopped sending its request body (`connections.body_timeout`).
+    ///
+    /// 408 with Anthropic's `timeout_error`: Claude Code and the SDKs retry it like a
+    /// broken connection, which is what a stalled upload usually is.
+    /// Unlike other client errors it may be retried: the next attempt may get through.
+    pub fn body_stalled(message: String) -> Self {
+        RelayError {
+            should_retry: true,
+            ..Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout_error",
+                Origin::Client,
+                message,
+            )
+        }
+    }
+
     /// No account can serve this request until its owner acts on the Carpool machine
     /// (no login yet, login revoked, credentials file broken).
     ///

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 mod fsutil;
 pub mod ledger;
+pub mod listener;
 pub mod pool;
 pub mod relay;
 pub mod secret;

@@ -17,7 +17,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::auth::TokenHash;
 use crate::ledger::prices::PriceTable;
-use raw::{HeaderValues, RawConfig, RawCredential, RawTimeouts};
+use raw::{HeaderValues, RawConfig, RawConnections, RawCredential, RawTimeouts};
 
 pub use template::{CreatedConfig, create_default};
 
@@ -38,6 +38,8 @@ pub struct Config {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub max_body_bytes: usize,
     pub timeouts: Timeouts,
+    /// Limits on client connections, enforced by [`crate::listener`].
+    pub connections: Connections,
     pub usage: UsageConfig,
     /// Extra CA certificates (PEM) for upstream HTTPS.
     pub ca_file: Option<PathBuf>,
@@ -135,6 +137,41 @@ impl Default for Timeouts {
             idle: Duration::from_secs(120),
             request: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Limits on client connections. They apply before authentication: an open port must
+/// not let anyone exhaust memory or file descriptors with connections that never finish
+/// a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    /// Most client connections open at once; more wait in the listen backlog.
+    /// [`crate::Server::bind`] lowers it to what the open-file limit allows.
+    pub max: usize,
+    /// Largest request head (request line + headers), in bytes: HTTP/1's read buffer,
+    /// HTTP/2's header list size.
+    pub max_header_bytes: usize,
+    /// From accepting a connection, or from the first byte of a later request on it,
+    /// until its request head is complete.
+    pub header_timeout: Duration,
+    /// How long a connection with no request in flight stays open after its last answer.
+    pub keep_alive: Duration,
+    /// Longest gap between two pieces of a request body.
+    pub body_timeout: Duration,
+}
+
+/// hyper refuses a read buffer smaller than this (and a request head rarely fits in less).
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max: 1024,
+            max_header_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -243,6 +280,8 @@ impl Config {
             n => usize::try_from(n).map_err(|_| invalid("max_body_bytes", "too large".into()))?,
         };
         let timeouts = timeouts_from_raw(&raw.timeouts).map_err(|(f, p)| invalid(&f, p))?;
+        let connections =
+            connections_from_raw(&raw.connections).map_err(|(f, p)| invalid(&f, p))?;
         let ca_file = raw.ca_file.as_deref().map(|p| absolute(p, base_dir));
         let clear_secrets = clear_secrets(&raw);
         let usage = usage_from_raw(raw, base_dir).map_err(|(f, p)| invalid(&f, p))?;
@@ -255,6 +294,7 @@ impl Config {
             headers,
             max_body_bytes,
             timeouts,
+            connections,
             usage,
             ca_file,
             clear_secrets,
@@ -886,20 +926,29 @@ fn users_from_raw(
     Ok(out)
 }
 
-fn timeouts_from_raw(raw: &RawTimeouts) -> Result<Timeouts, FieldProblem> {
-    let d = Timeouts::default();
-    let parse = |name: &str, v: &Option<String>, default: Duration| match v {
+/// A duration field (`"30s"`, `"2m"`), `default` when absent; zero is refused.
+fn duration_field(
+    field: &str,
+    v: &Option<String>,
+    default: Duration,
+) -> Result<Duration, FieldProblem> {
+    match v {
         None => Ok(default),
         Some(s) => match humantime::parse_duration(s) {
-            Ok(d) if d.is_zero() => {
-                Err((format!("timeouts.{name}"), "must be greater than 0".into()))
-            }
+            Ok(d) if d.is_zero() => Err((field.to_owned(), "must be greater than 0".into())),
             Ok(d) => Ok(d),
             Err(_) => Err((
-                format!("timeouts.{name}"),
+                field.to_owned(),
                 format!("`{s}` is not a duration; write it like \"30s\", \"2m\" or \"1h\""),
             )),
         },
+    }
+}
+
+fn timeouts_from_raw(raw: &RawTimeouts) -> Result<Timeouts, FieldProblem> {
+    let d = Timeouts::default();
+    let parse = |name: &str, v: &Option<String>, default: Duration| {
+        duration_field(&format!("timeouts.{name}"), v, default)
     };
     Ok(Timeouts {
         connect: parse("connect", &raw.connect, d.connect)?,
@@ -907,6 +956,35 @@ fn timeouts_from_raw(raw: &RawTimeouts) -> Result<Timeouts, FieldProblem> {
         idle: parse("idle", &raw.idle, d.idle)?,
         request: parse("request", &raw.request, d.request)?,
         shutdown_grace: parse("shutdown_grace", &raw.shutdown_grace, d.shutdown_grace)?,
+    })
+}
+
+fn connections_from_raw(raw: &RawConnections) -> Result<Connections, FieldProblem> {
+    let d = Connections::default();
+    let parse = |name: &str, v: &Option<String>, default: Duration| {
+        duration_field(&format!("connections.{name}"), v, default)
+    };
+    let max = match raw.max {
+        Some(0) => return Err(("connections.max".into(), "must be greater than 0".into())),
+        Some(n) => n,
+        None => d.max,
+    };
+    let max_header_bytes = match raw.max_header_bytes {
+        Some(n) if n < MIN_HEADER_BYTES => {
+            return Err((
+                "connections.max_header_bytes".into(),
+                format!("must be at least {MIN_HEADER_BYTES}"),
+            ));
+        }
+        Some(n) => n,
+        None => d.max_header_bytes,
+    };
+    Ok(Connections {
+        max,
+        max_header_bytes,
+        header_timeout: parse("header_timeout", &raw.header_timeout, d.header_timeout)?,
+        keep_alive: parse("keep_alive", &raw.keep_alive, d.keep_alive)?,
+        body_timeout: parse("body_timeout", &raw.body_timeout, d.body_timeout)?,
     })
 }
 

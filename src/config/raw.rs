@@ -38,6 +38,9 @@ pub struct RawConfig {
     pub max_body_bytes: Option<u64>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// Limits on client connections, which apply before any token is checked.
+    #[serde(default)]
+    pub connections: RawConnections,
     /// PEM file of extra CA certificates trusted for upstream HTTPS (a self-hosted
     /// gateway, a TLS-inspecting proxy), besides the system's.
     #[serde(default)]
@@ -209,4 +212,31 @@ pub struct RawTimeouts {
     /// On SIGINT/SIGTERM, how long in-flight responses may take to finish (default 30s).
     #[serde(default)]
     pub shutdown_grace: Option<String>,
+}
+
+/// Limits on client connections (durations as in [`RawTimeouts`]). They hold before
+/// authentication, so they are what stands between an open port and a memory or
+/// file-descriptor exhaustion.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnections {
+    /// Most client connections open at once (default 1024); more wait in the listen
+    /// backlog. Lowered at start to what the open-file limit allows.
+    #[serde(default)]
+    pub max: Option<usize>,
+    /// Largest request head (request line + headers) a connection may send, in bytes
+    /// (default 65536, at least 8192); larger ones get `431`.
+    #[serde(default)]
+    pub max_header_bytes: Option<usize>,
+    /// A new connection must send a complete request head within this (default 10s);
+    /// so must a keep-alive connection once it starts sending its next request.
+    #[serde(default)]
+    pub header_timeout: Option<String>,
+    /// A keep-alive connection with no request in flight is closed after this (default 60s).
+    #[serde(default)]
+    pub keep_alive: Option<String>,
+    /// Longest gap while a request body arrives (default 30s); then the request gets a
+    /// `408` and the connection is closed.
+    #[serde(default)]
+    pub body_timeout: Option<String>,
 }

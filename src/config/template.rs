@@ -90,7 +90,7 @@ fn render(token_hash: &str) -> String {
   //
   // Client connections: the most at once; bytes of a request head before
   // authentication; time to send a request head; idle keep-alive connections are
-  // closed after; the longest gap while a request body arrives.
+  // closed after; the longest gap while a request body arrives. These are the defaults.
   // "connections": {{ "max": 1024, "max_header_bytes": 65536, "header_timeout": "10s", "keep_alive": "60s", "body_timeout": "30s" }},
 
   "timeouts": {{
@@ -142,6 +142,7 @@ mod optional_settings {
     //! `//` is deleted, as the template tells the user to.
 
     use std::path::Path;
+    use std::time::Duration;
 
     use super::render;
     use crate::config::{Config, ConfigError};
@@ -150,16 +151,12 @@ mod optional_settings {
         name: &'static str,
         /// Checks that the uncommented value took effect.
         check: fn(&Config),
-        /// Set while the setting is not merged yet: until then the uncommented line must
-        /// be refused as an unknown field.
-        pending_merge: bool,
     }
 
     const OPTIONALS: &[Optional] = &[
         Optional {
             name: "database",
             check: |c| assert_eq!(c.usage.database, Path::new("/path/to/usage.db")),
-            pending_merge: false,
         },
         Optional {
             name: "usages_path",
@@ -169,7 +166,6 @@ mod optional_settings {
                     Some(Path::new("/path/to/usages.json"))
                 )
             },
-            pending_merge: false,
         },
         Optional {
             name: "prices",
@@ -185,21 +181,25 @@ mod optional_settings {
                     .cost_micros("model-id", &tokens, &Default::default());
                 assert_eq!(cost, Some(18_000_000));
             },
-            pending_merge: false,
         },
         Optional {
             name: "ca_file",
             check: |c| assert_eq!(c.ca_file.as_deref(), Some(Path::new("/path/to/ca.pem"))),
-            pending_merge: false,
         },
-        // EXPECTED TO PARSE AFTER MERGE: the `connections` block comes with the
-        // client-connection limits (branch hard-conn). When merging, set `pending_merge`
-        // to false and check the values here (max 1024, max_header_bytes 65536,
-        // header_timeout 10s, keep_alive 60s, body_timeout 30s).
         Optional {
             name: "connections",
-            check: |_| unreachable!("pending merge"),
-            pending_merge: true,
+            check: |c| {
+                let c = &c.connections;
+                assert_eq!((c.max, c.max_header_bytes), (1024, 65536));
+                assert_eq!(
+                    (c.header_timeout, c.keep_alive, c.body_timeout),
+                    (
+                        Duration::from_secs(10),
+                        Duration::from_secs(60),
+                        Duration::from_secs(30)
+                    )
+                );
+            },
         },
     ];
 
@@ -260,15 +260,8 @@ mod optional_settings {
             let edited = uncomment(&text, &[line.0]);
             assert_ne!(edited, text);
             match load(&edited) {
-                Ok(config) if !optional.pending_merge => (optional.check)(&config),
-                Err(ConfigError::Invalid { field, problem, .. }) if optional.pending_merge => {
-                    assert_eq!(field, optional.name, "{problem}");
-                    assert!(problem.contains("unknown field"), "{problem}");
-                }
-                other => panic!(
-                    "`{}` uncommented (pending merge: {}): {other:?}",
-                    optional.name, optional.pending_merge
-                ),
+                Ok(config) => (optional.check)(&config),
+                Err(e) => panic!("`{}` uncommented: {e}", optional.name),
             }
         }
     }
@@ -276,15 +269,10 @@ mod optional_settings {
     #[test]
     fn all_optional_settings_work_uncommented_together() {
         let text = render(HASH);
-        let ready: Vec<usize> = commented(&text)
-            .into_iter()
-            .zip(OPTIONALS)
-            .filter(|(_, o)| !o.pending_merge)
-            .map(|((line, _), _)| line)
-            .collect();
-        assert!(ready.len() >= 4);
-        let config = load(&uncomment(&text, &ready)).unwrap();
-        for optional in OPTIONALS.iter().filter(|o| !o.pending_merge) {
+        let all: Vec<usize> = commented(&text).into_iter().map(|(line, _)| line).collect();
+        assert_eq!(all.len(), OPTIONALS.len());
+        let config = load(&uncomment(&text, &all)).unwrap();
+        for optional in OPTIONALS {
             (optional.check)(&config);
         }
     }

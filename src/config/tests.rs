@@ -38,6 +38,7 @@ fn an_empty_config_means_loopback_default_account_no_users() {
     assert!(c.pools.is_empty());
     assert!(c.users.is_empty());
     assert_eq!(c.timeouts, Timeouts::default());
+    assert_eq!(c.connections, Connections::default());
     assert_eq!(c.max_body_bytes, 64 * 1024 * 1024);
 }
 
@@ -91,6 +92,29 @@ fn timeouts_and_headers_are_read() {
     assert_eq!(c.timeouts.first_byte, Duration::from_secs(90));
     assert_eq!(c.timeouts.request, Duration::from_secs(900));
     assert_eq!(c.headers.len(), 3);
+}
+
+#[test]
+fn connection_limits_are_read() {
+    let c = parse(
+        r#"{"connections": {"max": 200, "max_header_bytes": 16384, "header_timeout": "5s",
+            "keep_alive": "2m", "body_timeout": "1m"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.connections,
+        Connections {
+            max: 200,
+            max_header_bytes: 16384,
+            header_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(120),
+            body_timeout: Duration::from_secs(60),
+        }
+    );
+    // Partly set: the rest keep their defaults.
+    let c = parse(r#"{"connections": {"keep_alive": "5s"}}"#).unwrap();
+    assert_eq!(c.connections.keep_alive, Duration::from_secs(5));
+    assert_eq!(c.connections.max, Connections::default().max);
 }
 
 #[test]
@@ -250,6 +274,25 @@ fn every_rejection_names_its_field() {
         (r#"{"timeouts": {"idle": "0s"}}"#, "timeouts.idle"),
         (r#"{"timeouts": {"connect": "fast"}}"#, "timeouts.connect"),
         (r#"{"timeouts": {"idel": "1s"}}"#, "timeouts.idel"),
+        (r#"{"connections": {"max": 0}}"#, "connections.max"),
+        (r#"{"connections": {"max": -1}}"#, "connections.max"),
+        (
+            r#"{"connections": {"max_header_bytes": 8191}}"#,
+            "connections.max_header_bytes",
+        ),
+        (
+            r#"{"connections": {"header_timeout": "0s"}}"#,
+            "connections.header_timeout",
+        ),
+        (
+            r#"{"connections": {"keep_alive": "forever"}}"#,
+            "connections.keep_alive",
+        ),
+        (
+            r#"{"connections": {"body_timeout": "0ms"}}"#,
+            "connections.body_timeout",
+        ),
+        (r#"{"connections": {"idle": "1s"}}"#, "connections.idle"),
         (r#"{"usage_queue": 0}"#, "usage_queue"),
         (r#"{"database": ""}"#, "database"),
         (

@@ -1,8 +1,9 @@
 //! The request path, in the order a request meets it:
 //!
 //! 1. **authenticate** the Carpool user token ([`crate::auth`]);
-//! 2. **read the body** once into memory (bounded by `max_body_bytes`): it may be sent
-//!    again, on a refreshed token now and on another account later;
+//! 2. **read the body** once into memory (bounded by `max_body_bytes`, and by
+//!    `connections.body_timeout` between two of its pieces): it may be sent again, on a
+//!    refreshed token now and on another account later;
 //! 3. **pick an account** among those the user may use ([`crate::pool`]: their own
 //!    account, or a pool with its strategy and sticky conversations) and get its
 //!    credential, refreshing an OAuth token if needed ([`crate::credentials`]);
@@ -116,7 +117,12 @@ async fn relay(
     log.authenticated(engine.clone());
 
     // 2. read the body
-    let body = read_body(body, engine.config.max_body_bytes).await?;
+    let body = read_body(
+        body,
+        engine.config.max_body_bytes,
+        engine.config.connections.body_timeout,
+    )
+    .await?;
     let peek = Peek::of(&body);
     let ids = ClientIds::of(
         &parts.headers,
@@ -510,16 +516,54 @@ fn needs_owner() -> RelayError {
     )
 }
 
-/// Reads the whole request body, refusing more than `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, RelayError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let source = e.into_inner();
-        if source.is::<http_body_util::LengthLimitError>() {
-            RelayError::too_large(limit)
-        } else {
-            RelayError::bad_request(format!(
-                "Carpool: could not read the request body: {source}"
-            ))
+/// Reads the whole request body, refusing more than `limit` bytes, and a body that stops
+/// arriving for `gap` (it would hold its memory and connection for nothing). Either way
+/// the rest of the body is not read, so hyper closes the connection after the answer.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    gap: std::time::Duration,
+) -> Result<Bytes, RelayError> {
+    use http_body_util::BodyExt;
+    let mut body = std::pin::pin!(http_body_util::Limited::new(body, limit));
+    let mut chunks: Vec<Bytes> = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(gap, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Ok(Some(Err(source))) => {
+                return Err(if source.is::<http_body_util::LengthLimitError>() {
+                    RelayError::too_large(limit)
+                } else {
+                    RelayError::bad_request(format!(
+                        "Carpool: could not read the request body: {source}"
+                    ))
+                });
+            }
+            Err(_) => {
+                let received: usize = chunks.iter().map(Bytes::len).sum();
+                return Err(RelayError::body_stalled(format!(
+                    "Carpool: the request body stalled: nothing arrived for {} after {received} bytes (`connections.body_timeout` in the Carpool config)",
+                    humantime::format_duration(gap)
+                )));
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            if !data.is_empty() {
+                chunks.push(data);
+            }
+        }
+    }
+    // One piece (the common case for small bodies) is returned as it is, without a copy.
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut whole = bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for chunk in chunks {
+                whole.extend_from_slice(&chunk);
+            }
+            whole.freeze()
         }
     })
 }

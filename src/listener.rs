@@ -1,0 +1,593 @@
+//! The client listener: accepting connections, serving HTTP/1 and HTTP/2 (h2c) on them,
+//! closing the ones that take too long, and graceful shutdown.
+//!
+//! Hand-written rather than `axum::serve`, which exposes none of the limits an open port
+//! needs. Everything here applies before a token is checked (`connections` in the config):
+//!
+//! - **at most `connections.max` connections**: a permit is taken *before* `accept()`, so
+//!   beyond the cap new connections wait in the kernel's listen backlog instead of
+//!   costing memory and file descriptors here. [`effective_max`] keeps the cap below what
+//!   the open-file limit allows;
+//! - **`max_header_bytes`** bounds a request head: HTTP/1's read buffer (hyper answers
+//!   `431` beyond it), HTTP/2's header list size;
+//! - **`header_timeout`** and **`keep_alive`**: a per-connection watchdog ([`Activity`])
+//!   closes a connection that has no request in flight and either has not completed a
+//!   request head within `header_timeout` (of being accepted, or of the first byte of its
+//!   next request), or has sat idle for `keep_alive` since its last answer. A connection
+//!   with a request in flight, including a long silent stream, is never closed by it.
+//!   HTTP/2 gets the same limits: its first request within `header_timeout`, later ones
+//!   within `keep_alive` of going idle (a GOAWAY, then the close); its header blocks are
+//!   not timed separately, since bytes arrive on an idle HTTP/2 connection anyway (pings).
+//!   hyper's own `header_read_timeout` is not used: in hyper 1.x its timer starts when a
+//!   connection goes idle after an answer, so it would also close every idle keep-alive
+//!   connection after `header_timeout`, making a longer `keep_alive` impossible;
+//! - **accept errors** such as `EMFILE` (out of file descriptors) back off from 10 ms up
+//!   to 1 s instead of spinning on a connection the kernel keeps offering; errors of one
+//!   connection (`ECONNABORTED`) are skipped.
+//!
+//! The body-read timeout (`connections.body_timeout`) lives where the relay reads the
+//! body ([`crate::relay`]), since only the handler knows it is waiting for one.
+//!
+//! Every connection runs in a [`JoinSet`] that shutdown waits on: on shutdown the
+//! listener closes, idle connections are closed, in-flight requests finish (HTTP/1 then
+//! closes, HTTP/2 gets a GOAWAY) for at most `timeouts.shutdown_grace`, and whatever is
+//! left is then dropped (a response cut there still records its usage as it is dropped).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::Response;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::Connections;
+
+/// Streams one HTTP/2 connection may run at once.
+const H2_MAX_STREAMS: u32 = 100;
+/// HTTP/2 keep-alive pings: sent after this much silence from the client...
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// ...and the connection is closed if the answer takes longer than this.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an idle HTTP/2 connection has to close after its GOAWAY.
+const H2_GOAWAY_GRACE: Duration = Duration::from_secs(1);
+/// A warning about the connection cap or accept errors at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// File descriptors kept for everything that is not a client connection: the usage
+/// database, credential watchers, logs, DNS.
+const FD_HEADROOM: u64 = 64;
+/// The cap never goes below this, whatever the open-file limit says.
+const MIN_CONNECTIONS: usize = 16;
+
+/// Raises the soft open-file limit to the hard limit and returns the resulting soft
+/// limit, or `None` when there is no such limit (Windows) or it is unlimited.
+pub fn raise_open_file_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(u64::MAX) => None,
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::debug!("cannot raise the open-file limit: {e}");
+            None
+        }
+    }
+}
+
+/// The connection cap to run with: `configured`, lowered so that every client
+/// connection can also hold an upstream connection within the open-file limit
+/// (`nofile`), with [`FD_HEADROOM`] to spare; never below [`MIN_CONNECTIONS`].
+pub fn effective_max(configured: usize, nofile: Option<u64>) -> usize {
+    let Some(nofile) = nofile else {
+        return configured;
+    };
+    let allowed = usize::try_from((nofile / 2).saturating_sub(FD_HEADROOM)).unwrap_or(usize::MAX);
+    configured.min(allowed.max(MIN_CONNECTIONS))
+}
+
+/// Accepts and serves connections until `shutdown` completes, then shuts down
+/// gracefully within `grace` (see the module doc).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Connections,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let builder = Arc::new(http_builder(&limits));
+    let permits = Arc::new(Semaphore::new(limits.max));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut backoff = Backoff::default();
+    let mut warned_full: Option<Instant> = None;
+    let mut warned_error: Option<Instant> = None;
+    let mut shutdown = pin!(shutdown);
+    loop {
+        reap(&mut connections);
+        if permits.available_permits() == 0 && due(&mut warned_full) {
+            tracing::warn!(
+                max = limits.max,
+                "connection limit reached (`connections.max`); new connections wait until one closes"
+            );
+        }
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        match accepted {
+            Ok((tcp, _peer)) => {
+                backoff.reset();
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY: {e}");
+                }
+                connections.spawn(connection(
+                    tcp,
+                    builder.clone(),
+                    app.clone(),
+                    limits,
+                    stop_rx.clone(),
+                    permit,
+                ));
+            }
+            Err(e) if is_connection_error(&e) => {
+                tracing::debug!("a connection failed while being accepted: {e}");
+            }
+            Err(e) => {
+                // Out of file descriptors or memory: the connection stays in the backlog
+                // and accept() would fail again at once. Wait for some to be freed.
+                let wait = backoff.next_wait();
+                if due(&mut warned_error) {
+                    tracing::warn!("cannot accept connections: {e}; retrying with backoff");
+                } else {
+                    tracing::debug!(wait_ms = wait.as_millis() as u64, "accept failed: {e}");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = &mut shutdown => break,
+                }
+            }
+        }
+    }
+
+    tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            grace_s = grace.as_secs(),
+            "in-flight requests did not finish within `timeouts.shutdown_grace`; closing them"
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// The HTTP settings every connection is served with.
+fn http_builder(limits: &Connections) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .max_buf_size(limits.max_header_bytes)
+        .timer(TokioTimer::new())
+        // The watchdog times request heads; see the module doc.
+        .header_read_timeout(None);
+    builder
+        .http2()
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(H2_PING_INTERVAL))
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        .timer(TokioTimer::new());
+    builder
+}
+
+/// Serves one connection, closing it when its [`Activity`] says it has been idle too
+/// long. Holds its permit until the socket is closed.
+async fn connection(
+    tcp: TcpStream,
+    builder: Arc<Builder<TokioExecutor>>,
+    app: Router,
+    limits: Connections,
+    mut stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        tcp,
+        activity: activity.clone(),
+    });
+    let service = Tracked {
+        app,
+        activity: activity.clone(),
+    };
+    let mut conn = pin!(builder.serve_connection(io, service));
+    // With a request in flight there is no deadline; look again this often. Any later
+    // deadline is at least this far after the request ends, so none is missed.
+    let recheck = limits.header_timeout.min(limits.keep_alive);
+    let mut draining = false;
+    // HTTP/2 connections are closed with a GOAWAY first, so a request the client is
+    // sending at that moment is refused cleanly (and retried) instead of cut; they get
+    // until then to go.
+    let mut going_away: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let wake = match (activity.deadline(&limits), going_away) {
+            (None, _) => now + recheck,
+            (Some(_), Some(by)) if by <= now => return,
+            (Some(_), Some(by)) => by,
+            // Nothing in flight: a draining server closes it at once.
+            (Some(deadline), None) if deadline <= now || draining => {
+                tracing::debug!(
+                    requests = activity.requests.load(Ordering::Relaxed),
+                    "closing a connection with no request in flight (idle, slow or shutting down)"
+                );
+                if !activity.http2.load(Ordering::Relaxed) {
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+                going_away = Some(now + H2_GOAWAY_GRACE);
+                continue;
+            }
+            (Some(deadline), None) => deadline,
+        };
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!("connection ended: {e}");
+                }
+                return;
+            }
+            _ = stop.wait_for(|stopping| *stopping), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+}
+
+/// Collects finished connection tasks, so the set does not grow with every connection.
+fn reap(connections: &mut JoinSet<()>) {
+    while let Some(result) = connections.try_join_next() {
+        if let Err(e) = result {
+            if e.is_panic() {
+                tracing::error!("a connection task panicked: {e}");
+            }
+        }
+    }
+}
+
+/// True (and rearmed) when the last warning is older than [`WARN_EVERY`].
+fn due(last: &mut Option<Instant>) -> bool {
+    let now = Instant::now();
+    if last.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
+        return false;
+    }
+    *last = Some(now);
+    true
+}
+
+/// Accept errors that concern one connection (it was reset before we took it): the
+/// next accept will do fine. Anything else (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`)
+/// concerns the process and is backed off.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+/// 10 ms, doubling to 1 s; back to 10 ms after a successful accept.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        wait
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { next: Self::FIRST }
+    }
+}
+
+/// What one connection is doing, as far as its timeouts care: requests in flight, when
+/// it last went idle, and when the head of its next request began to arrive. Updated by
+/// the socket ([`Watched`]), the service ([`Tracked`]) and the response bodies (which
+/// may live in other tasks under HTTP/2), read by the connection's watchdog.
+#[derive(Debug)]
+struct Activity {
+    born: Instant,
+    /// Requests whose response has not been fully handed to hyper yet.
+    in_flight: AtomicUsize,
+    /// Requests started on this connection.
+    requests: AtomicU64,
+    http2: AtomicBool,
+    /// Milliseconds after `born` when the last request ended.
+    idle_since: AtomicU64,
+    /// Milliseconds after `born` of the first byte read while idle; [`NONE`] if none.
+    head_started: AtomicU64,
+}
+
+const NONE: u64 = u64::MAX;
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            born: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            http2: AtomicBool::new(false),
+            idle_since: AtomicU64::new(0),
+            head_started: AtomicU64::new(NONE),
+        }
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(NONE - 1)
+    }
+
+    fn at(&self, millis: u64) -> Instant {
+        self.born + Duration::from_millis(millis)
+    }
+
+    /// When the connection should be closed if nothing changes; `None` while a request
+    /// is in flight.
+    fn deadline(&self, limits: &Connections) -> Option<Instant> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        if self.requests.load(Ordering::SeqCst) == 0 {
+            return Some(self.born + limits.header_timeout);
+        }
+        // HTTP/2 reads frames (pings, window updates) while idle, so bytes say nothing
+        // there about a request coming; its request heads are bounded by `keep_alive`.
+        let head = self.head_started.load(Ordering::SeqCst);
+        if head != NONE && !self.http2.load(Ordering::Relaxed) {
+            return Some(self.at(head) + limits.header_timeout);
+        }
+        Some(self.at(self.idle_since.load(Ordering::SeqCst)) + limits.keep_alive)
+    }
+
+    /// Bytes arrived on the socket.
+    fn read_some(&self) {
+        if self.in_flight.load(Ordering::SeqCst) == 0
+            && self.head_started.load(Ordering::SeqCst) == NONE
+        {
+            self.head_started.store(self.millis(), Ordering::SeqCst);
+        }
+    }
+
+    /// A request head is complete: until the guard drops, the connection is busy.
+    fn begin(self: &Arc<Self>, version: http::Version) -> InFlight {
+        if version == http::Version::HTTP_2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.head_started.store(NONE, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+}
+
+/// One request in flight; dropped with its response body (or with the request, if it
+/// never got one).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // `idle_since` first: the watchdog reads it only once `in_flight` is 0.
+        self.0.idle_since.store(self.0.millis(), Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The router as a hyper service, marking each request in flight on the connection's
+/// [`Activity`] until its response body is done.
+#[derive(Clone)]
+struct Tracked {
+    app: Router,
+    activity: Arc<Activity>,
+}
+
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl hyper::service::Service<http::Request<Incoming>> for Tracked {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, request: http::Request<Incoming>) -> ResponseFuture {
+        let in_flight = self.activity.begin(request.version());
+        // The router is always ready (axum's own `serve` does not wait either).
+        let mut app = self.app.clone();
+        Box::pin(async move {
+            let response = tower_service::Service::call(&mut app, request.map(Body::new)).await?;
+            // The guard lives as long as the body: hyper drops it once it has sent the
+            // last byte, or when the connection goes away.
+            Ok(response.map(|body| {
+                Body::new(body.map_frame(move |frame| {
+                    let _ = &in_flight;
+                    frame
+                }))
+            }))
+        })
+    }
+}
+
+/// The client socket, telling [`Activity`] when bytes arrive.
+struct Watched {
+    tcp: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.read_some();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Connections {
+        Connections {
+            header_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(60),
+            ..Connections::default()
+        }
+    }
+
+    #[test]
+    fn the_cap_leaves_file_descriptors_for_upstream_connections() {
+        assert_eq!(effective_max(1024, None), 1024);
+        assert_eq!(effective_max(1024, Some(1_048_576)), 1024);
+        // 1024 descriptors: 512 - 64 client connections, each with room for an upstream one.
+        assert_eq!(effective_max(1024, Some(1024)), 448);
+        assert_eq!(effective_max(100, Some(1024)), 100);
+        assert_eq!(effective_max(1024, Some(256)), 64);
+        assert_eq!(effective_max(1024, Some(64)), MIN_CONNECTIONS);
+        assert_eq!(effective_max(4, Some(64)), 4);
+    }
+
+    #[test]
+    fn accept_errors_back_off_from_10ms_to_1s() {
+        let mut b = Backoff::default();
+        let waits: Vec<u64> = (0..9).map(|_| b.next_wait().as_millis() as u64).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        b.reset();
+        assert_eq!(b.next_wait(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn only_per_connection_accept_errors_are_retried_at_once() {
+        assert!(is_connection_error(&io::Error::from(
+            io::ErrorKind::ConnectionAborted
+        )));
+        // EMFILE / ENFILE come as raw OS errors of no particular kind.
+        assert!(!is_connection_error(&io::Error::from_raw_os_error(24)));
+        assert!(!is_connection_error(&io::Error::from_raw_os_error(23)));
+        assert!(!is_connection_error(&io::Error::from(
+            io::ErrorKind::OutOfMemory
+        )));
+    }
+
+    #[test]
+    fn a_new_connection_has_header_timeout_to_send_its_first_request() {
+        let a = Arc::new(Activity::new());
+        assert_eq!(
+            a.deadline(&limits()),
+            Some(a.born + Duration::from_secs(10))
+        );
+        // Bytes of a first request do not extend it.
+        a.read_some();
+        assert_eq!(
+            a.deadline(&limits()),
+            Some(a.born + Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn no_deadline_while_a_request_is_in_flight_then_keep_alive() {
+        let a = Arc::new(Activity::new());
+        let guard = a.begin(http::Version::HTTP_11);
+        assert_eq!(a.deadline(&limits()), None);
+        a.read_some(); // the request body
+        assert_eq!(a.deadline(&limits()), None);
+        drop(guard);
+        let idle = a.deadline(&limits()).unwrap();
+        let expected = Instant::now() + Duration::from_secs(60);
+        assert!(idle <= expected && idle + Duration::from_secs(1) > expected);
+        // The next request starts to arrive: its head has `header_timeout`.
+        a.read_some();
+        let head = a.deadline(&limits()).unwrap();
+        assert!(head < idle - Duration::from_secs(40));
+    }
+
+    #[test]
+    fn http2_bytes_while_idle_do_not_shorten_keep_alive() {
+        let a = Arc::new(Activity::new());
+        drop(a.begin(http::Version::HTTP_2));
+        let idle = a.deadline(&limits()).unwrap();
+        a.read_some(); // a PING answer
+        assert_eq!(a.deadline(&limits()), Some(idle));
+    }
+}
