@@ -1,6 +1,7 @@
 //! Properties of what the relay reads from a request before sending it on: the body's
 //! `model`, `stream`, `metadata` and number of `messages` ([`Peek`]), and the client's
-//! device and session ids ([`ClientIds`]). Both read untrusted bytes on every request.
+//! device and session ids ([`ClientIds`]), and which upstream path a request path may
+//! reach ([`super::Endpoint`]). All read untrusted bytes on every request.
 //!
 //! Next to the code (not in `tests/`) because `Peek` is private. Bounded case counts;
 //! `PROPTEST_CASES=N` runs more.
@@ -196,4 +197,59 @@ fn deeply_nested_bodies_do_not_overflow_the_stack() {
     );
     let p = peek(body.as_bytes());
     assert_eq!((p.model.as_deref(), p.messages), (Some("m"), 2));
+}
+
+/// Path pieces an attacker would try: separators, dots, their percent-encodings in both
+/// cases, backslashes, control characters, and ordinary model-id characters.
+fn path_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("/".to_owned()),
+        Just("\\".to_owned()),
+        Just(".".to_owned()),
+        Just("..".to_owned()),
+        Just("%2e".to_owned()),
+        Just("%2E".to_owned()),
+        Just("%2f".to_owned()),
+        Just("%5C".to_owned()),
+        Just("%00".to_owned()),
+        Just("?".to_owned()),
+        Just("#".to_owned()),
+        Just("\t".to_owned()),
+        "[a-zA-Z0-9_:@-]{1,12}",
+        any::<char>().prop_map(String::from),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Whatever follows `/v1/models/`, Carpool either refuses it or sends exactly
+    /// `/v1/models/<the same text>` to the upstream, under any base path: never a path
+    /// that a URL parser resolves elsewhere.
+    #[test]
+    fn a_model_path_reaches_only_its_own_upstream_path(
+        pieces in prop::collection::vec(path_piece(), 1..8),
+        base in prop_oneof![
+            Just("https://api.anthropic.com"),
+            Just("http://127.0.0.1:8080/gateway/anthropic"),
+        ],
+    ) {
+        let id: String = pieces.concat();
+        let path = format!("/v1/models/{id}");
+        if let Some(endpoint) = super::Endpoint::of(&path) {
+            let url = endpoint.upstream_url(base, None).expect("a relayed path builds its URL");
+            let base_path = reqwest::Url::parse(base).unwrap().path().trim_end_matches('/').to_owned();
+            prop_assert_eq!(url.path(), format!("{base_path}/v1/models/{id}"));
+            prop_assert!(!id.contains(['/', '\\', '%']) && id != "." && id != "..");
+        }
+    }
+
+    /// Any request path is either one of the four relayed endpoints or refused.
+    #[test]
+    fn only_the_relayed_endpoints_are_relayed(path in "/[a-z0-9/._%-]{0,40}") {
+        if let Some(endpoint) = super::Endpoint::of(&path) {
+            prop_assert_eq!(endpoint.path(), path.clone());
+            prop_assert!(path.starts_with("/v1/messages") || path.starts_with("/v1/models"));
+        }
+    }
 }
