@@ -11,6 +11,8 @@ mod fsutil;
 pub mod ledger;
 pub mod listener;
 pub mod pool;
+#[cfg(test)]
+mod proptest_cases;
 pub mod relay;
 pub mod secret;
 pub mod upstream;

@@ -14,16 +14,7 @@ use serde_json::{Map, Value, json};
 use super::Peek;
 use super::client::ClientIds;
 
-fn config(cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(cases);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
+use crate::proptest_cases::cases as config;
 
 /// Any JSON value (no floats: they need not survive a round trip exactly).
 fn json_value() -> impl Strategy<Value = Value> {

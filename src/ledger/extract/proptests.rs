@@ -11,16 +11,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-fn config(cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(cases);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
+use crate::proptest_cases::cases as config;
 
 /// A small deterministic generator (splitmix64) for layout choices: line endings, where
 /// chunks end. Its seed comes from proptest, so a failure is reproduced from the seed.
