@@ -113,10 +113,14 @@ impl Engine {
                 five_hour: c.reserve_5h,
                 weekly: c.reserve_weekly,
             };
+            let base = reqwest::Url::parse(&c.base_url).map_err(|e| StartError::Account {
+                tag: c.tag.clone(),
+                problem: format!("base_url `{}`: {e}", c.base_url),
+            })?;
             accounts.push(Arc::new(Account::new(
                 index,
                 c.tag.clone(),
-                c.base_url.clone(),
+                base,
                 http,
                 source,
                 reserves,

@@ -368,6 +368,18 @@ impl JsonTap {
                 }
                 continue;
             }
+            if self.at == At::Nested && self.field.is_none() {
+                // Inside a value nobody wants (`content`, …): only quotes and brackets
+                // matter, so skip to the next one at once.
+                let rest = &chunk[i..];
+                i += rest
+                    .iter()
+                    .position(|&b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']'))
+                    .unwrap_or(rest.len());
+                if i == chunk.len() {
+                    break;
+                }
+            }
             let b = chunk[i];
             self.byte(b, &chunk[i..=i]);
             i += 1;

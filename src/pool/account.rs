@@ -50,6 +50,9 @@ pub struct Account {
     pub tag: String,
     /// Without a trailing slash.
     pub base_url: String,
+    /// The same, parsed once: parsing a URL (host normalisation included) costs more
+    /// than the rest of building a request, so each request starts from a copy of this.
+    pub base: reqwest::Url,
     /// Its own client: its proxy applies to requests, refreshes and usage polls.
     pub http: reqwest::Client,
     pub source: Source,
@@ -79,7 +82,7 @@ impl Account {
     pub fn new(
         index: usize,
         tag: String,
-        base_url: String,
+        base: reqwest::Url,
         http: reqwest::Client,
         source: Source,
         reserves: Reserves,
@@ -88,7 +91,8 @@ impl Account {
         Account {
             index,
             tag,
-            base_url,
+            base_url: base.as_str().trim_end_matches('/').to_owned(),
+            base,
             http,
             source,
             reserves,
@@ -375,7 +379,7 @@ mod tests {
         Account::new(
             0,
             "console".into(),
-            "http://127.0.0.1:9".into(),
+            "http://127.0.0.1:9".parse().unwrap(),
             reqwest::Client::new(),
             Source::ApiKey(Secret::new("sk-ant-api03-unit")),
             Reserves::default(),
@@ -414,7 +418,7 @@ mod tests {
         let account = Account::new(
             0,
             "a".into(),
-            "http://127.0.0.1:9".into(),
+            "http://127.0.0.1:9".parse().unwrap(),
             reqwest::Client::new(),
             Source::ApiKey(Secret::new("k")),
             Reserves::default(),

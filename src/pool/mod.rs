@@ -339,7 +339,7 @@ mod tests {
                 Arc::new(Account::new(
                     i,
                     format!("a{i}"),
-                    "http://127.0.0.1:9".into(),
+                    "http://127.0.0.1:9".parse().unwrap(),
                     reqwest::Client::new(),
                     Source::ApiKey(Secret::new("k")),
                     Reserves::default(),

@@ -63,27 +63,26 @@ impl Endpoint {
         matches!(self, Endpoint::Messages)
     }
 
-    /// The upstream URL: `base` (scheme, host and an optional path prefix, no trailing
-    /// slash), this endpoint's path and the client's query. Refused unless the parsed
-    /// URL's path is exactly the base's path followed by [`Endpoint::path`], so no
-    /// spelling of a path can lead anywhere else.
-    pub fn upstream_url(&self, base: &str, query: Option<&str>) -> Result<reqwest::Url, String> {
-        let path = self.path();
-        let mut text = format!("{base}{path}");
+    /// The upstream URL: `base` (scheme, host and an optional path prefix) with this
+    /// endpoint's path after the base's own path, and the client's query. Refused unless
+    /// the resulting URL's path is exactly that, so no spelling of a path can lead
+    /// anywhere else: the URL parser resolves `..`, `%2e%2e` and backslashes while it
+    /// sets the path, and the check sees the result.
+    pub fn upstream_url(
+        &self,
+        base: &reqwest::Url,
+        query: Option<&str>,
+    ) -> Result<reqwest::Url, String> {
+        let expected = format!("{}{}", base.path().trim_end_matches('/'), self.path());
+        let mut url = base.clone();
+        url.set_path(&expected);
         if let Some(query) = query {
             if query.chars().any(|c| c == '#' || c.is_control()) {
                 return Err(format!("a query with `#` or control characters: {query:?}"));
             }
-            text.push('?');
-            text.push_str(query);
         }
-        let url = reqwest::Url::parse(&text).map_err(|e| format!("{text}: {e}"))?;
-        let base_path = reqwest::Url::parse(base)
-            .map_err(|e| format!("{base}: {e}"))?
-            .path()
-            .trim_end_matches('/')
-            .to_owned();
-        let expected = format!("{base_path}{path}");
+        url.set_query(query);
+        url.set_fragment(None);
         if url.path() != expected {
             return Err(format!(
                 "the upstream path would be {} instead of {expected}",
@@ -135,6 +134,10 @@ pub fn not_relayed(method: &http::Method, path: &str) -> RelayError {
 mod tests {
     use super::*;
 
+    fn base(url: &str) -> reqwest::Url {
+        url.parse().unwrap()
+    }
+
     #[test]
     fn relayed_paths_and_their_upstream_urls() {
         let cases = [
@@ -156,12 +159,12 @@ mod tests {
         for (path, url) in cases {
             let endpoint = Endpoint::of(path).unwrap_or_else(|| panic!("{path} refused"));
             let built = endpoint
-                .upstream_url("https://api.anthropic.com", None)
+                .upstream_url(&base("https://api.anthropic.com"), None)
                 .unwrap();
             assert_eq!(built.as_str(), url);
         }
         let with_query = Endpoint::Messages
-            .upstream_url("http://127.0.0.1:9/prefix", Some("beta=true"))
+            .upstream_url(&base("http://127.0.0.1:9/prefix"), Some("beta=true"))
             .unwrap();
         assert_eq!(
             with_query.as_str(),
@@ -205,18 +208,18 @@ mod tests {
         let sneaky = Endpoint::Model(ModelId("..".into()));
         assert!(
             sneaky
-                .upstream_url("https://api.anthropic.com", None)
+                .upstream_url(&base("https://api.anthropic.com"), None)
                 .is_err()
         );
         let sneaky = Endpoint::Model(ModelId("%2e%2e".into()));
         assert!(
             sneaky
-                .upstream_url("https://api.anthropic.com", None)
+                .upstream_url(&base("https://api.anthropic.com"), None)
                 .is_err()
         );
         assert!(
             Endpoint::Messages
-                .upstream_url("https://api.anthropic.com", Some("a#b"))
+                .upstream_url(&base("https://api.anthropic.com"), Some("a#b"))
                 .is_err()
         );
     }

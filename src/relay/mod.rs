@@ -584,7 +584,7 @@ async fn send(
         body,
     } = request;
     let url = endpoint
-        .upstream_url(&account.base_url, parts.uri.query())
+        .upstream_url(&account.base, parts.uri.query())
         .map_err(|problem| {
             tracing::warn!(account = %account.tag, "refused to build an upstream URL: {problem}");
             endpoint::not_relayed(&parts.method, parts.uri.path())
