@@ -45,7 +45,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::response::Response;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -443,12 +442,42 @@ impl hyper::service::Service<http::Request<Incoming>> for Tracked {
             // The guard lives as long as the body: hyper drops it once it has sent the
             // last byte, or when the connection goes away.
             Ok(response.map(|body| {
-                Body::new(body.map_frame(move |frame| {
-                    let _ = &in_flight;
-                    frame
-                }))
+                Body::new(Guarded {
+                    inner: body,
+                    _in_flight: in_flight,
+                })
             }))
         })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body holding its request's [`InFlight`] guard. Everything else is the
+    /// inner body's, its size hint included (`BodyExt::map_frame` would drop that).
+    struct Guarded {
+        #[pin]
+        inner: Body,
+        _in_flight: InFlight,
+    }
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

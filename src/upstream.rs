@@ -64,8 +64,14 @@ fn is_dropped_request_header(name: &str) -> bool {
 /// `ocp-apim-subscription-key`, …), and cookies. `name` is lower case, as
 /// [`http::HeaderName`]s are.
 fn is_client_credential(name: &str) -> bool {
-    matches!(name, "cookie" | "cookie2")
-        || [
+    matches!(name, "cookie" | "cookie2") || CREDENTIAL_PATTERNS.is_match(name)
+}
+
+/// The name patterns of [`is_client_credential`], in one automaton: checked for every
+/// header of every request, where nine substring searches cost about a microsecond.
+static CREDENTIAL_PATTERNS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::new([
             "api-key",
             "apikey",
             "api_key",
@@ -75,10 +81,9 @@ fn is_client_credential(name: &str) -> bool {
             "credential",
             "authorization",
             "subscription-key",
-        ]
-        .iter()
-        .any(|pattern| name.contains(pattern))
-}
+        ])
+        .expect("fixed patterns build")
+    });
 
 /// Headers named in a `Connection` header are hop-by-hop too (RFC 9110 §7.6.1).
 fn connection_listed(headers: &HeaderMap) -> Vec<String> {

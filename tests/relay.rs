@@ -37,6 +37,9 @@ async fn non_streaming_message_is_relayed_with_the_account_token_and_body_unchan
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // The upstream's length is kept: the answer is not turned into a chunked one.
+    assert!(response.headers().contains_key("content-length"));
+    assert!(!response.headers().contains_key("transfer-encoding"));
     let reply: Value = response.json().await.unwrap();
     assert_eq!(reply["content"][0]["text"], mock::MOCK_REPLY_TEXT);
     assert_eq!(reply["usage"]["output_tokens"], mock::OUTPUT_TOKENS);
@@ -641,7 +644,8 @@ async fn path_traversal_never_reaches_the_upstream() {
             "{path}: {status}"
         );
         if status.starts_with("HTTP/1.1 404") {
-            let error: Value = serde_json::from_str(&body).unwrap();
+            let error: Value =
+                serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body:?}"));
             assert_eq!(error["type"], "error", "{path}: Anthropic's error shape");
             assert_eq!(error["error"]["type"], "not_found_error");
         }

@@ -761,6 +761,49 @@ mod tests {
         })
     }
 
+    /// Regression: every read of the file was reported as an event (an access), which
+    /// made the watcher read it again: about 40 reads a second, forever, on an idle
+    /// server.
+    #[tokio::test]
+    async fn reading_the_file_does_not_wake_the_watcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        write_login(
+            &path,
+            "sk-ant-oat01-a",
+            "sk-ant-ort01-a",
+            now_ms() + 8 * HOUR_MS,
+        );
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counter = reads.clone();
+        let cred = credential(
+            &path,
+            Arc::new(move |path: &Path| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::fs::read(path)
+            }),
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        spawn_watcher(cred.clone(), &mut tasks);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let idle = reads.load(Ordering::SeqCst);
+        assert!(idle <= 3, "{idle} reads of an unchanged file in 1.5 s");
+        // A real change is still noticed.
+        write_login(
+            &path,
+            "sk-ant-oat01-b",
+            "sk-ant-ort01-b",
+            now_ms() + 8 * HOUR_MS,
+        );
+        assert!(
+            eventually(async || {
+                cred.access_token(None).await.unwrap().expose() == "sk-ant-oat01-b"
+            })
+            .await
+        );
+        tasks.abort_all();
+    }
+
     /// A credential whose token endpoint must never be called (nothing listens there).
     fn credential(path: &Path, reader: Reader) -> Arc<Credential> {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();

@@ -29,6 +29,8 @@ use tokio::task::JoinSet;
 use super::{Credential, file};
 
 const RETRY: Duration = Duration::from_secs(2);
+/// How often an idle watcher checks whether its credential wants a retry.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 pub fn spawn_watcher(credential: Arc<Credential>, tasks: &mut JoinSet<()>) {
     tasks.spawn(async move {
@@ -48,16 +50,16 @@ pub fn spawn_watcher(credential: Arc<Credential>, tasks: &mut JoinSet<()>) {
             // The file may have changed between reading it at start and the watch starting.
             credential.reload();
             loop {
-                let event = match credential.next_retry() {
-                    Some(wait) => match tokio::time::timeout(wait, rx.recv()).await {
-                        Ok(event) => event,
-                        // Time to retry: read again without an event.
-                        Err(_) => Some(()),
-                    },
-                    None => rx.recv().await,
-                };
-                if event.is_none() {
-                    return;
+                // A retry may become due while nothing happens on disk (a refresh that
+                // could not save, met between two events): look at the state every
+                // [`IDLE_CHECK`] without touching the file.
+                let retry = credential.next_retry();
+                match tokio::time::timeout(retry.unwrap_or(IDLE_CHECK), rx.recv()).await {
+                    Ok(Some(())) => {}
+                    Ok(None) => return,
+                    // Time to retry: read again without an event.
+                    Err(_) if retry.is_some() => {}
+                    Err(_) => continue,
                 }
                 // One write is often several events; take them all, then read once.
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -95,14 +97,22 @@ fn watch(
     let dirs_seen: Vec<PathBuf> = places.iter().map(|(d, _)| d.clone()).collect();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
-            Ok(e) => e
-                .paths
-                .iter()
-                // The file (or its symlink's target), or a watched directory itself
-                // (removed or moved away).
-                .any(|p| {
-                    names.iter().any(|n| p.file_name() == n.as_deref()) || dirs_seen.contains(p)
-                }),
+            // Opening and reading the file (Carpool's own reloads among them) changes
+            // nothing; reacting to it would read the file again, forever.
+            Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => false,
+            Ok(e) => {
+                // A watched directory itself matters only when it goes away (removed or
+                // renamed).
+                let gone = matches!(
+                    e.kind,
+                    notify::EventKind::Remove(_)
+                        | notify::EventKind::Modify(notify::event::ModifyKind::Name(_))
+                );
+                e.paths.iter().any(|p| {
+                    names.iter().any(|n| p.file_name() == n.as_deref())
+                        || (gone && dirs_seen.contains(p))
+                })
+            }
             // Overflow or an error: re-read to be safe.
             Err(_) => true,
         };
