@@ -9,108 +9,10 @@
 
 mod common;
 
-use carpool::RunningServer;
-use common::mock::{Mock, Reply};
+use common::fleet::{Fleet, access, account_status, ok, refresh, send};
+use common::mock::Reply;
 use common::*;
-use serde_json::{Value, json};
-
-/// `n` accounts, each with its own upstream: Claude logins (`a0`, `a1`, …) or, for the
-/// indices in `api_keys`, API keys; a fallback pool over them in order; alice on it.
-struct Fleet {
-    dir: tempfile::TempDir,
-    mocks: Vec<Mock>,
-    config: Value,
-}
-
-fn access(i: usize) -> String {
-    format!("sk-ant-oat01-disabled-test-{i}-000000")
-}
-
-fn cred_path(dir: &tempfile::TempDir, i: usize) -> std::path::PathBuf {
-    dir.path().join(format!("account-{i}.json"))
-}
-
-impl Fleet {
-    async fn new(n: usize, api_keys: &[usize]) -> Fleet {
-        let dir = tempfile::tempdir().unwrap();
-        let mut mocks = Vec::new();
-        let mut credentials = Vec::new();
-        for i in 0..n {
-            let mock = Mock::start(&access(i)).await;
-            if api_keys.contains(&i) {
-                credentials.push(json!({
-                    "tag": format!("a{i}"), "type": "api_key", "api_key": access(i),
-                    "base_url": mock.url(),
-                }));
-            } else {
-                let path = cred_path(&dir, i);
-                write_credentials(
-                    &path,
-                    &access(i),
-                    &format!("sk-ant-ort01-disabled-{i}"),
-                    now_ms() + 8 * HOUR_MS,
-                );
-                credentials.push(json!({
-                    "tag": format!("a{i}"), "credential_path": path,
-                    "base_url": mock.url(), "token_url": mock.token_url(),
-                }));
-            }
-            mocks.push(mock);
-        }
-        credentials.push(json!({
-            "tag": "pool", "type": "fallback",
-            "credentials": (0..n).map(|i| format!("a{i}")).collect::<Vec<_>>(),
-        }));
-        let config = json!({
-            "listen": "127.0.0.1",
-            "listen_port": 0,
-            "credentials": credentials,
-            "users": [{"name": "alice", "token": ALICE_TOKEN, "credential": "pool"}],
-            "database": dir.path().join("usage.db"),
-        });
-        Fleet { dir, mocks, config }
-    }
-
-    async fn start(&self) -> RunningServer {
-        let text = serde_json::to_string(&self.config).unwrap();
-        let config = carpool::Config::parse(&text, &self.dir.path().join("config.json")).unwrap();
-        carpool::Server::bind(config).await.unwrap().spawn()
-    }
-
-    /// How many `/v1/messages` each account's upstream received.
-    fn served(&self) -> Vec<usize> {
-        self.mocks.iter().map(Mock::messages).collect()
-    }
-}
-
-async fn send(carpool: &RunningServer) -> reqwest::Response {
-    let mut body = message_body(false);
-    body.as_object_mut().unwrap().remove("metadata");
-    client()
-        .post(format!("{}/v1/messages", carpool.url()))
-        .header("authorization", format!("Bearer {ALICE_TOKEN}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn ok(carpool: &RunningServer) {
-    let r = send(carpool).await;
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    assert!(r.text().await.unwrap().contains("end_turn"));
-}
-
-fn state_of(carpool: &RunningServer, tag: &str) -> Value {
-    let status = serde_json::to_value(carpool.engine.status()).unwrap();
-    status["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["tag"] == tag)
-        .unwrap()["state"]
-        .clone()
-}
+use serde_json::json;
 
 fn unix_now() -> i64 {
     now_ms() / 1000
@@ -137,15 +39,15 @@ const ORG_DISABLED: &str = "This organization has been disabled.";
 
 #[tokio::test]
 async fn a_disabled_organization_fails_over_and_stays_out_until_a_new_login() {
-    let fleet = Fleet::new(2, &[]).await;
+    let fleet = Fleet::new(2, json!({"type": "fallback"})).await;
     fleet.mocks[0].push(error(403, "permission_error", ORG_DISABLED, &[]).0);
     let carpool = fleet.start().await;
     let before = unix_now();
 
     // The client does not notice: the second account answers.
-    ok(&carpool).await;
+    ok(&carpool, None).await;
     assert_eq!(fleet.served(), [1, 1]);
-    let state = state_of(&carpool, "a0");
+    let state = account_status(&carpool, "a0")["state"].clone();
     assert_eq!(state["state"], "disabled", "{state}");
     assert_eq!(state["reason"], ORG_DISABLED);
     let since = state["since"].as_i64().unwrap();
@@ -154,38 +56,36 @@ async fn a_disabled_organization_fails_over_and_stays_out_until_a_new_login() {
     // Never picked again, however many requests come (the fallback pool would start
     // with it).
     for _ in 0..5 {
-        ok(&carpool).await;
+        ok(&carpool, None).await;
     }
     assert_eq!(fleet.served(), [1, 6]);
 
     // The file is rewritten with the same login (a later expiry): still out.
-    let path = cred_path(&fleet.dir, 0);
-    write_credentials(
-        &path,
-        &access(0),
-        "sk-ant-ort01-disabled-0",
-        now_ms() + 9 * HOUR_MS,
-    );
+    let path = fleet.cred_path(0);
+    write_credentials(&path, &access(0), &refresh(0), now_ms() + 9 * HOUR_MS);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(state_of(&carpool, "a0")["state"], "disabled");
-    ok(&carpool).await;
+    assert_eq!(account_status(&carpool, "a0")["state"]["state"], "disabled");
+    ok(&carpool, None).await;
     assert_eq!(fleet.served(), [1, 7]);
 
     // Its owner logs in again: a new login in the file brings it back.
-    let fresh = "sk-ant-oat01-disabled-test-0-relogin";
+    let fresh = "sk-ant-oat01-fleet-account-0-relogin";
     fleet.mocks[0].set_valid_access(fresh);
     write_credentials(
         &path,
         fresh,
-        "sk-ant-ort01-disabled-0-relogin",
+        "sk-ant-ort01-fleet-0-relogin",
         now_ms() + 8 * HOUR_MS,
     );
     assert!(
-        eventually(5, || async { state_of(&carpool, "a0")["state"] == "ready" }).await,
+        eventually(5, || async {
+            account_status(&carpool, "a0")["state"]["state"] == "ready"
+        })
+        .await,
         "{}",
-        state_of(&carpool, "a0")
+        account_status(&carpool, "a0")["state"]
     );
-    ok(&carpool).await;
+    ok(&carpool, None).await;
     assert_eq!(fleet.served(), [2, 7]);
     carpool.shutdown().await;
 }
@@ -225,7 +125,7 @@ async fn with_no_other_account_the_refusal_reaches_the_client_as_it_came() {
 
 #[tokio::test]
 async fn a_suspended_api_key_account_is_left_out_too() {
-    let fleet = Fleet::new(2, &[0]).await;
+    let fleet = Fleet::with_api_keys(2, json!({"type": "fallback"}), &[0]).await;
     fleet.mocks[0].push(
         error(
             403,
@@ -236,10 +136,10 @@ async fn a_suspended_api_key_account_is_left_out_too() {
         .0,
     );
     let carpool = fleet.start().await;
-    ok(&carpool).await;
-    ok(&carpool).await;
+    ok(&carpool, None).await;
+    ok(&carpool, None).await;
     assert_eq!(fleet.served(), [1, 2]);
-    let state = state_of(&carpool, "a0");
+    let state = account_status(&carpool, "a0")["state"].clone();
     assert_eq!(state["state"], "disabled", "{state}");
     assert!(state["reason"].as_str().unwrap().contains("suspended"));
     carpool.shutdown().await;
@@ -247,7 +147,7 @@ async fn a_suspended_api_key_account_is_left_out_too() {
 
 #[tokio::test]
 async fn ordinary_400s_and_403s_reach_the_client_and_disable_nothing() {
-    let fleet = Fleet::new(2, &[]).await;
+    let fleet = Fleet::new(2, json!({"type": "fallback"})).await;
     let cases = [
         (
             403,
@@ -269,20 +169,20 @@ async fn ordinary_400s_and_403s_reach_the_client_and_disable_nothing() {
     for (i, (status, kind, message)) in cases.iter().enumerate() {
         let (reply, body) = error(*status, kind, message, &[]);
         fleet.mocks[0].push(reply);
-        let r = send(&carpool).await;
+        let r = send(&carpool, None).await;
         assert_eq!(r.status().as_u16(), *status, "{message}");
         assert_eq!(r.text().await.unwrap(), body);
         assert_eq!(fleet.served(), [i + 1, 0], "no failover for {message}");
-        assert_eq!(state_of(&carpool, "a0")["state"], "ready");
+        assert_eq!(account_status(&carpool, "a0")["state"]["state"], "ready");
     }
-    ok(&carpool).await;
+    ok(&carpool, None).await;
     assert_eq!(fleet.served(), [cases.len() + 1, 0]);
     carpool.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_429_with_only_a_day_long_retry_after_pauses_an_api_key_for_a_minute_at_most() {
-    let fleet = Fleet::new(2, &[0]).await;
+    let fleet = Fleet::with_api_keys(2, json!({"type": "fallback"}), &[0]).await;
     fleet.mocks[0].push(
         error(
             429,
@@ -294,9 +194,9 @@ async fn a_429_with_only_a_day_long_retry_after_pauses_an_api_key_for_a_minute_a
     );
     let carpool = fleet.start().await;
     let before = unix_now();
-    ok(&carpool).await;
+    ok(&carpool, None).await;
     assert_eq!(fleet.served(), [1, 1]);
-    let state = state_of(&carpool, "a0");
+    let state = account_status(&carpool, "a0")["state"].clone();
     assert_eq!(state["state"], "cooling_down", "{state}");
     let until = state["until"].as_i64().unwrap();
     assert!(
@@ -309,7 +209,7 @@ async fn a_429_with_only_a_day_long_retry_after_pauses_an_api_key_for_a_minute_a
 
 #[tokio::test]
 async fn a_quota_429_without_a_reset_time_pauses_for_a_minute_at_most() {
-    let fleet = Fleet::new(2, &[]).await;
+    let fleet = Fleet::new(2, json!({"type": "fallback"})).await;
     // Rejected, but no reset header at all; a reset far beyond any window is ignored.
     let far = (unix_now() + 400 * 86_400).to_string();
     fleet.mocks[0].push(
@@ -327,9 +227,9 @@ async fn a_quota_429_without_a_reset_time_pauses_for_a_minute_at_most() {
     );
     let carpool = fleet.start().await;
     let before = unix_now();
-    ok(&carpool).await;
+    ok(&carpool, None).await;
     assert_eq!(fleet.served(), [1, 1]);
-    let state = state_of(&carpool, "a0");
+    let state = account_status(&carpool, "a0")["state"].clone();
     assert_eq!(state["state"], "rate_limited", "{state}");
     let until = state["until"].as_i64().unwrap();
     assert!(until > before && until <= unix_now() + 60, "{state}");

@@ -6,108 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use carpool::RunningServer;
+use common::fleet::{Fleet, account_status, body, ok, send};
 use common::mock::{Mock, Reply};
 use common::proxy::{HttpProxy, Socks5Proxy};
 use common::*;
 use serde_json::{Value, json};
-
-const SESSION: &str = "x-claude-code-session-id";
-
-/// `n` Claude accounts, each with its own login and its own mock upstream, a pool over
-/// them, and alice bound to the pool.
-struct Fleet {
-    dir: tempfile::TempDir,
-    mocks: Vec<Mock>,
-    config: Value,
-}
-
-fn access(i: usize) -> String {
-    format!("sk-ant-oat01-fleet-account-{i}-000000")
-}
-
-impl Fleet {
-    async fn new(n: usize, pool: Value) -> Fleet {
-        let dir = tempfile::tempdir().unwrap();
-        let mut mocks = Vec::new();
-        let mut credentials = Vec::new();
-        for i in 0..n {
-            let mock = Mock::start(&access(i)).await;
-            let path = dir.path().join(format!("account-{i}.json"));
-            write_credentials(
-                &path,
-                &access(i),
-                &format!("sk-ant-ort01-fleet-{i}"),
-                now_ms() + 8 * HOUR_MS,
-            );
-            credentials.push(json!({
-                "tag": format!("a{i}"),
-                "credential_path": path,
-                "base_url": mock.url(),
-                "token_url": mock.token_url(),
-            }));
-            mocks.push(mock);
-        }
-        let mut pool = pool;
-        pool["tag"] = json!("pool");
-        pool["credentials"] = json!((0..n).map(|i| format!("a{i}")).collect::<Vec<_>>());
-        credentials.push(pool);
-        let config = json!({
-            "listen": "127.0.0.1",
-            "listen_port": 0,
-            "credentials": credentials,
-            "users": [{"name": "alice", "token": ALICE_TOKEN, "credential": "pool"}],
-            "database": dir.path().join("usage.db"),
-        });
-        Fleet { dir, mocks, config }
-    }
-
-    async fn start(&self) -> RunningServer {
-        let text = serde_json::to_string(&self.config).unwrap();
-        let config = carpool::Config::parse(&text, &self.dir.path().join("config.json")).unwrap();
-        carpool::Server::bind(config).await.unwrap().spawn()
-    }
-
-    /// How many `/v1/messages` each account's upstream received.
-    fn served(&self) -> Vec<usize> {
-        self.mocks.iter().map(Mock::messages).collect()
-    }
-}
-
-/// A message without Claude Code's metadata, so no session unless the header gives one.
-fn body() -> Value {
-    let mut b = message_body(false);
-    b.as_object_mut().unwrap().remove("metadata");
-    b
-}
-
-async fn send(carpool: &RunningServer, session: Option<&str>) -> reqwest::Response {
-    let mut r = client()
-        .post(format!("{}/v1/messages", carpool.url()))
-        .header("authorization", format!("Bearer {ALICE_TOKEN}"))
-        .json(&body());
-    if let Some(s) = session {
-        r = r.header(SESSION, s);
-    }
-    r.send().await.unwrap()
-}
-
-async fn ok(carpool: &RunningServer, session: Option<&str>) {
-    let r = send(carpool, session).await;
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    assert!(r.text().await.unwrap().contains("end_turn"));
-}
-
-fn status_of(carpool: &RunningServer, tag: &str) -> Value {
-    let status = serde_json::to_value(carpool.engine.status()).unwrap();
-    status["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["tag"] == tag)
-        .cloned()
-        .unwrap()
-}
 
 fn unix_now() -> i64 {
     now_ms() / 1000
@@ -251,7 +154,7 @@ async fn one_conversation_stays_on_one_account_over_100_requests() {
             .all(|(i, &n)| i == pinned || n >= 30),
         "{served:?}"
     );
-    let sessions = status_of(&carpool, &format!("a{pinned}"))["active_sessions"].as_u64();
+    let sessions = account_status(&carpool, &format!("a{pinned}"))["active_sessions"].as_u64();
     assert!(sessions.is_some_and(|n| n >= 1), "{sessions:?}");
     carpool.shutdown().await;
 }
@@ -265,14 +168,14 @@ async fn an_account_pauses_exactly_at_its_reserve_from_the_headers() {
     ok(&carpool, None).await;
     ok(&carpool, None).await;
     assert_eq!(fleet.served(), [2, 0], "79% is below the 80% cap");
-    assert_eq!(status_of(&carpool, "a0")["state"]["state"], "ready");
+    assert_eq!(account_status(&carpool, "a0")["state"]["state"], "ready");
     // The next answer reports 80%: from then on the owner's 20% is left alone.
     set_unified(&fleet.mocks[0], "0.80", "0.10");
     ok(&carpool, None).await;
     ok(&carpool, None).await;
     ok(&carpool, None).await;
     assert_eq!(fleet.served(), [3, 2]);
-    let a0 = status_of(&carpool, "a0");
+    let a0 = account_status(&carpool, "a0");
     assert_eq!(a0["state"]["state"], "paused_by_reserve", "{a0}");
     assert_eq!(a0["state"]["percent"], 80);
     assert_eq!(a0["state"]["cap"], 80);
@@ -302,13 +205,13 @@ async fn an_account_pauses_at_its_reserve_from_the_usage_endpoint() {
     ok(&carpool, None).await;
     assert!(
         eventually(5, || async {
-            status_of(&carpool, "a0")["state"]["state"] == "paused_by_reserve"
+            account_status(&carpool, "a0")["state"]["state"] == "paused_by_reserve"
         })
         .await,
         "{}",
-        status_of(&carpool, "a0")
+        account_status(&carpool, "a0")
     );
-    assert_eq!(status_of(&carpool, "a0")["weekly"]["percent"], 90);
+    assert_eq!(account_status(&carpool, "a0")["weekly"]["percent"], 90);
     for _ in 0..4 {
         ok(&carpool, None).await;
     }
@@ -320,7 +223,7 @@ async fn an_account_pauses_at_its_reserve_from_the_usage_endpoint() {
     ok(&carpool, None).await;
     ok(&carpool, None).await;
     assert_eq!(fleet.mocks[1].polls(), 1);
-    assert_eq!(status_of(&carpool, "a1")["state"]["state"], "ready");
+    assert_eq!(account_status(&carpool, "a1")["state"]["state"], "ready");
     carpool.shutdown().await;
 }
 
@@ -384,7 +287,7 @@ async fn overloaded_is_retried_on_the_same_account_then_passed_on_never_rotated(
     let r = send(&carpool, None).await;
     assert_eq!(r.status(), 529);
     assert_eq!(fleet.served(), [4, 0]);
-    assert_eq!(status_of(&carpool, "a0")["state"]["state"], "ready");
+    assert_eq!(account_status(&carpool, "a0")["state"]["state"], "ready");
     carpool.shutdown().await;
 }
 
@@ -404,7 +307,7 @@ async fn a_429_that_is_not_about_quota_reaches_the_client_and_pauses_nothing() {
     assert_eq!(r.status(), 429);
     assert!(r.text().await.unwrap().contains("Extra usage is required"));
     assert_eq!(fleet.served(), [1, 0]);
-    assert_eq!(status_of(&carpool, "a0")["state"]["state"], "ready");
+    assert_eq!(account_status(&carpool, "a0")["state"]["state"], "ready");
     ok(&carpool, None).await;
     assert_eq!(fleet.served(), [2, 0]);
     carpool.shutdown().await;
@@ -436,7 +339,7 @@ async fn every_account_exhausted_is_a_429_that_says_when() {
     // While they are out, nothing goes upstream.
     assert_eq!(send(&carpool, None).await.status(), 429);
     assert_eq!(fleet.served(), [1, 1]);
-    let a1 = status_of(&carpool, "a1");
+    let a1 = account_status(&carpool, "a1");
     assert_eq!(a1["state"]["state"], "rate_limited");
     assert_eq!(a1["state"]["until"], now + 3600);
     carpool.shutdown().await;
@@ -446,7 +349,7 @@ async fn every_account_exhausted_is_a_429_that_says_when() {
 async fn no_usable_account_is_a_503_that_stops_clients_and_keeps_the_owners_details() {
     let fleet = Fleet::new(2, json!({"type": "balancer"})).await;
     for i in 0..2 {
-        std::fs::remove_file(fleet.dir.path().join(format!("account-{i}.json"))).unwrap();
+        std::fs::remove_file(fleet.cred_path(i)).unwrap();
     }
     let carpool = fleet.start().await;
     let r = send(&carpool, None).await;
@@ -460,7 +363,7 @@ async fn no_usable_account_is_a_503_that_stops_clients_and_keeps_the_owners_deta
         assert!(!text.contains(secret), "{secret} disclosed: {text}");
     }
     // The owner sees what is wrong in the status snapshot (and the log).
-    assert_eq!(status_of(&carpool, "a0")["state"]["state"], "missing");
+    assert_eq!(account_status(&carpool, "a0")["state"]["state"], "missing");
     carpool.shutdown().await;
 }
 
@@ -492,7 +395,7 @@ async fn api_key_accounts_share_a_pool_with_subscriptions() {
             "no OAuth beta for an API key"
         );
     }
-    let status = status_of(&carpool, "console");
+    let status = account_status(&carpool, "console");
     assert_eq!(status["kind"], "api_key");
     assert_eq!(status["requests_last_hour"], 2);
     carpool.shutdown().await;
@@ -581,7 +484,7 @@ async fn the_status_snapshot_shows_windows_sessions_and_the_last_hour() {
     let carpool = fleet.start().await;
     ok(&carpool, Some("one")).await;
     ok(&carpool, Some("one")).await;
-    let a0 = status_of(&carpool, "a0");
+    let a0 = account_status(&carpool, "a0");
     assert_eq!(a0["kind"], "oauth");
     assert_eq!(a0["state"]["state"], "ready");
     assert_eq!(a0["five_hour"]["percent"], 31);
@@ -617,7 +520,7 @@ async fn repeated_failures_open_the_circuit_and_traffic_goes_elsewhere() {
         ok(&carpool, None).await;
     }
     assert_eq!(fleet.served(), [3, 3]);
-    let a0 = status_of(&carpool, "a0");
+    let a0 = account_status(&carpool, "a0");
     assert_eq!(a0["state"]["state"], "circuit_open", "{a0}");
     assert_eq!(a0["state"]["failures"], 3);
     // While it is open the first account is not even tried.

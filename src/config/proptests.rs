@@ -9,6 +9,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
+use super::raw::RawCredential;
 use super::{Config, ConfigError, strip_comments};
 
 use crate::proptest_cases::cases as config;
@@ -53,9 +54,14 @@ fn scalar() -> impl Strategy<Value = Value> {
 
 /// An object with some of `fields`, each with a value of `value`, and maybe one the
 /// schema does not have.
-fn object_of(fields: &'static [&'static str], value: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
+fn object_of(
+    fields: impl Into<Vec<&'static str>>,
+    value: BoxedStrategy<Value>,
+) -> BoxedStrategy<Value> {
+    let fields: Vec<&'static str> = fields.into();
+    let most = fields.len() + 1;
     (
-        prop::collection::vec((prop::sample::select(fields), value), 0..fields.len() + 1),
+        prop::collection::vec((prop::sample::select(fields), value), 0..most),
         prop::option::weighted(0.1, (word(), scalar())),
     )
         .prop_map(|(entries, unknown)| {
@@ -72,21 +78,10 @@ fn object_of(fields: &'static [&'static str], value: BoxedStrategy<Value>) -> Bo
 }
 
 fn credential() -> BoxedStrategy<Value> {
-    let fields = &[
-        "type",
-        "credential_path",
-        "api_key",
-        "base_url",
-        "token_url",
-        "usages_path",
-        "proxy",
-        "reserve_5h",
-        "reserve_weekly",
-        "strategy",
-        "credentials",
-        "poll_interval",
-        "session_ttl",
-    ];
+    let fields: Vec<&'static str> = std::iter::once("type")
+        .chain(RawCredential::ACCOUNT_FIELDS.iter().copied())
+        .chain(RawCredential::POOL_FIELDS.iter().copied())
+        .collect();
     (
         tag(),
         prop::sample::select(vec!["default", "api_key", "balancer", "fallback", "bogus"]),
@@ -143,7 +138,7 @@ fn prices() -> BoxedStrategy<Value> {
         Just(json!("x"))
     ];
     let model = object_of(
-        &[
+        [
             "input",
             "output",
             "cache_read",
@@ -208,7 +203,7 @@ fn near_valid() -> BoxedStrategy<Value> {
         (
             "timeouts",
             object_of(
-                &["connect", "first_byte", "idle", "request", "shutdown_grace"],
+                ["connect", "first_byte", "idle", "request", "shutdown_grace"],
                 scalar().boxed(),
             ),
         ),

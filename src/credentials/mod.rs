@@ -766,14 +766,7 @@ mod tests {
     /// server.
     #[tokio::test]
     async fn reading_the_file_does_not_wake_the_watcher() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".credentials.json");
-        write_login(
-            &path,
-            "sk-ant-oat01-a",
-            "sk-ant-ort01-a",
-            now_ms() + 8 * HOUR_MS,
-        );
+        let (_dir, path) = login_file("a", now_ms() + 8 * HOUR_MS);
         let reads = Arc::new(AtomicUsize::new(0));
         let counter = reads.clone();
         let cred = credential(
@@ -804,6 +797,20 @@ mod tests {
         tasks.abort_all();
     }
 
+    /// A temporary directory with a credentials file holding the login
+    /// `sk-ant-oat01-<name>` / `sk-ant-ort01-<name>`.
+    fn login_file(name: &str, expires_at_ms: i64) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        write_login(
+            &path,
+            &format!("sk-ant-oat01-{name}"),
+            &format!("sk-ant-ort01-{name}"),
+            expires_at_ms,
+        );
+        (dir, path)
+    }
+
     /// A credential whose token endpoint must never be called (nothing listens there).
     fn credential(path: &Path, reader: Reader) -> Arc<Credential> {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -829,14 +836,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_passing_read_error_keeps_the_tokens_and_the_watcher_reads_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".credentials.json");
-        write_login(
-            &path,
-            "sk-ant-oat01-one",
-            "sk-ant-ort01-one",
-            now_ms() + 8 * HOUR_MS,
-        );
+        let (_dir, path) = login_file("one", now_ms() + 8 * HOUR_MS);
         let failures = Arc::new(AtomicUsize::new(0));
         let cred = credential(&path, flaky(&failures));
 
@@ -875,14 +875,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_needed_during_a_passing_read_error_is_retryable() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".credentials.json");
-        write_login(
-            &path,
-            "sk-ant-oat01-old",
-            "sk-ant-ort01-old",
-            now_ms() - 1000,
-        );
+        let (_dir, path) = login_file("old", now_ms() - 1000);
         let before = std::fs::read(&path).unwrap();
         let failures = Arc::new(AtomicUsize::new(0));
         let cred = credential(&path, flaky(&failures));
@@ -912,14 +905,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_unreadable_at_start_is_neither_missing_nor_invalid() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".credentials.json");
-        write_login(
-            &path,
-            "sk-ant-oat01-a",
-            "sk-ant-ort01-a",
-            now_ms() + 8 * HOUR_MS,
-        );
+        let (_dir, path) = login_file("a", now_ms() + 8 * HOUR_MS);
         let failures = Arc::new(AtomicUsize::new(1));
         let cred = credential(&path, flaky(&failures));
         match cred.status() {
@@ -959,14 +945,7 @@ mod tests {
 
     #[tokio::test]
     async fn refreshed_tokens_that_could_not_be_saved_yet_are_saved_by_the_watcher() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".credentials.json");
-        write_login(
-            &path,
-            "sk-ant-oat01-old",
-            "sk-ant-ort01-old",
-            now_ms() - 1000,
-        );
+        let (_dir, path) = login_file("old", now_ms() - 1000);
         let failures = Arc::new(AtomicUsize::new(0));
         let cred = credential(&path, flaky(&failures));
 
@@ -991,14 +970,7 @@ mod tests {
 
     #[tokio::test]
     async fn unsaved_refreshed_tokens_never_replace_a_login_written_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".credentials.json");
-        write_login(
-            &path,
-            "sk-ant-oat01-old",
-            "sk-ant-ort01-old",
-            now_ms() - 1000,
-        );
+        let (_dir, path) = login_file("old", now_ms() - 1000);
         let failures = Arc::new(AtomicUsize::new(0));
         let cred = credential(&path, flaky(&failures));
 

@@ -45,11 +45,15 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn of(response: reqwest::Response) -> Upstream {
-        Upstream {
-            length: response.content_length(),
-            chunks: response.bytes_stream().boxed(),
-        }
+    /// The head of an upstream answer, and its body to relay.
+    pub fn split(response: reqwest::Response) -> (http::response::Parts, Upstream) {
+        let response: http::Response<reqwest::Body> = response.into();
+        let (head, body) = response.into_parts();
+        let upstream = Upstream {
+            length: axum::body::HttpBody::size_hint(&body).exact(),
+            chunks: http_body_util::BodyDataStream::new(body).boxed(),
+        };
+        (head, upstream)
     }
 }
 

@@ -154,17 +154,11 @@ async fn relay(
         body: &body,
     };
     let (head, upstream) = match failover(engine, target, &outgoing, deadline, log).await? {
-        Attempt::Answer(response) => {
-            let head = (response.status(), response.headers().clone());
-            (head, body::Upstream::of(response))
-        }
+        Attempt::Answer(response) => body::Upstream::split(response),
         // An error answer whose first bytes were read to judge it: they go first.
-        Attempt::Buffered(kept) => (
-            (kept.head.status, kept.head.headers.clone()),
-            kept.into_upstream(),
-        ),
+        Attempt::Buffered(kept) => kept.split(),
     };
-    let (status, upstream_headers) = head;
+    let (status, upstream_headers) = (head.status, head.headers);
 
     // 5. stream back
     let headers = upstream::response_headers(&upstream_headers);
@@ -416,7 +410,8 @@ struct Kept {
 }
 
 impl Kept {
-    fn into_upstream(self) -> body::Upstream {
+    /// Its head, and its body to relay: the bytes already read, then the rest.
+    fn split(self) -> (http::response::Parts, body::Upstream) {
         use futures_util::StreamExt;
         let read = [Some(self.prefix), self.overflow]
             .into_iter()
@@ -430,10 +425,11 @@ impl Kept {
                 .boxed(),
             None => read.boxed(),
         };
-        body::Upstream {
+        let upstream = body::Upstream {
             chunks,
             length: self.length,
-        }
+        };
+        (self.head, upstream)
     }
 }
 
