@@ -223,6 +223,7 @@ async fn load(
         let target = target.clone();
         let remaining = remaining.clone();
         let body = body.clone();
+        #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         workers.push(tokio::spawn(async move {
             let mut s = Samples {
                 total: Vec::with_capacity(requests / concurrency + 1),

@@ -17,7 +17,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::UserConfig;
+use crate::config::{Target, UserConfig, UserName};
 
 /// Prefix of generated tokens: recognisable in a shell history, easy to grep for leaks.
 pub const TOKEN_PREFIX: &str = "cpk-";
@@ -65,11 +65,19 @@ pub fn generate_token() -> String {
 
 /// The outcome of checking a request's credentials.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Caller {
+pub enum Caller<'a> {
     /// No users are configured (loopback only): everyone is served, unnamed.
     Anonymous,
-    /// Index into the configured users.
-    User(usize),
+    User(&'a User),
+}
+
+/// A user as the request path knows them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: UserName,
+    /// What their requests go to.
+    pub target: Target,
+    hash: TokenHash,
 }
 
 #[derive(Debug)]
@@ -93,20 +101,27 @@ impl AuthError {
     }
 }
 
-/// The configured users' token hashes, in config order.
+/// The configured users.
 pub struct Users {
-    hashes: Vec<TokenHash>,
+    users: Vec<User>,
 }
 
 impl Users {
     pub fn new(users: &[UserConfig]) -> Self {
         Users {
-            hashes: users.iter().map(|u| u.token_hash).collect(),
+            users: users
+                .iter()
+                .map(|u| User {
+                    name: u.name.clone(),
+                    target: u.credential.clone(),
+                    hash: u.token_hash,
+                })
+                .collect(),
         }
     }
 
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
-        if self.hashes.is_empty() {
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller<'_>, AuthError> {
+        if self.users.is_empty() {
             return Ok(Caller::Anonymous);
         }
         let bearer = headers
@@ -124,8 +139,8 @@ impl Users {
                 continue;
             }
             presented = true;
-            if let Some(index) = self.find(&TokenHash::of(token)) {
-                return Ok(Caller::User(index));
+            if let Some(user) = self.find(&TokenHash::of(token)) {
+                return Ok(Caller::User(user));
             }
         }
         Err(if presented {
@@ -136,12 +151,12 @@ impl Users {
     }
 
     /// Compares against every user without stopping at the first match.
-    fn find(&self, presented: &TokenHash) -> Option<usize> {
-        let mut found: Option<usize> = None;
-        for (i, hash) in self.hashes.iter().enumerate() {
-            let equal: bool = hash.0.ct_eq(&presented.0).into();
+    fn find(&self, presented: &TokenHash) -> Option<&User> {
+        let mut found: Option<&User> = None;
+        for user in &self.users {
+            let equal: bool = user.hash.0.ct_eq(&presented.0).into();
             if equal && found.is_none() {
-                found = Some(i);
+                found = Some(user);
             }
         }
         found
@@ -189,12 +204,28 @@ mod tests {
         }
         let u = users(&["alice-token-0000000"]);
         let h = headers(&[("authorization", "BEARER  alice-token-0000000")]);
-        assert_eq!(u.authenticate(&h).unwrap(), Caller::User(0));
+        assert_eq!(who(u.authenticate(&h).unwrap()), "u0");
     }
 
+    /// Users `u0`, `u1`, … with these tokens.
     fn users(tokens: &[&str]) -> Users {
         Users {
-            hashes: tokens.iter().map(|t| TokenHash::of(t)).collect(),
+            users: tokens
+                .iter()
+                .enumerate()
+                .map(|(i, t)| User {
+                    name: UserName::from(format!("u{i}")),
+                    target: Target::Account("a".into()),
+                    hash: TokenHash::of(t),
+                })
+                .collect(),
+        }
+    }
+
+    fn who(caller: Caller<'_>) -> &str {
+        match caller {
+            Caller::User(user) => user.name.as_str(),
+            Caller::Anonymous => "anonymous",
         }
     }
 
@@ -227,9 +258,9 @@ mod tests {
     fn bearer_and_x_api_key_both_work() {
         let u = users(&["alice-token-0000000", "bob-token-00000000"]);
         let bearer = headers(&[("authorization", "Bearer bob-token-00000000")]);
-        assert_eq!(u.authenticate(&bearer).unwrap(), Caller::User(1));
+        assert_eq!(who(u.authenticate(&bearer).unwrap()), "u1");
         let key = headers(&[("x-api-key", "alice-token-0000000")]);
-        assert_eq!(u.authenticate(&key).unwrap(), Caller::User(0));
+        assert_eq!(who(u.authenticate(&key).unwrap()), "u0");
     }
 
     #[test]
@@ -240,17 +271,17 @@ mod tests {
             ("authorization", "Bearer alice-token-0000000"),
             ("x-api-key", "sk-ant-api03-real-key"),
         ]);
-        assert_eq!(u.authenticate(&h).unwrap(), Caller::User(0));
+        assert_eq!(who(u.authenticate(&h).unwrap()), "u0");
         let h = headers(&[
             ("authorization", "Bearer sk-ant-oat01-something"),
             ("x-api-key", "bob-token-00000000"),
         ]);
-        assert_eq!(u.authenticate(&h).unwrap(), Caller::User(1));
+        assert_eq!(who(u.authenticate(&h).unwrap()), "u1");
         let h = headers(&[
             ("authorization", "Bearer alice-token-0000000"),
             ("x-api-key", "bob-token-00000000"),
         ]);
-        assert_eq!(u.authenticate(&h).unwrap(), Caller::User(0));
+        assert_eq!(who(u.authenticate(&h).unwrap()), "u0");
     }
 
     #[test]

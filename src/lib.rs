@@ -15,6 +15,7 @@ pub mod pool;
 mod proptest_cases;
 pub mod relay;
 pub mod secret;
+pub mod tasks;
 pub mod upstream;
 
 pub use config::Config;

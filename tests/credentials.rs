@@ -371,7 +371,7 @@ async fn a_removed_and_recreated_directory_is_watched_again() {
 
 /// The state of the first account's Claude Code login.
 fn first_login_status(carpool: &carpool::RunningServer) -> carpool::credentials::Status {
-    carpool.engine.pool.accounts()[0]
+    carpool.engine.state().pool.accounts()[0]
         .credential()
         .expect("an OAuth account")
         .status()
@@ -452,7 +452,7 @@ async fn setup_in_own_dir(expires_at_ms: i64) -> (Setup, std::path::PathBuf) {
 fn first_credential(
     carpool: &carpool::RunningServer,
 ) -> std::sync::Arc<carpool::credentials::Credential> {
-    carpool.engine.pool.accounts()[0]
+    carpool.engine.state().pool.accounts()[0]
         .credential()
         .expect("an OAuth account")
         .clone()
@@ -609,6 +609,7 @@ async fn request_during_a_held_refresh(
     carpool: &carpool::RunningServer,
 ) -> tokio::task::JoinHandle<reqwest::Response> {
     let url = carpool.url();
+    #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
     let request = tokio::spawn(async move { ask_at(&url, false).await });
     assert!(eventually(5, || async { setup.mock.refreshes() == 1 }).await);
     request

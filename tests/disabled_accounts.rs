@@ -116,8 +116,8 @@ async fn with_no_other_account_the_refusal_reaches_the_client_as_it_came() {
     assert_eq!(status["accounts"][0]["state"]["reason"], message);
 
     // The owner clears it (the coming management API): it is used again.
-    assert!(carpool.engine.pool.accounts()[0].clear_quarantine());
-    assert!(!carpool.engine.pool.accounts()[0].clear_quarantine());
+    assert!(carpool.engine.state().pool.accounts()[0].clear_quarantine());
+    assert!(!carpool.engine.state().pool.accounts()[0].clear_quarantine());
     assert_eq!(ask(&carpool, false).await.status(), 200);
     assert_eq!(setup.mock.messages(), 2);
     carpool.shutdown().await;

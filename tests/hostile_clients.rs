@@ -142,6 +142,7 @@ async fn slow_headers_are_closed_after_header_timeout_while_others_are_served() 
     let slow = TcpStream::connect(carpool.addr).await.unwrap();
     let (mut read, mut write) = slow.into_split();
     // One byte every 200 ms: the head would take about 20 s.
+    #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
     let dribble = tokio::spawn(async move {
         let head = format!(
             "POST /v1/messages HTTP/1.1\r\nhost: carpool\r\nauthorization: Bearer {ALICE_TOKEN}\r\n\r\n"
@@ -282,6 +283,7 @@ async fn request_heads_over_max_header_bytes_get_431() {
             "a".repeat(header_bytes)
         );
         // The server may answer and close before all of it is written.
+        #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         let writer = tokio::spawn(async move {
             let _ = write.write_all(head.as_bytes()).await;
             write
@@ -357,6 +359,7 @@ async fn unfinished_headers_hold_bounded_memory_and_are_closed() {
         async move {
             let s = TcpStream::connect(&addr).await.unwrap();
             let (mut read, mut write) = s.into_split();
+            #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
             let writer = tokio::spawn(async move {
                 let head = format!(
                     "POST /v1/messages HTTP/1.1\r\nhost: carpool\r\nx-padding: {}",

@@ -61,6 +61,7 @@ impl Hostile {
         let app = Router::new().fallback(answer).with_state(counters.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });

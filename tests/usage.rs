@@ -333,6 +333,7 @@ async fn sigterm_records_every_request_including_streams_still_running() {
     let mut streams = Vec::new();
     for _ in 0..3 {
         let url = url.clone();
+        #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         streams.push(tokio::spawn(async move {
             ask_at(&url, true).await.text().await.unwrap()
         }));
@@ -378,6 +379,7 @@ async fn kill_9_keeps_the_database_whole_and_what_was_written_a_second_before() 
     let mut burst = Vec::new();
     for _ in 0..40 {
         let url = p.url.clone();
+        #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         burst.push(tokio::spawn(async move {
             let _ = client()
                 .post(format!("{url}/v1/messages"))

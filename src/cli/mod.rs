@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, CreatedConfig};
 use crate::credentials::Status;
-use crate::engine::{Server, StartError, shutdown_signal};
+use crate::engine::{Overrides, Server, StartError, shutdown_signal};
 use crate::pool::account::Source;
 
 #[derive(Parser, Debug)]
@@ -91,19 +91,13 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
     } else {
         Some(config::create_default(&path)?)
     };
-    let mut config = Config::load(&path)?;
+    let config = Config::load(&path)?;
     if let Some(warning) = config.exposure_warning(&path) {
         tracing::warn!("{warning}");
     }
-    if let Some(listen) = listen {
-        if config.users.is_empty() && !listen.ip().is_loopback() {
-            bail!(
-                "--listen {listen}: no users are configured in {}, so only a loopback address is allowed",
-                path.display()
-            );
-        }
-        config.listen = listen;
-    }
+    // Re-applied to every reading of the file by the config watcher.
+    let overrides = Overrides { listen };
+    let config = overrides.apply(config, &path)?;
     let server = match Server::bind(config.clone()).await {
         Ok(s) => s,
         Err(e @ StartError::Listen { .. }) => {
@@ -112,6 +106,7 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
         Err(e) => bail!("{e}"),
     };
     let stop = shutdown_signal();
+    server.watch_config(path.clone(), overrides);
     print_banner(&server, &config, &path, created.as_ref());
     server.run(stop).await;
     Ok(())
@@ -133,7 +128,7 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
             ""
         }
     );
-    for account in server.engine().pool.accounts() {
+    for account in server.engine().state().pool.accounts() {
         match &account.source {
             Source::OAuth(credential) => {
                 let status = credential.status();
@@ -155,11 +150,7 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
         }
     }
     for pool in &config.pools {
-        let members: Vec<&str> = pool
-            .members
-            .iter()
-            .map(|i| config.credentials[*i].tag.as_str())
-            .collect();
+        let members: Vec<&str> = pool.members.iter().map(|tag| tag.as_str()).collect();
         println!("Pool `{}`: {}", pool.tag, members.join(", "));
     }
     println!(

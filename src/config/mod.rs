@@ -5,6 +5,7 @@
 //! into the form the engine runs with. Every problem is reported as one [`ConfigError`]
 //! that names the file, the field (`users[1].credential`) and what is wrong.
 
+mod ids;
 pub mod raw;
 mod template;
 
@@ -19,6 +20,7 @@ use crate::auth::TokenHash;
 use crate::ledger::prices::PriceTable;
 use raw::{HeaderValues, RawConfig, RawConnections, RawCredential, RawTimeouts};
 
+pub use ids::{AccountTag, PoolTag, Target, UserName};
 pub use template::{CreatedConfig, create_default};
 
 pub const DEFAULT_PORT: u16 = 7676;
@@ -49,7 +51,7 @@ pub struct Config {
 }
 
 /// Where usage goes and how it is priced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageConfig {
     pub database: PathBuf,
     /// sing-box ccm statistics file for all requests.
@@ -59,9 +61,9 @@ pub struct UsageConfig {
 }
 
 /// One account: where its credentials come from and how to reach its upstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialConfig {
-    pub tag: String,
+    pub tag: AccountTag,
     pub source: Source,
     /// Without a trailing slash.
     pub base_url: String,
@@ -74,7 +76,7 @@ pub struct CredentialConfig {
     pub reserve_weekly: Option<u32>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// A Claude Code login (OAuth tokens in a credentials file), refreshed by Carpool.
     OAuthFile { path: PathBuf, token_url: String },
@@ -83,12 +85,12 @@ pub enum Source {
 }
 
 /// A group of accounts that users can be bound to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
-    pub tag: String,
+    pub tag: PoolTag,
     pub strategy: Strategy,
-    /// Indices into [`Config::credentials`], in config order.
-    pub members: Vec<usize>,
+    /// Its accounts, in the order the pool lists them.
+    pub members: Vec<AccountTag>,
     pub poll_interval: Duration,
     pub session_ttl: Duration,
 }
@@ -104,18 +106,9 @@ pub enum Strategy {
     Fallback,
 }
 
-/// What a user's requests go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// One account (index into [`Config::credentials`]).
-    Account(usize),
-    /// A pool (index into [`Config::pools`]).
-    Pool(usize),
-}
-
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserConfig {
-    pub name: String,
+    pub name: UserName,
     pub token_hash: TokenHash,
     pub credential: Target,
 }
@@ -200,10 +193,10 @@ impl Config {
     /// Where anonymous requests go when no users are configured: the first pool if there
     /// is one, else the first account.
     pub fn anonymous_target(&self) -> Target {
-        if self.pools.is_empty() {
-            Target::Account(0)
-        } else {
-            Target::Pool(0)
+        match (self.pools.first(), self.credentials.first()) {
+            (Some(pool), _) => Target::Pool(pool.tag.clone()),
+            (None, Some(account)) => Target::Account(account.tag.clone()),
+            (None, None) => unreachable!("a config always has an account"),
         }
     }
 
@@ -394,8 +387,8 @@ impl Bindings {
         let base_dir = path.parent().unwrap_or(Path::new("."));
         let (accounts, pools) = credentials_from_raw(&raw, base_dir).map_err(invalid)?;
         Ok(Bindings {
-            accounts: accounts.into_iter().map(|a| a.tag).collect(),
-            pools: pools.into_iter().map(|p| p.tag).collect(),
+            accounts: accounts.into_iter().map(|a| a.tag.to_string()).collect(),
+            pools: pools.into_iter().map(|p| p.tag.to_string()).collect(),
             users: raw.users.into_iter().map(|u| u.name).collect(),
         })
     }
@@ -616,7 +609,7 @@ fn credentials_from_raw(
             None => default_credential_path().map_err(|p| ("credential_path".into(), p))?,
         };
         let account = CredentialConfig {
-            tag: "default".into(),
+            tag: AccountTag::new("default"),
             source: Source::OAuthFile {
                 path,
                 token_url: DEFAULT_TOKEN_URL.into(),
@@ -721,7 +714,7 @@ fn credentials_from_raw(
             }
         }
         accounts.push(CredentialConfig {
-            tag: c.tag.clone(),
+            tag: AccountTag::new(&c.tag),
             source,
             base_url,
             proxy,
@@ -784,8 +777,8 @@ fn credentials_from_raw(
             if *tag == c.tag {
                 return Err((field, format!("the pool `{tag}` cannot contain itself")));
             }
-            let index = match accounts.iter().position(|a| &a.tag == tag) {
-                Some(index) => index,
+            let member = match accounts.iter().find(|a| a.tag == **tag) {
+                Some(account) => account.tag.clone(),
                 None if raw.credentials.iter().any(|o| &o.tag == tag) => {
                     return Err((
                         field,
@@ -803,10 +796,10 @@ fn credentials_from_raw(
                     ));
                 }
             };
-            if members.contains(&index) {
+            if members.contains(&member) {
                 return Err((field, format!("`{tag}` is listed twice")));
             }
-            members.push(index);
+            members.push(member);
         }
         let duration = |field: &str,
                         value: &Option<String>,
@@ -825,7 +818,7 @@ fn credentials_from_raw(
             }
         };
         pools.push(PoolConfig {
-            tag: c.tag.clone(),
+            tag: PoolTag::new(&c.tag),
             strategy,
             members,
             poll_interval: duration("poll_interval", &c.poll_interval, Duration::from_secs(60))?,
@@ -861,7 +854,7 @@ fn users_from_raw(
         if u.name.trim().is_empty() {
             return Err((at("name"), "must not be empty".into()));
         }
-        if out.iter().any(|o| o.name == u.name) {
+        if out.iter().any(|o| o.name == *u.name) {
             return Err((at("name"), format!("duplicate user name `{}`", u.name)));
         }
         let token_hash = match (&u.token, &u.token_hash) {
@@ -890,10 +883,10 @@ fn users_from_raw(
         }
         let credential = match &u.credential {
             Some(tag) => {
-                if let Some(i) = credentials.iter().position(|c| &c.tag == tag) {
-                    Target::Account(i)
-                } else if let Some(i) = pools.iter().position(|p| &p.tag == tag) {
-                    Target::Pool(i)
+                if let Some(c) = credentials.iter().find(|c| c.tag == **tag) {
+                    Target::Account(c.tag.clone())
+                } else if let Some(p) = pools.iter().find(|p| p.tag == **tag) {
+                    Target::Pool(p.tag.clone())
                 } else {
                     let known: Vec<_> = credentials
                         .iter()
@@ -909,7 +902,9 @@ fn users_from_raw(
                     ));
                 }
             }
-            None if credentials.len() == 1 && pools.is_empty() => Target::Account(0),
+            None if credentials.len() == 1 && pools.is_empty() => {
+                Target::Account(credentials[0].tag.clone())
+            }
             None => {
                 return Err((
                     at("credential"),
@@ -918,7 +913,7 @@ fn users_from_raw(
             }
         };
         out.push(UserConfig {
-            name: u.name.clone(),
+            name: UserName::new(&u.name),
             token_hash,
             credential,
         });

@@ -117,7 +117,7 @@ mod tests {
         let created = create_default(&path).unwrap();
         let config = Config::load(&path).unwrap();
         assert_eq!(config.users.len(), 1);
-        assert_eq!(config.users[0].name, created.user_name);
+        assert_eq!(config.users[0].name, *created.user_name);
         assert_eq!(config.users[0].token_hash, TokenHash::of(&created.token));
         assert_eq!(config.listen.port(), DEFAULT_PORT);
         assert!(config.listen.ip().is_loopback());

@@ -75,10 +75,10 @@ fn users_bind_to_credentials_by_tag() {
             "users": [{"name": "x", "token": "0123456789abcdef0123", "credential": "b"}]}"#,
     )
     .unwrap();
-    assert_eq!(c.users[0].credential, Target::Account(1));
+    assert_eq!(c.users[0].credential, Target::Account("b".into()));
     // With one credential the binding may be left out.
     let c = parse(&format!(r#"{{"users": [{USER}]}}"#)).unwrap();
-    assert_eq!(c.users[0].credential, Target::Account(0));
+    assert_eq!(c.users[0].credential, Target::Account("default".into()));
 }
 
 #[test]
@@ -415,14 +415,14 @@ fn pools_bind_users_and_keep_their_accounts_in_order() {
     assert_eq!(c.credentials[1].base_url, "https://gateway.example");
     assert_eq!(c.pools.len(), 2);
     assert_eq!(c.pools[0].strategy, Strategy::RoundRobin);
-    assert_eq!(c.pools[0].members, [2, 0, 1]);
+    assert_eq!(c.pools[0].members, ["b", "a", "key"]);
     assert_eq!(c.pools[0].poll_interval, Duration::from_secs(30));
     assert_eq!(c.pools[0].session_ttl, Duration::from_secs(7200));
     assert_eq!(c.pools[1].strategy, Strategy::Fallback);
-    assert_eq!(c.pools[1].members, [0, 2]);
-    assert_eq!(c.users[0].credential, Target::Pool(0));
-    assert_eq!(c.users[1].credential, Target::Account(1));
-    assert_eq!(c.anonymous_target(), Target::Pool(0));
+    assert_eq!(c.pools[1].members, ["a", "b"]);
+    assert_eq!(c.users[0].credential, Target::Pool("pool".into()));
+    assert_eq!(c.users[1].credential, Target::Account("key".into()));
+    assert_eq!(c.anonymous_target(), Target::Pool("pool".into()));
     // The API key never shows in Debug output.
     assert!(!format!("{c:?}").contains("sk-ant-api03-x"));
 }

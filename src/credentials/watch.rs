@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use super::{Credential, file};
 
@@ -32,7 +32,8 @@ const RETRY: Duration = Duration::from_secs(2);
 /// How often an idle watcher checks whether its credential wants a retry.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
-pub fn spawn_watcher(credential: Arc<Credential>, tasks: &mut JoinSet<()>) {
+/// Starts the watcher in `tasks`; the handle stops it.
+pub fn spawn_watcher(credential: Arc<Credential>, tasks: &mut JoinSet<()>) -> AbortHandle {
     tasks.spawn(async move {
         let dir = credential.path.parent().map(|d| d.to_owned());
         loop {
@@ -71,7 +72,7 @@ pub fn spawn_watcher(credential: Arc<Credential>, tasks: &mut JoinSet<()>) {
                 }
             }
         }
-    });
+    })
 }
 
 fn watch(

@@ -1437,6 +1437,7 @@ mod tests {
         let path = dir.path().join("usages.json");
         let file = Arc::new(CcmFile::open(path.clone(), None).unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         let saver = tokio::spawn(run_saver(
             vec![Arc::clone(&file)],
             Duration::from_millis(50),
@@ -1466,6 +1467,7 @@ mod tests {
         let path = dir.path().join("usages.json");
         let file = Arc::new(CcmFile::open(path.clone(), None).unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         let saver = tokio::spawn(run_saver(
             vec![Arc::clone(&file)],
             Duration::from_secs(3600),
@@ -1492,6 +1494,7 @@ mod tests {
         file.record(&counted("alice"));
         let quiet = Arc::new(CcmFile::open(dir.path().join("quiet.json"), None).unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         let saver = tokio::spawn(run_saver(
             vec![file, Arc::clone(&quiet)],
             Duration::from_millis(20),

@@ -270,7 +270,7 @@ impl ModelPrices {
 }
 
 /// The prices of every known model, looked up by name.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PriceTable {
     version: String,
     source: String,

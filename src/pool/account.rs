@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::limits::{Availability, LimitState, Reserves, Window, plan_weight};
+use crate::config::AccountTag;
 use crate::credentials::{Credential, Status, Unavailable};
 use crate::secret::Secret;
 use crate::upstream::UpstreamAuth;
@@ -45,9 +46,7 @@ impl Auth {
 }
 
 pub struct Account {
-    /// Index in the config's `credentials` accounts.
-    pub index: usize,
-    pub tag: String,
+    pub tag: AccountTag,
     /// Without a trailing slash.
     pub base_url: String,
     /// The same, parsed once: parsing a URL (host normalisation included) costs more
@@ -56,15 +55,36 @@ pub struct Account {
     /// Its own client: its proxy applies to requests, refreshes and usage polls.
     pub http: reqwest::Client,
     pub source: Source,
-    pub reserves: Reserves,
-    /// How stale its usage figures may get before polling (the shortest of its pools').
-    pub poll_interval: Duration,
+    /// What a config reload may change without replacing the account.
+    settings: Mutex<Settings>,
     limits: Mutex<LimitState>,
     polling: AtomicBool,
     recent: Mutex<Recent>,
     /// The last state logged ([`Availability::kind`]).
     logged_state: Mutex<&'static str>,
     quarantine: Mutex<Option<Quarantine>>,
+}
+
+/// An account's settings that a config reload changes in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub reserves: Reserves,
+    /// How stale its usage figures may get before polling (the shortest of its pools').
+    pub poll_interval: Duration,
+}
+
+impl Settings {
+    /// How stale an account's usage figures may get when no pool sets `poll_interval`.
+    pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            reserves: Reserves::default(),
+            poll_interval: Settings::DEFAULT_POLL_INTERVAL,
+        }
+    }
 }
 
 /// The provider disabled the account; see the module documentation.
@@ -80,29 +100,57 @@ struct Quarantine {
 
 impl Account {
     pub fn new(
-        index: usize,
-        tag: String,
+        tag: AccountTag,
         base: reqwest::Url,
         http: reqwest::Client,
         source: Source,
-        reserves: Reserves,
-        poll_interval: Duration,
+        settings: Settings,
     ) -> Account {
         Account {
-            index,
             tag,
             base_url: base.as_str().trim_end_matches('/').to_owned(),
             base,
             http,
             source,
-            reserves,
-            poll_interval,
+            settings: Mutex::new(settings),
             limits: Mutex::new(LimitState::default()),
             polling: AtomicBool::new(false),
             recent: Mutex::new(Recent::default()),
             logged_state: Mutex::new("ready"),
             quarantine: Mutex::new(None),
         }
+    }
+
+    /// Its reserves and poll interval as the config last set them.
+    pub fn settings(&self) -> Settings {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn reserves(&self) -> Reserves {
+        self.settings().reserves
+    }
+
+    /// A config reload changed its reserves or poll interval: they apply from the next
+    /// request on, and everything Carpool learnt about the account stays.
+    pub fn update_settings(&self, settings: Settings) {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    /// What this account knows that is worth keeping when a reload replaces it by a new
+    /// one for the same login (its base URL or proxy changed): rate-limit and usage
+    /// state, the last hour's counters, a quarantine.
+    pub fn inherit(&self, from: &Account) {
+        *self.limits() = from.limits().clone();
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) = from
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        *self.quarantine.lock().unwrap_or_else(|e| e.into_inner()) = from
+            .quarantine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
     }
 
     /// Which login the account uses: [`Credential::generation`] for an OAuth account,
@@ -220,7 +268,7 @@ impl Account {
     /// owner's log tells when an account paused, was rate-limited or failed, and when
     /// it came back.
     pub fn availability(&self, now: i64) -> Availability {
-        let availability = self.limits().availability(self.reserves, now);
+        let availability = self.limits().availability(self.reserves(), now);
         if let Some(line) = self.state_change(&availability, now) {
             if availability.is_ready() {
                 tracing::info!(account = %self.tag, "account {line}");
@@ -275,7 +323,7 @@ impl Account {
 }
 
 /// Per-minute counters over the last hour.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Recent {
     minutes: VecDeque<(i64, u64, u64)>,
 }
@@ -315,7 +363,7 @@ impl Recent {
 /// What the dashboard and tray show for one account.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountStatus {
-    pub tag: String,
+    pub tag: AccountTag,
     /// `oauth` or `api_key`.
     pub kind: &'static str,
     /// `ready`, `paused_by_reserve`, `rate_limited`, `cooling_down`, `circuit_open`,
@@ -354,6 +402,7 @@ impl Account {
             }
         };
         let (requests, tokens) = self.last_hour(now);
+        let reserves = self.reserves();
         let limits = self.limits();
         AccountStatus {
             tag: self.tag.clone(),
@@ -361,8 +410,8 @@ impl Account {
             state,
             five_hour: limits.five_hour(now),
             weekly: limits.weekly(now),
-            reserve_5h: self.reserves.five_hour,
-            reserve_weekly: self.reserves.weekly,
+            reserve_5h: reserves.five_hour,
+            reserve_weekly: reserves.weekly,
             plan_weight: self.plan_weight(),
             active_sessions,
             requests_last_hour: requests,
@@ -377,13 +426,11 @@ mod tests {
 
     fn api_key_account() -> Account {
         Account::new(
-            0,
             "console".into(),
             "http://127.0.0.1:9".parse().unwrap(),
             reqwest::Client::new(),
             Source::ApiKey(Secret::new("sk-ant-api03-unit")),
-            Reserves::default(),
-            Duration::from_secs(60),
+            Settings::default(),
         )
     }
 
@@ -416,13 +463,11 @@ mod tests {
     #[test]
     fn each_change_of_state_is_described_once() {
         let account = Account::new(
-            0,
             "a".into(),
             "http://127.0.0.1:9".parse().unwrap(),
             reqwest::Client::new(),
             Source::ApiKey(Secret::new("k")),
-            Reserves::default(),
-            Duration::from_secs(60),
+            Settings::default(),
         );
         let now = 1_000;
         let paused = Availability::PausedByReserve {

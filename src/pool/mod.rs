@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::config::{PoolConfig, Strategy, Target};
+use crate::config::{AccountTag, PoolConfig, PoolTag, Strategy, Target};
 use account::{Account, AccountStatus};
 use limits::{Availability, least_used_score};
 
@@ -57,30 +57,112 @@ pub enum Choice {
 const MAX_SESSIONS: usize = 100_000;
 
 struct Sticky {
-    account: usize,
+    account: AccountTag,
     last_used: i64,
+    /// The target's `session_ttl` when the binding was last used, in seconds.
+    ttl: i64,
 }
 
-pub struct Pool {
-    accounts: Vec<Arc<Account>>,
-    pools: Vec<PoolConfig>,
-    round_robin: Vec<AtomicUsize>,
-    sessions: Mutex<HashMap<(Target, String), Sticky>>,
+impl Sticky {
+    fn alive(&self, now: i64) -> bool {
+        now - self.last_used < self.ttl
+    }
+}
+
+type SessionMap = HashMap<(Target, String), Sticky>;
+
+/// The conversations pinned to accounts. It outlives a config reload: a conversation
+/// stays on its account as long as the account and the target still exist.
+struct Sessions {
+    map: Mutex<SessionMap>,
     /// When expired sessions were last swept (Unix seconds): at most once a minute.
     last_sweep: AtomicI64,
     /// [`MAX_SESSIONS`], smaller in tests.
-    max_sessions: usize,
+    max: usize,
+}
+
+impl Sessions {
+    fn new(max: usize) -> Sessions {
+        Sessions {
+            map: Mutex::new(HashMap::new()),
+            last_sweep: AtomicI64::new(0),
+            max,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionMap> {
+        // Plain data: a panic while it was held cannot leave it half-updated.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A pool of the config: its accounts, in the order it lists them.
+struct Group {
+    config: PoolConfig,
+    members: Vec<Arc<Account>>,
+    /// Where `round_robin` starts next; kept across reloads.
+    next: Arc<AtomicUsize>,
+}
+
+/// The accounts and pools of one reading of the config. A reload builds a new one from
+/// the previous ([`Pool::reconfigured`]): accounts are shared, not copied, so what
+/// Carpool knows about each stays, and so do the pinned conversations.
+pub struct Pool {
+    /// Every account, in config order.
+    accounts: Vec<Arc<Account>>,
+    groups: Vec<Group>,
+    sessions: Arc<Sessions>,
 }
 
 impl Pool {
     pub fn new(accounts: Vec<Arc<Account>>, pools: Vec<PoolConfig>) -> Pool {
-        Pool {
-            round_robin: pools.iter().map(|_| AtomicUsize::new(0)).collect(),
+        Pool::build(
             accounts,
             pools,
-            sessions: Mutex::new(HashMap::new()),
-            last_sweep: AtomicI64::new(0),
-            max_sessions: MAX_SESSIONS,
+            Arc::new(Sessions::new(MAX_SESSIONS)),
+            |_| Arc::new(AtomicUsize::new(0)),
+        )
+    }
+
+    /// The pool for a new reading of the config, keeping this one's pinned conversations
+    /// (those whose account is gone are dropped) and round-robin positions.
+    pub fn reconfigured(&self, accounts: Vec<Arc<Account>>, pools: Vec<PoolConfig>) -> Pool {
+        self.sessions.lock().retain(|(target, _), s| {
+            accounts.iter().any(|a| a.tag == s.account)
+                && match target {
+                    Target::Account(tag) => accounts.iter().any(|a| a.tag == *tag),
+                    Target::Pool(tag) => pools.iter().any(|p| p.tag == *tag),
+                }
+        });
+        Pool::build(accounts, pools, self.sessions.clone(), |tag| {
+            self.group(tag)
+                .map(|g| g.next.clone())
+                .unwrap_or_else(|| Arc::new(AtomicUsize::new(0)))
+        })
+    }
+
+    fn build(
+        accounts: Vec<Arc<Account>>,
+        pools: Vec<PoolConfig>,
+        sessions: Arc<Sessions>,
+        next: impl Fn(&PoolTag) -> Arc<AtomicUsize>,
+    ) -> Pool {
+        let groups = pools
+            .into_iter()
+            .map(|config| Group {
+                members: config
+                    .members
+                    .iter()
+                    .filter_map(|tag| accounts.iter().find(|a| a.tag == *tag).cloned())
+                    .collect(),
+                next: next(&config.tag),
+                config,
+            })
+            .collect();
+        Pool {
+            accounts,
+            groups,
+            sessions,
         }
     }
 
@@ -88,79 +170,88 @@ impl Pool {
         &self.accounts
     }
 
-    /// The accounts a target may use, in config order.
-    pub fn members(&self, target: Target) -> &[usize] {
+    pub fn account(&self, tag: &str) -> Option<&Arc<Account>> {
+        self.accounts.iter().find(|a| *a.tag == *tag)
+    }
+
+    fn group(&self, tag: &PoolTag) -> Option<&Group> {
+        self.groups.iter().find(|g| g.config.tag == *tag)
+    }
+
+    /// The accounts a target may use, in its order; none for a target this reading of
+    /// the config does not have.
+    pub fn members(&self, target: &Target) -> &[Arc<Account>] {
         match target {
-            Target::Account(i) => std::slice::from_ref(&self.accounts[i].index),
-            Target::Pool(p) => &self.pools[p].members,
+            Target::Account(tag) => self
+                .accounts
+                .iter()
+                .position(|a| a.tag == *tag)
+                .map_or(&[], |i| std::slice::from_ref(&self.accounts[i])),
+            Target::Pool(tag) => self.group(tag).map_or(&[], |g| &g.members),
         }
     }
 
-    fn strategy(&self, target: Target) -> Strategy {
+    fn strategy(&self, target: &Target) -> Strategy {
         match target {
             Target::Account(_) => Strategy::Fallback,
-            Target::Pool(p) => self.pools[p].strategy,
+            Target::Pool(tag) => self
+                .group(tag)
+                .map_or(Strategy::Fallback, |g| g.config.strategy),
         }
     }
 
-    fn session_ttl(&self, target: Target) -> i64 {
+    fn session_ttl(&self, target: &Target) -> i64 {
         match target {
             Target::Account(_) => 0,
-            Target::Pool(p) => self.pools[p].session_ttl.as_secs() as i64,
+            Target::Pool(tag) => self
+                .group(tag)
+                .map_or(0, |g| g.config.session_ttl.as_secs() as i64),
         }
-    }
-
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<(Target, String), Sticky>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Picks the account for a request of `session` (empty: none) to `target`, skipping
     /// the accounts in `tried`.
-    pub fn choose(&self, target: Target, session: &str, tried: &[usize], now: i64) -> Choice {
+    pub fn choose(&self, target: &Target, session: &str, tried: &[AccountTag], now: i64) -> Choice {
         let strategy = self.strategy(target);
         let sticky = strategy != Strategy::Fallback && !session.is_empty();
-        let candidates: Vec<usize> = self
+        let candidates: Vec<&Arc<Account>> = self
             .members(target)
             .iter()
-            .copied()
-            .filter(|i| !tried.contains(i))
+            .filter(|a| !tried.contains(&a.tag))
             .collect();
 
         if sticky {
-            let ttl = self.session_ttl(target);
-            let mut sessions = self.sessions();
+            let mut sessions = self.sessions.lock();
             self.sweep(&mut sessions, now);
             if let Some(s) = sessions
-                .get_mut(&(target, session.to_owned()))
-                .filter(|s| now - s.last_used < ttl)
+                .get_mut(&(target.clone(), session.to_owned()))
+                .filter(|s| s.alive(now))
             {
-                let account = &self.accounts[s.account];
-                if candidates.contains(&s.account)
-                    && account.broken().is_none()
-                    && account.availability(now).is_ready()
-                {
-                    s.last_used = now;
-                    return Choice::Use(account.clone());
+                if let Some(account) = candidates.iter().find(|a| a.tag == s.account) {
+                    if account.broken().is_none() && account.availability(now).is_ready() {
+                        s.last_used = now;
+                        s.ttl = self.session_ttl(target);
+                        return Choice::Use(Arc::clone(account));
+                    }
                 }
             }
         }
 
-        let mut ready = Vec::new();
+        let mut ready: Vec<&Arc<Account>> = Vec::new();
         // Accounts whose circuit waits for its probe: ready, but for one request only.
-        let mut probes = Vec::new();
+        let mut probes: Vec<&AccountTag> = Vec::new();
         let mut waits: Vec<Option<i64>> = Vec::new();
         let mut reasons = Vec::new();
-        for &i in &candidates {
-            let account = &self.accounts[i];
+        for &account in &candidates {
             if let Some(reason) = account.broken() {
                 reasons.push(reason);
                 continue;
             }
             match account.availability(now) {
-                Availability::Ready => ready.push(i),
+                Availability::Ready => ready.push(account),
                 Availability::CircuitOpen { until, .. } if until <= now => {
-                    ready.push(i);
-                    probes.push(i);
+                    ready.push(account);
+                    probes.push(&account.tag);
                 }
                 other => waits.push(other.until()),
             }
@@ -176,46 +267,47 @@ impl Pool {
                 };
             }
             let chosen = self.pick(target, strategy, &ready, now);
-            if probes.contains(&chosen) && !self.accounts[chosen].limits().try_probe(now) {
+            if probes.contains(&&chosen.tag) && !chosen.limits().try_probe(now) {
                 // Another request is probing it right now.
-                ready.retain(|&i| i != chosen);
+                ready.retain(|a| a.tag != chosen.tag);
                 waits.push(Some(now + 1));
                 continue;
             }
             break chosen;
         };
         if sticky {
-            let mut sessions = self.sessions();
-            let key = (target, session.to_owned());
-            if sessions.len() >= self.max_sessions && !sessions.contains_key(&key) {
+            let mut sessions = self.sessions.lock();
+            let key = (target.clone(), session.to_owned());
+            if sessions.len() >= self.sessions.max && !sessions.contains_key(&key) {
                 self.make_room(&mut sessions, now);
             }
             sessions.insert(
                 key,
                 Sticky {
-                    account: chosen,
+                    account: chosen.tag.clone(),
                     last_used: now,
+                    ttl: self.session_ttl(target),
                 },
             );
         }
-        Choice::Use(self.accounts[chosen].clone())
+        Choice::Use(Arc::clone(chosen))
     }
 
     /// Drops expired session bindings, at most once a minute.
-    fn sweep(&self, sessions: &mut HashMap<(Target, String), Sticky>, now: i64) {
-        let last = self.last_sweep.load(Ordering::Relaxed);
+    fn sweep(&self, sessions: &mut SessionMap, now: i64) {
+        let last = self.sessions.last_sweep.load(Ordering::Relaxed);
         if now - last < 60 {
             return;
         }
-        self.last_sweep.store(now, Ordering::Relaxed);
-        sessions.retain(|(target, _), s| now - s.last_used < self.session_ttl(*target));
+        self.sessions.last_sweep.store(now, Ordering::Relaxed);
+        sessions.retain(|_, s| s.alive(now));
     }
 
     /// At the cap: drops every expired binding, and if none was, the least recently used.
-    fn make_room(&self, sessions: &mut HashMap<(Target, String), Sticky>, now: i64) {
-        self.last_sweep.store(now, Ordering::Relaxed);
-        sessions.retain(|(target, _), s| now - s.last_used < self.session_ttl(*target));
-        if sessions.len() >= self.max_sessions {
+    fn make_room(&self, sessions: &mut SessionMap, now: i64) {
+        self.sessions.last_sweep.store(now, Ordering::Relaxed);
+        sessions.retain(|_, s| s.alive(now));
+        if sessions.len() >= self.sessions.max {
             let oldest = sessions
                 .iter()
                 .min_by_key(|(_, s)| s.last_used)
@@ -227,33 +319,40 @@ impl Pool {
     }
 
     /// One of `ready` (not empty) by the target's strategy.
-    fn pick(&self, target: Target, strategy: Strategy, ready: &[usize], now: i64) -> usize {
+    fn pick<'a>(
+        &self,
+        target: &Target,
+        strategy: Strategy,
+        ready: &[&'a Arc<Account>],
+        now: i64,
+    ) -> &'a Arc<Account> {
         match strategy {
             Strategy::Fallback => ready[0],
             Strategy::Random => ready[rand::random_range(0..ready.len())],
             Strategy::RoundRobin => {
-                let Target::Pool(p) = target else {
+                let Some(group) = (match target {
+                    Target::Pool(tag) => self.group(tag),
+                    Target::Account(_) => None,
+                }) else {
                     return ready[0];
                 };
-                let members = &self.pools[p].members;
-                let start = self.round_robin[p].fetch_add(1, Ordering::Relaxed);
+                let members = &group.members;
+                let start = group.next.fetch_add(1, Ordering::Relaxed);
                 (0..members.len())
-                    .map(|k| members[(start + k) % members.len()])
-                    .find(|i| ready.contains(i))
+                    .map(|k| &members[(start + k) % members.len()])
+                    .find_map(|m| ready.iter().find(|a| a.tag == m.tag).copied())
                     .unwrap_or(ready[0])
             }
             Strategy::LeastUsed => {
-                let score = |i: usize| {
-                    let a = &self.accounts[i];
-                    least_used_score(&a.limits(), a.reserves, a.plan_weight(), now)
-                };
-                // Highest score; the first in config order on a tie.
+                let score =
+                    |a: &Account| least_used_score(&a.limits(), a.reserves(), a.plan_weight(), now);
+                // Highest score; the first in the pool's order on a tie.
                 let mut best = ready[0];
                 let mut best_score = score(best);
-                for &i in &ready[1..] {
-                    let s = score(i);
+                for &a in &ready[1..] {
+                    let s = score(a);
                     if s > best_score {
-                        best = i;
+                        best = a;
                         best_score = s;
                     }
                 }
@@ -263,42 +362,49 @@ impl Pool {
     }
 
     /// Forgets where `session` was pinned (its account just ran out).
-    pub fn unbind(&self, target: Target, session: &str) {
+    pub fn unbind(&self, target: &Target, session: &str) {
         if !session.is_empty() {
-            self.sessions().remove(&(target, session.to_owned()));
+            self.sessions
+                .lock()
+                .remove(&(target.clone(), session.to_owned()));
         }
+    }
+
+    /// The account a conversation is pinned to, if any (for tests and the status).
+    pub fn pinned(&self, target: &Target, session: &str, now: i64) -> Option<AccountTag> {
+        self.sessions
+            .lock()
+            .get(&(target.clone(), session.to_owned()))
+            .filter(|s| s.alive(now))
+            .map(|s| s.account.clone())
     }
 
     /// The state of every account, for the dashboard and the tray.
     pub fn status(&self, now: i64) -> PoolStatus {
-        let mut sessions_per_account = vec![0usize; self.accounts.len()];
-        for ((target, _), s) in self.sessions().iter() {
-            if now - s.last_used < self.session_ttl(*target) {
-                sessions_per_account[s.account] += 1;
+        let mut sessions_per_account: HashMap<AccountTag, usize> = HashMap::new();
+        for s in self.sessions.lock().values() {
+            if s.alive(now) {
+                *sessions_per_account.entry(s.account.clone()).or_default() += 1;
             }
         }
         PoolStatus {
             accounts: self
                 .accounts
                 .iter()
-                .map(|a| a.status(sessions_per_account[a.index], now))
+                .map(|a| a.status(sessions_per_account.get(&a.tag).copied().unwrap_or(0), now))
                 .collect(),
             pools: self
-                .pools
+                .groups
                 .iter()
-                .map(|p| PoolSummary {
-                    tag: p.tag.clone(),
-                    strategy: match p.strategy {
+                .map(|g| PoolSummary {
+                    tag: g.config.tag.clone(),
+                    strategy: match g.config.strategy {
                         Strategy::LeastUsed => "least_used",
                         Strategy::RoundRobin => "round_robin",
                         Strategy::Random => "random",
                         Strategy::Fallback => "fallback",
                     },
-                    accounts: p
-                        .members
-                        .iter()
-                        .map(|i| self.accounts[*i].tag.clone())
-                        .collect(),
+                    accounts: g.members.iter().map(|a| a.tag.clone()).collect(),
                 })
                 .collect(),
         }
@@ -313,9 +419,9 @@ pub struct PoolStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolSummary {
-    pub tag: String,
+    pub tag: PoolTag,
     pub strategy: &'static str,
-    pub accounts: Vec<String>,
+    pub accounts: Vec<AccountTag>,
 }
 
 /// Now, in Unix seconds.
@@ -328,63 +434,105 @@ pub fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::account::Source;
-    use crate::pool::limits::Reserves;
+    use crate::pool::account::{Settings, Source};
     use crate::secret::Secret;
     use std::time::Duration;
 
-    fn pool_of_two(max_sessions: usize) -> Pool {
-        let accounts = (0..2)
-            .map(|i| {
-                Arc::new(Account::new(
-                    i,
-                    format!("a{i}"),
-                    "http://127.0.0.1:9".parse().unwrap(),
-                    reqwest::Client::new(),
-                    Source::ApiKey(Secret::new("k")),
-                    Reserves::default(),
-                    Duration::from_secs(60),
-                ))
-            })
-            .collect();
-        let pools = vec![PoolConfig {
+    fn account(tag: &str) -> Arc<Account> {
+        Arc::new(Account::new(
+            tag.into(),
+            "http://127.0.0.1:9".parse().unwrap(),
+            reqwest::Client::new(),
+            Source::ApiKey(Secret::new("k")),
+            Settings::default(),
+        ))
+    }
+
+    fn team(strategy: Strategy, members: &[&str]) -> PoolConfig {
+        PoolConfig {
             tag: "team".into(),
-            strategy: Strategy::RoundRobin,
-            members: vec![0, 1],
+            strategy,
+            members: members.iter().map(|&m| m.into()).collect(),
             poll_interval: Duration::from_secs(60),
             session_ttl: Duration::from_secs(3600),
-        }];
+        }
+    }
+
+    fn pool_of_two(max_sessions: usize) -> Pool {
+        let accounts = vec![account("a0"), account("a1")];
+        let pool = Pool::new(accounts, vec![team(Strategy::RoundRobin, &["a0", "a1"])]);
         Pool {
-            max_sessions,
-            ..Pool::new(accounts, pools)
+            sessions: Arc::new(Sessions::new(max_sessions)),
+            ..pool
+        }
+    }
+
+    fn chosen(choice: Choice) -> AccountTag {
+        match choice {
+            Choice::Use(account) => account.tag.clone(),
+            _ => panic!("an account is ready"),
         }
     }
 
     #[test]
     fn the_session_map_has_a_hard_cap_and_evicts_the_least_recently_used() {
         let pool = pool_of_two(100);
-        let team = Target::Pool(0);
+        let team = Target::Pool("team".into());
         let now = 1_000_000;
-        let Choice::Use(first) = pool.choose(team, "keep-me", &[], now) else {
-            panic!("an account is ready")
-        };
+        let first = chosen(pool.choose(&team, "keep-me", &[], now));
         for i in 0..1000 {
             // The conversation in use stays pinned while strangers come and go.
             if i % 10 == 0 {
-                let Choice::Use(again) = pool.choose(team, "keep-me", &[], now + i) else {
-                    panic!("an account is ready")
-                };
-                assert_eq!(again.index, first.index, "still on its account");
+                let again = chosen(pool.choose(&team, "keep-me", &[], now + i));
+                assert_eq!(again, first, "still on its account");
             }
-            pool.choose(team, &format!("stranger-{i}"), &[], now + i);
-            assert!(pool.sessions().len() <= 100);
+            pool.choose(&team, &format!("stranger-{i}"), &[], now + i);
+            assert!(pool.sessions.lock().len() <= 100);
         }
-        assert_eq!(pool.sessions().len(), 100);
-        assert!(pool.sessions().contains_key(&(team, "keep-me".to_owned())));
-        assert!(
-            !pool
-                .sessions()
-                .contains_key(&(team, "stranger-0".to_owned()))
+        assert_eq!(pool.sessions.lock().len(), 100);
+        assert!(pool.pinned(&team, "keep-me", now + 1000).is_some());
+        assert!(pool.pinned(&team, "stranger-0", now + 1000).is_none());
+    }
+
+    #[test]
+    fn a_reconfigured_pool_keeps_conversations_whose_account_is_still_there() {
+        let (a, b, c) = (account("a"), account("b"), account("c"));
+        let pool = Pool::new(
+            vec![a.clone(), b.clone()],
+            vec![team(Strategy::RoundRobin, &["a", "b"])],
         );
+        let target = Target::Pool("team".into());
+        let now = 1_000_000;
+        let on_a = chosen(pool.choose(&target, "s-a", &[], now));
+        let on_b = chosen(pool.choose(&target, "s-b", &[], now));
+        assert_ne!(on_a, on_b, "round robin spreads new conversations");
+
+        // Reordered, one account added: both conversations stay where they were.
+        let next = pool.reconfigured(
+            vec![c.clone(), b.clone(), a.clone()],
+            vec![team(Strategy::RoundRobin, &["c", "b", "a"])],
+        );
+        assert_eq!(chosen(next.choose(&target, "s-a", &[], now + 1)), on_a);
+        assert_eq!(chosen(next.choose(&target, "s-b", &[], now + 1)), on_b);
+
+        // The account of one is removed: that conversation moves, the other stays.
+        let gone = on_a.clone();
+        let kept: Vec<Arc<Account>> = [a, b, c].into_iter().filter(|x| x.tag != gone).collect();
+        let members: Vec<&str> = kept.iter().map(|x| x.tag.as_str()).collect();
+        let last = next.reconfigured(kept.clone(), vec![team(Strategy::RoundRobin, &members)]);
+        assert!(
+            last.pinned(&target, "s-a", now + 2).is_none(),
+            "dropped with its account"
+        );
+        assert_eq!(chosen(last.choose(&target, "s-b", &[], now + 2)), on_b);
+        assert_ne!(chosen(last.choose(&target, "s-a", &[], now + 2)), gone);
+
+        // A target that no longer exists gets no account.
+        let none = last.reconfigured(kept, Vec::new());
+        assert!(none.members(&target).is_empty());
+        assert!(matches!(
+            none.choose(&target, "s-b", &[], now + 3),
+            Choice::Unusable { .. }
+        ));
     }
 }

@@ -16,6 +16,7 @@ use super::account::{Account, Auth};
 use super::{Pool, unix_now};
 use crate::config::Target;
 use crate::credentials::oauth::USER_AGENT;
+use crate::tasks::Tasks;
 use crate::upstream::read_capped;
 
 const POLL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,19 +24,19 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(5);
 /// poll and the rest is not read.
 const MAX_USAGE_RESPONSE: usize = 64 << 10;
 
-/// Starts a background poll for every OAuth account of `target` whose figures are stale.
-pub fn poll_if_stale(pool: &Pool, target: Target, now: i64) {
-    for &i in pool.members(target) {
-        let account = &pool.accounts()[i];
+/// Starts a background poll (in `tasks`) for every OAuth account of `target` whose
+/// figures are stale.
+pub fn poll_if_stale(pool: &Pool, target: &Target, now: i64, tasks: &Tasks) {
+    for account in pool.members(target) {
         if !account.is_oauth() || account.broken().is_some() {
             continue;
         }
-        let interval = account.poll_interval.as_secs() as i64;
+        let interval = account.settings().poll_interval.as_secs() as i64;
         if !account.limits().needs_poll(interval, now) || !account.start_poll() {
             continue;
         }
         let account = Arc::clone(account);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             poll(&account).await;
             account.end_poll();
         });

@@ -60,9 +60,9 @@ use http::header;
 use serde::Deserialize;
 
 use crate::auth::Caller;
-use crate::config::Target;
+use crate::config::{AccountTag, Config, Target};
 use crate::credentials::Unavailable;
-use crate::engine::Engine;
+use crate::engine::{self, Engine};
 use crate::error::{Origin, RelayError};
 use crate::ledger::extract::BodyKind;
 use crate::pool::account::{Account, Auth};
@@ -101,28 +101,26 @@ async fn relay(
     log: &mut RequestLog,
 ) -> Result<Response, RelayError> {
     let (parts, body) = request.into_parts();
+    // The configuration this request runs on to its end, whatever a reload does meanwhile.
+    let state = engine.state();
+    let config = &state.config;
 
     // 1. authenticate
-    let caller = engine
+    let caller = state
         .users
         .authenticate(&parts.headers)
         .map_err(|e| RelayError::bad_token(e.message()))?;
     let target = match caller {
-        Caller::User(i) => {
-            log.user = engine.config.users[i].name.clone();
-            engine.config.users[i].credential
+        Caller::User(user) => {
+            log.user = user.name.to_string();
+            user.target.clone()
         }
-        Caller::Anonymous => engine.config.anonymous_target(),
+        Caller::Anonymous => config.anonymous_target(),
     };
     log.authenticated(engine.clone());
 
     // 2. read the body
-    let body = read_body(
-        body,
-        engine.config.max_body_bytes,
-        engine.config.connections.body_timeout,
-    )
-    .await?;
+    let body = read_body(body, config.max_body_bytes, config.connections.body_timeout).await?;
     let peek = Peek::of(&body);
     let ids = ClientIds::of(
         &parts.headers,
@@ -139,7 +137,7 @@ async fn relay(
 
     // Streaming answers send headers early and then keep talking: they are bounded by the
     // first-byte and idle timeouts. Other answers arrive whole, so the whole request is.
-    let timeouts = &engine.config.timeouts;
+    let timeouts = &config.timeouts;
     let deadline = (!streaming).then(|| Instant::now() + timeouts.request);
     let limits = BodyLimits {
         idle: timeouts.idle,
@@ -153,7 +151,8 @@ async fn relay(
         parts: &parts,
         body: &body,
     };
-    let (head, upstream) = match failover(engine, target, &outgoing, deadline, log).await? {
+    let (head, upstream) = match failover(engine, &state, &target, &outgoing, deadline, log).await?
+    {
         Attempt::Answer(response) => body::Upstream::split(response),
         // An error answer whose first bytes were read to judge it: they go first.
         Attempt::Buffered(kept) => kept.split(),
@@ -208,14 +207,15 @@ enum Attempt {
 /// another account would be just as overloaded.
 async fn failover(
     engine: &Engine,
-    target: Target,
+    state: &engine::State,
+    target: &Target,
     request: &Outgoing<'_>,
     deadline: Option<Instant>,
     log: &mut RequestLog,
 ) -> Result<Attempt, RelayError> {
-    let pool = &engine.pool;
-    pool::poll_if_stale(pool, target, unix_now());
-    let mut tried: Vec<usize> = Vec::new();
+    let pool = &state.pool;
+    pool::poll_if_stale(pool, target, unix_now(), engine.tasks());
+    let mut tried: Vec<AccountTag> = Vec::new();
     // The last failure seen, given to the client if no account does better.
     // Replacing it drops the previous one, which closes that upstream connection.
     let mut last: Option<Result<Kept, RelayError>> = None;
@@ -249,12 +249,12 @@ async fn failover(
                 };
             }
         };
-        tried.push(account.index);
-        log.credential = account.tag.clone();
+        tried.push(account.tag.clone());
+        log.credential = account.tag.to_string();
         log.account = Some(account.clone());
         // The login this attempt uses: a refusal for good holds until it changes.
         let generation = account.credential_generation();
-        let response = match send_to(engine, &account, request, deadline).await {
+        let response = match send_to(state, &account, request, deadline).await {
             Ok(response) => response,
             // Nothing another account could change.
             Err(error) if error.origin == Origin::Client => return Err(error),
@@ -328,7 +328,7 @@ async fn failover(
 /// One account: its credential, one send, a refresh and resend after a 401, and one
 /// resend after a 529.
 async fn send_to(
-    engine: &Engine,
+    state: &engine::State,
     account: &Account,
     request: &Outgoing<'_>,
     deadline: Option<Instant>,
@@ -340,7 +340,7 @@ async fn send_to(
             .auth(rejected.as_ref())
             .await
             .map_err(no_credential)?;
-        let response = send(engine, account, request, &auth, deadline).await?;
+        let response = send(&state.config, account, request, &auth, deadline).await?;
         match response.status().as_u16() {
             401 if rejected.is_none() && account.is_oauth() => {
                 tracing::warn!(account = %account.tag, "upstream rejected the access token (401); refreshing and retrying once");
@@ -567,13 +567,13 @@ async fn read_body(
 /// Sends one attempt upstream and waits for the response headers: until `deadline` for
 /// non-streaming requests, for `timeouts.first_byte` for streaming ones.
 async fn send(
-    engine: &Engine,
+    config: &Config,
     account: &Account,
     request: &Outgoing<'_>,
     auth: &Auth,
     deadline: Option<Instant>,
 ) -> Result<reqwest::Response, RelayError> {
-    let timeouts = &engine.config.timeouts;
+    let timeouts = &config.timeouts;
     let Outgoing {
         endpoint,
         parts,
@@ -591,7 +591,7 @@ async fn send(
             .request(parts.method.clone(), url)
             .headers(upstream::request_headers(
                 &parts.headers,
-                &engine.config.headers,
+                &config.headers,
                 auth.upstream(),
             ));
     if !body.is_empty() {

@@ -131,6 +131,7 @@ impl Mock {
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
+        #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -498,6 +499,7 @@ fn reply(model: &str, stream: bool, pace: Option<Pace>, state: &Arc<MockState>) 
 
 fn async_stream(events: Vec<String>, pace: Option<Pace>, state: Arc<MockState>) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
+    #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
     tokio::spawn(async move {
         for (i, event) in events.into_iter().enumerate() {
             if i > 0 {

@@ -61,6 +61,7 @@ impl HttpProxy {
         let log = Arc::new(Mutex::new(HttpLog::default()));
         let expected = auth.map(|(user, pass)| format!("{user}:{pass}"));
         let shared = Arc::new((expected, log.clone()));
+        #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         tokio::spawn(accept_loop(listener, move |client| {
             let shared = shared.clone();
             async move {
@@ -119,6 +120,7 @@ impl Socks5Proxy {
         let log = Arc::new(Mutex::new(SocksLog::default()));
         let expected = auth.map(|(user, pass)| (user.to_owned(), pass.to_owned()));
         let shared = Arc::new((expected, log.clone()));
+        #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         tokio::spawn(accept_loop(listener, move |client| {
             let shared = shared.clone();
             async move {
@@ -166,6 +168,7 @@ where
         match listener.accept().await {
             Ok((client, _)) => {
                 let _ = client.set_nodelay(true);
+                #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
                 tokio::spawn(serve(client));
             }
             // E.g. out of file descriptors: back off instead of spinning.

@@ -113,6 +113,7 @@ pub async fn serve(app: Router) -> TlsServer {
     let acceptor = TlsAcceptor::from(Arc::new(certs.server_config()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
     tokio::spawn(async move {
         loop {
             let tcp = match listener.accept().await {
@@ -127,6 +128,7 @@ pub async fn serve(app: Router) -> TlsServer {
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let app = app.clone();
+            #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
             tokio::spawn(async move {
                 let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
                 let Ok(Ok(tls)) = handshake.await else {

@@ -5,38 +5,63 @@
 //! [`Server::bind`] is what `carpool serve`, the tests and (later) the desktop shell all
 //! use; nothing here depends on a terminal or a display.
 
+mod apply;
+mod reload;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::auth::Users;
-use crate::config::Source as ConfigSource;
-use crate::config::{Config, Connections};
-use crate::credentials::{Credential, spawn_watcher};
+use crate::config::{AccountTag, Config, Connections};
+use crate::credentials::spawn_watcher;
 use crate::ledger::ccm::{CcmFile, run_saver};
 use crate::ledger::store::StoreError;
 use crate::ledger::{Ledger, LedgerOptions, Pricing, Sink};
 use crate::pool::Pool;
 use crate::pool::account::{Account, Source};
-use crate::pool::limits::Reserves;
-use crate::{listener, relay, upstream};
+use crate::tasks::{Tasks, lock};
+use crate::{listener, relay};
 
-/// Everything a request needs, shared by all requests.
-pub struct Engine {
-    pub config: Config,
+pub use apply::{AccountError, ApplyError, Changes};
+pub use reload::{ConfigWatch, Overrides, Reloaded};
+
+/// One reading of the config and what was built from it: the users and the account
+/// pool. A request takes the current one when it starts ([`Engine::state`]) and keeps it
+/// to its end, so a reload never changes the rules under a request in flight.
+pub struct State {
+    pub config: Arc<Config>,
     pub users: Users,
     /// The accounts and pools; picks the account for each request.
     pub pool: Pool,
+}
+
+/// Everything a request needs, shared by all requests. What the config decides lives in
+/// the swappable [`State`]; what outlives a reload (the ledger, the usage files, the
+/// background tasks) lives here.
+pub struct Engine {
+    state: ArcSwap<State>,
     pub ledger: Arc<Ledger>,
-    pub pricing: Pricing,
+    pub pricing: Arc<Pricing>,
     /// sing-box-style usage files (`usages_path`), fed by the ledger's writer.
     pub ccm_files: Vec<Arc<CcmFile>>,
+    /// Extra CA certificates for upstream HTTPS, read once at start (`ca_file`).
+    roots: Vec<reqwest::Certificate>,
+    /// Credential watchers, file watchers, polls, savers.
+    tasks: Tasks,
+    /// Each OAuth account's credentials watcher, to stop it when a reload removes or
+    /// replaces the account. Also serialises reloads.
+    watchers: Mutex<HashMap<AccountTag, AbortHandle>>,
 }
 
 /// Why Carpool could not start.
@@ -49,8 +74,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Ledger(#[from] StoreError),
-    #[error("credentials `{tag}`: {problem}")]
-    Account { tag: String, problem: String },
+    #[error(transparent)]
+    Account(#[from] AccountError),
     #[error("cannot read the CA certificates in {} (`ca_file`): {problem}", path.display())]
     CaFile {
         path: std::path::PathBuf,
@@ -66,10 +91,16 @@ pub enum StartError {
 impl Engine {
     /// What every account is doing: for the dashboard and the tray.
     pub fn status(&self) -> crate::pool::PoolStatus {
-        self.pool.status(crate::pool::unix_now())
+        self.state().pool.status(crate::pool::unix_now())
     }
 
-    /// Opens the usage database and files; starts nothing else.
+    /// The configuration in force now. Hold it for the length of one request.
+    pub fn state(&self) -> Arc<State> {
+        self.state.load_full()
+    }
+
+    /// Opens the usage database and files and builds the accounts; starts nothing (see
+    /// [`Engine::start`]).
     pub fn new(config: Config) -> Result<Engine, StartError> {
         let roots = match &config.ca_file {
             Some(path) => std::fs::read(path)
@@ -83,57 +114,14 @@ impl Engine {
                 })?,
             None => Vec::new(),
         };
-        let mut accounts = Vec::new();
-        for (index, c) in config.credentials.iter().enumerate() {
-            let http = upstream::client(&config.timeouts, c.proxy.as_deref(), &roots).map_err(
-                |problem| StartError::Account {
-                    tag: c.tag.clone(),
-                    problem,
-                },
-            )?;
-            let source = match &c.source {
-                ConfigSource::OAuthFile { path, token_url } => Source::OAuth(Credential::new(
-                    &c.tag,
-                    path,
-                    &c.base_url,
-                    token_url,
-                    http.clone(),
-                )),
-                ConfigSource::ApiKey(key) => Source::ApiKey(key.clone()),
-            };
-            // The shortest poll interval of the pools it is in.
-            let poll_interval = config
-                .pools
-                .iter()
-                .filter(|p| p.members.contains(&index))
-                .map(|p| p.poll_interval)
-                .min()
-                .unwrap_or(DEFAULT_POLL_INTERVAL);
-            let reserves = Reserves {
-                five_hour: c.reserve_5h,
-                weekly: c.reserve_weekly,
-            };
-            let base = reqwest::Url::parse(&c.base_url).map_err(|e| StartError::Account {
-                tag: c.tag.clone(),
-                problem: format!("base_url `{}`: {e}", c.base_url),
-            })?;
-            accounts.push(Arc::new(Account::new(
-                index,
-                c.tag.clone(),
-                base,
-                http,
-                source,
-                reserves,
-                poll_interval,
-            )));
-        }
+        let accounts = apply::build_accounts(&config, None, &roots)?.accounts;
         let mut ccm_files = Vec::new();
         if let Some(path) = &config.usage.usages_path {
             ccm_files.push((path.clone(), None));
         }
         for c in &config.credentials {
             if let Some(path) = &c.usages_path {
-                ccm_files.push((path.clone(), Some(c.tag.clone())));
+                ccm_files.push((path.clone(), Some(c.tag.to_string())));
             }
         }
         let ccm_files = ccm_files
@@ -159,14 +147,45 @@ impl Engine {
                 ..LedgerOptions::default()
             },
         )?;
-        Ok(Engine {
+        let state = State {
             users: Users::new(&config.users),
             pool: Pool::new(accounts, config.pools.clone()),
+            config: Arc::new(config),
+        };
+        Ok(Engine {
+            pricing: Arc::new(Pricing::new(state.config.usage.prices.clone())),
+            state: ArcSwap::from_pointee(state),
             ledger: Arc::new(ledger),
-            pricing: Pricing::new(config.usage.prices.clone()),
             ccm_files,
-            config,
+            roots,
+            tasks: Tasks::new(),
+            watchers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Starts watching every OAuth account's credentials file. Needs a tokio runtime.
+    pub fn start(&self) {
+        let state = self.state();
+        let mut watchers = lock(&self.watchers);
+        for account in state.pool.accounts() {
+            self.watch_account(account, &mut watchers);
+        }
+    }
+
+    fn watch_account(&self, account: &Account, watchers: &mut HashMap<AccountTag, AbortHandle>) {
+        if let Source::OAuth(credential) = &account.source {
+            let credential = credential.clone();
+            let handle = self.tasks.with(|set| spawn_watcher(credential, set));
+            if let Some(old) = watchers.insert(account.tag.clone(), handle) {
+                old.abort();
+            }
+        }
+    }
+
+    /// The background tasks (credential and config watchers, polls): for the server to
+    /// stop at shutdown, and for embedders to add their own.
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
 }
 
@@ -185,9 +204,6 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(engine)
 }
 
-/// How stale a single account's usage figures may get (pools set their own).
-const DEFAULT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// sing-box saves its usage file at most once a minute; so does Carpool.
 const CCM_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -195,7 +211,6 @@ const CCM_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60
 pub struct Server {
     listener: TcpListener,
     engine: Arc<Engine>,
-    tasks: JoinSet<()>,
     /// `connections` from the config, with `max` fitted to the open-file limit.
     connections: Connections,
 }
@@ -229,18 +244,20 @@ impl Server {
                  Beyond a trusted LAN, put Carpool behind a TLS reverse proxy or a VPN (see SECURITY.md)"
             );
         }
-        let mut tasks = JoinSet::new();
-        for account in engine.pool.accounts() {
-            if let Source::OAuth(credential) = &account.source {
-                spawn_watcher(credential.clone(), &mut tasks);
-            }
-        }
+        engine.start();
         Ok(Server {
             listener,
             engine,
-            tasks,
             connections,
         })
+    }
+
+    /// Applies edits of the config file at `path` (and, on Unix, a SIGHUP) to the running
+    /// server; see [`reload`]. `overrides` are re-applied to every new reading (the
+    /// command line's `--listen`).
+    pub fn watch_config(&self, path: std::path::PathBuf, overrides: Overrides) {
+        let watch = ConfigWatch::new(self.engine.clone(), path, overrides);
+        self.engine.tasks.spawn(watch.run());
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -260,12 +277,14 @@ impl Server {
         let Server {
             listener,
             engine,
-            mut tasks,
             connections,
         } = self;
-        let grace = engine.config.timeouts.shutdown_grace;
+        let grace = engine.state().config.timeouts.shutdown_grace;
+        // The saver is stopped last, after the ledger has written everything: it has a
+        // set of its own.
         let (saver_stop, saver_stopped) = oneshot::channel::<()>();
-        let saver = tokio::spawn(run_saver(
+        let mut saver = JoinSet::new();
+        saver.spawn(run_saver(
             engine.ccm_files.clone(),
             CCM_SAVE_INTERVAL,
             async move {
@@ -274,13 +293,13 @@ impl Server {
         ));
         let app = router(engine.clone());
         listener::serve(listener, app, connections, grace, shutdown).await;
-        tasks.shutdown().await;
+        engine.tasks.shutdown().await;
         // Responses cut at the end of the grace period record their usage when their
         // bodies are dropped, which happened in `listener::serve`; now write it all,
         // then the files.
         engine.ledger.close_async().await;
         let _ = saver_stop.send(());
-        let _ = saver.await;
+        saver.join_all().await;
         tracing::info!(
             usage_records = engine.ledger.written(),
             usage_dropped = engine.ledger.dropped_count(),
@@ -294,6 +313,8 @@ impl Server {
         let addr = self.local_addr();
         let engine = self.engine.clone();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        // Owned: the handle is kept in `RunningServer` and awaited by its `shutdown`.
+        #[allow(clippy::disallowed_methods)]
         let task = tokio::spawn(self.run(async move {
             let _ = stop_rx.await;
         }));

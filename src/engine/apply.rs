@@ -1,0 +1,361 @@
+//! Applying a new reading of the config to the running engine, as one swap.
+//!
+//! [`Engine::apply`] is the one entry point: the config file watcher, SIGHUP and (next)
+//! the management API all call it with a validated [`Config`]. It builds the new
+//! [`State`] beside the current one and then replaces it at once; requests in flight
+//! keep the state they started with, new requests see the new one.
+//!
+//! Nothing that did not change is reset:
+//!
+//! - an account whose connection (login or key, base URL, proxy) is unchanged is the
+//!   same [`Account`] in the new state: its token state, rate-limit and reserve state,
+//!   usage figures, circuit breaker and last-hour counters carry on. New reserves or a
+//!   new poll interval apply to it in place;
+//! - an account whose base URL or proxy changed gets a new client, and inherits what
+//!   Carpool knew about its login ([`Account::inherit`]); one whose login changed (another
+//!   credentials file, another key) starts afresh;
+//! - pinned conversations stay on their account while it and their pool exist, and
+//!   round-robin positions are kept ([`Pool::reconfigured`]);
+//! - users are looked up in the new state from the next request on: a removed user's
+//!   token is refused at once, a new one works at once.
+//!
+//! A few settings are fixed when Carpool starts (the listening address, connection
+//! limits, the usage database and files, prices, extra CA certificates): a change to
+//! them is reported in [`Changes::needs_restart`] and logged, never silently ignored.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Engine, State};
+use crate::auth::Users;
+use crate::config::{
+    AccountTag, Config, ConfigError, CredentialConfig, PoolTag, Source as ConfigSource, UserName,
+};
+use crate::credentials::Credential;
+use crate::pool::account::{Account, Settings, Source};
+use crate::pool::limits::Reserves;
+use crate::tasks::lock;
+use crate::upstream;
+
+/// An account that cannot be built from its config entry.
+#[derive(Debug, thiserror::Error)]
+#[error("credentials `{tag}`: {problem}")]
+pub struct AccountError {
+    pub tag: AccountTag,
+    pub problem: String,
+}
+
+/// Why a new configuration was not applied. The running one stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The file could not be read or is not a valid config.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+}
+
+/// What a reload changed, by stable identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Changes {
+    pub users: Diff<UserName>,
+    pub accounts: Diff<AccountTag>,
+    pub pools: Diff<PoolTag>,
+    /// Other settings that now apply, by config field (`timeouts`, `headers`, …).
+    pub settings: Vec<&'static str>,
+    /// Settings that changed in the file but take effect only when Carpool restarts.
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// Entries added, removed and changed, in config order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diff<T> {
+    pub added: Vec<T>,
+    pub removed: Vec<T>,
+    pub changed: Vec<T>,
+}
+
+impl<T> Default for Diff<T> {
+    fn default() -> Self {
+        Diff {
+            added: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
+        }
+    }
+}
+
+impl<T: PartialEq + Clone> Diff<T> {
+    /// Compares two lists of entries identified by `id`.
+    fn of<E: PartialEq>(old: &[E], new: &[E], id: impl Fn(&E) -> &T) -> Diff<T> {
+        let find = |list: &'_ [E], key: &T| list.iter().position(|e| id(e) == key);
+        Diff {
+            added: new
+                .iter()
+                .filter(|e| find(old, id(e)).is_none())
+                .map(|e| id(e).clone())
+                .collect(),
+            removed: old
+                .iter()
+                .filter(|e| find(new, id(e)).is_none())
+                .map(|e| id(e).clone())
+                .collect(),
+            changed: new
+                .iter()
+                .filter(|e| find(old, id(e)).is_some_and(|i| old[i] != **e))
+                .map(|e| id(e).clone())
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+            && self.accounts.is_empty()
+            && self.pools.is_empty()
+            && self.settings.is_empty()
+            && self.needs_restart.is_empty()
+    }
+
+    /// What differs between two readings of the config, by identity.
+    pub fn between(old: &Config, new: &Config) -> Changes {
+        let mut settings = Vec::new();
+        let mut needs_restart = Vec::new();
+        let mut compare = |changed: bool, field: &'static str, live: bool| {
+            if changed {
+                if live {
+                    settings.push(field);
+                } else {
+                    needs_restart.push(field);
+                }
+            }
+        };
+        compare(old.timeouts != new.timeouts, "timeouts", true);
+        compare(old.headers != new.headers, "headers", true);
+        compare(
+            old.max_body_bytes != new.max_body_bytes,
+            "max_body_bytes",
+            true,
+        );
+        compare(
+            old.connections.body_timeout != new.connections.body_timeout,
+            "connections.body_timeout",
+            true,
+        );
+        compare(old.listen != new.listen, "listen", false);
+        let listener_limits = |c: &crate::config::Connections| {
+            (c.max, c.max_header_bytes, c.header_timeout, c.keep_alive)
+        };
+        compare(
+            listener_limits(&old.connections) != listener_limits(&new.connections),
+            "connections",
+            false,
+        );
+        compare(
+            old.usage.database != new.usage.database,
+            "usage.database",
+            false,
+        );
+        compare(old.usage.queue != new.usage.queue, "usage.queue", false);
+        compare(old.usage.prices != new.usage.prices, "prices", false);
+        let usage_files = |c: &Config| {
+            let mut files: Vec<_> = c
+                .credentials
+                .iter()
+                .map(|a| (a.tag.clone(), a.usages_path.clone()))
+                .filter(|(_, p)| p.is_some())
+                .collect();
+            files.push((AccountTag::new(""), c.usage.usages_path.clone()));
+            files
+        };
+        compare(usage_files(old) != usage_files(new), "usages_path", false);
+        compare(old.ca_file != new.ca_file, "ca_file", false);
+        Changes {
+            users: Diff::of(&old.users, &new.users, |u| &u.name),
+            accounts: Diff::of(&old.credentials, &new.credentials, |c| &c.tag),
+            pools: Diff::of(&old.pools, &new.pools, |p| &p.tag),
+            settings,
+            needs_restart,
+        }
+    }
+}
+
+impl fmt::Display for Changes {
+    /// One line: `user `bob` added; account `work` changed; … needs a restart: listen`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("nothing changed");
+        }
+        let mut parts: Vec<String> = Vec::new();
+        fn describe<T: fmt::Display>(parts: &mut Vec<String>, what: &str, diff: &Diff<T>) {
+            for (verb, list) in [
+                ("added", &diff.added),
+                ("removed", &diff.removed),
+                ("changed", &diff.changed),
+            ] {
+                if !list.is_empty() {
+                    let names: Vec<String> = list.iter().map(|n| format!("`{n}`")).collect();
+                    let what = if list.len() == 1 {
+                        what.to_owned()
+                    } else {
+                        format!("{what}s")
+                    };
+                    parts.push(format!("{what} {} {verb}", names.join(", ")));
+                }
+            }
+        }
+        describe(&mut parts, "user", &self.users);
+        describe(&mut parts, "account", &self.accounts);
+        describe(&mut parts, "pool", &self.pools);
+        if !self.settings.is_empty() {
+            parts.push(format!("{} changed", self.settings.join(", ")));
+        }
+        if !self.needs_restart.is_empty() {
+            parts.push(format!(
+                "{} changed but take effect only when Carpool restarts",
+                self.needs_restart.join(", ")
+            ));
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// The accounts of a new reading of the config, reusing the previous state's where they
+/// still apply.
+pub(super) struct Built {
+    pub accounts: Vec<Arc<Account>>,
+    /// Accounts that are new objects (added, or replaced because their connection
+    /// changed): their credentials need a watcher.
+    pub fresh: Vec<Arc<Account>>,
+}
+
+/// Builds (or reuses from `previous`) every account of `config`.
+pub(super) fn build_accounts(
+    config: &Config,
+    previous: Option<&State>,
+    roots: &[reqwest::Certificate],
+) -> Result<Built, AccountError> {
+    let mut accounts = Vec::with_capacity(config.credentials.len());
+    let mut fresh = Vec::new();
+    for c in &config.credentials {
+        let settings = settings_of(config, c);
+        let old = previous.and_then(|state| {
+            let account = state.pool.account(&c.tag)?;
+            let entry = state.config.credentials.iter().find(|o| o.tag == c.tag)?;
+            Some((account, entry))
+        });
+        // The client's connect timeout is set when it is built.
+        let same_timeouts =
+            previous.is_some_and(|s| s.config.timeouts.connect == config.timeouts.connect);
+        let account = match old {
+            Some((account, entry)) if same_timeouts && same_connection(entry, c) => {
+                account.update_settings(settings);
+                account.clone()
+            }
+            Some((account, entry)) => {
+                let new = Arc::new(new_account(config, c, settings, roots)?);
+                if entry.source == c.source {
+                    new.inherit(account);
+                }
+                fresh.push(new.clone());
+                new
+            }
+            None => {
+                let new = Arc::new(new_account(config, c, settings, roots)?);
+                fresh.push(new.clone());
+                new
+            }
+        };
+        accounts.push(account);
+    }
+    Ok(Built { accounts, fresh })
+}
+
+/// Whether an account can keep its client and login: same credentials, base URL and
+/// proxy (and connect timeout, checked by the caller).
+fn same_connection(old: &CredentialConfig, new: &CredentialConfig) -> bool {
+    old.source == new.source && old.base_url == new.base_url && old.proxy == new.proxy
+}
+
+/// The reserves of an account, and the shortest poll interval of the pools it is in.
+fn settings_of(config: &Config, c: &CredentialConfig) -> Settings {
+    Settings {
+        reserves: Reserves {
+            five_hour: c.reserve_5h,
+            weekly: c.reserve_weekly,
+        },
+        poll_interval: config
+            .pools
+            .iter()
+            .filter(|p| p.members.contains(&c.tag))
+            .map(|p| p.poll_interval)
+            .min()
+            .unwrap_or(Settings::DEFAULT_POLL_INTERVAL),
+    }
+}
+
+fn new_account(
+    config: &Config,
+    c: &CredentialConfig,
+    settings: Settings,
+    roots: &[reqwest::Certificate],
+) -> Result<Account, AccountError> {
+    let problem = |problem: String| AccountError {
+        tag: c.tag.clone(),
+        problem,
+    };
+    let http = upstream::client(&config.timeouts, c.proxy.as_deref(), roots).map_err(problem)?;
+    let source = match &c.source {
+        ConfigSource::OAuthFile { path, token_url } => Source::OAuth(Credential::new(
+            &c.tag,
+            path,
+            &c.base_url,
+            token_url,
+            http.clone(),
+        )),
+        ConfigSource::ApiKey(key) => Source::ApiKey(key.clone()),
+    };
+    let base = reqwest::Url::parse(&c.base_url)
+        .map_err(|e| problem(format!("base_url `{}`: {e}", c.base_url)))?;
+    Ok(Account::new(c.tag.clone(), base, http, source, settings))
+}
+
+impl Engine {
+    /// Makes `config` the running configuration, as one swap, and says what changed.
+    /// On error nothing changed. Reloads are serialised.
+    pub fn apply(&self, config: Config) -> Result<Changes, ApplyError> {
+        let mut watchers = lock(&self.watchers);
+        let old = self.state();
+        let built = build_accounts(&config, Some(&old), &self.roots)?;
+        let changes = Changes::between(&old.config, &config);
+        let state = State {
+            users: Users::new(&config.users),
+            pool: old
+                .pool
+                .reconfigured(built.accounts.clone(), config.pools.clone()),
+            config: Arc::new(config),
+        };
+        self.state.store(Arc::new(state));
+        // Watchers follow the accounts: stopped for those gone, (re)started for the new
+        // objects. An account kept as it was keeps its watcher.
+        watchers.retain(|tag, handle| {
+            let kept = built.accounts.iter().any(|a| a.tag == *tag)
+                && !built.fresh.iter().any(|a| a.tag == *tag);
+            if !kept {
+                handle.abort();
+            }
+            kept
+        });
+        for account in &built.fresh {
+            self.watch_account(account, &mut watchers);
+        }
+        Ok(changes)
+    }
+}
