@@ -359,3 +359,204 @@ impl Engine {
         Ok(changes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Caller;
+    use crate::pool::Choice;
+    use std::path::Path;
+
+    const ALICE: &str = "alice-token-0000000001";
+    const BOB: &str = "bob-token-00000000002";
+
+    /// A config in `dir` over API-key accounts (no credential watchers needed).
+    fn config(dir: &Path, body: &str) -> Config {
+        let expires = (crate::pool::unix_now() + 8 * 3600) * 1000;
+        for tag in ["a", "b", "c"] {
+            let login = format!(
+                r#"{{"claudeAiOauth": {{"accessToken": "sk-ant-oat01-{tag}", "refreshToken": "sk-ant-ort01-{tag}", "expiresAt": {expires}}}}}"#
+            );
+            std::fs::write(dir.join(format!("{tag}.json")), login).unwrap();
+        }
+        let text = body
+            .replace("DB", &dir.join("usage.db").display().to_string())
+            .replace("DIR", &dir.display().to_string());
+        Config::parse(&text, &dir.join("carpool.json")).unwrap()
+    }
+
+    /// An API-key account, or with `extra` set a Claude login (reserves need one)
+    /// whose credentials file `config` writes.
+    fn account(tag: &str, extra: &str) -> String {
+        if extra.is_empty() {
+            format!(
+                r#"{{"tag": "{tag}", "type": "api_key", "api_key": "sk-ant-api03-{tag}", "base_url": "http://127.0.0.1:9/{tag}"}}"#
+            )
+        } else {
+            format!(
+                r#"{{"tag": "{tag}", "credential_path": "DIR/{tag}.json", "base_url": "http://127.0.0.1:9/{tag}" {extra}}}"#
+            )
+        }
+    }
+
+    fn first(dir: &Path) -> Config {
+        config(
+            dir,
+            &format!(
+                r#"{{"database": "DB", "credentials": [{}, {}, {{"tag": "team", "type": "balancer", "strategy": "round_robin", "credentials": ["a", "b"]}}],
+                   "users": [{{"name": "alice", "token": "{ALICE}", "credential": "team"}}, {{"name": "bob", "token": "{BOB}", "credential": "b"}}]}}"#,
+                account("a", r#", "reserve_5h": 10"#),
+                account("b", ""),
+            ),
+        )
+    }
+
+    fn caller(engine: &Engine, token: &str) -> Option<String> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        match engine.state().users.authenticate(&headers) {
+            Ok(Caller::User(user)) => Some(format!("{}→{}", user.name, user.target)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn changes_are_found_by_identity_not_by_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = first(dir.path());
+        // The same entries in another order: nothing changed.
+        let reordered = config(
+            dir.path(),
+            &format!(
+                r#"{{"database": "DB", "credentials": [{{"tag": "team", "type": "balancer", "strategy": "round_robin", "credentials": ["a", "b"]}}, {}, {}],
+                   "users": [{{"name": "bob", "token": "{BOB}", "credential": "b"}}, {{"name": "alice", "token": "{ALICE}", "credential": "team"}}]}}"#,
+                account("b", ""),
+                account("a", r#", "reserve_5h": 10"#),
+            ),
+        );
+        let same = Changes::between(&old, &reordered);
+        assert!(same.is_empty(), "{same:?}");
+        assert_eq!(same.to_string(), "nothing changed");
+
+        // Every kind of change at once.
+        let new = config(
+            dir.path(),
+            &format!(
+                r#"{{"database": "DB", "listen_port": 7999, "timeouts": {{"idle": "5s"}},
+                   "credentials": [{}, {}, {{"tag": "team", "type": "balancer", "strategy": "least_used", "credentials": ["c", "a"]}}],
+                   "users": [{{"name": "alice", "token": "{ALICE}", "credential": "team"}}, {{"name": "carol", "token": "{BOB}", "credential": "c"}}]}}"#,
+                account("a", r#", "reserve_5h": 30"#),
+                account("c", ""),
+            ),
+        );
+        let changes = Changes::between(&old, &new);
+        assert_eq!(changes.users.added, ["carol"]);
+        assert_eq!(changes.users.removed, ["bob"]);
+        assert!(changes.users.changed.is_empty());
+        assert_eq!(changes.accounts.added, ["c"]);
+        assert_eq!(changes.accounts.removed, ["b"]);
+        assert_eq!(changes.accounts.changed, ["a"]);
+        assert_eq!(changes.pools.changed, ["team"]);
+        assert_eq!(changes.settings, ["timeouts"]);
+        assert_eq!(changes.needs_restart, ["listen"]);
+        assert_eq!(
+            changes.to_string(),
+            "user `carol` added; user `bob` removed; account `c` added; account `b` removed; \
+             account `a` changed; pool `team` changed; timeouts changed; \
+             listen changed but take effect only when Carpool restarts"
+        );
+    }
+
+    #[tokio::test]
+    async fn apply_keeps_what_did_not_change_and_swaps_the_rest_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(first(dir.path())).unwrap();
+        engine.start();
+        let before = engine.state();
+        let a = before.pool.account("a").unwrap().clone();
+        let b = before.pool.account("b").unwrap().clone();
+        let now = crate::pool::unix_now();
+        a.note_request(100, now);
+        b.limits().on_quota_429(now + 3600);
+        let team = crate::config::Target::Pool("team".into());
+        let Choice::Use(pinned) = before.pool.choose(&team, "conversation", &[], now) else {
+            panic!("a is ready")
+        };
+        assert_eq!(pinned.tag, "a", "b is out of quota");
+        assert_eq!(caller(&engine, BOB).as_deref(), Some("bob→b"));
+
+        // Reordered; a's reserve changed; b moved to another base URL; bob removed,
+        // carol added; a new account and pool.
+        let next = config(
+            dir.path(),
+            &format!(
+                r#"{{"database": "DB", "credentials": [{}, {}, {}, {{"tag": "team", "type": "balancer", "strategy": "round_robin", "credentials": ["b", "a", "c"]}}, {{"tag": "solo", "type": "fallback", "credentials": ["c"]}}],
+                   "users": [{{"name": "alice", "token": "{ALICE}", "credential": "team"}}, {{"name": "carol", "token": "{BOB}", "credential": "solo"}}]}}"#,
+                account("c", ""),
+                account("a", r#", "reserve_5h": 25"#),
+                account("b", "").replace("127.0.0.1:9/b", "127.0.0.1:9/moved"),
+            ),
+        );
+        let changes = engine.apply(next).unwrap();
+        assert_eq!(changes.accounts.added, ["c"]);
+        assert_eq!(changes.accounts.changed, ["a", "b"]);
+        assert_eq!(changes.pools.added, ["solo"]);
+
+        let after = engine.state();
+        let a2 = after.pool.account("a").unwrap();
+        assert!(
+            Arc::ptr_eq(&a, a2),
+            "an account whose connection is unchanged is kept"
+        );
+        assert_eq!(a2.reserves().five_hour, Some(25), "its new reserve applies");
+        assert_eq!(a2.last_hour(now), (1, 100), "and its figures stay");
+        let b2 = after.pool.account("b").unwrap();
+        assert!(!Arc::ptr_eq(&b, b2), "a new base URL makes a new client");
+        assert_eq!(b2.base_url, "http://127.0.0.1:9/moved");
+        assert!(
+            !b2.availability(now).is_ready(),
+            "the same key keeps its quota state"
+        );
+        let Choice::Use(again) = after.pool.choose(&team, "conversation", &[], now + 1) else {
+            panic!("a is ready")
+        };
+        assert_eq!(again.tag, "a", "the conversation stays on its account");
+
+        // Users: bob's token now belongs to carol; the old state still knows bob for a
+        // request that started before the swap.
+        assert_eq!(caller(&engine, BOB).as_deref(), Some("carol→solo"));
+        assert_eq!(caller(&engine, ALICE).as_deref(), Some("alice→team"));
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-api-key", BOB.parse().unwrap());
+        assert!(matches!(
+            before.users.authenticate(&headers),
+            Ok(Caller::User(u)) if u.name == "bob"
+        ));
+        engine.tasks().shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_removed_user_is_refused_from_the_next_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(first(dir.path())).unwrap();
+        let without_bob = config(
+            dir.path(),
+            &format!(
+                r#"{{"database": "DB", "credentials": [{}, {}],
+                   "users": [{{"name": "alice", "token": "{ALICE}", "credential": "a"}}]}}"#,
+                account("a", ""),
+                account("b", ""),
+            ),
+        );
+        let changes = engine.apply(without_bob).unwrap();
+        assert_eq!(changes.users.removed, ["bob"]);
+        assert_eq!(
+            changes.users.changed,
+            ["alice"],
+            "rebound from the pool to `a`"
+        );
+        assert_eq!(changes.pools.removed, ["team"]);
+        assert_eq!(caller(&engine, BOB), None);
+        assert_eq!(caller(&engine, ALICE).as_deref(), Some("alice→a"));
+    }
+}

@@ -238,3 +238,104 @@ async fn next_hangup(hangup: &mut Hangup) {
 async fn next_hangup(_: &mut Hangup) {
     std::future::pending::<()>().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "alice-token-0000000001";
+
+    fn text(dir: &Path, credential: &str) -> String {
+        format!(
+            r#"{{
+                // comments are fine
+                "database": "{}",
+                "credentials": [{{"tag": "key", "type": "api_key", "api_key": "sk-ant-api03-x", "base_url": "http://127.0.0.1:9"}}],
+                "users": [{{"name": "alice", "token": "{TOKEN}", "credential": "{credential}"}}]
+            }}"#,
+            dir.join("usage.db").display()
+        )
+    }
+
+    #[tokio::test]
+    async fn a_broken_edit_is_refused_naming_the_field_and_fixing_it_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("carpool.json");
+        std::fs::write(&path, text(dir.path(), "key")).unwrap();
+        let engine = Arc::new(Engine::new(Config::load(&path).unwrap()).unwrap());
+        let mut watch = ConfigWatch::new(engine.clone(), path.clone(), Overrides::default());
+        assert!(matches!(watch.reload(false), Reloaded::Unchanged));
+        let running = engine.state();
+
+        let refused = |outcome: Reloaded| match outcome {
+            Reloaded::Refused(error) => error.to_string(),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        // A dangling tag.
+        std::fs::write(&path, text(dir.path(), "nope")).unwrap();
+        let message = refused(watch.reload(false));
+        assert!(
+            message.contains("carpool.json") && message.contains("users[0].credential"),
+            "{message}"
+        );
+        assert!(
+            Arc::ptr_eq(&running, &engine.state()),
+            "the running state stays"
+        );
+        // The same broken text again is not read twice; SIGHUP reads it anyway.
+        assert!(matches!(watch.reload(false), Reloaded::Unchanged));
+        refused(watch.reload(true));
+        // Bad JSON, an unknown field.
+        std::fs::write(&path, "{\"users\": [").unwrap();
+        let message = refused(watch.reload(false));
+        assert!(message.contains("line 1"), "{message}");
+        std::fs::write(
+            &path,
+            text(dir.path(), "key").replace("\"database\"", "\"databse\""),
+        )
+        .unwrap();
+        let message = refused(watch.reload(false));
+        assert!(message.contains("databse"), "{message}");
+        // A file that vanished for a moment.
+        std::fs::remove_file(&path).unwrap();
+        refused(watch.reload(false));
+        assert!(Arc::ptr_eq(&running, &engine.state()));
+
+        // Fixed: applied, with what changed.
+        std::fs::write(
+            &path,
+            text(dir.path(), "key").replace("\"users\"", "\"max_body_bytes\": 1000, \"users\""),
+        )
+        .unwrap();
+        match watch.reload(false) {
+            Reloaded::Applied(changes) => assert_eq!(changes.settings, ["max_body_bytes"]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(engine.state().config.max_body_bytes, 1000);
+    }
+
+    #[tokio::test]
+    async fn the_command_line_listen_address_survives_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("carpool.json");
+        std::fs::write(&path, text(dir.path(), "key")).unwrap();
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:4321".parse().unwrap()),
+        };
+        let config = overrides
+            .apply(Config::load(&path).unwrap(), &path)
+            .unwrap();
+        let engine = Arc::new(Engine::new(config).unwrap());
+        let mut watch = ConfigWatch::new(engine.clone(), path.clone(), overrides);
+        std::fs::write(
+            &path,
+            text(dir.path(), "key").replace("\"users\"", "\"max_body_bytes\": 1000, \"users\""),
+        )
+        .unwrap();
+        match watch.reload(false) {
+            Reloaded::Applied(changes) => assert!(changes.needs_restart.is_empty(), "{changes}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(engine.state().config.listen.port(), 4321);
+    }
+}
