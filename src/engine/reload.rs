@@ -72,17 +72,21 @@ pub struct ConfigWatch {
     overrides: Overrides,
     /// SHA-256 of the text last read, applied or refused.
     last: Option<[u8; 32]>,
+    /// The last warning about secrets in clear, said again only when it changes.
+    exposure: Option<String>,
 }
 
 impl ConfigWatch {
     /// The engine must be running the config currently in the file at `path`.
     pub fn new(engine: Arc<Engine>, path: PathBuf, overrides: Overrides) -> ConfigWatch {
         let last = std::fs::read(&path).ok().map(|t| digest(&t));
+        let exposure = engine.state().config.exposure_warning(&path);
         ConfigWatch {
             engine,
             path,
             overrides,
             last,
+            exposure,
         }
     }
 
@@ -118,9 +122,11 @@ impl ConfigWatch {
             .and_then(|config| self.overrides.apply(config, &self.path))
             .map_err(ApplyError::from)
             .and_then(|config| {
-                if let Some(warning) = config.exposure_warning(&self.path) {
-                    tracing::warn!("{warning}");
+                let warning = config.exposure_warning(&self.path);
+                if warning.is_some() && warning != self.exposure {
+                    tracing::warn!("{}", warning.as_deref().unwrap_or_default());
                 }
+                self.exposure = warning;
                 self.engine.apply(config)
             });
         match outcome {
