@@ -102,7 +102,7 @@ pub fn run(
     let token = generate_token();
     println!("New token for `{name}` (shown only now; give it to them):\n\n  {token}\n");
     println!(
-        "Its requests go to the {kind} `{credential}`. Add this to \"users\" in {} and restart Carpool:\n",
+        "Its requests go to the {kind} `{credential}`. Add this to \"users\" in {} (a running Carpool applies it when the file is saved):\n",
         path.display()
     );
     println!(

@@ -42,7 +42,8 @@ pub fn create_default(path: &Path) -> Result<CreatedConfig, ConfigError> {
 fn render(token_hash: &str) -> String {
     format!(
         r#"// Carpool configuration: JSON, with // and /* */ comments allowed.
-// Every field is described in README.md ("Configuration"). Restart Carpool after editing.
+// Every field is described in README.md ("Configuration"). A running Carpool applies
+// an edit as soon as the file is saved (a few settings need a restart; the log says so).
 {{
   // Address to listen on. 127.0.0.1 serves this machine only. To let your other
   // machines or friends connect, use "0.0.0.0" (every request then needs a user token).
