@@ -50,7 +50,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Connections;
@@ -97,9 +97,11 @@ pub fn effective_max(configured: usize, nofile: Option<u64>) -> usize {
 }
 
 /// Accepts and serves connections until `shutdown` completes, then shuts down
-/// gracefully within `grace` (see the module doc).
+/// gracefully within `grace` (see the module doc). A listener sent on `rebind` replaces
+/// the current one (a reload changed `listen`).
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: TcpListener,
+    mut rebind: mpsc::UnboundedReceiver<TcpListener>,
     app: Router,
     limits: Connections,
     grace: Duration,
@@ -127,6 +129,15 @@ pub async fn serve(
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
+            Some(new) = rebind.recv() => {
+                // A reload moved Carpool to another address: the old socket closes (its
+                // open connections go on), new connections come to the new one.
+                if let Ok(addr) = new.local_addr() {
+                    tracing::info!("now listening on http://{addr}");
+                }
+                listener = new;
+                continue;
+            }
             () = &mut shutdown => break,
         };
         match accepted {

@@ -277,17 +277,36 @@ async fn every_kind_of_config_edit_applies_while_a_conversation_streams_on() {
     applied += 1;
     until_logged(&p, "applied: nothing changed", 1).await;
 
-    // A new address cannot be taken without a restart: said, not ignored.
-    config["listen_port"] = json!(1);
+    // Another address: an occupied one is refused naming the field; a free one is moved
+    // to, while the conversation goes on over its open connection.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    config["listen_port"] = json!(taken.local_addr().unwrap().port());
+    world.write(&config);
+    until_logged(&p, "`listen`/`listen_port`", 1).await;
+    assert_eq!(
+        status_of(&url, ALICE_TOKEN, "probe").await,
+        200,
+        "still on the old address"
+    );
+    let port = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().port()
+    };
+    config["listen_port"] = json!(port);
     world.write(&config);
     applied += 1;
-    until_logged(
-        &p,
-        "listen changed but take effect only when Carpool restarts",
-        1,
-    )
-    .await;
+    until_logged(&p, &format!("now listening on http://127.0.0.1:{port}"), 1).await;
     until_logged(&p, " applied: ", applied).await;
+    let moved = format!("http://127.0.0.1:{port}");
+    assert_eq!(status_of(&moved, ALICE_TOKEN, "probe").await, 200);
+    let old = client()
+        .post(format!("{url}/v1/messages"))
+        .bearer_auth(ALICE_TOKEN)
+        .json(&message_body(false))
+        .send()
+        .await;
+    assert!(old.is_err(), "the old address is closed");
+    let url = moved;
 
     // The conversation streamed on through all of it, on its account.
     world.mocks[0].release();

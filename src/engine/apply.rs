@@ -19,9 +19,11 @@
 //! - users are looked up in the new state from the next request on: a removed user's
 //!   token is refused at once, a new one works at once.
 //!
-//! A few settings are fixed when Carpool starts (the listening address, connection
-//! limits, the usage database and files, prices, extra CA certificates): a change to
-//! them is reported in [`Changes::needs_restart`] and logged, never silently ignored.
+//! A new `listen` address is bound before the swap (an address that cannot be had
+//! refuses the edit) and handed to the running server, which moves to it; connections
+//! already open go on. A few settings are fixed when Carpool starts (connection limits,
+//! the usage database and files, prices, extra CA certificates): a change to them is
+//! reported in [`Changes::needs_restart`] and logged, never silently ignored.
 
 use std::fmt;
 use std::sync::Arc;
@@ -55,6 +57,12 @@ pub enum ApplyError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Account(#[from] AccountError),
+    /// The new `listen` address cannot be taken (in use, not an address of this machine).
+    #[error("cannot listen on {addr} (`listen`/`listen_port`): {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// What a reload changed, by stable identity.
@@ -334,7 +342,22 @@ impl Engine {
         let mut watchers = lock(&self.watchers);
         let old = self.state();
         let built = build_accounts(&config, Some(&old), &self.roots)?;
-        let changes = Changes::between(&old.config, &config);
+        let mut changes = Changes::between(&old.config, &config);
+        // A new address is taken before anything else changes, so that one that cannot be
+        // had refuses the whole edit. Without a running server there is nothing to move.
+        let rebind = lock(&self.rebind).clone();
+        let moved = match rebind {
+            Some(rebind) if old.config.listen != config.listen => {
+                let listener = bind(config.listen).map_err(|source| ApplyError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+                changes.needs_restart.retain(|f| *f != "listen");
+                changes.settings.push("listen");
+                Some((rebind, listener))
+            }
+            _ => None,
+        };
         let state = State {
             users: Users::new(&config.users),
             pool: old
@@ -356,8 +379,21 @@ impl Engine {
         for account in &built.fresh {
             self.watch_account(account, &mut watchers);
         }
+        if let Some((rebind, listener)) = moved {
+            if let Ok(addr) = listener.local_addr() {
+                super::warn_if_exposed(addr);
+            }
+            let _ = rebind.send(listener);
+        }
         Ok(changes)
     }
+}
+
+/// A listening socket on `addr`, for the running server to accept on.
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = std::net::TcpListener::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(socket)
 }
 
 #[cfg(test)]

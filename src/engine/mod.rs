@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::auth::Users;
@@ -62,6 +62,8 @@ pub struct Engine {
     /// Each OAuth account's credentials watcher, to stop it when a reload removes or
     /// replaces the account. Also serialises reloads.
     watchers: Mutex<HashMap<AccountTag, AbortHandle>>,
+    /// Where a reload that changes `listen` sends the new listener, while a server runs.
+    rebind: Mutex<Option<mpsc::UnboundedSender<TcpListener>>>,
 }
 
 /// Why Carpool could not start.
@@ -160,6 +162,7 @@ impl Engine {
             roots,
             tasks: Tasks::new(),
             watchers: Mutex::new(HashMap::new()),
+            rebind: Mutex::new(None),
         })
     }
 
@@ -207,6 +210,16 @@ pub fn router(engine: Arc<Engine>) -> Router {
 /// sing-box saves its usage file at most once a minute; so does Carpool.
 const CCM_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Says so when Carpool listens beyond this machine over plain HTTP.
+fn warn_if_exposed(addr: SocketAddr) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {addr} over plain HTTP: user tokens and every prompt and answer cross the network unencrypted. \
+             Beyond a trusted LAN, put Carpool behind a TLS reverse proxy or a VPN (see SECURITY.md)"
+        );
+    }
+}
+
 /// A bound, not yet serving, Carpool server.
 pub struct Server {
     listener: TcpListener,
@@ -238,12 +251,7 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Listen { addr, source })?;
-        if !addr.ip().is_loopback() {
-            tracing::warn!(
-                "listening on {addr} over plain HTTP: user tokens and every prompt and answer cross the network unencrypted. \
-                 Beyond a trusted LAN, put Carpool behind a TLS reverse proxy or a VPN (see SECURITY.md)"
-            );
-        }
+        warn_if_exposed(addr);
         engine.start();
         Ok(Server {
             listener,
@@ -292,7 +300,10 @@ impl Server {
             },
         ));
         let app = router(engine.clone());
-        listener::serve(listener, app, connections, grace, shutdown).await;
+        let (rebind, rebound) = mpsc::unbounded_channel();
+        *lock(&engine.rebind) = Some(rebind);
+        listener::serve(listener, rebound, app, connections, grace, shutdown).await;
+        lock(&engine.rebind).take();
         engine.tasks.shutdown().await;
         // Responses cut at the end of the grace period record their usage when their
         // bodies are dropped, which happened in `listener::serve`; now write it all,
