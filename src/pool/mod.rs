@@ -22,18 +22,19 @@
 pub mod account;
 pub mod limits;
 mod poll;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
-
 use crate::config::{PoolConfig, Strategy, Target};
-use account::{Account, AccountStatus};
+use account::Account;
 use limits::{Availability, least_used_score};
 
 pub use poll::poll_if_stale;
+pub use status::PoolStatus;
+use status::PoolSummary;
 
 /// What [`Pool::choose`] found.
 pub enum Choice {
@@ -269,53 +270,37 @@ impl Pool {
         }
     }
 
-    /// The state of every account, for the dashboard and the tray.
+    /// The state of every account and pool, for the dashboard and the tray; sorted by
+    /// tag, whatever the order of the config's lists.
     pub fn status(&self, now: i64) -> PoolStatus {
-        let mut sessions_per_account = vec![0usize; self.accounts.len()];
+        let mut sessions: HashMap<&str, usize> = HashMap::new();
         for ((target, _), s) in self.sessions().iter() {
             if now - s.last_used < self.session_ttl(*target) {
-                sessions_per_account[s.account] += 1;
+                *sessions
+                    .entry(self.accounts[s.account].tag.as_str())
+                    .or_default() += 1;
             }
         }
-        PoolStatus {
-            accounts: self
-                .accounts
-                .iter()
-                .map(|a| a.status(sessions_per_account[a.index], now))
-                .collect(),
-            pools: self
-                .pools
-                .iter()
-                .map(|p| PoolSummary {
-                    tag: p.tag.clone(),
-                    strategy: match p.strategy {
-                        Strategy::LeastUsed => "least_used",
-                        Strategy::RoundRobin => "round_robin",
-                        Strategy::Random => "random",
-                        Strategy::Fallback => "fallback",
-                    },
-                    accounts: p
-                        .members
-                        .iter()
-                        .map(|i| self.accounts[*i].tag.clone())
-                        .collect(),
-                })
-                .collect(),
-        }
+        let accounts = self
+            .accounts
+            .iter()
+            .map(|a| a.status(sessions.get(a.tag.as_str()).copied().unwrap_or(0), now))
+            .collect();
+        let pools = self
+            .pools
+            .iter()
+            .map(|p| PoolSummary {
+                tag: p.tag.clone(),
+                strategy: p.strategy,
+                accounts: p
+                    .members
+                    .iter()
+                    .map(|i| self.accounts[*i].tag.clone())
+                    .collect(),
+            })
+            .collect();
+        PoolStatus::new(now, accounts, pools)
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PoolStatus {
-    pub accounts: Vec<AccountStatus>,
-    pub pools: Vec<PoolSummary>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PoolSummary {
-    pub tag: String,
-    pub strategy: &'static str,
-    pub accounts: Vec<String>,
 }
 
 /// Now, in Unix seconds.
