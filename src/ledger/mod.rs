@@ -20,6 +20,7 @@ pub mod ccm;
 pub mod extract;
 pub mod prices;
 pub mod query;
+pub mod range;
 mod record;
 pub mod store;
 mod writer;
