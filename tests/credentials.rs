@@ -190,11 +190,12 @@ async fn invalid_grant_stops_the_account_until_the_file_changes() {
     assert_eq!(status, 503);
     assert!(message.contains("owner"), "{message}");
     // The owner's status (and log) says why.
-    let carpool::credentials::Status::Broken(reason) = first_login_status(&carpool) else {
-        panic!("the login is broken")
+    let carpool::credentials::Status::LoginExpired(reason) = first_login_status(&carpool) else {
+        panic!("the login has expired")
     };
     assert!(reason.contains("invalid_grant"), "{reason}");
     assert!(reason.contains("log in again"), "{reason}");
+    assert_eq!(first_account_state(&carpool)["state"], "login_expired");
     assert!(!reason.contains(REFRESH) && !message.contains(REFRESH));
     assert_eq!(
         std::fs::read(&setup.cred_path).unwrap(),
@@ -246,6 +247,8 @@ async fn a_failed_refresh_backs_off_then_recovers() {
         panic!("the refresh failed")
     };
     assert!(reason.contains("HTTP 500"), "{reason}");
+    let state = first_account_state(&carpool);
+    assert_eq!(state["state"], "retrying", "it passes: {state}");
     assert_eq!(
         std::fs::read(&setup.cred_path).unwrap(),
         before,
@@ -375,6 +378,11 @@ fn first_login_status(carpool: &carpool::RunningServer) -> carpool::credentials:
         .credential()
         .expect("an OAuth account")
         .status()
+}
+
+/// The first account's state in the status snapshot.
+fn first_account_state(carpool: &carpool::RunningServer) -> serde_json::Value {
+    serde_json::to_value(carpool.engine.status()).unwrap()["accounts"][0]["state"].clone()
 }
 
 /// Makes a directory refuse new files while the files in it stay writable: `chattr +i`
@@ -509,8 +517,14 @@ async fn a_login_whose_directory_refuses_new_files_is_not_refreshed_and_says_why
     assert!(attention.contains(&dir_name), "{attention}");
     assert!(matches!(
         credential.status(),
-        carpool::credentials::Status::Broken(r) if r.contains(&dir_name)
+        carpool::credentials::Status::Unsaveable(r) if r.contains(&dir_name)
     ));
+    let state = first_account_state(&carpool);
+    assert_eq!(state["state"], "waiting_for_owner", "{state}");
+    assert!(
+        state["reason"].as_str().unwrap().contains(&dir_name),
+        "{state}"
+    );
 
     // Still nothing while the directory stays as it is.
     assert_eq!(ask(&carpool, false).await.status(), 503);

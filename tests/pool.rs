@@ -363,7 +363,13 @@ async fn no_usable_account_is_a_503_that_stops_clients_and_keeps_the_owners_deta
         assert!(!text.contains(secret), "{secret} disclosed: {text}");
     }
     // The owner sees what is wrong in the status snapshot (and the log).
-    assert_eq!(account_status(&carpool, "a0")["state"]["state"], "missing");
+    let a0 = account_status(&carpool, "a0");
+    assert_eq!(a0["state"]["state"], "file_missing", "{a0}");
+    assert_eq!(
+        a0["state"]["path"],
+        fleet.cred_path(0).display().to_string(),
+        "the owner sees where the login is expected"
+    );
     carpool.shutdown().await;
 }
 
@@ -397,7 +403,7 @@ async fn api_key_accounts_share_a_pool_with_subscriptions() {
     }
     let status = account_status(&carpool, "console");
     assert_eq!(status["kind"], "api_key");
-    assert_eq!(status["requests_last_hour"], 2);
+    assert_eq!(status["last_hour"]["requests"], 2);
     carpool.shutdown().await;
 }
 
@@ -490,11 +496,14 @@ async fn the_status_snapshot_shows_windows_sessions_and_the_last_hour() {
     assert_eq!(a0["five_hour"]["percent"], 31);
     assert_eq!(a0["weekly"]["percent"], 47);
     assert!(a0["weekly"]["resets_at"].as_i64().unwrap() > unix_now());
-    assert_eq!(a0["reserve_5h"], 25);
+    assert_eq!(a0["five_hour"]["reserve"], 25);
+    assert_eq!(a0["five_hour"]["cap"], 75);
+    assert_eq!(a0["weekly"]["cap"], 100);
+    assert!(a0["usage_updated_at"].as_i64().unwrap() <= unix_now());
     assert_eq!(a0["plan_weight"], 10, "the test login is Max 20x");
     assert_eq!(a0["active_sessions"], 1);
-    assert_eq!(a0["requests_last_hour"], 2);
-    assert_eq!(a0["tokens_last_hour"], 2 * (25 + 12));
+    assert_eq!(a0["last_hour"]["requests"], 2);
+    assert_eq!(a0["last_hour"]["tokens"], 2 * (25 + 12));
     let status = serde_json::to_value(carpool.engine.status()).unwrap();
     assert_eq!(status["pools"][0]["tag"], "pool");
     assert_eq!(status["pools"][0]["strategy"], "least_used");

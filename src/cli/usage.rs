@@ -1,20 +1,27 @@
 //! `carpool usage`: the ledger as a table, JSON, CSV or a sing-box ccm usage file.
 //!
 //! It opens the same SQLite file the server writes (WAL lets both work at once) and asks
-//! [`crate::ledger::query`] the same questions the dashboard asks.
+//! [`crate::ledger::query`] the same questions the dashboard asks, with the range read by
+//! [`crate::ledger::range`]. `--json` prints the [`Report`] as the management API will.
+//!
+//! Reports are zero-filled: every period of the range has a row. JSON and CSV keep them
+//! all (a chart or a spreadsheet wants a continuous series). The table keeps them only
+//! where they make the series readable: between the first and the last period with
+//! requests, a single empty period as a row of zeros and a run of them as one row
+//! (`2026-11-03 – 2026-11-09`); empty periods before the first use and after the last
+//! are left out, since the title already gives the range.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use jiff::tz::TimeZone;
-use jiff::{Timestamp, ToSpan, Zoned};
-use serde_json::json;
+use jiff::Zoned;
 
 use crate::config::{self, Config};
 use crate::ledger::ccm::CcmUsage;
-use crate::ledger::query::{self, Bucket, Dimension, Filter, Query, Report, Totals};
+use crate::ledger::query::{self, Bucket, Dimension, Filter, Period, Query, Report, Row, Totals};
+use crate::ledger::range::{self, Range};
 use crate::ledger::store;
 
 #[derive(Args, Debug)]
@@ -26,9 +33,9 @@ pub struct UsageArgs {
     /// The usage database itself, instead of the one the config names.
     #[arg(long, value_name = "PATH")]
     database: Option<PathBuf>,
-    /// Start of the range: today, yesterday, month (this month), last-month, a date
-    /// (2026-11-01), a month (2026-11), an RFC 3339 time, or an age (7d, 12h, 2w).
-    /// Default: 30 days ago.
+    /// Start of the range: now, today, yesterday, this-month, last-month, a date
+    /// (2026-11-01), a month (2026-11), a local time (2026-11-01T09:00), an RFC 3339
+    /// time, or an age (7d, 12h, 2w). Default: 30 days ago.
     #[arg(long, value_name = "WHEN")]
     since: Option<String>,
     /// End of the range, in the same forms; a date or month counts whole. Default: now.
@@ -105,24 +112,9 @@ pub fn render(args: &UsageArgs) -> anyhow::Result<String> {
         (_, _, Some(f)) => f,
         _ => Format::Table,
     };
-    let tz = match &args.tz {
-        Some(name) => TimeZone::get(name).with_context(|| {
-            format!("--tz {name}: not a time zone name such as Europe/Paris or UTC")
-        })?,
-        None => TimeZone::system(),
-    };
+    let tz = range::time_zone(args.tz.as_deref()).context("--tz")?;
     let now = Zoned::now().with_time_zone(tz.clone());
-    let since = match &args.since {
-        Some(w) => parse_when(w, &now, End::Start).with_context(|| format!("--since {w}"))?,
-        None => now.start_of_day()?.checked_sub(29.days())?.timestamp(),
-    };
-    let until = match &args.until {
-        Some(w) => parse_when(w, &now, End::Finish).with_context(|| format!("--until {w}"))?,
-        None => now.timestamp(),
-    };
-    if until <= since {
-        bail!("the range is empty: --until ({until}) is not after --since ({since})");
-    }
+    let Range { since, until } = Range::parse(args.since.as_deref(), args.until.as_deref(), &now)?;
     let (bucket, group) = split_by(&args.by)?;
     let database = database_path(args)?;
     let conn = store::open_existing(&database)?;
@@ -152,9 +144,9 @@ pub fn render(args: &UsageArgs) -> anyhow::Result<String> {
     };
     let report = query::report(&conn, &q)?;
     Ok(match format {
-        Format::Json => to_json(&q, &report, since, until),
-        Format::Csv => to_csv(&q, &report),
-        _ => to_table(&q, &report, since, until),
+        Format::Json => serde_json::to_string_pretty(&report).expect("JSON") + "\n",
+        Format::Csv => to_csv(&report),
+        _ => to_table(&report),
     })
 }
 
@@ -211,89 +203,18 @@ fn split_by(by: &[By]) -> anyhow::Result<(Option<Bucket>, Option<Dimension>)> {
     Ok((bucket, group))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum End {
-    Start,
-    /// A date or month names the whole of it: its end.
-    Finish,
-}
-
-fn parse_when(text: &str, now: &Zoned, end: End) -> anyhow::Result<Timestamp> {
-    let text = text.trim();
-    let tz = now.time_zone().clone();
-    let day = |z: Zoned| -> anyhow::Result<Timestamp> {
-        Ok(match end {
-            End::Start => z.start_of_day()?.timestamp(),
-            End::Finish => z.tomorrow()?.start_of_day()?.timestamp(),
-        })
-    };
-    let month = |z: Zoned| -> anyhow::Result<Timestamp> {
-        let first = z.first_of_month()?.start_of_day()?;
-        Ok(match end {
-            End::Start => first.timestamp(),
-            End::Finish => first.checked_add(1.month())?.timestamp(),
-        })
-    };
-    match text {
-        "now" => return Ok(now.timestamp()),
-        "today" => return day(now.clone()),
-        "yesterday" => return day(now.yesterday()?),
-        "month" | "this-month" => return month(now.clone()),
-        "last-month" => return month(now.first_of_month()?.yesterday()?),
-        _ => {}
-    }
-    if let Some(age) = parse_age(text) {
-        return Ok(now
-            .timestamp()
-            .checked_sub(jiff::SignedDuration::from_secs(age))?);
-    }
-    if let Ok(t) = text.parse::<Timestamp>() {
-        return Ok(t);
-    }
-    if let Ok(d) = text.parse::<jiff::civil::Date>() {
-        return day(d.to_zoned(tz)?);
-    }
-    if let Ok(d) = format!("{text}-01").parse::<jiff::civil::Date>() {
-        return month(d.to_zoned(tz)?);
-    }
-    bail!(
-        "not a time: use today, yesterday, month, last-month, 2026-11-01, 2026-11, 2026-11-01T09:00:00Z or an age such as 7d"
-    )
-}
-
-/// `7d`, `12h`, `2w`, `30m` → seconds.
-fn parse_age(text: &str) -> Option<i64> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = number.parse().ok()?;
-    let unit_secs = match unit {
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return None,
-    };
-    n.checked_mul(unit_secs)
-}
-
-fn bucket_label(bucket: Option<Bucket>, start: Option<Timestamp>, tz: &TimeZone) -> String {
-    let (Some(bucket), Some(start)) = (bucket, start) else {
+/// The group column's text: `(other)`, `(anonymous)` or `(none)` for requests without
+/// one, blank in a period without requests.
+fn key_label(row: &Row) -> String {
+    let Some(group) = &row.group else {
         return String::new();
     };
-    let z = start.to_zoned(tz.clone());
-    match bucket {
-        Bucket::Hour => z.strftime("%Y-%m-%d %H:00").to_string(),
-        Bucket::Day => z.strftime("%Y-%m-%d").to_string(),
-        Bucket::Month => z.strftime("%Y-%m").to_string(),
-    }
-}
-
-fn key_label(q: &Query, row: &query::Row) -> String {
-    if row.other {
+    if group.other {
         return "(other)".into();
     }
-    match row.key.as_deref() {
-        Some("") => match q.group {
-            Some(Dimension::User) => "(anonymous)".into(),
+    match group.key.as_deref() {
+        Some("") => match group.dimension {
+            Dimension::User => "(anonymous)".into(),
             _ => "(none)".into(),
         },
         Some(k) => k.to_owned(),
@@ -310,6 +231,7 @@ fn usd(micros: i64) -> String {
     format!("${}.{:02}", thousands(cents / 100), cents % 100)
 }
 
+/// Exact dollars for CSV.
 fn usd_exact(micros: i64) -> String {
     format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
 }
@@ -336,27 +258,67 @@ fn group_title(g: Dimension) -> &'static str {
     }
 }
 
-fn to_table(q: &Query, report: &Report, since: Timestamp, until: Timestamp) -> String {
-    let tz_name = q.tz.iana_name().unwrap_or("local time").to_owned();
-    let fmt = |t: Timestamp| {
-        t.to_zoned(q.tz.clone())
-            .strftime("%Y-%m-%d %H:%M")
-            .to_string()
+/// What the table shows of a report's rows: see the module documentation.
+enum Line<'a> {
+    Row(&'a Row),
+    /// Several empty periods in a row.
+    Gap {
+        first: &'a Period,
+        last: &'a Period,
+    },
+}
+
+fn table_lines(rows: &[Row]) -> Vec<Line<'_>> {
+    let (Some(first), Some(last)) = (
+        rows.iter().position(|r| !r.is_empty()),
+        rows.iter().rposition(|r| !r.is_empty()),
+    ) else {
+        return Vec::new();
     };
-    let mut out = format!("Usage {} → {} ({tz_name})\n\n", fmt(since), fmt(until));
-    if report.rows.is_empty() {
+    let mut lines = Vec::new();
+    // The empty periods since the last row with requests.
+    let mut run: Vec<&Row> = Vec::new();
+    for row in &rows[first..=last] {
+        if row.is_empty() {
+            run.push(row);
+            continue;
+        }
+        match run.as_slice() {
+            [] => {}
+            [one] => lines.push(Line::Row(one)),
+            [a, .., b] => {
+                if let (Some(first), Some(last)) = (&a.period, &b.period) {
+                    lines.push(Line::Gap { first, last });
+                }
+            }
+        }
+        run.clear();
+        lines.push(Line::Row(row));
+    }
+    lines
+}
+
+fn to_table(report: &Report) -> String {
+    let tz_name = report.time_zone.as_deref().unwrap_or("local time");
+    let fmt = |t: &Zoned| t.strftime("%Y-%m-%d %H:%M").to_string();
+    let mut out = format!(
+        "Usage {} → {} ({tz_name})\n\n",
+        fmt(&report.since),
+        fmt(&report.until)
+    );
+    if report.total.requests == 0 {
         out.push_str("No requests in this range.\n");
         return out;
     }
     let mut header: Vec<&str> = Vec::new();
-    if let Some(b) = q.bucket {
+    if let Some(b) = report.bucket {
         header.push(match b {
             Bucket::Hour => "Hour",
             Bucket::Day => "Date",
             Bucket::Month => "Month",
         });
     }
-    if let Some(g) = q.group {
+    if let Some(g) = report.group {
         header.push(group_title(g));
     }
     let label_columns = header.len();
@@ -388,13 +350,25 @@ fn to_table(q: &Query, report: &Report, since: Timestamp, until: Timestamp) -> S
     };
     let mut lines: Vec<Vec<String>> = Vec::new();
     let mut previous_bucket = None;
-    for row in &report.rows {
-        let mut line = Vec::new();
-        if q.bucket.is_some() {
-            // Name each bucket once when it has several groups.
-            let label = bucket_label(q.bucket, row.bucket, &q.tz);
-            line.push(
-                if previous_bucket.as_ref() == Some(&label) && q.group.is_some() {
+    let zero = Totals::default();
+    for line in table_lines(&report.rows) {
+        let (label, key, totals) = match line {
+            Line::Row(row) => (
+                row.period.as_ref().map(Period::label),
+                key_label(row),
+                &row.totals,
+            ),
+            Line::Gap { first, last } => (
+                Some(format!("{} – {}", first.label(), last.label())),
+                String::new(),
+                &zero,
+            ),
+        };
+        let mut cells = Vec::new();
+        if let Some(label) = label {
+            // Name each period once when it has several groups.
+            cells.push(
+                if previous_bucket.as_ref() == Some(&label) && report.group.is_some() {
                     String::new()
                 } else {
                     label.clone()
@@ -402,11 +376,11 @@ fn to_table(q: &Query, report: &Report, since: Timestamp, until: Timestamp) -> S
             );
             previous_bucket = Some(label);
         }
-        if q.group.is_some() {
-            line.push(key_label(q, row));
+        if report.group.is_some() {
+            cells.push(key);
         }
-        line.extend(numbers(&row.totals));
-        lines.push(line);
+        cells.extend(numbers(totals));
+        lines.push(cells);
     }
     let mut total = vec!["Total".to_string()];
     total.resize(label_columns.max(1), String::new());
@@ -471,70 +445,14 @@ fn to_table(q: &Query, report: &Report, since: Timestamp, until: Timestamp) -> S
     out
 }
 
-fn totals_json(t: &Totals) -> serde_json::Value {
-    json!({
-        "requests": t.requests,
-        "errors": t.errors,
-        "incomplete": t.incomplete,
-        "input_tokens": t.input_tokens,
-        "output_tokens": t.output_tokens,
-        "cache_read_tokens": t.cache_read_tokens,
-        "cache_write_5m_tokens": t.cache_write_5m_tokens,
-        "cache_write_1h_tokens": t.cache_write_1h_tokens,
-        "total_tokens": t.total_tokens(),
-        "web_search_requests": t.web_search_requests,
-        "web_fetch_requests": t.web_fetch_requests,
-        "cost_micros": t.cost_micros,
-        "cost_usd": usd_exact(t.cost_micros).parse::<f64>().unwrap_or(0.0),
-        "unpriced_requests": t.unpriced,
-        "mean_duration_ms": if t.requests > 0 { t.duration_ms / t.requests } else { 0 },
-        "mean_ttfb_ms": t.mean_ttfb_ms(),
-    })
-}
-
-fn to_json(q: &Query, report: &Report, since: Timestamp, until: Timestamp) -> String {
-    let rows: Vec<serde_json::Value> = report
-        .rows
-        .iter()
-        .map(|row| {
-            let mut v = totals_json(&row.totals);
-            let obj = v.as_object_mut().expect("object");
-            if q.bucket.is_some() {
-                obj.insert(
-                    "bucket".into(),
-                    json!(bucket_label(q.bucket, row.bucket, &q.tz)),
-                );
-                obj.insert(
-                    "bucket_start".into(),
-                    json!(row.bucket.map(|b| b.to_zoned(q.tz.clone()).to_string())),
-                );
-            }
-            if let Some(g) = q.group {
-                obj.insert(g.column().into(), json!(row.key));
-                obj.insert("other".into(), json!(row.other));
-            }
-            v
-        })
-        .collect();
-    let value = json!({
-        "since": since.to_zoned(q.tz.clone()).to_string(),
-        "until": until.to_zoned(q.tz.clone()).to_string(),
-        "time_zone": q.tz.iana_name(),
-        "bucket": q.bucket.map(|b| format!("{b:?}").to_lowercase()),
-        "group": q.group.map(Dimension::column),
-        "rows": rows,
-        "total": totals_json(&report.total),
-    });
-    serde_json::to_string_pretty(&value).expect("JSON") + "\n"
-}
-
-fn to_csv(q: &Query, report: &Report) -> String {
+/// Every row, zero-filled periods included.
+fn to_csv(report: &Report) -> String {
     let mut out = String::new();
     let mut header = Vec::new();
-    if q.bucket.is_some() {
+    if report.bucket.is_some() {
         header.push("bucket".to_string());
     }
-    if let Some(g) = q.group {
+    if let Some(g) = report.group {
         header.push(g.column().to_string());
     }
     header.extend(
@@ -558,11 +476,11 @@ fn to_csv(q: &Query, report: &Report) -> String {
     for row in &report.rows {
         let t = &row.totals;
         let mut cells = Vec::new();
-        if q.bucket.is_some() {
-            cells.push(bucket_label(q.bucket, row.bucket, &q.tz));
+        if let Some(period) = &row.period {
+            cells.push(csv_cell(&period.label()));
         }
-        if q.group.is_some() {
-            cells.push(csv_cell(&key_label(q, row)));
+        if row.group.is_some() {
+            cells.push(csv_cell(&key_label(row)));
         }
         cells.extend(
             [
@@ -599,33 +517,79 @@ fn csv_cell(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn now() -> Zoned {
-        "2026-11-22T15:30:00+01:00[Europe/Paris]".parse().unwrap()
+    /// A report by day in UTC over November 1st to 9th with requests on the given days.
+    fn days_report(used: &[i8]) -> Report {
+        let day = |d: i8| -> Zoned {
+            jiff::civil::date(2026, 11, d)
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .unwrap()
+        };
+        let rows: Vec<Row> = (1..=9)
+            .map(|d| Row {
+                period: Some(Period {
+                    bucket: Bucket::Day,
+                    start: day(d),
+                    end: day(d + 1),
+                }),
+                group: None,
+                totals: Totals {
+                    requests: i64::from(used.contains(&d)),
+                    ..Totals::default()
+                },
+            })
+            .collect();
+        let mut total = Totals::default();
+        rows.iter().for_each(|r| total.add(&r.totals));
+        Report {
+            since: day(1),
+            until: day(10),
+            time_zone: Some("UTC".into()),
+            bucket: Some(Bucket::Day),
+            group: None,
+            top: None,
+            rows,
+            total,
+            source: "rollup",
+        }
     }
 
-    fn when(text: &str, end: End) -> String {
-        parse_when(text, &now(), end)
-            .unwrap()
-            .to_zoned(now().time_zone().clone())
-            .strftime("%Y-%m-%d %H:%M")
-            .to_string()
+    /// The first cell of each table line between the rules.
+    fn labels(table: &str) -> Vec<String> {
+        table
+            .lines()
+            .skip_while(|l| !l.starts_with('─'))
+            .skip(1)
+            .take_while(|l| !l.starts_with('─'))
+            .map(|l| l.split("  ").next().unwrap().trim().to_owned())
+            .collect()
     }
 
     #[test]
-    fn times_people_type() {
-        assert_eq!(when("today", End::Start), "2026-11-22 00:00");
-        assert_eq!(when("today", End::Finish), "2026-11-23 00:00");
-        assert_eq!(when("yesterday", End::Start), "2026-11-21 00:00");
-        assert_eq!(when("month", End::Start), "2026-11-01 00:00");
-        assert_eq!(when("last-month", End::Start), "2026-10-01 00:00");
-        assert_eq!(when("last-month", End::Finish), "2026-11-01 00:00");
-        assert_eq!(when("2026-11-05", End::Finish), "2026-11-06 00:00");
-        assert_eq!(when("2026-02", End::Finish), "2026-03-01 00:00");
-        assert_eq!(when("7d", End::Start), "2026-11-15 15:30");
-        assert_eq!(when("12h", End::Start), "2026-11-22 03:30");
-        assert_eq!(when("2026-11-01T09:00:00Z", End::Start), "2026-11-01 10:00");
-        assert!(parse_when("last tuesday", &now(), End::Start).is_err());
-        assert!(parse_when("7y", &now(), End::Start).is_err());
+    fn the_table_shows_empty_days_between_uses_and_runs_of_them_as_one_line() {
+        let report = days_report(&[2, 4, 8]);
+        let table = to_table(&report);
+        assert_eq!(
+            labels(&table),
+            [
+                "2026-11-02",
+                "2026-11-03",
+                "2026-11-04",
+                "2026-11-05 – 2026-11-07",
+                "2026-11-08"
+            ],
+            "{table}"
+        );
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("2026-11-05 – 2026-11-07") && l.contains("$0.00")),
+            "{table}"
+        );
+        // CSV and JSON keep every day.
+        assert_eq!(to_csv(&report).lines().count(), 1 + 9);
+        // Nothing at all: said in words.
+        let table = to_table(&days_report(&[]));
+        assert!(table.ends_with("No requests in this range.\n"), "{table}");
     }
 
     #[test]

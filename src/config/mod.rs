@@ -95,7 +95,10 @@ pub struct PoolConfig {
     pub session_ttl: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// In the status snapshot as in the config: `least_used`, `round_robin`, `random`,
+/// `fallback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// New conversations go to the account with the most weekly capacity left, weighed
     /// by plan (Max 20x > Max 5x > Pro) and how soon its week resets.

@@ -77,12 +77,22 @@ pub struct Unavailable {
     pub retry_after: Option<Duration>,
 }
 
-/// A one-line state for banners, logs and (later) the dashboard.
+/// A one-line state for banners, logs and the status snapshot, which tells apart what
+/// fixes itself from what needs the owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Ready,
     Missing,
+    /// The file is there but holds no usable login; the owner must fix or replace it.
     Invalid(String),
+    /// The refresh token was refused (`invalid_grant`): only a new login brings the
+    /// account back.
+    LoginExpired(String),
+    /// The token expired and a refreshed one could not be saved where the file is; the
+    /// owner must make that place writable.
+    Unsaveable(String),
+    /// A passing failure (the file could not be read, a refresh failed and the token
+    /// has expired): Carpool tries again by itself.
     Broken(String),
 }
 
@@ -92,7 +102,9 @@ impl std::fmt::Display for Status {
             Status::Ready => f.write_str("ready"),
             Status::Missing => f.write_str("waiting for the credentials file"),
             Status::Invalid(r) => write!(f, "invalid credentials file: {r}"),
-            Status::Broken(r) => write!(f, "unavailable: {r}"),
+            Status::LoginExpired(r) | Status::Unsaveable(r) | Status::Broken(r) => {
+                write!(f, "unavailable: {r}")
+            }
         }
     }
 }
@@ -687,8 +699,8 @@ fn status_of(state: &State) -> Status {
         FileRead::Loaded(t) => {
             let expired = t.expires_at_ms != 0 && now_ms() >= t.expires_at_ms;
             match (&state.failure, &state.unsaveable) {
-                (Some(f), _) if f.terminal => Status::Broken(f.reason.clone()),
-                (_, Some(why)) if expired => Status::Broken(why.clone()),
+                (Some(f), _) if f.terminal => Status::LoginExpired(f.reason.clone()),
+                (_, Some(why)) if expired => Status::Unsaveable(why.clone()),
                 (Some(f), None) if expired => Status::Broken(f.reason.clone()),
                 _ => Status::Ready,
             }

@@ -13,13 +13,16 @@
 //!   or copying the body.
 //! - [`prices`] turns tokens into micro-dollars from a versioned price table.
 //! - [`store`] owns the schema, migrations and the writer.
-//! - [`query`] answers totals and time series, bucketed in any time zone.
+//! - [`query`] answers totals and zero-filled time series, bucketed in any time zone, as
+//!   serde types the CLI and the management API share.
+//! - [`range`] reads the ranges people type (`today`, `7d`, `2026-11`) for both.
 //! - [`ccm`] writes sing-box ccm's `usages_path` file, for people moving from sing-box.
 
 pub mod ccm;
 pub mod extract;
 pub mod prices;
 pub mod query;
+pub mod range;
 mod record;
 pub mod store;
 mod writer;

@@ -1,6 +1,15 @@
 //! Reports: totals and time series over any range, bucketed by hour, day or month in
 //! the caller's time zone, grouped by one dimension, with top-N.
 //!
+//! A [`Report`] is what `carpool usage --json` prints and what the management API will
+//! answer: serde types, one row per (period, group). A bucketed report has every period
+//! of the range, oldest first, including those without any request (zero-filled), so a
+//! chart's axis has no holes; a period without requests has one row of zeros whose
+//! group key is `null`. Top-N keeps the N groups that cost the most over the whole
+//! range and sums the rest, per period, into rows marked `other`. Periods are local:
+//! the day of a DST change is 23 or 25 hours long, and the hour repeated when clocks go
+//! back appears twice, once per offset ([`Period`]).
+//!
 //! SQLite cannot bucket by local day (it knows no time zones), so the work is split:
 //! SQL sums per UTC slot and group key, Rust maps each slot to its local bucket. Slots
 //! are UTC hours read from the `usage_hourly` rollup (see [`super::store`] for why it
@@ -10,26 +19,46 @@
 //! of a range that does not start or end on the hour. Every UTC offset in use is a
 //! multiple of 15 minutes, so a quarter hour always falls within one local bucket.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use jiff::tz::TimeZone;
-use jiff::{RoundMode, Timestamp, ToSpan, Unit, ZonedRound};
+use jiff::tz::{AmbiguousOffset, TimeZone};
+use jiff::{SignedDuration, Timestamp, ToSpan, Zoned};
 use rusqlite::{Connection, ToSql};
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::{UsageRecord, store};
 
 const HOUR_MS: i64 = 3_600_000;
 const QUARTER_MS: i64 = 900_000;
+/// The most periods one report may have (about 11 years of hours): every period gets a
+/// row, so a whole-history report by hour is refused rather than made huge.
+pub const MAX_PERIODS: usize = 100_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How long each period of a series is, in the report's time zone. In JSON `hour`,
+/// `day` or `month`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Bucket {
     Hour,
     Day,
     Month,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl std::fmt::Display for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+            Bucket::Month => "month",
+        })
+    }
+}
+
+/// What rows are grouped by. In JSON its column's name: `user`, `model`, `credential`
+/// (the account's tag), `device` or `session`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Dimension {
     User,
     Model,
@@ -92,8 +121,10 @@ pub struct Query {
     pub filter: Filter,
 }
 
-/// Sums over a set of requests.
+/// Sums over a set of requests. Serialized as [`Figures`], with the derived figures a
+/// reader wants (means, cost in dollars, cache hit rate).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(into = "Figures")]
 pub struct Totals {
     pub requests: i64,
     /// Answered with status 400 or above.
@@ -193,44 +224,237 @@ impl Totals {
     pub fn mean_ttfb_ms(&self) -> Option<i64> {
         (self.ttfb_count > 0).then(|| self.ttfb_ms / self.ttfb_count)
     }
+
+    /// Mean request duration, in milliseconds (0 without requests).
+    pub fn mean_duration_ms(&self) -> i64 {
+        if self.requests > 0 {
+            self.duration_ms / self.requests
+        } else {
+            0
+        }
+    }
+
+    /// The share of prompt tokens read from the prompt cache, `0.0..=1.0`: cache reads
+    /// over all input (fresh, cache writes and cache reads). `None` without input. A
+    /// relay that breaks caching shows here first.
+    pub fn cache_hit_rate(&self) -> Option<f64> {
+        let prompt = self.input_tokens + self.cache_write_tokens() + self.cache_read_tokens;
+        (prompt > 0).then(|| self.cache_read_tokens as f64 / prompt as f64)
+    }
 }
 
+/// [`Totals`] as they are shown: the sums, and what is derived from them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Figures {
+    pub requests: i64,
+    /// Answered with status 400 or above.
+    pub errors: i64,
+    /// Status below 400 but the response was cut short.
+    pub incomplete: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_5m_tokens: i64,
+    pub cache_write_1h_tokens: i64,
+    /// Input, output, cache reads and writes.
+    pub total_tokens: i64,
+    pub web_search_requests: i64,
+    pub web_fetch_requests: i64,
+    /// Known costs, in millionths of a dollar.
+    pub cost_micros: i64,
+    /// The same in dollars.
+    pub cost_usd: f64,
+    /// Requests with tokens whose model had no known price (not in the cost).
+    pub unpriced_requests: i64,
+    pub mean_duration_ms: i64,
+    /// `None` when no request got a first byte.
+    pub mean_ttfb_ms: Option<i64>,
+    /// See [`Totals::cache_hit_rate`].
+    pub cache_hit_rate: Option<f64>,
+}
+
+impl From<Totals> for Figures {
+    fn from(t: Totals) -> Figures {
+        Figures {
+            requests: t.requests,
+            errors: t.errors,
+            incomplete: t.incomplete,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            cache_read_tokens: t.cache_read_tokens,
+            cache_write_5m_tokens: t.cache_write_5m_tokens,
+            cache_write_1h_tokens: t.cache_write_1h_tokens,
+            total_tokens: t.total_tokens(),
+            web_search_requests: t.web_search_requests,
+            web_fetch_requests: t.web_fetch_requests,
+            cost_micros: t.cost_micros,
+            cost_usd: t.cost_micros as f64 / 1_000_000.0,
+            unpriced_requests: t.unpriced,
+            mean_duration_ms: t.mean_duration_ms(),
+            mean_ttfb_ms: t.mean_ttfb_ms(),
+            cache_hit_rate: t.cache_hit_rate(),
+        }
+    }
+}
+
+/// One period of a series: a local hour, day or month in the report's time zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    /// Start of the bucket (its first instant in the query's time zone), when bucketed.
-    pub bucket: Option<Timestamp>,
-    /// The group's value (empty string: requests without one, e.g. no device id), when grouped.
+pub struct Period {
+    pub bucket: Bucket,
+    pub start: Zoned,
+    /// The next period's start (a local day is 23 to 25 hours long).
+    pub end: Zoned,
+}
+
+impl Period {
+    /// As a person reads it: `2026-11-05 14:00`, `2026-11-05` or `2026-11`. An hour that
+    /// happens twice (clocks going back) carries its offset: `2026-10-25 02:00 +02:00`,
+    /// then `2026-10-25 02:00 +01:00`.
+    pub fn label(&self) -> String {
+        match self.bucket {
+            Bucket::Hour => {
+                let repeated = matches!(
+                    self.start
+                        .time_zone()
+                        .to_ambiguous_timestamp(self.start.datetime())
+                        .offset(),
+                    AmbiguousOffset::Fold { .. }
+                );
+                let format = if repeated {
+                    "%Y-%m-%d %H:00 %:z"
+                } else {
+                    "%Y-%m-%d %H:00"
+                };
+                self.start.strftime(format).to_string()
+            }
+            Bucket::Day => self.start.strftime("%Y-%m-%d").to_string(),
+            Bucket::Month => self.start.strftime("%Y-%m").to_string(),
+        }
+    }
+}
+
+/// `bucket` (the label), `bucket_start` and `bucket_end` (RFC 9557 times with the zone:
+/// `2026-11-05T00:00:00+01:00[Europe/Berlin]`).
+impl Serialize for Period {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("bucket", &self.label())?;
+        map.serialize_entry("bucket_start", &self.start.to_string())?;
+        map.serialize_entry("bucket_end", &self.end.to_string())?;
+        map.end()
+    }
+}
+
+/// Which group a row sums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupKey {
+    pub dimension: Dimension,
+    /// The group's value (`""`: requests without one, e.g. no device id). `None` in the
+    /// `other` row and in the zero row of a period without requests.
     pub key: Option<String>,
     /// This row sums the groups beyond `top`.
     pub other: bool,
+}
+
+/// The key under its dimension's name (`"user": "alice"`), and `other`.
+impl Serialize for GroupKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(self.dimension.column(), &self.key)?;
+        map.serialize_entry("other", &self.other)?;
+        map.end()
+    }
+}
+
+/// One row: a period, a group, or both, and their sums, all in one JSON object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    /// When bucketed.
+    #[serde(flatten)]
+    pub period: Option<Period>,
+    /// When grouped.
+    #[serde(flatten)]
+    pub group: Option<GroupKey>,
+    #[serde(flatten)]
     pub totals: Totals,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Row {
+    /// The group's value; `None` when not grouped, in the `other` row and in a zero row.
+    pub fn key(&self) -> Option<&str> {
+        self.group.as_ref()?.key.as_deref()
+    }
+
+    pub fn is_other(&self) -> bool {
+        self.group.as_ref().is_some_and(|g| g.other)
+    }
+
+    /// A period without requests (zero-filled).
+    pub fn is_empty(&self) -> bool {
+        self.totals.requests == 0
+    }
+
+    pub fn start(&self) -> Option<Timestamp> {
+        self.period.as_ref().map(|p| p.start.timestamp())
+    }
+}
+
+/// A report: what was asked, the rows and their total.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
-    /// By bucket (oldest first), then by cost (highest first), then key.
+    #[serde(serialize_with = "as_text")]
+    pub since: Zoned,
+    #[serde(serialize_with = "as_text")]
+    pub until: Zoned,
+    /// IANA name; `None` for a system zone without one.
+    pub time_zone: Option<String>,
+    pub bucket: Option<Bucket>,
+    pub group: Option<Dimension>,
+    pub top: Option<usize>,
+    /// By period (oldest first), then the kept groups by cost (highest first), then
+    /// `other`.
     pub rows: Vec<Row>,
     pub total: Totals,
     /// Which table answered, for tests and `--verbose`: `rollup`, `requests` or both.
+    #[serde(skip)]
     pub source: &'static str,
+}
+
+fn as_text<S: Serializer>(value: &Zoned, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error(
+        "the range holds more than {MAX_PERIODS} periods of one {bucket}; choose a shorter range or longer periods"
+    )]
+    TooManyPeriods { bucket: Bucket },
 }
 
 /// Sums for (UTC slot start, key).
 type Slots = Vec<(i64, Option<String>, Totals)>;
 
-pub fn report(conn: &Connection, q: &Query) -> rusqlite::Result<Report> {
+pub fn report(conn: &Connection, q: &Query) -> Result<Report, ReportError> {
     report_from(conn, q, false)
 }
 
 /// [`report`] answered from the `requests` table alone, never the rollup: the baseline
 /// the benchmark compares against, and a cross-check in tests.
-pub fn report_without_rollup(conn: &Connection, q: &Query) -> rusqlite::Result<Report> {
+pub fn report_without_rollup(conn: &Connection, q: &Query) -> Result<Report, ReportError> {
     report_from(conn, q, true)
 }
 
-fn report_from(conn: &Connection, q: &Query, requests_only: bool) -> rusqlite::Result<Report> {
+fn report_from(conn: &Connection, q: &Query, requests_only: bool) -> Result<Report, ReportError> {
     let since = q.since_ms.max(0);
     let until = q.until_ms.max(since);
+    // Before any SQL: a range with too many periods is refused at once.
+    let periods = match q.bucket {
+        Some(bucket) => periods(bucket, &q.tz, timestamp(since), timestamp(until))?,
+        None => Vec::new(),
+    };
     let raw_only = requests_only
         || q.group == Some(Dimension::Session)
         || q.filter.session.is_some()
@@ -256,7 +480,46 @@ fn report_from(conn: &Connection, q: &Query, requests_only: bool) -> rusqlite::R
         }
         if edges { "rollup+requests" } else { "rollup" }
     };
-    Ok(assemble(q, slots, source))
+    Ok(assemble(q, periods, slots, source))
+}
+
+/// The instant `ms` milliseconds after the epoch, clamped to what jiff can represent
+/// (years −9999 to 9999).
+fn timestamp(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+/// Every period of `bucket` that overlaps `[since, until)`, oldest first: the first may
+/// start before `since`, the last end after `until`.
+fn periods(
+    bucket: Bucket,
+    tz: &TimeZone,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<Period>, ReportError> {
+    let mut out = Vec::new();
+    let Some(mut start) = bucket_start(bucket, tz, since) else {
+        return Ok(out);
+    };
+    while start < until {
+        if out.len() == MAX_PERIODS {
+            return Err(ReportError::TooManyPeriods { bucket });
+        }
+        let Some(end) = bucket_end(bucket, tz, start) else {
+            break;
+        };
+        out.push(Period {
+            bucket,
+            start: start.to_zoned(tz.clone()),
+            end: end.to_zoned(tz.clone()),
+        });
+        start = end;
+    }
+    Ok(out)
 }
 
 /// True when every UTC offset `tz` uses in `[since, until]` is a whole number of hours.
@@ -453,24 +716,25 @@ fn run(conn: &Connection, read: &Read, out: &mut Slots) -> rusqlite::Result<()> 
     Ok(())
 }
 
-/// Maps slots to local buckets, applies top-N and orders the rows.
-fn assemble(q: &Query, slots: Slots, source: &'static str) -> Report {
-    let mut buckets: HashMap<i64, Option<Timestamp>> = HashMap::new();
+/// Maps slots to local periods, applies top-N, adds a zero row for each period without
+/// requests and orders the rows.
+fn assemble(q: &Query, periods: Vec<Period>, slots: Slots, source: &'static str) -> Report {
+    let mut starts: HashMap<i64, Option<Timestamp>> = HashMap::new();
     let mut merged: BTreeMap<(Option<Timestamp>, Option<String>), Totals> = BTreeMap::new();
     let mut total = Totals::default();
     let mut by_key: HashMap<Option<String>, Totals> = HashMap::new();
     for (slot, key, totals) in slots {
-        let bucket = q.bucket.and_then(|b| {
-            *buckets
+        let start = q.bucket.and_then(|b| {
+            *starts
                 .entry(slot)
-                .or_insert_with(|| bucket_start(b, &q.tz, slot))
+                .or_insert_with(|| bucket_start(b, &q.tz, timestamp(slot)))
         });
         total.add(&totals);
         by_key.entry(key.clone()).or_default().add(&totals);
-        merged.entry((bucket, key)).or_default().add(&totals);
+        merged.entry((start, key)).or_default().add(&totals);
     }
 
-    let kept: Option<std::collections::HashSet<Option<String>>> = q.top.map(|n| {
+    let kept: Option<HashSet<Option<String>>> = q.top.map(|n| {
         let mut ranked: Vec<_> = by_key.into_iter().collect();
         ranked.sort_by(|(ka, a), (kb, b)| {
             b.cost_micros
@@ -481,64 +745,117 @@ fn assemble(q: &Query, slots: Slots, source: &'static str) -> Report {
         ranked.into_iter().take(n).map(|(k, _)| k).collect()
     });
 
-    let mut rows: BTreeMap<(Option<Timestamp>, bool, Option<String>), Totals> = BTreeMap::new();
-    for ((bucket, key), totals) in merged {
+    let mut sums: BTreeMap<(Option<Timestamp>, bool, Option<String>), Totals> = BTreeMap::new();
+    for ((start, key), totals) in merged {
         let other = kept.as_ref().is_some_and(|k| !k.contains(&key));
         let key = if other { None } else { key };
-        rows.entry((bucket, other, key)).or_default().add(&totals);
+        sums.entry((start, other, key)).or_default().add(&totals);
     }
-    let mut rows: Vec<Row> = rows
+
+    let mut periods: BTreeMap<Timestamp, (Period, bool)> = periods
         .into_iter()
-        .map(|((bucket, other, key), totals)| Row {
-            bucket,
-            key: if q.group.is_some() && !other {
-                Some(key.unwrap_or_default())
-            } else {
-                None
-            },
-            other,
+        .map(|p| (p.start.timestamp(), (p, false)))
+        .collect();
+    let mut period_of = |start: Option<Timestamp>| -> Option<Period> {
+        let (b, start) = (q.bucket?, start?);
+        let (period, used) = periods.entry(start).or_insert_with(|| {
+            // Not among the range's periods: cannot happen for a slot in the range, but
+            // a row is never dropped for it.
+            let end = bucket_end(b, &q.tz, start).unwrap_or(start);
+            let period = Period {
+                bucket: b,
+                start: start.to_zoned(q.tz.clone()),
+                end: end.to_zoned(q.tz.clone()),
+            };
+            (period, false)
+        });
+        *used = true;
+        Some(period.clone())
+    };
+    let mut rows: Vec<Row> = sums
+        .into_iter()
+        .map(|((start, other, key), totals)| Row {
+            period: period_of(start),
+            group: q.group.map(|dimension| GroupKey {
+                dimension,
+                key: if other {
+                    None
+                } else {
+                    Some(key.unwrap_or_default())
+                },
+                other,
+            }),
             totals,
         })
         .collect();
+    rows.extend(
+        periods
+            .into_values()
+            .filter(|(_, used)| !used)
+            .map(|(period, _)| Row {
+                period: Some(period),
+                group: q.group.map(|dimension| GroupKey {
+                    dimension,
+                    key: None,
+                    other: false,
+                }),
+                totals: Totals::default(),
+            }),
+    );
     rows.sort_by(|a, b| {
-        a.bucket
-            .cmp(&b.bucket)
-            .then(a.other.cmp(&b.other))
+        a.start()
+            .cmp(&b.start())
+            .then(a.is_other().cmp(&b.is_other()))
             .then(b.totals.cost_micros.cmp(&a.totals.cost_micros))
             .then(b.totals.requests.cmp(&a.totals.requests))
-            .then(a.key.cmp(&b.key))
+            .then(a.key().cmp(&b.key()))
     });
     Report {
+        since: timestamp(q.since_ms).to_zoned(q.tz.clone()),
+        until: timestamp(q.until_ms).to_zoned(q.tz.clone()),
+        time_zone: q.tz.iana_name().map(str::to_owned),
+        bucket: q.bucket,
+        group: q.group,
+        top: q.top,
         rows,
         total,
         source,
     }
 }
 
-/// The first instant of the local hour, day or month containing `slot_ms`.
-fn bucket_start(bucket: Bucket, tz: &TimeZone, slot_ms: i64) -> Option<Timestamp> {
-    let zoned = Timestamp::from_millisecond(slot_ms)
-        .ok()?
-        .to_zoned(tz.clone());
-    let start = match bucket {
-        Bucket::Hour => zoned
-            .round(
-                ZonedRound::new()
-                    .smallest(Unit::Hour)
-                    .mode(RoundMode::Trunc),
-            )
-            .ok()?,
-        Bucket::Day => zoned.start_of_day().ok()?,
-        Bucket::Month => zoned.first_of_month().ok()?.start_of_day().ok()?,
-    };
-    Some(start.timestamp())
+/// The first instant of the local hour, day or month containing `t`.
+fn bucket_start(bucket: Bucket, tz: &TimeZone, t: Timestamp) -> Option<Timestamp> {
+    let zoned = t.to_zoned(tz.clone());
+    match bucket {
+        // Back by the minutes and seconds past the local hour. Rounding the civil time
+        // instead would be ambiguous in the hour that happens twice when clocks go back.
+        Bucket::Hour => {
+            let time = zoned.time();
+            let past = SignedDuration::new(
+                i64::from(time.minute()) * 60 + i64::from(time.second()),
+                time.subsec_nanosecond(),
+            );
+            t.checked_sub(past).ok()
+        }
+        Bucket::Day => Some(zoned.start_of_day().ok()?.timestamp()),
+        Bucket::Month => Some(
+            zoned
+                .first_of_month()
+                .ok()?
+                .start_of_day()
+                .ok()?
+                .timestamp(),
+        ),
+    }
 }
 
-/// The end of the bucket starting at `start` (its next bucket's start).
+/// The end of the period starting at `start` (the next one's start).
 pub fn bucket_end(bucket: Bucket, tz: &TimeZone, start: Timestamp) -> Option<Timestamp> {
     let zoned = start.to_zoned(tz.clone());
     let next = match bucket {
-        Bucket::Hour => zoned.checked_add(1.hour()).ok()?,
+        // The local hour after the next 60 minutes: the same as adding an hour, except
+        // across an offset change that is not a whole hour (Lord Howe Island's 30 minutes).
+        Bucket::Hour => return bucket_start(bucket, tz, start.checked_add(1.hour()).ok()?),
         Bucket::Day => zoned.tomorrow().ok()?.start_of_day().ok()?,
         Bucket::Month => zoned
             .checked_add(1.month())
@@ -605,26 +922,39 @@ mod tests {
         }
     }
 
-    /// (bucket as local date-time text, key, requests, cost)
+    /// (period start as local date-time text, key, requests, cost) of the rows with
+    /// requests.
     fn summary(r: &Report, tz: &str) -> Vec<(String, String, i64, i64)> {
         let tz = TimeZone::get(tz).unwrap();
         r.rows
             .iter()
+            .filter(|row| !row.is_empty())
             .map(|row| {
                 let bucket = row
-                    .bucket
+                    .start()
                     .map(|b| {
                         b.to_zoned(tz.clone())
                             .strftime("%Y-%m-%d %H:%M")
                             .to_string()
                     })
                     .unwrap_or_default();
-                let key = if row.other {
+                let key = if row.is_other() {
                     "(other)".into()
                 } else {
-                    row.key.clone().unwrap_or_default()
+                    row.key().unwrap_or_default().to_owned()
                 };
                 (bucket, key, row.totals.requests, row.totals.cost_micros)
+            })
+            .collect()
+    }
+
+    /// Every row's period label and requests, zero rows included.
+    fn series(r: &Report) -> Vec<(String, i64)> {
+        r.rows
+            .iter()
+            .map(|row| {
+                let label = row.period.as_ref().map(Period::label).unwrap_or_default();
+                (label, row.totals.requests)
             })
             .collect()
     }
@@ -660,9 +990,23 @@ mod tests {
         assert_eq!(ny.total.requests, 3);
         assert_eq!(ny.total.cost_micros, 123);
         // The local day of the DST change is 25 hours long.
-        let start = ny.rows[0].bucket.unwrap();
-        let end = bucket_end(Bucket::Day, &q.tz, start).unwrap();
-        assert_eq!(end.as_second() - start.as_second(), 25 * 3600);
+        let nov1 = ny.rows.iter().find(|r| !r.is_empty()).unwrap();
+        let period = nov1.period.as_ref().unwrap();
+        assert_eq!(period.label(), "2026-11-01");
+        let start = period.start.timestamp();
+        assert_eq!(
+            bucket_end(Bucket::Day, &q.tz, start),
+            Some(period.end.timestamp())
+        );
+        assert_eq!(
+            period.end.timestamp().as_second() - start.as_second(),
+            25 * 3600
+        );
+        // Every New York day the range touches has its row (zero-filled): from the
+        // evening of September 30th (UTC midnight) to November 30th.
+        assert_eq!(ny.rows.len(), 1 + 31 + 30);
+        assert_eq!(series(&ny)[0], ("2026-09-30".into(), 0));
+        assert_eq!(series(&ny)[61], ("2026-11-30".into(), 0));
     }
 
     #[test]
@@ -881,5 +1225,311 @@ mod tests {
                 assert!(fast.total.requests > 0);
             }
         }
+    }
+
+    /// Both tables answer the same, zero rows included; the report is returned.
+    fn checked(conn: &Connection, q: &Query) -> Report {
+        let fast = report(conn, q).unwrap();
+        let slow = report_without_rollup(conn, q).unwrap();
+        assert_eq!(fast.rows, slow.rows);
+        assert_eq!(fast.total, slow.total);
+        fast
+    }
+
+    #[test]
+    fn hours_follow_berlins_clock_when_it_goes_back_and_forward() {
+        // Clocks go back at 03:00 CEST on October 25th: 02:00–03:00 happens twice.
+        let (_d, conn) = db(&[
+            rec("2026-10-25T00:30:00Z", "alice", "m", 1), // 02:30 CEST
+            rec("2026-10-25T01:30:00Z", "alice", "m", 2), // 02:30 CET
+            rec("2026-10-25T01:40:00Z", "alice", "m", 4), // 02:40 CET
+            rec("2026-03-29T00:30:00Z", "alice", "m", 8), // 01:30 CET, before the jump
+            rec("2026-03-29T01:30:00Z", "alice", "m", 16), // 03:30 CEST, after it
+        ]);
+        // The whole local October 25th.
+        let mut q = query(
+            "2026-10-24T22:00:00Z",
+            "2026-10-25T23:00:00Z",
+            "Europe/Berlin",
+        );
+        q.bucket = Some(Bucket::Hour);
+        let r = checked(&conn, &q);
+        assert_eq!(r.source, "rollup");
+        let hours = series(&r);
+        assert_eq!(hours.len(), 25, "a 25-hour day: {hours:?}");
+        assert_eq!(hours[0], ("2026-10-25 00:00".into(), 0));
+        assert_eq!(hours[1], ("2026-10-25 01:00".into(), 0));
+        assert_eq!(hours[2], ("2026-10-25 02:00 +02:00".into(), 1));
+        assert_eq!(hours[3], ("2026-10-25 02:00 +01:00".into(), 2));
+        assert_eq!(hours[4], ("2026-10-25 03:00".into(), 0));
+        assert_eq!(hours[24], ("2026-10-25 23:00".into(), 0));
+        assert!(r.rows.iter().all(|row| {
+            let p = row.period.as_ref().unwrap();
+            p.end.timestamp().as_second() - p.start.timestamp().as_second() == 3600
+        }));
+        // By day, the same day is one period of 25 hours.
+        q.bucket = Some(Bucket::Day);
+        let r = checked(&conn, &q);
+        assert_eq!(series(&r), [("2026-10-25".to_owned(), 3)]);
+
+        // Clocks go forward at 02:00 CET on March 29th: there is no 02:00.
+        let mut q = query(
+            "2026-03-28T23:00:00Z",
+            "2026-03-29T22:00:00Z",
+            "Europe/Berlin",
+        );
+        q.bucket = Some(Bucket::Hour);
+        let hours = series(&checked(&conn, &q));
+        assert_eq!(hours.len(), 23, "a 23-hour day: {hours:?}");
+        assert_eq!(hours[1], ("2026-03-29 01:00".into(), 1));
+        assert_eq!(hours[2], ("2026-03-29 03:00".into(), 1));
+        assert!(!hours.iter().any(|(label, _)| label.contains(" 02:")));
+        // Days around it: 24, 23 and 24 hours.
+        let mut q = query(
+            "2026-03-27T23:00:00Z",
+            "2026-03-30T22:00:00Z",
+            "Europe/Berlin",
+        );
+        q.bucket = Some(Bucket::Day);
+        let r = checked(&conn, &q);
+        let lengths: Vec<(String, i64)> = r
+            .rows
+            .iter()
+            .map(|row| {
+                let p = row.period.as_ref().unwrap();
+                let hours =
+                    (p.end.timestamp().as_second() - p.start.timestamp().as_second()) / 3600;
+                (p.label(), hours)
+            })
+            .collect();
+        assert_eq!(
+            lengths,
+            [
+                ("2026-03-28".to_owned(), 24),
+                ("2026-03-29".to_owned(), 23),
+                ("2026-03-30".to_owned(), 24)
+            ]
+        );
+        assert_eq!(series(&r)[1], ("2026-03-29".into(), 2));
+    }
+
+    #[test]
+    fn months_are_zero_filled_from_the_first_touched_to_the_last() {
+        let (_d, conn) = db(&[
+            rec("2026-02-10T12:00:00Z", "alice", "m", 5),
+            // Midnight of March 1st in Berlin is still February in UTC.
+            rec("2026-02-28T23:30:00Z", "bob", "m", 7),
+        ]);
+        let mut q = query(
+            "2026-01-15T00:00:00Z",
+            "2026-04-10T00:00:00Z",
+            "Europe/Berlin",
+        );
+        q.bucket = Some(Bucket::Month);
+        let r = checked(&conn, &q);
+        assert_eq!(
+            series(&r),
+            [
+                ("2026-01".to_owned(), 0),
+                ("2026-02".to_owned(), 1),
+                ("2026-03".to_owned(), 1),
+                ("2026-04".to_owned(), 0)
+            ]
+        );
+        // The first period starts before the range, the last ends after it.
+        let first = r.rows[0].period.as_ref().unwrap();
+        assert_eq!(
+            first.start.to_string(),
+            "2026-01-01T00:00:00+01:00[Europe/Berlin]"
+        );
+        let last = r.rows[3].period.as_ref().unwrap();
+        assert_eq!(
+            last.end.to_string(),
+            "2026-05-01T00:00:00+02:00[Europe/Berlin]"
+        );
+        assert_eq!(r.total.requests, 2);
+    }
+
+    #[test]
+    fn an_empty_range_has_no_rows_and_a_quiet_one_only_zeros() {
+        let (_d, conn) = db(&[rec("2026-11-01T10:00:00Z", "alice", "m", 1)]);
+        let mut q = query("2026-11-05T00:00:00Z", "2026-11-05T00:00:00Z", "UTC");
+        q.bucket = Some(Bucket::Day);
+        q.group = Some(Dimension::User);
+        let r = checked(&conn, &q);
+        assert!(r.rows.is_empty());
+        assert_eq!(r.total, Totals::default());
+        // Three days without a request: three zero rows, no group key.
+        q.until_ms = ts("2026-11-08T00:00:00Z");
+        let r = checked(&conn, &q);
+        assert_eq!(r.rows.len(), 3);
+        assert!(
+            r.rows
+                .iter()
+                .all(|row| row.is_empty() && row.key().is_none() && !row.is_other())
+        );
+        let json = serde_json::to_value(&r.rows[0]).unwrap();
+        assert_eq!(json["bucket"], "2026-11-05");
+        assert_eq!(json["user"], serde_json::Value::Null);
+        assert_eq!(json["other"], false);
+        assert_eq!(json["requests"], 0);
+        assert_eq!(json["cache_hit_rate"], serde_json::Value::Null);
+        // Not bucketed: no rows to fill.
+        q.bucket = None;
+        assert!(checked(&conn, &q).rows.is_empty());
+    }
+
+    #[test]
+    fn top_n_keeps_the_costliest_groups_and_sums_the_rest_as_other_in_each_period() {
+        let (_d, conn) = db(&[
+            rec("2026-11-01T10:00:00Z", "alice", "m", 500),
+            rec("2026-11-01T11:00:00Z", "carol", "m", 3),
+            rec("2026-11-01T12:00:00Z", "dave", "m", 4),
+            rec("2026-11-03T10:00:00Z", "bob", "m", 70),
+            rec("2026-11-03T11:00:00Z", "dave", "m", 1),
+            // Same cost as dave over the range, fewer requests: ranked after him.
+            rec("2026-11-03T12:00:00Z", "erin", "m", 5),
+        ]);
+        let mut q = query("2026-11-01T00:00:00Z", "2026-11-04T00:00:00Z", "UTC");
+        q.bucket = Some(Bucket::Day);
+        q.group = Some(Dimension::User);
+        q.top = Some(3);
+        let r = checked(&conn, &q);
+        let rows: Vec<(String, String, i64)> = r
+            .rows
+            .iter()
+            .map(|row| {
+                let key = if row.is_other() {
+                    "(other)".to_owned()
+                } else {
+                    row.key().unwrap_or("-").to_owned()
+                };
+                (
+                    row.period.as_ref().unwrap().label(),
+                    key,
+                    row.totals.cost_micros,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("2026-11-01".to_owned(), "alice".to_owned(), 500),
+                ("2026-11-01".to_owned(), "dave".to_owned(), 4),
+                ("2026-11-01".to_owned(), "(other)".to_owned(), 3),
+                ("2026-11-02".to_owned(), "-".to_owned(), 0),
+                ("2026-11-03".to_owned(), "bob".to_owned(), 70),
+                ("2026-11-03".to_owned(), "dave".to_owned(), 1),
+                ("2026-11-03".to_owned(), "(other)".to_owned(), 5),
+            ]
+        );
+        assert_eq!(r.total.cost_micros, 583, "other is in the total too");
+        // As many as there are groups: no `other`. None: everything is `other`.
+        q.top = Some(5);
+        assert!(!checked(&conn, &q).rows.iter().any(Row::is_other));
+        q.top = Some(0);
+        q.bucket = None;
+        let r = checked(&conn, &q);
+        assert_eq!(r.rows.len(), 1);
+        assert!(r.rows[0].is_other());
+        assert_eq!(r.rows[0].totals.cost_micros, 583);
+    }
+
+    #[test]
+    fn too_many_periods_are_refused_before_any_query() {
+        let (_d, conn) = db(&[]);
+        let mut q = query("2000-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "UTC");
+        q.bucket = Some(Bucket::Hour);
+        let error = report(&conn, &q).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the range holds more than 100000 periods of one hour; choose a shorter range or longer periods"
+        );
+        q.bucket = Some(Bucket::Day);
+        assert_eq!(report(&conn, &q).unwrap().rows.len(), 9497);
+    }
+
+    #[test]
+    fn the_cache_hit_rate_is_cache_reads_over_all_input() {
+        let t = Totals {
+            input_tokens: 100,
+            cache_write_5m_tokens: 50,
+            cache_write_1h_tokens: 50,
+            cache_read_tokens: 800,
+            output_tokens: 999,
+            ..Totals::default()
+        };
+        assert_eq!(t.cache_hit_rate(), Some(0.8));
+        assert_eq!(Totals::default().cache_hit_rate(), None);
+        let output_only = Totals {
+            output_tokens: 5,
+            ..Totals::default()
+        };
+        assert_eq!(output_only.cache_hit_rate(), None);
+    }
+
+    #[test]
+    fn a_report_serializes_with_its_question_its_rows_and_its_total() {
+        let mut cached = rec(
+            "2026-11-01T10:00:00Z",
+            "alice",
+            "claude-opus-4-8",
+            1_234_567,
+        );
+        cached.tokens.cache_read = 300;
+        let (_d, conn) = db(&[cached, rec("2026-11-02T10:00:00Z", "bob", "m", 5)]);
+        let mut q = query(
+            "2026-11-01T00:00:00Z",
+            "2026-11-03T00:00:00Z",
+            "Europe/Berlin",
+        );
+        q.bucket = Some(Bucket::Day);
+        q.group = Some(Dimension::User);
+        q.top = Some(1);
+        let json = serde_json::to_value(report(&conn, &q).unwrap()).unwrap();
+        assert_eq!(json["since"], "2026-11-01T01:00:00+01:00[Europe/Berlin]");
+        assert_eq!(json["until"], "2026-11-03T01:00:00+01:00[Europe/Berlin]");
+        assert_eq!(json["time_zone"], "Europe/Berlin");
+        assert_eq!(json["bucket"], "day");
+        assert_eq!(json["group"], "user");
+        assert_eq!(json["top"], 1);
+        assert!(json.get("source").is_none());
+        assert_eq!(
+            json["rows"][0],
+            serde_json::json!({
+                "bucket": "2026-11-01",
+                "bucket_start": "2026-11-01T00:00:00+01:00[Europe/Berlin]",
+                "bucket_end": "2026-11-02T00:00:00+01:00[Europe/Berlin]",
+                "user": "alice",
+                "other": false,
+                "requests": 1,
+                "errors": 0,
+                "incomplete": 0,
+                "input_tokens": 100,
+                "output_tokens": 10,
+                "cache_read_tokens": 300,
+                "cache_write_5m_tokens": 0,
+                "cache_write_1h_tokens": 0,
+                "total_tokens": 410,
+                "web_search_requests": 0,
+                "web_fetch_requests": 0,
+                "cost_micros": 1_234_567,
+                "cost_usd": 1.234567,
+                "unpriced_requests": 0,
+                "mean_duration_ms": 50,
+                "mean_ttfb_ms": 5,
+                "cache_hit_rate": 0.75,
+            })
+        );
+        assert_eq!(json["rows"][1]["user"], serde_json::Value::Null);
+        assert_eq!(json["rows"][1]["other"], true);
+        assert_eq!(json["rows"][1]["cost_micros"], 5);
+        assert_eq!(
+            json["rows"].as_array().unwrap().len(),
+            3,
+            "Nov 1, 2 and 3 in Berlin"
+        );
+        assert_eq!(json["total"]["requests"], 2);
+        assert_eq!(json["total"]["cost_micros"], 1_234_572);
     }
 }

@@ -4,8 +4,7 @@
 //! **Quarantine.** An answer saying the provider disabled the account or its organization
 //! ([`super::limits::disabled_reason`]) takes the account out of the pool with the
 //! upstream's words as the reason: [`Account::broken`] returns it, so the account is not
-//! picked, not polled, and shows as `{"state": "disabled", "reason", "since"}` in the
-//! status. It is not a cool-down that ends by itself: such an account cannot come back
+//! picked, not polled, and shows as [`AccountState::Disabled`] in the status. It is not a cool-down that ends by itself: such an account cannot come back
 //! by waiting. It ends when the login changes (an OAuth account's credentials file gets
 //! other tokens: [`Credential::generation`]) or when its owner clears it
 //! ([`Account::clear_quarantine`]); an API-key account stays out until Carpool restarts.
@@ -15,11 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::Serialize;
-
-use super::limits::{Availability, LimitState, Reserves, Window, plan_weight};
+use super::limits::{Availability, LimitState, Reserves, plan_weight};
+use super::status::{AccountKind, AccountState, AccountStatus, RecentUse, WindowStatus};
 use crate::config::AccountTag;
-use crate::credentials::{Credential, Status, Unavailable};
+use crate::credentials::{Credential, Unavailable};
 use crate::secret::Secret;
 use crate::upstream::UpstreamAuth;
 
@@ -360,69 +358,49 @@ impl Recent {
     }
 }
 
-/// What the dashboard and tray show for one account.
-#[derive(Debug, Clone, Serialize)]
-pub struct AccountStatus {
-    pub tag: AccountTag,
-    /// `oauth` or `api_key`.
-    pub kind: &'static str,
-    /// `ready`, `paused_by_reserve`, `rate_limited`, `cooling_down`, `circuit_open`,
-    /// `disabled` (by the provider, with `reason` and `since`), `broken` (with `reason`)
-    /// or `missing` (no credentials file yet).
-    pub state: serde_json::Value,
-    pub five_hour: Window,
-    pub weekly: Window,
-    pub reserve_5h: Option<u32>,
-    pub reserve_weekly: Option<u32>,
-    pub plan_weight: u32,
-    /// Conversations currently pinned to this account.
-    pub active_sessions: usize,
-    pub requests_last_hour: u64,
-    pub tokens_last_hour: u64,
-}
-
 impl Account {
+    /// What the status snapshot shows for it; `active_sessions`: conversations pinned to
+    /// it now.
     pub fn status(&self, active_sessions: usize, now: i64) -> AccountStatus {
-        let state = if let Some((reason, since)) = self.quarantined() {
-            serde_json::json!({"state": "disabled", "reason": reason, "since": since})
-        } else {
-            match &self.source {
-                Source::OAuth(c) => match c.status() {
-                    Status::Missing => {
-                        serde_json::json!({"state": "missing", "reason": Status::Missing.to_string()})
-                    }
-                    Status::Ready => {
-                        serde_json::to_value(self.availability(now)).unwrap_or_default()
-                    }
-                    other => serde_json::json!({"state": "broken", "reason": other.to_string()}),
-                },
-                Source::ApiKey(_) => {
-                    serde_json::to_value(self.availability(now)).unwrap_or_default()
-                }
-            }
-        };
         let (requests, tokens) = self.last_hour(now);
+        let state = self.state(now);
         let reserves = self.reserves();
         let limits = self.limits();
         AccountStatus {
             tag: self.tag.clone(),
-            kind: if self.is_oauth() { "oauth" } else { "api_key" },
+            kind: if self.is_oauth() {
+                AccountKind::OAuth
+            } else {
+                AccountKind::ApiKey
+            },
             state,
-            five_hour: limits.five_hour(now),
-            weekly: limits.weekly(now),
-            reserve_5h: reserves.five_hour,
-            reserve_weekly: reserves.weekly,
+            five_hour: WindowStatus::five_hour(limits.five_hour(now), reserves),
+            weekly: WindowStatus::weekly(limits.weekly(now), reserves),
+            usage_updated_at: limits.last_update(),
             plan_weight: self.plan_weight(),
             active_sessions,
-            requests_last_hour: requests,
-            tokens_last_hour: tokens,
+            last_hour: RecentUse { requests, tokens },
         }
+    }
+
+    /// The state for the status snapshot, in the order [`AccountState`] documents.
+    fn state(&self, now: i64) -> AccountState {
+        if let Some((reason, since)) = self.quarantined() {
+            return AccountState::Disabled { reason, since };
+        }
+        if let Source::OAuth(c) = &self.source
+            && let Some(state) = AccountState::of_login(c.status(), &c.path)
+        {
+            return state;
+        }
+        self.availability(now).into()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::limits::WindowName;
 
     fn api_key_account() -> Account {
         Account::new(
@@ -446,15 +424,17 @@ mod tests {
             broken.contains("`console`") && broken.contains("This organization has been disabled."),
             "{broken}"
         );
-        let status = serde_json::to_value(account.status(0, 3000)).unwrap();
         assert_eq!(
-            status["state"],
-            serde_json::json!({"state": "disabled", "reason": "This organization has been disabled.", "since": 1000})
+            account.status(0, 3000).state,
+            AccountState::Disabled {
+                reason: "This organization has been disabled.".into(),
+                since: 1000
+            }
         );
         assert!(account.clear_quarantine());
         assert!(account.broken().is_none());
         assert!(!account.clear_quarantine());
-        assert_eq!(account.status(0, 3000).state["state"], "ready");
+        assert_eq!(account.status(0, 3000).state, AccountState::Ready);
         // A refusal of a login that is no longer the account's changes nothing.
         account.quarantine("This organization has been disabled.".into(), 7, 4000);
         assert!(account.broken().is_none());
@@ -471,7 +451,7 @@ mod tests {
         );
         let now = 1_000;
         let paused = Availability::PausedByReserve {
-            window: "5h",
+            window: WindowName::FiveHour,
             percent: 80,
             cap: 80,
             until: Some(now + 3600),

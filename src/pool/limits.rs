@@ -19,7 +19,8 @@
 //! 1. [`Availability::RateLimited`]: a quota 429, until the window's reset;
 //! 2. [`Availability::CircuitOpen`] while the breaker's open time has not passed;
 //! 3. [`Availability::CoolingDown`]: a non-quota rate limit (`retry-after`);
-//! 4. [`Availability::PausedByReserve`]: the 5h window at its cap, then the weekly one;
+//! 4. [`Availability::QuotaExhausted`] or [`Availability::PausedByReserve`]: the 5h
+//!    window at its cap (used up: exhausted; below 100 %: the reserve), then the weekly one;
 //! 5. [`Availability::CircuitOpen`] with `until <= now`: the breaker's open time passed
 //!    and the account would otherwise be ready, so it may take one probe request (claim it
 //!    with [`LimitState::try_probe`]); `is_ready()` is false for it;
@@ -52,7 +53,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 /// Percent 0..=100 of a rate-limit window used, and when it resets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Window {
     pub percent: Option<u32>,
     pub resets_at: Option<i64>,
@@ -82,11 +83,13 @@ pub struct Reserves {
 }
 
 impl Reserves {
-    fn five_hour_cap(self) -> u32 {
+    /// The percent of the 5h window at which the account pauses.
+    pub fn five_hour_cap(self) -> u32 {
         cap(self.five_hour)
     }
 
-    fn weekly_cap(self) -> u32 {
+    /// The percent of the weekly window at which the account pauses.
+    pub fn weekly_cap(self) -> u32 {
         cap(self.weekly)
     }
 }
@@ -96,17 +99,41 @@ fn cap(reserve: Option<u32>) -> u32 {
     100 - reserve.unwrap_or(0).min(99)
 }
 
-/// Why an account cannot take a request now (or that it can).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+/// One of a subscription's two quota windows. In JSON `five_hour` or `weekly`, as the
+/// status snapshot's fields; in log lines `5h` or `weekly`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowName {
+    FiveHour,
+    Weekly,
+}
+
+impl std::fmt::Display for WindowName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WindowName::FiveHour => "5h",
+            WindowName::Weekly => "weekly",
+        })
+    }
+}
+
+/// Why an account cannot take a request now (or that it can). The status snapshot shows
+/// it as [`super::status::AccountState`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Availability {
     Ready,
-    /// A window reached its cap; until the window resets.
+    /// A window reached the cap the owner's reserve leaves (below 100 %); until the
+    /// window resets.
     PausedByReserve {
-        /// `"5h"` or `"weekly"`.
-        window: &'static str,
+        window: WindowName,
         percent: u32,
         cap: u32,
+        until: Option<i64>,
+    },
+    /// A window is used up (100 %), reserve or not; until it resets. Known from the
+    /// figures before any request is refused, unlike [`Availability::RateLimited`].
+    QuotaExhausted {
+        window: WindowName,
         until: Option<i64>,
     },
     /// A quota 429 from the upstream; until the window resets.
@@ -135,6 +162,7 @@ impl Availability {
         match self {
             Availability::Ready => "ready",
             Availability::PausedByReserve { .. } => "paused_by_reserve",
+            Availability::QuotaExhausted { .. } => "quota_exhausted",
             Availability::RateLimited { .. } => "rate_limited",
             Availability::CoolingDown { .. } => "cooling_down",
             Availability::CircuitOpen { .. } => "circuit_open",
@@ -161,6 +189,10 @@ impl Availability {
                 "paused: its {window} window is at {percent}%, the cap its reserve leaves is {cap}%; resumes when the window resets{}",
                 until(*t)
             ),
+            Availability::QuotaExhausted { window, until: t } => format!(
+                "paused: its {window} window is used up; resumes when the window resets{}",
+                until(*t)
+            ),
             Availability::RateLimited { until: t } => {
                 format!("rate-limited by the upstream{}", until(Some(*t)))
             }
@@ -182,7 +214,8 @@ impl Availability {
     pub fn until(&self) -> Option<i64> {
         match *self {
             Availability::Ready => None,
-            Availability::PausedByReserve { until, .. } => until,
+            Availability::PausedByReserve { until, .. }
+            | Availability::QuotaExhausted { until, .. } => until,
             Availability::RateLimited { until }
             | Availability::CoolingDown { until }
             | Availability::CircuitOpen { until, .. } => Some(until),
@@ -527,11 +560,21 @@ impl LimitState {
             return Availability::CoolingDown { until };
         }
         let windows = [
-            ("5h", self.five_hour(now), reserves.five_hour_cap()),
-            ("weekly", self.weekly(now), reserves.weekly_cap()),
+            (
+                WindowName::FiveHour,
+                self.five_hour(now),
+                reserves.five_hour_cap(),
+            ),
+            (WindowName::Weekly, self.weekly(now), reserves.weekly_cap()),
         ];
         for (name, window, cap) in windows {
             if let Some(percent) = window.percent.filter(|&percent| percent >= cap) {
+                if percent >= 100 {
+                    return Availability::QuotaExhausted {
+                        window: name,
+                        until: window.resets_at,
+                    };
+                }
                 return Availability::PausedByReserve {
                     window: name,
                     percent,
@@ -944,7 +987,7 @@ mod tests {
         assert_eq!(
             paused,
             Availability::PausedByReserve {
-                window: "5h",
+                window: WindowName::FiveHour,
                 percent: 80,
                 cap: 80,
                 until: Some(NOW + 3 * HOUR)
@@ -953,18 +996,17 @@ mod tests {
         assert!(!paused.is_ready());
         assert_eq!(paused.until(), Some(NOW + 3 * HOUR));
 
-        // No reserve: cap 100.
+        // No reserve: cap 100, and a full window is used up, not paused by a reserve.
         assert!(at_80.availability(Reserves::default(), NOW).is_ready());
         let full = state_from(&[(UTILIZATION_7D, "1.0")]);
-        assert_eq!(
-            full.availability(Reserves::default(), NOW),
-            Availability::PausedByReserve {
-                window: "weekly",
-                percent: 100,
-                cap: 100,
-                until: None
-            }
-        );
+        let exhausted = Availability::QuotaExhausted {
+            window: WindowName::Weekly,
+            until: None,
+        };
+        assert_eq!(full.availability(Reserves::default(), NOW), exhausted);
+        // With a reserve too: the window being used up is what matters.
+        assert_eq!(full.availability(reserve(20), NOW), exhausted);
+        assert!(!exhausted.is_ready());
     }
 
     #[test]
@@ -977,7 +1019,7 @@ mod tests {
         assert!(matches!(
             state.availability(reserves, NOW),
             Availability::PausedByReserve {
-                window: "5h",
+                window: WindowName::FiveHour,
                 cap: 90,
                 ..
             }
@@ -989,7 +1031,7 @@ mod tests {
         assert!(matches!(
             state.availability(weekly_only, NOW),
             Availability::PausedByReserve {
-                window: "weekly",
+                window: WindowName::Weekly,
                 percent: 95,
                 cap: 70,
                 ..
@@ -1021,7 +1063,7 @@ mod tests {
         assert_eq!(
             state.availability(reserve(20), NOW),
             Availability::PausedByReserve {
-                window: "5h",
+                window: WindowName::FiveHour,
                 percent: 80,
                 cap: 80,
                 until: Some(NOW + 3 * HOUR)
@@ -1061,7 +1103,7 @@ mod tests {
         assert_eq!(
             state.availability(reserve(20), before),
             Availability::PausedByReserve {
-                window: "weekly",
+                window: WindowName::Weekly,
                 percent: 80,
                 cap: 80,
                 until: Some(weekly_reset)
@@ -1625,16 +1667,19 @@ mod tests {
                 failures: 3
             }
         );
-        // The circuit's open time passed: the cool-down shows, then the reserve, and only
-        // then the probe.
+        // The circuit's open time passed: the cool-down shows, then the full window, and
+        // only then the probe.
         assert_eq!(
             open.availability(none, NOW + 200),
             Availability::CoolingDown { until: NOW + 300 }
         );
-        assert!(matches!(
+        assert_eq!(
             open.availability(none, NOW + 300),
-            Availability::PausedByReserve { window: "5h", .. }
-        ));
+            Availability::QuotaExhausted {
+                window: WindowName::FiveHour,
+                until: Some(NOW + 5 * HOUR)
+            }
+        );
         assert_eq!(
             open.availability(none, NOW + 5 * HOUR),
             Availability::CircuitOpen {
@@ -1837,23 +1882,5 @@ mod tests {
         assert_eq!(least_used_score(&imminent, none, 1, NOW), 60.0 * 168.0);
         // A passed reset: the window reset, full headroom, no time factor.
         assert_eq!(least_used_score(&soon, none, 1, NOW + 24 * HOUR), 100.0);
-    }
-
-    #[test]
-    fn availability_serializes_with_a_state_tag() {
-        let paused = Availability::PausedByReserve {
-            window: "weekly",
-            percent: 81,
-            cap: 80,
-            until: None,
-        };
-        assert_eq!(
-            serde_json::to_value(&paused).unwrap(),
-            serde_json::json!({"state": "paused_by_reserve", "window": "weekly", "percent": 81, "cap": 80, "until": null})
-        );
-        assert_eq!(
-            serde_json::to_value(Availability::Ready).unwrap(),
-            serde_json::json!({"state": "ready"})
-        );
     }
 }

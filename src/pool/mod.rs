@@ -22,18 +22,19 @@
 pub mod account;
 pub mod limits;
 mod poll;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
-
 use crate::config::{AccountTag, PoolConfig, PoolTag, Strategy, Target};
-use account::{Account, AccountStatus};
+use account::Account;
 use limits::{Availability, least_used_score};
 
 pub use poll::poll_if_stale;
+pub use status::PoolStatus;
+use status::PoolSummary;
 
 /// What [`Pool::choose`] found.
 pub enum Choice {
@@ -379,49 +380,31 @@ impl Pool {
             .map(|s| s.account.clone())
     }
 
-    /// The state of every account, for the dashboard and the tray.
+    /// The state of every account and pool, for the dashboard and the tray; sorted by
+    /// tag, whatever the order of the config's lists.
     pub fn status(&self, now: i64) -> PoolStatus {
-        let mut sessions_per_account: HashMap<AccountTag, usize> = HashMap::new();
+        let mut sessions: HashMap<AccountTag, usize> = HashMap::new();
         for s in self.sessions.lock().values() {
             if s.alive(now) {
-                *sessions_per_account.entry(s.account.clone()).or_default() += 1;
+                *sessions.entry(s.account.clone()).or_default() += 1;
             }
         }
-        PoolStatus {
-            accounts: self
-                .accounts
-                .iter()
-                .map(|a| a.status(sessions_per_account.get(&a.tag).copied().unwrap_or(0), now))
-                .collect(),
-            pools: self
-                .groups
-                .iter()
-                .map(|g| PoolSummary {
-                    tag: g.config.tag.clone(),
-                    strategy: match g.config.strategy {
-                        Strategy::LeastUsed => "least_used",
-                        Strategy::RoundRobin => "round_robin",
-                        Strategy::Random => "random",
-                        Strategy::Fallback => "fallback",
-                    },
-                    accounts: g.members.iter().map(|a| a.tag.clone()).collect(),
-                })
-                .collect(),
-        }
+        let accounts = self
+            .accounts
+            .iter()
+            .map(|a| a.status(sessions.get(&a.tag).copied().unwrap_or(0), now))
+            .collect();
+        let pools = self
+            .groups
+            .iter()
+            .map(|g| PoolSummary {
+                tag: g.config.tag.clone(),
+                strategy: g.config.strategy,
+                accounts: g.members.iter().map(|a| a.tag.clone()).collect(),
+            })
+            .collect();
+        PoolStatus::new(now, accounts, pools)
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PoolStatus {
-    pub accounts: Vec<AccountStatus>,
-    pub pools: Vec<PoolSummary>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PoolSummary {
-    pub tag: PoolTag,
-    pub strategy: &'static str,
-    pub accounts: Vec<AccountTag>,
 }
 
 /// Now, in Unix seconds.
