@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -25,6 +24,7 @@ use crate::ledger::{Ledger, LedgerOptions, Pricing, Sink};
 use crate::pool::Pool;
 use crate::pool::account::{Account, Source};
 use crate::pool::limits::Reserves;
+use crate::relay::Recorder;
 use crate::{listener, relay, upstream};
 
 /// Everything a request needs, shared by all requests.
@@ -34,7 +34,8 @@ pub struct Engine {
     /// The accounts and pools; picks the account for each request.
     pub pool: Pool,
     pub ledger: Arc<Ledger>,
-    pub pricing: Pricing,
+    /// The ledger and the prices: what recording a request needs.
+    pub recorder: Recorder,
     /// sing-box-style usage files (`usages_path`), fed by the ledger's writer.
     pub ccm_files: Vec<Arc<CcmFile>>,
 }
@@ -159,29 +160,24 @@ impl Engine {
                 ..LedgerOptions::default()
             },
         )?;
+        let ledger = Arc::new(ledger);
+        let pricing = Arc::new(Pricing::new(config.usage.prices.clone()));
         Ok(Engine {
             users: Users::new(&config.users),
             pool: Pool::new(accounts, config.pools.clone()),
-            ledger: Arc::new(ledger),
-            pricing: Pricing::new(config.usage.prices.clone()),
+            recorder: Recorder::new(ledger.clone(), pricing),
+            ledger,
             ccm_files,
             config,
         })
     }
 }
 
-/// The HTTP surface. `/v1/messages?beta=true` matches `/v1/messages`: the query is kept
-/// and forwarded.
+/// The HTTP surface: every protocol's routes ([`relay::routes`]).
 pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
-        .route("/v1/messages", post(relay::handle))
-        .route("/v1/messages/count_tokens", post(relay::handle))
-        .route("/v1/models", get(relay::handle))
-        .route("/v1/models/{id}", get(relay::handle))
+    relay::routes()
         // The relay reads the body itself, with the configured limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .fallback(relay::not_found)
-        .method_not_allowed_fallback(relay::method_not_allowed)
         .with_state(engine)
 }
 
