@@ -1,93 +1,196 @@
-//! Errors on the request path, and how they reach the client.
+//! Errors on the request path: what went wrong ([`ErrorKind`]), who caused it
+//! ([`Origin`]), whether another account could do better, and the cause underneath (a
+//! typed [`std::error::Error::source`], e.g. the reqwest error of a failed connection).
 //!
-//! Every error says where it came from ([`Origin`]) and is turned into the client's
-//! protocol in one place: [`RelayError::into_response`] writes Anthropic's error shape
-//! `{"type":"error","error":{"type":..,"message":..}}`. Errors that came back from the
-//! upstream itself are not `RelayError`s: those responses are passed through untouched
-//! (status, headers, body), because clients react to the real status (DESIGN.md).
+//! A [`RelayError`] is data, not a response: the client's protocol renders it, in one
+//! place per protocol ([`crate::protocol::Protocol::error_response`] for an answer,
+//! [`crate::protocol::Protocol::stream_error`] for an event stream that already started),
+//! and chooses the status there, since statuses are picked for how that protocol's
+//! clients react. Errors that came back from the upstream itself are not `RelayError`s:
+//! those responses are passed through untouched (status, headers, body), because clients
+//! react to the real status (DESIGN.md).
 //!
-//! Statuses are chosen for how Claude Code reacts (protocol.md §12): it retries 401, 500
-//! and short 429s for about three minutes, but gives up at once on 403 and 413.
+//! | kind | origin | another account may help | the client may retry |
+//! | --- | --- | --- | --- |
+//! | [`BadToken`](ErrorKind::BadToken), [`NotFound`](ErrorKind::NotFound), [`MethodNotAllowed`](ErrorKind::MethodNotAllowed), [`TooLarge`](ErrorKind::TooLarge), [`BadRequest`](ErrorKind::BadRequest) | client | no | no |
+//! | [`BodyStalled`](ErrorKind::BodyStalled) | client | no | yes |
+//! | [`NeedsOwner`](ErrorKind::NeedsOwner) | Carpool | yes | no |
+//! | [`NoCredential`](ErrorKind::NoCredential), [`Exhausted`](ErrorKind::Exhausted) | Carpool | yes | yes |
+//! | [`Unreachable`](ErrorKind::Unreachable), [`Timeout`](ErrorKind::Timeout) | upstream | yes | yes |
 
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use std::error::Error;
 
-/// Who caused an error. Failover (a later pool) retries only `Upstream` errors.
+/// Who caused an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// The client sent something we refuse (bad token, body too large, unknown path).
     Client,
-    /// The upstream could not be reached, stalled, or the account could not be used.
+    /// The upstream could not be reached, stalled, or broke off.
     Upstream,
     /// Carpool itself has no usable account for this request.
     Carpool,
 }
 
-#[derive(Debug, Clone)]
-pub struct RelayError {
-    pub status: StatusCode,
-    /// Anthropic's `error.type`, e.g. `authentication_error`.
-    pub kind: &'static str,
-    pub message: String,
-    pub origin: Origin,
-    pub retry_after_secs: Option<u64>,
-    /// False when retrying cannot help until someone acts (a bad token, a login that is
-    /// missing or revoked): the response then carries `x-should-retry: false`, which
-    /// Claude Code and the official SDKs obey at once instead of retrying for minutes
-    /// (checked with Claude Code 2.1.330; see [`RelayError::needs_owner`]).
-    pub should_retry: bool,
+/// What went wrong; each kind has one origin and one retry policy (the module table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Missing or wrong Carpool token.
+    BadToken,
+    /// A path Carpool does not relay.
+    NotFound,
+    /// A relayed path with a method it does not take.
+    MethodNotAllowed,
+    /// The body is over `max_body_bytes`.
+    TooLarge,
+    /// The body could not be read.
+    BadRequest,
+    /// The client stopped sending its body (`connections.body_timeout`). Unlike other
+    /// client errors it may be retried: the next attempt may get through.
+    BodyStalled,
+    /// No account can serve this request until its owner acts on the Carpool machine (no
+    /// login yet, login revoked, credentials file broken): retrying will not help.
+    NeedsOwner,
+    /// No account can serve this request right now, for a reason that passes by itself
+    /// (a token refresh backing off); `retry_after_secs` says when to try again.
+    NoCredential,
+    /// Every account the user may use is at its limit (or reserve) for now;
+    /// `retry_after_secs` says when the first one is back.
+    Exhausted,
+    /// The upstream could not be reached or broke before answering.
+    Unreachable,
+    /// The upstream did not answer within a configured timeout.
+    Timeout,
 }
 
-impl RelayError {
-    fn new(status: StatusCode, kind: &'static str, origin: Origin, message: String) -> Self {
-        RelayError {
-            status,
-            kind,
-            message,
-            origin,
-            retry_after_secs: None,
-            // What the client sent will not get better by sending it again.
-            should_retry: origin != Origin::Client,
+impl ErrorKind {
+    pub fn origin(self) -> Origin {
+        match self {
+            ErrorKind::BadToken
+            | ErrorKind::NotFound
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::TooLarge
+            | ErrorKind::BadRequest
+            | ErrorKind::BodyStalled => Origin::Client,
+            ErrorKind::NeedsOwner | ErrorKind::NoCredential | ErrorKind::Exhausted => {
+                Origin::Carpool
+            }
+            ErrorKind::Unreachable | ErrorKind::Timeout => Origin::Upstream,
         }
     }
 
-    /// Missing or wrong Carpool token.
-    ///
-    /// 403, not 401: Claude Code retries a 401 for about three minutes before it shows
-    /// anything, while a 403 ends the run at once with our message (protocol.md §12).
-    pub fn bad_token(message: String) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "authentication_error",
-            Origin::Client,
+    /// Whether the request may go to another account: nothing another account could
+    /// change is the client's doing.
+    pub fn fails_over(self) -> bool {
+        self.origin() != Origin::Client
+    }
+
+    /// Whether the client may send the same request again and hope for better. False when
+    /// nothing changes until someone acts (a bad token, a login that is missing or
+    /// revoked), or when what the client sent will not get better by sending it again.
+    pub fn client_may_retry(self) -> bool {
+        match self {
+            ErrorKind::NeedsOwner => false,
+            ErrorKind::BodyStalled => true,
+            kind => kind.origin() != Origin::Client,
+        }
+    }
+
+    /// Short name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::BadToken => "bad_token",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::BodyStalled => "body_stalled",
+            ErrorKind::NeedsOwner => "needs_owner",
+            ErrorKind::NoCredential => "no_credential",
+            ErrorKind::Exhausted => "exhausted",
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Timeout => "timeout",
+        }
+    }
+}
+
+/// A cause kept with an error.
+type Source = Box<dyn Error + Send + Sync>;
+
+/// An error of Carpool's own making on the request path; see the module documentation.
+#[derive(Debug)]
+pub struct RelayError {
+    pub kind: ErrorKind,
+    /// Carpool's words for the client; the source's, if any, follow in [`Self::detail`].
+    pub message: String,
+    /// When to try again, for the client (`retry-after`).
+    pub retry_after_secs: Option<u64>,
+    source: Option<Source>,
+}
+
+impl RelayError {
+    pub fn new(kind: ErrorKind, message: String) -> Self {
+        RelayError {
+            kind,
             message,
-        )
+            retry_after_secs: None,
+            source: None,
+        }
+    }
+
+    /// The same error, caused by `source`.
+    pub fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub fn origin(&self) -> Origin {
+        self.kind.origin()
+    }
+
+    /// See [`ErrorKind::fails_over`].
+    pub fn fails_over(&self) -> bool {
+        self.kind.fails_over()
+    }
+
+    /// See [`ErrorKind::client_may_retry`].
+    pub fn client_may_retry(&self) -> bool {
+        self.kind.client_may_retry()
+    }
+
+    /// The message with its causes, `message: cause: its cause`, leaving out a cause
+    /// whose text is already there (reqwest's top-level message alone says little, and
+    /// its sources often repeat each other). What the client and the log see.
+    pub fn detail(&self) -> String {
+        let mut text = self.message.clone();
+        let mut source = self.source.as_deref().map(|s| s as &(dyn Error + 'static));
+        while let Some(s) = source {
+            let s_text = s.to_string();
+            if !text.contains(&s_text) {
+                text.push_str(": ");
+                text.push_str(&s_text);
+            }
+            source = s.source();
+        }
+        text
+    }
+
+    /// Missing or wrong Carpool token.
+    pub fn bad_token(message: String) -> Self {
+        Self::new(ErrorKind::BadToken, message)
     }
 
     pub fn not_found(message: String) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found_error",
-            Origin::Client,
-            message,
-        )
+        Self::new(ErrorKind::NotFound, message)
     }
 
     pub fn method_not_allowed(message: String) -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request_error",
-            Origin::Client,
-            message,
-        )
+        Self::new(ErrorKind::MethodNotAllowed, message)
     }
 
-    /// The body is over `max_body_bytes`. 413 is not retried by Claude Code.
+    /// The body is over `max_body_bytes`.
     pub fn too_large(limit: usize) -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            Origin::Client,
+            ErrorKind::TooLarge,
             format!(
                 "Carpool: request body is larger than the configured limit of {limit} bytes (`max_body_bytes` in the Carpool config)"
             ),
@@ -95,149 +198,58 @@ impl RelayError {
     }
 
     pub fn bad_request(message: String) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            Origin::Client,
-            message,
-        )
+        Self::new(ErrorKind::BadRequest, message)
     }
 
     /// The client stopped sending its request body (`connections.body_timeout`).
-    ///
-    /// 408 with Anthropic's `timeout_error`: Claude Code and the SDKs retry it like a
-    /// broken connection, which is what a stalled upload usually is.
-    /// Unlike other client errors it may be retried: the next attempt may get through.
     pub fn body_stalled(message: String) -> Self {
-        RelayError {
-            should_retry: true,
-            ..Self::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout_error",
-                Origin::Client,
-                message,
-            )
-        }
+        Self::new(ErrorKind::BodyStalled, message)
     }
 
-    /// No account can serve this request until its owner acts on the Carpool machine
-    /// (no login yet, login revoked, credentials file broken).
-    ///
-    /// 503 with `x-should-retry: false`: without the header Claude Code retries a 503
-    /// about ten times over three minutes and shows nothing meanwhile; with it, it stops
-    /// after one request and prints the message (measured with Claude Code 2.1.330
-    /// against a mock answering 503 + `x-should-retry: false`: one request, exit after
-    /// 0.7 s; `tests/real_clients.rs` checks it). The Stainless-generated SDKs check the
-    /// same header before their own retry rules.
+    /// No account can serve this request until its owner acts on the Carpool machine.
     /// The message is for the user, who cannot see the Carpool machine: it says who can
     /// fix it, not the owner's paths or other accounts' problems, which go to the log.
     pub fn needs_owner(message: String) -> Self {
-        RelayError {
-            should_retry: false,
-            ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "api_error",
-                Origin::Carpool,
-                message,
-            )
-        }
+        Self::new(ErrorKind::NeedsOwner, message)
     }
 
-    /// No account can serve this request right now, for a reason that passes by itself
-    /// (a token refresh backing off); `retry_after_secs` says when to try again.
-    ///
-    /// 503: the condition is on the Carpool machine, not in the request.
+    /// No account can serve this request right now, for a reason that passes by itself.
     pub fn no_credential(message: String, retry_after_secs: Option<u64>) -> Self {
         RelayError {
             retry_after_secs,
-            ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "api_error",
-                Origin::Carpool,
-                message,
-            )
+            ..Self::new(ErrorKind::NoCredential, message)
         }
     }
 
     /// Every account the user may use is at its limit (or reserve) for now.
-    ///
-    /// 429 with `retry-after` until the earliest one is back: Claude Code gives up at
-    /// once when that is over 60 s instead of retrying for minutes, and prints the
-    /// message, which says when.
     pub fn all_exhausted(message: String, retry_after_secs: Option<u64>) -> Self {
         RelayError {
             retry_after_secs,
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                Origin::Carpool,
-                message,
-            )
+            ..Self::new(ErrorKind::Exhausted, message)
         }
     }
 
     /// The upstream could not be reached or broke before answering.
     pub fn unreachable(message: String) -> Self {
-        Self::new(
-            StatusCode::BAD_GATEWAY,
-            "api_error",
-            Origin::Upstream,
-            message,
-        )
+        Self::new(ErrorKind::Unreachable, message)
     }
 
     /// The upstream did not answer within a configured timeout.
     pub fn timeout(message: String) -> Self {
-        Self::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout_error",
-            Origin::Upstream,
-            message,
-        )
-    }
-
-    /// The JSON body Anthropic clients expect.
-    pub fn body_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "type": "error",
-            "error": { "type": self.kind, "message": self.message },
-        })
-    }
-
-    /// The same error as one SSE event, for failures after a stream has started.
-    pub fn sse_event(&self) -> String {
-        format!("event: error\ndata: {}\n\n", self.body_json())
+        Self::new(ErrorKind::Timeout, message)
     }
 }
 
 impl std::fmt::Display for RelayError {
+    /// Carpool's message alone; the causes are [`Error::source`]'s (see [`Self::detail`]).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.status.as_u16(),
-            self.kind,
-            self.message
-        )
+        f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for RelayError {}
-
-impl IntoResponse for RelayError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body_json())).into_response();
-        if let Some(secs) = self.retry_after_secs {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if !self.should_retry {
-            response
-                .headers_mut()
-                .insert("x-should-retry", HeaderValue::from_static("false"));
-        }
-        response
+impl Error for RelayError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|s| s as &(dyn Error + 'static))
     }
 }
 
@@ -246,37 +258,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bad_token_is_403_so_claude_code_stops_at_once() {
-        let e = RelayError::bad_token("nope".into());
-        assert_eq!(e.status, StatusCode::FORBIDDEN);
-        assert_eq!(e.body_json()["error"]["type"], "authentication_error");
-        assert_eq!(e.body_json()["type"], "error");
+    fn each_kind_says_who_caused_it_and_whether_retrying_helps() {
+        use ErrorKind::*;
+        // (kind, origin, another account may help, the client may retry)
+        let table = [
+            (BadToken, Origin::Client, false, false),
+            (NotFound, Origin::Client, false, false),
+            (MethodNotAllowed, Origin::Client, false, false),
+            (TooLarge, Origin::Client, false, false),
+            (BadRequest, Origin::Client, false, false),
+            (BodyStalled, Origin::Client, false, true),
+            (NeedsOwner, Origin::Carpool, true, false),
+            (NoCredential, Origin::Carpool, true, true),
+            (Exhausted, Origin::Carpool, true, true),
+            (Unreachable, Origin::Upstream, true, true),
+            (Timeout, Origin::Upstream, true, true),
+        ];
+        for (kind, origin, fails_over, retry) in table {
+            let error = RelayError::new(kind, "x".into());
+            assert_eq!(error.origin(), origin, "{kind:?}");
+            assert_eq!(error.fails_over(), fails_over, "{kind:?}");
+            assert_eq!(error.client_may_retry(), retry, "{kind:?}");
+        }
+    }
+
+    #[derive(Debug)]
+    struct Cause(&'static str, Option<Box<Cause>>);
+    impl std::fmt::Display for Cause {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl Error for Cause {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            self.1.as_deref().map(|c| c as &(dyn Error + 'static))
+        }
     }
 
     #[test]
-    fn errors_that_retrying_cannot_fix_say_so() {
-        let owner = RelayError::needs_owner("ask the owner".into()).into_response();
-        assert_eq!(owner.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(owner.headers()["x-should-retry"], "false");
-        assert!(owner.headers().get(header::RETRY_AFTER).is_none());
-        let bad = RelayError::bad_token("nope".into()).into_response();
-        assert_eq!(bad.headers()["x-should-retry"], "false");
-        let waiting = RelayError::no_credential("soon".into(), Some(7)).into_response();
-        assert_eq!(waiting.headers()[header::RETRY_AFTER], "7");
-        assert!(waiting.headers().get("x-should-retry").is_none());
-        let exhausted = RelayError::all_exhausted("later".into(), Some(3600)).into_response();
-        assert_eq!(exhausted.headers()[header::RETRY_AFTER], "3600");
-        assert!(exhausted.headers().get("x-should-retry").is_none());
-    }
-
-    #[test]
-    fn sse_event_is_one_well_formed_event() {
-        let e = RelayError::timeout("stalled".into());
-        let ev = e.sse_event();
-        assert!(ev.starts_with("event: error\ndata: {"));
-        assert!(ev.ends_with("}\n\n"));
-        let data: serde_json::Value =
-            serde_json::from_str(ev.trim_end().split_once("data: ").unwrap().1).unwrap();
-        assert_eq!(data["error"]["message"], "stalled");
+    fn the_cause_is_a_typed_source_and_joins_the_detail_once() {
+        let cause = Cause(
+            "error sending request",
+            Some(Box::new(Cause(
+                "connection refused",
+                Some(Box::new(Cause("connection refused", None))),
+            ))),
+        );
+        let error =
+            RelayError::unreachable("Carpool: cannot reach the upstream".into()).with_source(cause);
+        assert_eq!(error.to_string(), "Carpool: cannot reach the upstream");
+        assert_eq!(
+            error.detail(),
+            "Carpool: cannot reach the upstream: error sending request: connection refused"
+        );
+        let source = error.source().expect("a source");
+        assert!(source.downcast_ref::<Cause>().is_some());
+        assert_eq!(
+            RelayError::timeout("slow".into()).detail(),
+            "slow",
+            "no source, no suffix"
+        );
     }
 }

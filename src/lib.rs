@@ -13,6 +13,7 @@ pub mod listener;
 pub mod pool;
 #[cfg(test)]
 mod proptest_cases;
+pub mod protocol;
 pub mod relay;
 pub mod secret;
 pub mod tasks;

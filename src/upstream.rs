@@ -1,11 +1,13 @@
-//! Talking to the upstream: the HTTP client and which headers cross the relay.
+//! Talking to the upstream: the HTTP client and which headers may cross the relay,
+//! whatever the protocol.
 //!
 //! Request headers: the client's, minus hop-by-hop headers, reverse-proxy headers and
-//! every credential header (the Carpool token never leaves); then `anthropic-beta` gets
-//! the OAuth beta Anthropic requires for subscription tokens; then the operator's
-//! `headers`; finally `Authorization: Bearer <account token>`, which nothing overrides.
-//! `Accept-Encoding` is Carpool's: reqwest asks for gzip and decompresses, so the relay
-//! can always read usage from the bytes it forwards (protocol.md §9.6).
+//! every credential header (the Carpool token never leaves)
+//! ([`forwarded_request_headers`]); then what the client's protocol adds, the operator's
+//! `headers` ([`apply_operator_headers`]) and the account's credential, in the order
+//! [`crate::protocol::Protocol::request_headers`] gives. `Accept-Encoding` is Carpool's:
+//! reqwest asks for gzip and decompresses, so the relay can always read usage from the
+//! bytes it forwards (protocol.md §9.6).
 
 use std::time::Duration;
 
@@ -13,9 +15,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::config::Timeouts;
 use crate::secret::Secret;
-
-/// Anthropic accepts OAuth (subscription) access tokens only with this beta.
-pub const OAUTH_BETA: &str = "oauth-2025-04-20";
 
 /// Headers never copied in either direction.
 fn is_hop_or_proxy_header(name: &str) -> bool {
@@ -97,55 +96,38 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// The headers sent upstream for a client request.
 /// How a request authenticates upstream.
 pub enum UpstreamAuth<'a> {
-    /// A Claude subscription's OAuth access token: `Authorization: Bearer`, plus the
-    /// OAuth beta flag Anthropic requires for such tokens.
+    /// A subscription's OAuth access token.
     OAuth(&'a Secret),
-    /// An API key: `x-api-key`, no OAuth beta.
+    /// An API key.
     ApiKey(&'a Secret),
 }
 
-pub fn request_headers(
+/// The client's request headers that may go upstream: all but hop-by-hop, reverse-proxy
+/// and credential headers (the Carpool token never leaves), those the client's
+/// `Connection` header lists, and those `owned` names (headers the protocol sets itself).
+/// `room` is how many headers the protocol will add.
+pub fn forwarded_request_headers(
     client: &HeaderMap,
-    operator: &[(HeaderName, HeaderValue)],
-    auth: UpstreamAuth<'_>,
+    room: usize,
+    owned: impl Fn(&str) -> bool,
 ) -> HeaderMap {
     let listed = connection_listed(client);
-    let mut out = HeaderMap::with_capacity(client.len() + 2);
+    let mut out = HeaderMap::with_capacity(client.len() + room);
     for (name, value) in client {
         let n = name.as_str();
-        if is_dropped_request_header(n) || listed.iter().any(|l| l == n) || n == "anthropic-beta" {
+        if is_dropped_request_header(n) || listed.iter().any(|l| l == n) || owned(n) {
             continue;
         }
         out.append(name.clone(), value.clone());
     }
+    out
+}
 
-    // Several anthropic-beta headers mean one comma-separated list.
-    let client_betas: Vec<&str> = client
-        .get_all("anthropic-beta")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|b| !b.is_empty())
-        .collect();
-    let beta = if client_betas.contains(&OAUTH_BETA) || matches!(auth, UpstreamAuth::ApiKey(_)) {
-        client_betas.join(",")
-    } else {
-        std::iter::once(OAUTH_BETA)
-            .chain(client_betas)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    if let Ok(v) = HeaderValue::from_str(&beta) {
-        if !beta.is_empty() {
-            out.insert("anthropic-beta", v);
-        }
-    }
-
-    // Operator headers replace same-named ones; several values for one name all go.
+/// The operator's `headers` from the config: each replaces same-named ones, and several
+/// values for one name all go.
+pub fn apply_operator_headers(out: &mut HeaderMap, operator: &[(HeaderName, HeaderValue)]) {
     let mut replaced: Vec<&HeaderName> = Vec::new();
     for (name, value) in operator {
         if !replaced.contains(&name) {
@@ -154,23 +136,6 @@ pub fn request_headers(
         }
         out.append(name.clone(), value.clone());
     }
-
-    let (name, value) = match auth {
-        UpstreamAuth::OAuth(token) => (
-            header::AUTHORIZATION,
-            HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token")),
-        ),
-        UpstreamAuth::ApiKey(key) => (
-            HeaderName::from_static("x-api-key"),
-            HeaderValue::from_str(key.expose())
-                .unwrap_or_else(|_| HeaderValue::from_static("invalid-key")),
-        ),
-    };
-    let mut value = value;
-    value.set_sensitive(true);
-    out.insert(name, value);
-    out
 }
 
 /// The headers sent back to the client for an upstream response.
@@ -226,151 +191,6 @@ mod tests {
             h.append(*k, v.parse().unwrap());
         }
         h
-    }
-
-    #[test]
-    fn credentials_and_hop_headers_never_go_upstream() {
-        let client = map(&[
-            ("authorization", "Bearer cpk-user-token"),
-            ("x-api-key", "cpk-user-token"),
-            ("connection", "keep-alive, x-custom-hop"),
-            ("x-custom-hop", "1"),
-            ("host", "carpool.local"),
-            ("expect", "100-continue"),
-            ("accept-encoding", "br"),
-            ("cf-connecting-ip", "1.2.3.4"),
-            ("x-forwarded-for", "1.2.3.4"),
-            ("anthropic-version", "2023-06-01"),
-            ("x-claude-code-session-id", "abc"),
-            ("user-agent", "claude-cli/2.1.330 (external, cli)"),
-        ]);
-        let out = request_headers(
-            &client,
-            &[],
-            UpstreamAuth::OAuth(&Secret::new("sk-ant-oat01-acct")),
-        );
-        assert_eq!(out["authorization"], "Bearer sk-ant-oat01-acct");
-        assert!(out["authorization"].is_sensitive());
-        for gone in [
-            "x-api-key",
-            "connection",
-            "x-custom-hop",
-            "host",
-            "expect",
-            "accept-encoding",
-            "cf-connecting-ip",
-            "x-forwarded-for",
-        ] {
-            assert!(!out.contains_key(gone), "{gone} leaked");
-        }
-        assert_eq!(out["anthropic-version"], "2023-06-01");
-        assert_eq!(out["x-claude-code-session-id"], "abc");
-        assert_eq!(out["user-agent"], "claude-cli/2.1.330 (external, cli)");
-        assert!(!format!("{out:?}").contains("cpk-user-token"));
-    }
-
-    #[test]
-    fn no_client_credential_of_any_kind_goes_upstream() {
-        let client = map(&[
-            ("cookie", "session=abc"),
-            ("anthropic-api-key", "sk-ant-api03-x"),
-            ("openai-api-key", "sk-x"),
-            ("x-goog-api-key", "g"),
-            ("api-key", "azure"),
-            ("x-amz-security-token", "aws"),
-            ("x-goog-iam-authorization-token", "gcp"),
-            ("ocp-apim-subscription-key", "azure"),
-            ("x-auth-token", "t"),
-            ("x-client-secret", "s"),
-            ("x-credential", "c"),
-            ("x-authorization", "Bearer y"),
-            ("anthropic-version", "2023-06-01"),
-            ("x-stainless-retry-count", "0"),
-            ("x-app", "cli"),
-            ("idempotency-key", "k-1"),
-        ]);
-        let out = request_headers(&client, &[], UpstreamAuth::OAuth(&Secret::new("acct")));
-        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "anthropic-version",
-                "x-stainless-retry-count",
-                "x-app",
-                "idempotency-key",
-                "anthropic-beta",
-                "authorization"
-            ]
-        );
-        assert_eq!(out["authorization"], "Bearer acct");
-    }
-
-    #[test]
-    fn oauth_beta_is_prepended_once() {
-        let secret = Secret::new("t");
-        let none = request_headers(&HeaderMap::new(), &[], UpstreamAuth::OAuth(&secret));
-        assert_eq!(none["anthropic-beta"], OAUTH_BETA);
-        let some = request_headers(
-            &map(&[(
-                "anthropic-beta",
-                "claude-code-20250219, context-1m-2025-08-07",
-            )]),
-            &[],
-            UpstreamAuth::OAuth(&secret),
-        );
-        assert_eq!(
-            some["anthropic-beta"],
-            "oauth-2025-04-20,claude-code-20250219,context-1m-2025-08-07"
-        );
-        let already = request_headers(
-            &map(&[
-                ("anthropic-beta", "a"),
-                ("anthropic-beta", "oauth-2025-04-20"),
-            ]),
-            &[],
-            UpstreamAuth::OAuth(&secret),
-        );
-        assert_eq!(already["anthropic-beta"], "a,oauth-2025-04-20");
-    }
-
-    #[test]
-    fn api_keys_go_as_x_api_key_without_the_oauth_beta() {
-        let key = Secret::new("sk-ant-api03-key");
-        let client = map(&[
-            ("authorization", "Bearer cpk-user-token"),
-            ("anthropic-beta", "context-1m-2025-08-07"),
-        ]);
-        let out = request_headers(&client, &[], UpstreamAuth::ApiKey(&key));
-        assert_eq!(out["x-api-key"], "sk-ant-api03-key");
-        assert!(out.get("authorization").is_none());
-        assert_eq!(out["anthropic-beta"], "context-1m-2025-08-07");
-        let bare = request_headers(&HeaderMap::new(), &[], UpstreamAuth::ApiKey(&key));
-        assert!(bare.get("anthropic-beta").is_none());
-    }
-
-    #[test]
-    fn operator_headers_replace_client_ones_but_not_authorization() {
-        let client = map(&[("user-agent", "client"), ("x-keep", "1")]);
-        let operator = vec![
-            (
-                HeaderName::from_static("user-agent"),
-                HeaderValue::from_static("op"),
-            ),
-            (
-                HeaderName::from_static("x-multi"),
-                HeaderValue::from_static("a"),
-            ),
-            (
-                HeaderName::from_static("x-multi"),
-                HeaderValue::from_static("b"),
-            ),
-        ];
-        let out = request_headers(&client, &operator, UpstreamAuth::OAuth(&Secret::new("tok")));
-        assert_eq!(out["user-agent"], "op");
-        assert_eq!(out["x-keep"], "1");
-        let multi: Vec<_> = out.get_all("x-multi").iter().collect();
-        assert_eq!(multi, ["a", "b"]);
-        assert_eq!(out["authorization"], "Bearer tok");
     }
 
     #[test]

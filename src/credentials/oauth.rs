@@ -17,6 +17,10 @@ pub const CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
 /// (protocol.md §2.1); this is the form current Claude Code uses for itself.
 pub const USER_AGENT: &str = "claude-cli/2.1.330 (external, cli)";
 
+/// Anthropic accepts OAuth (subscription) access tokens only with this beta
+/// (`anthropic-beta`), on relayed requests and on the usage endpoint alike.
+pub const OAUTH_BETA: &str = "oauth-2025-04-20";
+
 /// Used when the endpoint does not say how long the new access token lives.
 const DEFAULT_EXPIRES_IN: u64 = 3600;
 /// The longest token-endpoint answer read (real ones are about 1 KiB); the rest of a

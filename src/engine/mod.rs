@@ -17,7 +17,6 @@ use std::sync::Mutex;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinSet};
@@ -30,6 +29,7 @@ use crate::ledger::store::StoreError;
 use crate::ledger::{Ledger, LedgerOptions, Pricing, Sink};
 use crate::pool::Pool;
 use crate::pool::account::{Account, Source};
+use crate::relay::Recorder;
 use crate::tasks::{Tasks, lock};
 use crate::{listener, relay};
 
@@ -52,7 +52,8 @@ pub struct State {
 pub struct Engine {
     state: ArcSwap<State>,
     pub ledger: Arc<Ledger>,
-    pub pricing: Arc<Pricing>,
+    /// The ledger and the prices: what recording a request needs.
+    pub recorder: Recorder,
     /// sing-box-style usage files (`usages_path`), fed by the ledger's writer.
     pub ccm_files: Vec<Arc<CcmFile>>,
     /// Extra CA certificates for upstream HTTPS, read once at start (`ca_file`).
@@ -149,15 +150,17 @@ impl Engine {
                 ..LedgerOptions::default()
             },
         )?;
+        let ledger = Arc::new(ledger);
+        let pricing = Arc::new(Pricing::new(config.usage.prices.clone()));
         let state = State {
             users: Users::new(&config.users),
             pool: Pool::new(accounts, config.pools.clone()),
             config: Arc::new(config),
         };
         Ok(Engine {
-            pricing: Arc::new(Pricing::new(state.config.usage.prices.clone())),
             state: ArcSwap::from_pointee(state),
-            ledger: Arc::new(ledger),
+            recorder: Recorder::new(ledger.clone(), pricing),
+            ledger,
             ccm_files,
             roots,
             tasks: Tasks::new(),
@@ -192,18 +195,11 @@ impl Engine {
     }
 }
 
-/// The HTTP surface. `/v1/messages?beta=true` matches `/v1/messages`: the query is kept
-/// and forwarded.
+/// The HTTP surface: every protocol's routes ([`relay::routes`]).
 pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
-        .route("/v1/messages", post(relay::handle))
-        .route("/v1/messages/count_tokens", post(relay::handle))
-        .route("/v1/models", get(relay::handle))
-        .route("/v1/models/{id}", get(relay::handle))
+    relay::routes()
         // The relay reads the body itself, with the configured limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .fallback(relay::not_found)
-        .method_not_allowed_fallback(relay::method_not_allowed)
         .with_state(engine)
 }
 

@@ -2,12 +2,14 @@
 //! Carpool knows about its rate limits, and whether the provider disabled it.
 //!
 //! **Quarantine.** An answer saying the provider disabled the account or its organization
-//! ([`super::limits::disabled_reason`]) takes the account out of the pool with the
-//! upstream's words as the reason: [`Account::broken`] returns it, so the account is not
-//! picked, not polled, and shows as [`AccountState::Disabled`] in the status. It is not a cool-down that ends by itself: such an account cannot come back
-//! by waiting. It ends when the login changes (an OAuth account's credentials file gets
-//! other tokens: [`Credential::generation`]) or when its owner clears it
-//! ([`Account::clear_quarantine`]); an API-key account stays out until Carpool restarts.
+//! (the client's protocol recognizes it: [`crate::protocol::Refusal::Disabled`]) takes the
+//! account out of the pool with the upstream's words as the reason: [`Account::broken`]
+//! returns it, so the account is not picked, not polled, and shows as
+//! [`AccountState::Disabled`] in the status. It is not a cool-down that
+//! ends by itself: such an account cannot come back by waiting. It ends when the login
+//! changes (an OAuth account's credentials file gets other tokens:
+//! [`Credential::generation`]) or when its owner clears it ([`Account::clear_quarantine`]);
+//! an API-key account stays out until Carpool restarts.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

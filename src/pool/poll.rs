@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::account::{Account, Auth};
 use super::{Pool, unix_now};
 use crate::config::Target;
-use crate::credentials::oauth::USER_AGENT;
+use crate::credentials::oauth::{OAUTH_BETA, USER_AGENT};
 use crate::tasks::Tasks;
 use crate::upstream::read_capped;
 
@@ -53,7 +53,7 @@ async fn poll(account: &Account) {
         .http
         .get(&url)
         .bearer_auth(token.expose())
-        .header("anthropic-beta", crate::upstream::OAUTH_BETA)
+        .header("anthropic-beta", OAUTH_BETA)
         .header("user-agent", USER_AGENT)
         .header("accept", "application/json")
         .timeout(POLL_TIMEOUT)

@@ -7,17 +7,21 @@
 //! down (TCP back-pressure) instead of filling memory. Two timeouts guard
 //! the stream: `idle` (the longest silence between chunks) and, for non-streaming
 //! requests, the whole-request deadline. A failure after the status line went out can
-//! no longer change the status, so an SSE stream ends with a well-formed `error` event
-//! (what Anthropic itself sends) and any other body is aborted, which the client sees as
-//! a broken response rather than a silently truncated one.
+//! no longer change the status, so an event stream ends with a well-formed error event
+//! in the client's protocol ([`crate::protocol::Protocol::stream_error`]) and any other
+//! body is aborted, which the client sees as a broken response rather than a silently
+//! truncated one.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 
-use super::log::RequestLog;
+use super::log::{Outcome, RequestContext, Timer};
 use crate::error::RelayError;
+
+/// Writes an error as the last event of an event stream, in the client's protocol.
+pub type StreamError = fn(&RelayError) -> Bytes;
 
 pub struct BodyLimits {
     pub idle: Duration,
@@ -27,8 +31,9 @@ pub struct BodyLimits {
 struct Relay {
     upstream: BoxStream<'static, reqwest::Result<Bytes>>,
     limits: BodyLimits,
-    sse: bool,
-    log: RequestLog,
+    /// How to end the stream with an error; `None` when the body is not an event stream.
+    stream_error: Option<StreamError>,
+    context: RequestContext,
     /// The upstream's `content-length`, passed on to the client: hyper stops polling
     /// once that many bytes went out, so reaching it is how such a body completes.
     length: Option<u64>,
@@ -60,20 +65,19 @@ impl Upstream {
 pub fn relay(
     upstream: Upstream,
     limits: BodyLimits,
-    sse: bool,
-    log: RequestLog,
+    stream_error: Option<StreamError>,
+    mut context: RequestContext,
 ) -> impl futures_util::Stream<Item = Chunk> + Send + 'static {
     let length = upstream.length;
-    let mut log = log;
     if length == Some(0) {
-        log.outcome = "complete"; // nothing to send; hyper will not poll
+        context.outcome = Outcome::Completed; // nothing to send; hyper will not poll
     }
     let state = Relay {
         length,
         upstream: upstream.chunks,
         limits,
-        sse,
-        log,
+        stream_error,
+        context,
         done: false,
     };
     futures_util::stream::unfold(state, next)
@@ -87,57 +91,57 @@ async fn next(mut s: Relay) -> Option<(Chunk, Relay)> {
     let until = s.limits.deadline.map_or(idle_end, |d| d.min(idle_end));
     match tokio::time::timeout_at(until.into(), s.upstream.next()).await {
         Ok(Some(Ok(bytes))) => {
-            s.log.bytes += bytes.len() as u64;
-            if s.log.first_byte.is_none() {
-                s.log.first_byte = Some(Instant::now());
+            let c = &mut s.context;
+            c.bytes += bytes.len() as u64;
+            if c.first_byte.is_none() {
+                c.first_byte = Some(Instant::now());
             }
-            if let Some(tap) = &mut s.log.tap {
+            if let Some(tap) = &mut c.tap {
                 tap.feed(&bytes);
             }
-            if s.length == Some(s.log.bytes) {
-                s.log.outcome = "complete";
+            if s.length == Some(c.bytes) {
+                c.outcome = Outcome::Completed;
             }
             Some((Ok(bytes), s))
         }
         Ok(None) => {
-            s.log.outcome = "complete";
+            s.context.outcome = Outcome::Completed;
             None
         }
         Ok(Some(Err(e))) => {
-            let message = format!(
-                "Carpool: the upstream connection broke in the middle of the response: {}",
-                super::error_chain(&e)
-            );
-            fail(s, "upstream_broke", RelayError::unreachable(message))
+            let error = RelayError::unreachable(
+                "Carpool: the upstream connection broke in the middle of the response".into(),
+            )
+            .with_source(e);
+            fail(s, Outcome::UpstreamBroke, error)
         }
         Err(_) => {
-            let (outcome, message) = if Some(until) == s.limits.deadline {
+            let (timer, message) = if Some(until) == s.limits.deadline {
                 (
-                    "request_timeout",
+                    Timer::Request,
                     "Carpool: the response did not finish within `timeouts.request`".to_string(),
                 )
             } else {
                 (
-                    "idle_timeout",
+                    Timer::Idle,
                     format!(
                         "Carpool: the upstream sent nothing for {} (`timeouts.idle` in the Carpool config)",
                         humantime::format_duration(s.limits.idle)
                     ),
                 )
             };
-            fail(s, outcome, RelayError::timeout(message))
+            fail(s, Outcome::TimedOut(timer), RelayError::timeout(message))
         }
     }
 }
 
-fn fail(mut s: Relay, outcome: &'static str, error: RelayError) -> Option<(Chunk, Relay)> {
-    tracing::warn!(credential = %s.log.credential, "{}", error.message);
+fn fail(mut s: Relay, outcome: Outcome, error: RelayError) -> Option<(Chunk, Relay)> {
+    tracing::warn!(credential = %s.context.credential(), "{}", error.detail());
     s.done = true;
-    s.log.outcome = outcome;
-    let chunk = if s.sse {
-        Ok(Bytes::from(error.sse_event()))
-    } else {
-        Err(std::io::Error::other(error.message))
+    s.context.outcome = outcome;
+    let chunk = match s.stream_error {
+        Some(render) => Ok(render(&error)),
+        None => Err(std::io::Error::other(error.detail())),
     };
     Some((chunk, s))
 }

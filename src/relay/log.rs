@@ -1,34 +1,106 @@
 //! What a request leaves behind: one log line, and one row in the usage ledger.
 //!
-//! Both are written when the [`RequestLog`] is dropped, which for a relayed response is
-//! when its body ends: completed, cut by a timeout, or abandoned by the client. So a
-//! streaming request is logged and recorded once, with its real duration and whatever
-//! usage its bytes carried, whatever happens to it. No field ever holds a token: the
-//! user is its configured name.
+//! A request's state is a [`RequestContext`], filled in as the request goes through the
+//! relay's phases. Both the line and the row are written when it is dropped, which for a
+//! relayed response is when its body ends: completed, cut by a timeout, or abandoned by
+//! the client. So a streaming request is logged and recorded once, with its real
+//! duration and whatever usage its bytes carried, whatever happens to it. Recording needs
+//! the ledger and the prices alone ([`Recorder`]), not the engine. No field ever holds a
+//! token: the user is its configured name.
+//!
+//! The line is one `tracing` event whose fields are formatted only if the event is
+//! enabled: nothing is built for it when `carpool::request` is filtered out.
 
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::Method;
+use http::{Method, StatusCode};
 
-use crate::engine::Engine;
-use crate::error::RelayError;
-use crate::ledger::extract::{BodyKind, UsageTap};
-use crate::ledger::{UsageRecord, context_window};
+use crate::error::ErrorKind;
+use crate::ledger::extract::UsageTap;
+use crate::ledger::{Ledger, Pricing, Usage, UsageRecord, context_window};
+use crate::pool::account::Account;
+use crate::protocol::Peek;
 
-pub struct RequestLog {
+/// All recording a request needs: the ledger to write to and the prices to cost it.
+#[derive(Clone)]
+pub struct Recorder {
+    ledger: Arc<Ledger>,
+    pricing: Arc<Pricing>,
+}
+
+impl Recorder {
+    pub fn new(ledger: Arc<Ledger>, pricing: Arc<Pricing>) -> Recorder {
+        Recorder { ledger, pricing }
+    }
+
+    pub fn pricing(&self) -> &Pricing {
+        &self.pricing
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The body reached its end.
+    Completed,
+    /// The body ended normally but the answer inside it was not whole: an `error` event
+    /// mid-stream (e.g. overloaded), or no `message_stop`. Found when it is recorded.
+    UpstreamError,
+    /// The client went away before the end; also what a request is until it ends.
+    ClientClosed,
+    /// The upstream connection broke in the middle of the body.
+    UpstreamBroke,
+    /// The body was cut by a timeout.
+    TimedOut(Timer),
+    /// Carpool answered with an error of its own instead of relaying.
+    Refused(ErrorKind),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which timeout cut a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// `timeouts.request`: the whole request, for non-streaming ones.
+    Request,
+    /// `timeouts.idle`: the longest silence between two chunks.
+    Idle,
+}
+
+impl Outcome {
+    /// As the ledger keeps it (its `outcome` column) and the log line shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "complete",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::ClientClosed => "client_closed",
+            Outcome::UpstreamBroke => "upstream_broke",
+            Outcome::TimedOut(Timer::Request) => "request_timeout",
+            Outcome::TimedOut(Timer::Idle) => "idle_timeout",
+            Outcome::Refused(_) => "error",
+        }
+    }
+}
+
+/// One request's state, from its first byte to the end of its answer.
+pub struct RequestContext {
     armed: bool,
     started: Instant,
     at_ms: i64,
     method: Method,
     path: String,
-    /// Which relayed endpoint ([`super::endpoint::Endpoint::name`]).
+    /// Which relayed endpoint ([`crate::protocol::Endpoint::name`]).
     pub endpoint: &'static str,
     /// Set once the caller authenticated: only then is the request recorded.
-    engine: Option<Arc<Engine>>,
+    recorder: Option<Recorder>,
     /// The user's name; empty for anonymous use on loopback.
     pub user: String,
-    pub credential: String,
     /// The model the request asked for.
     pub model: String,
     pub device: String,
@@ -37,20 +109,18 @@ pub struct RequestLog {
     pub status: u16,
     pub bytes: u64,
     pub first_byte: Option<Instant>,
-    /// The account that answered, for its last-hour counters.
-    pub account: Option<Arc<crate::pool::account::Account>>,
+    /// The account that answered (the last one tried).
+    pub account: Option<Arc<Account>>,
     /// Reads usage from the response body as it passes.
     pub tap: Option<UsageTap>,
-    /// `anthropic-ratelimit-unified-7d-reset` of the response.
+    /// When the account's weekly window resets, as the answer said.
     pub week_reset: Option<i64>,
-    /// How the response ended; starts as `client_closed`, the outcome when the body is
-    /// dropped before it finished.
-    pub outcome: &'static str,
+    pub outcome: Outcome,
 }
 
-impl RequestLog {
-    pub fn start(method: &Method, path: &str) -> RequestLog {
-        RequestLog {
+impl RequestContext {
+    pub fn start(method: &Method, path: &str) -> RequestContext {
+        RequestContext {
             armed: true,
             started: Instant::now(),
             at_ms: SystemTime::now()
@@ -59,9 +129,8 @@ impl RequestLog {
             method: method.clone(),
             path: path.to_owned(),
             endpoint: "",
-            engine: None,
+            recorder: None,
             user: String::new(),
-            credential: String::new(),
             model: String::new(),
             device: String::new(),
             session: String::new(),
@@ -72,70 +141,73 @@ impl RequestLog {
             account: None,
             tap: None,
             week_reset: None,
-            outcome: "client_closed",
+            outcome: Outcome::ClientClosed,
         }
     }
 
     /// From now on the request goes into the usage ledger.
-    pub fn authenticated(&mut self, engine: Arc<Engine>) {
-        self.engine = Some(engine);
+    pub fn authenticated(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
     }
 
-    /// Starts reading usage from a response body of this kind.
-    pub fn tap(&mut self, kind: BodyKind) {
-        self.tap = Some(UsageTap::new(kind));
+    /// What the request said about itself.
+    pub fn peeked(&mut self, peek: Peek) {
+        self.model = peek.model;
+        self.device = peek.ids.device;
+        self.session = peek.ids.session;
+        self.messages = peek.messages;
     }
 
-    /// Records a Carpool error response; the line is written on drop.
-    pub fn finish_error(&mut self, error: &RelayError) {
-        self.status = error.status.as_u16();
-        self.outcome = "error";
+    /// Carpool answered with an error of its own, with this status; the line is written
+    /// on drop.
+    pub fn refused(&mut self, kind: ErrorKind, status: StatusCode) {
+        self.status = status.as_u16();
+        self.outcome = Outcome::Refused(kind);
     }
 
-    /// Moves the record out (into a response body); `self` will write nothing.
-    pub fn take(&mut self) -> RequestLog {
-        let mut disarmed = RequestLog::start(&self.method, "");
-        disarmed.armed = false;
+    /// The tag of the account that answered; empty if none did.
+    pub fn credential(&self) -> &str {
+        self.account.as_ref().map_or("", |a| a.tag.as_str())
+    }
+
+    /// Moves the state out (into a response body); `self` will write nothing.
+    pub fn take(&mut self) -> RequestContext {
+        let disarmed = RequestContext {
+            armed: false,
+            started: self.started,
+            at_ms: 0,
+            method: Method::GET,
+            path: String::new(),
+            endpoint: "",
+            recorder: None,
+            user: String::new(),
+            model: String::new(),
+            device: String::new(),
+            session: String::new(),
+            messages: 0,
+            status: 0,
+            bytes: 0,
+            first_byte: None,
+            account: None,
+            tap: None,
+            week_reset: None,
+            outcome: Outcome::ClientClosed,
+        };
         std::mem::replace(self, disarmed)
     }
 
-    fn record(&mut self, engine: &Engine) -> UsageRecord {
-        let usage = self.tap.as_mut().map(UsageTap::usage).unwrap_or_default();
-        let mut outcome = self.outcome;
-        if outcome == "complete" && self.tap.is_some() && !usage.complete && self.status < 400 {
+    /// The outcome, with what the usage says about the answer inside the body.
+    fn final_outcome(&self, usage: &Usage) -> Outcome {
+        if self.outcome == Outcome::Completed
+            && self.tap.is_some()
+            && !usage.complete
+            && self.status < 400
+        {
             // The upstream ended the body normally but the answer inside it was not
             // whole: an `error` event mid-stream (e.g. overloaded), or no message_stop.
-            outcome = "upstream_error";
+            return Outcome::UpstreamError;
         }
-        let model = usage
-            .model
-            .clone()
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| self.model.clone());
-        let ms = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
-        UsageRecord {
-            at_ms: self.at_ms,
-            user: self.user.clone(),
-            credential: self.credential.clone(),
-            endpoint: self.endpoint.to_owned(),
-            cost_micros: engine.pricing.cost(&model, &usage.tokens, &usage.billing),
-            model,
-            device: self.device.clone(),
-            session: self.session.clone(),
-            status: self.status,
-            outcome: outcome.to_owned(),
-            tokens: usage.tokens,
-            speed: if usage.billing.is_fast() {
-                "fast".into()
-            } else {
-                String::new()
-            },
-            context_window: context_window(&usage.tokens),
-            duration_ms: ms(self.started.elapsed()),
-            ttfb_ms: self.first_byte.map(|t| ms(t.duration_since(self.started))),
-            messages: self.messages,
-            week_reset: self.week_reset,
-        }
+        self.outcome
     }
 }
 
@@ -185,60 +257,103 @@ impl RefusalLog {
     }
 }
 
-impl Drop for RequestLog {
+/// A log field that may be empty: `-` then.
+struct Dash<'a>(&'a str);
+
+impl fmt::Display for Dash<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "-" } else { self.0 })
+    }
+}
+
+/// A cost in micro-dollars as dollars, `-` when unknown.
+struct Dollars(Option<i64>);
+
+impl fmt::Display for Dollars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(micros) => write!(f, "{:.6}", micros as f64 / 1e6),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+impl Drop for RequestContext {
     fn drop(&mut self) {
         if !self.armed {
             return;
         }
-        let record = self.engine.take().map(|engine| {
-            let record = self.record(&engine);
-            (engine, record)
-        });
+        let recorder = self.recorder.take();
         // Refused before authentication (bad token, unknown path): anyone can cause
         // these, so their lines are rate-limited; a flood must not flood the log.
-        if record.is_none() && !REFUSALS.admit(crate::pool::unix_now()) {
+        if recorder.is_none() && !REFUSALS.admit(crate::pool::unix_now()) {
             return;
         }
-        let outcome = record.as_ref().map_or(self.outcome, |(_, r)| {
-            if r.outcome == "upstream_error" {
-                "upstream_error"
-            } else {
-                self.outcome
-            }
-        });
-        let dash = |s: &str| {
-            if s.is_empty() {
-                "-".to_owned()
-            } else {
-                s.to_owned()
-            }
+        // Only recorded requests are costed.
+        let mut usage = match (&recorder, self.tap.as_mut()) {
+            (Some(_), Some(tap)) => tap.usage(),
+            _ => Usage::default(),
         };
-        let (input, output, cost) = record.as_ref().map_or((0, 0, None), |(_, r)| {
-            (r.tokens.total_input(), r.tokens.output, r.cost_micros)
-        });
+        let outcome = match recorder {
+            Some(_) => self.final_outcome(&usage),
+            None => self.outcome,
+        };
+        let model = match usage.model.take().filter(|m| !m.is_empty()) {
+            Some(model) => model,
+            None => std::mem::take(&mut self.model),
+        };
+        let cost = recorder
+            .as_ref()
+            .and_then(|r| r.pricing.cost(&model, &usage.tokens, &usage.billing));
+        let duration = self.started.elapsed();
         tracing::info!(
             target: "carpool::request",
-            user = %dash(&self.user),
-            credential = %dash(&self.credential),
-            model = %dash(&record.as_ref().map_or(self.model.clone(), |(_, r)| r.model.clone())),
+            user = %Dash(&self.user),
+            credential = %Dash(self.credential()),
+            model = %Dash(&model),
             status = self.status,
-            duration_ms = self.started.elapsed().as_millis() as u64,
+            duration_ms = duration.as_millis() as u64,
             bytes = self.bytes,
-            input_tokens = input,
-            output_tokens = output,
-            cost_usd = %cost.map_or_else(|| "-".to_owned(), |c| format!("{:.6}", c as f64 / 1e6)),
+            input_tokens = usage.tokens.total_input(),
+            output_tokens = usage.tokens.output,
+            cost_usd = %Dollars(cost),
             outcome = %outcome,
             "{} {}",
             self.method,
             self.path,
         );
-        if let Some((engine, record)) = record {
-            if let Some(account) = &self.account {
-                let tokens = record.tokens.total_input() + record.tokens.output;
-                account.note_request(tokens, record.at_ms / 1000);
-            }
-            engine.ledger.record(record);
+        let Some(recorder) = recorder else {
+            return;
+        };
+        let ms = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let record = UsageRecord {
+            at_ms: self.at_ms,
+            user: std::mem::take(&mut self.user),
+            credential: self.credential().to_owned(),
+            endpoint: self.endpoint.to_owned(),
+            cost_micros: cost,
+            model,
+            device: std::mem::take(&mut self.device),
+            session: std::mem::take(&mut self.session),
+            status: self.status,
+            outcome: outcome.as_str().to_owned(),
+            speed: if usage.billing.is_fast() {
+                "fast".into()
+            } else {
+                String::new()
+            },
+            context_window: context_window(&usage.tokens),
+            tokens: usage.tokens,
+            duration_ms: ms(duration),
+            ttfb_ms: self.first_byte.map(|t| ms(t.duration_since(self.started))),
+            messages: self.messages,
+            week_reset: self.week_reset,
+        };
+        if let Some(account) = &self.account {
+            let tokens = record.tokens.total_input() + record.tokens.output;
+            account.note_request(tokens, record.at_ms / 1000);
         }
+        recorder.ledger.record(record);
     }
 }
 
@@ -255,5 +370,31 @@ mod tests {
         assert_eq!(log.state.lock().unwrap().2, 80, "counted, not logged");
         assert!(log.admit(minute + 60), "a new minute starts afresh");
         assert_eq!(*log.state.lock().unwrap(), (1_001, 1, 0));
+    }
+
+    /// The ledger's `outcome` column keeps these words; reports count everything but
+    /// `complete` under a success status as cut short.
+    #[test]
+    fn outcomes_keep_their_ledger_names() {
+        let table = [
+            (Outcome::Completed, "complete"),
+            (Outcome::UpstreamError, "upstream_error"),
+            (Outcome::ClientClosed, "client_closed"),
+            (Outcome::UpstreamBroke, "upstream_broke"),
+            (Outcome::TimedOut(Timer::Request), "request_timeout"),
+            (Outcome::TimedOut(Timer::Idle), "idle_timeout"),
+            (Outcome::Refused(ErrorKind::BadToken), "error"),
+        ];
+        for (outcome, name) in table {
+            assert_eq!(outcome.as_str(), name);
+        }
+    }
+
+    #[test]
+    fn log_fields_show_a_dash_for_nothing() {
+        assert_eq!(Dash("").to_string(), "-");
+        assert_eq!(Dash("alice").to_string(), "alice");
+        assert_eq!(Dollars(None).to_string(), "-");
+        assert_eq!(Dollars(Some(1_234_567)).to_string(), "1.234567");
     }
 }

@@ -1,5 +1,10 @@
-//! The request path, in the order a request meets it:
+//! The request path, in the order a request meets it. It is the same for every client
+//! protocol: what depends on the protocol (routes, the fields read from a request, the
+//! headers sent upstream, what an answer's status and headers mean, the usage extractor,
+//! the shape of errors) is asked of the request's [`Protocol`] ([`crate::protocol`]).
 //!
+//! 0. **route**: the protocol's routes lead here ([`routes`]), and its
+//!    [`Protocol::endpoint`] says which endpoint a path is;
 //! 1. **authenticate** the Carpool user token ([`crate::auth`]);
 //! 2. **read the body** once into memory (bounded by `max_body_bytes`, and by
 //!    `connections.body_timeout` between two of its pieces): it may be sent again, on a
@@ -7,24 +12,27 @@
 //! 3. **pick an account** among those the user may use ([`crate::pool`]: their own
 //!    account, or a pool with its strategy and sticky conversations) and get its
 //!    credential, refreshing an OAuth token if needed ([`crate::credentials`]);
-//! 4. **send** it upstream with the account's credentials ([`crate::upstream`]); on a 401
-//!    the token is refreshed and the request sent once more; on a quota 429, a 5xx, a
-//!    refusal saying the provider disabled the account (which also quarantines it:
+//! 4. **send** it upstream with the account's credentials ([`crate::upstream`],
+//!    [`Protocol::request_headers`]); each answer's rate-limit headers update the
+//!    account ([`Protocol::limit_signals`]), and its status is judged
+//!    ([`Protocol::triage`], [`Protocol::judge_refusal`]): a rejected token is refreshed
+//!    and the request sent once more; on a quota 429, a failing upstream, a refusal
+//!    saying the provider disabled the account (which also quarantines it:
 //!    [`crate::pool::account`]) or a connection failure the next eligible account gets
 //!    it ([`failover`]). All of this happens before any byte reached the client;
 //! 5. **stream back** status, headers and body as they arrive ([`body`]), under the
 //!    idle and whole-request timeouts;
 //! 6. **record** one log line and one usage row when the response ends
-//!    ([`log::RequestLog`]); the usage is read from the body as it passes
-//!    ([`crate::ledger::extract`]).
+//!    ([`log::RequestContext`], [`Recorder`]); the usage is read from the body as it
+//!    passes ([`Protocol::usage_tap`]).
 //!
 //! Upstream error responses (400, 401, 429, 529…) are passed through with their status,
-//! headers and body; only failures of Carpool's own making become [`RelayError`]s. To
-//! judge an error answer (quota or not, disabled account or not) only its first 64 KiB
-//! are read ([`ERROR_PREFIX`]); if it is the answer the client gets, those bytes and then
-//! the rest are streamed like any body, so the client sees the upstream's real body
-//! whatever its length. An error answer set aside for a later account's is dropped
-//! unread, which closes its connection.
+//! headers and body; only failures of Carpool's own making become [`RelayError`]s, which
+//! the protocol renders ([`Protocol::error_response`]). To judge an error answer (quota
+//! or not, disabled account or not) only its first 64 KiB are read ([`ERROR_PREFIX`]); if
+//! it is the answer the client gets, those bytes and then the rest are streamed like any
+//! body, so the client sees the upstream's real body whatever its length. An error answer
+//! set aside for a later account's is dropped unread, which closes its connection.
 //!
 //! # Buffers on the response path and their bounds
 //!
@@ -43,62 +51,75 @@
 //! `tests/hostile_upstream.rs` holds Carpool to this with multi-GB and endless answers.
 
 mod body;
-pub mod client;
-pub mod endpoint;
 mod log;
-#[cfg(test)]
-mod proptests;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use axum::routing::on;
 use bytes::Bytes;
 use http::header;
-use serde::Deserialize;
 
 use crate::auth::Caller;
 use crate::config::{AccountTag, Config, Target};
 use crate::credentials::Unavailable;
 use crate::engine::{self, Engine};
 use crate::error::{Origin, RelayError};
-use crate::ledger::extract::BodyKind;
 use crate::pool::account::{Account, Auth};
-use crate::pool::limits::{self, LimitState, Throttle};
 use crate::pool::{self, Choice, unix_now};
+use crate::protocol::{self, Endpoint as _, Protocol, Refusal, Triage};
 use crate::secret::Secret;
 use crate::upstream;
 use body::BodyLimits;
-use client::ClientIds;
-use endpoint::Endpoint;
-use log::RequestLog;
+pub use log::Recorder;
+use log::RequestContext;
 
-/// The axum handler for every relayed endpoint.
-pub async fn handle(State(engine): State<Arc<Engine>>, request: Request) -> Response {
-    let Some(endpoint) = Endpoint::of(request.uri().path()) else {
-        return refuse(
+/// Every protocol's routes ([`protocol::each`]), each to [`handle`] for that protocol,
+/// and the answers to paths and methods none serves.
+pub fn routes() -> Router<Arc<Engine>> {
+    struct Routes(Router<Arc<Engine>>);
+    impl protocol::Visit for Routes {
+        fn protocol<P: Protocol>(&mut self) {
+            for route in P::ROUTES {
+                let methods = on(route.method, handle::<P>).fallback(method_not_allowed::<P>);
+                self.0 = std::mem::take(&mut self.0).route(route.path, methods);
+            }
+        }
+    }
+    let mut routes = Routes(Router::new());
+    protocol::each(&mut routes);
+    routes.0.fallback(not_found::<protocol::Fallback>)
+}
+
+/// The axum handler for every relayed endpoint of protocol `P`.
+pub async fn handle<P: Protocol>(State(engine): State<Arc<Engine>>, request: Request) -> Response {
+    let Some(endpoint) = P::endpoint(request.uri().path()) else {
+        return refuse::<P>(
             &request,
-            endpoint::not_relayed(request.method(), request.uri().path()),
+            P::not_relayed(request.method(), request.uri().path()),
         );
     };
-    let mut log = RequestLog::start(request.method(), request.uri().path());
-    log.endpoint = endpoint.name();
-    match relay(&engine, endpoint, request, &mut log).await {
+    let mut context = RequestContext::start(request.method(), request.uri().path());
+    context.endpoint = endpoint.name();
+    match relay::<P>(&engine, endpoint, request, &mut context).await {
         Ok(response) => response,
         Err(error) => {
-            log.finish_error(&error);
-            error.into_response()
+            let response = P::error_response(&error);
+            context.refused(error.kind, response.status());
+            response
         }
     }
 }
 
-async fn relay(
+async fn relay<P: Protocol>(
     engine: &Arc<Engine>,
-    endpoint: Endpoint,
+    endpoint: P::Endpoint,
     request: Request,
-    log: &mut RequestLog,
+    context: &mut RequestContext,
 ) -> Result<Response, RelayError> {
     let (parts, body) = request.into_parts();
     // The configuration this request runs on to its end, whatever a reload does meanwhile.
@@ -112,28 +133,18 @@ async fn relay(
         .map_err(|e| RelayError::bad_token(e.message()))?;
     let target = match caller {
         Caller::User(user) => {
-            log.user = user.name.to_string();
+            context.user = user.name.to_string();
             user.target.clone()
         }
         Caller::Anonymous => config.anonymous_target(),
     };
-    log.authenticated(engine.clone());
+    context.authenticated(engine.recorder.clone());
 
     // 2. read the body
     let body = read_body(body, config.max_body_bytes, config.connections.body_timeout).await?;
-    let peek = Peek::of(&body);
-    let ids = ClientIds::of(
-        &parts.headers,
-        peek.metadata
-            .as_ref()
-            .and_then(|m| m.get("user_id"))
-            .and_then(|u| u.as_str()),
-    );
-    log.model = peek.model.clone().unwrap_or_default();
-    log.device = ids.device;
-    log.session = ids.session;
-    log.messages = peek.messages;
-    let streaming = peek.stream == Some(true);
+    let peek = P::peek(&parts.headers, &body);
+    let streaming = peek.stream;
+    context.peeked(peek);
 
     // Streaming answers send headers early and then keep talking: they are bounded by the
     // first-byte and idle timeouts. Other answers arrive whole, so the whole request is.
@@ -146,38 +157,32 @@ async fn relay(
 
     // 3 + 4. pick an account, send; on a quota 429, a 5xx or a failure to connect,
     // try the next eligible account before anything reached the client.
-    let outgoing = Outgoing {
+    let outgoing = Outgoing::<P> {
         endpoint: &endpoint,
         parts: &parts,
         body: &body,
     };
-    let (head, upstream) = match failover(engine, &state, &target, &outgoing, deadline, log).await?
-    {
-        Attempt::Answer(response) => body::Upstream::split(response),
-        // An error answer whose first bytes were read to judge it: they go first.
-        Attempt::Buffered(kept) => kept.split(),
-    };
+    let (head, upstream) =
+        match failover(engine, &state, &target, &outgoing, deadline, context).await? {
+            Attempt::Answer(response) => body::Upstream::split(response),
+            // An error answer whose first bytes were read to judge it: they go first.
+            Attempt::Buffered(kept) => kept.split(),
+        };
     let (status, upstream_headers) = (head.status, head.headers);
 
     // 5. stream back
     let headers = upstream::response_headers(&upstream_headers);
-    let sse = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    log.status = status.as_u16();
-    log.week_reset = upstream_headers
-        .get("anthropic-ratelimit-unified-7d-reset")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
-    // Only answers to /v1/messages carry usage.
-    if status.is_success() && endpoint.is_model_call() {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        log.tap(BodyKind::of(content_type));
+        .and_then(|v| v.to_str().ok());
+    let sse = content_type.is_some_and(|v| v.starts_with("text/event-stream"));
+    context.status = status.as_u16();
+    context.week_reset = P::weekly_reset(&upstream_headers);
+    if status.is_success() {
+        context.tap = P::usage_tap(&endpoint, content_type);
     }
-    let upstream_body = body::relay(upstream, limits, sse, log.take());
+    let stream_error = sse.then_some(P::stream_error as body::StreamError);
+    let upstream_body = body::relay(upstream, limits, stream_error, context.take());
     let mut out = Response::new(Body::from_stream(upstream_body));
     *out.status_mut() = status;
     *out.headers_mut() = headers;
@@ -185,8 +190,8 @@ async fn relay(
 }
 
 /// What is sent upstream, whichever account gets it.
-struct Outgoing<'a> {
-    endpoint: &'a Endpoint,
+struct Outgoing<'a, P: Protocol> {
+    endpoint: &'a P::Endpoint,
     parts: &'a http::request::Parts,
     body: &'a Bytes,
 }
@@ -195,23 +200,22 @@ struct Outgoing<'a> {
 enum Attempt {
     /// An upstream answer to stream to the client.
     Answer(reqwest::Response),
-    /// An error answer whose first bytes were read to judge it (a 429, 400/403 or 5xx,
-    /// maybe kept while other accounts were tried, none of which could do better); sent
-    /// as it came: those bytes, then the rest of it, streamed.
+    /// An error answer whose first bytes were read to judge it (a refusal or a failing
+    /// upstream, maybe kept while other accounts were tried, none of which could do
+    /// better); sent as it came: those bytes, then the rest of it, streamed.
     Buffered(Kept),
 }
 
-/// Tries the target's accounts until one answers with something other than a quota
-/// 429, a 5xx or a connection failure, at most once each. A 529 (Anthropic overloaded,
-/// API-wide) is retried once on the same account after a moment and then passed on:
-/// another account would be just as overloaded.
-async fn failover(
+/// Tries the target's accounts until one answers with something the protocol says to
+/// deliver (not a quota 429, a failing upstream or a connection failure), at most once
+/// each.
+async fn failover<P: Protocol>(
     engine: &Engine,
     state: &engine::State,
     target: &Target,
-    request: &Outgoing<'_>,
+    request: &Outgoing<'_, P>,
     deadline: Option<Instant>,
-    log: &mut RequestLog,
+    context: &mut RequestContext,
 ) -> Result<Attempt, RelayError> {
     let pool = &state.pool;
     pool::poll_if_stale(pool, target, unix_now(), engine.tasks());
@@ -222,19 +226,19 @@ async fn failover(
     let mut quota_hit = false;
     loop {
         let now = unix_now();
-        let account = match pool.choose(target, &log.session, &tried, now) {
+        let account = match pool.choose(target, &context.session, &tried, now) {
             Choice::Use(account) => account,
             Choice::Exhausted { retry_at, accounts } => {
-                return Err(exhausted(retry_at, accounts, now));
+                return Err(exhausted::<P>(retry_at, accounts, now));
             }
             Choice::Unusable { reasons } => {
                 // Every account was tried or cannot be used. If some ran out of quota
                 // on the way, say when the first one is back.
                 if quota_hit {
                     if let Choice::Exhausted { retry_at, accounts } =
-                        pool.choose(target, &log.session, &[], now)
+                        pool.choose(target, &context.session, &[], now)
                     {
-                        return Err(exhausted(retry_at, accounts, now));
+                        return Err(exhausted::<P>(retry_at, accounts, now));
                     }
                 }
                 return match last {
@@ -244,80 +248,83 @@ async fn failover(
                         for reason in &reasons {
                             tracing::warn!("a request could not be served: {reason}");
                         }
-                        Err(needs_owner())
+                        Err(needs_owner::<P>())
                     }
                 };
             }
         };
         tried.push(account.tag.clone());
-        log.credential = account.tag.to_string();
-        log.account = Some(account.clone());
+        context.account = Some(account.clone());
         // The login this attempt uses: a refusal for good holds until it changes.
         let generation = account.credential_generation();
-        let response = match send_to(state, &account, request, deadline).await {
-            Ok(response) => response,
-            // Nothing another account could change.
-            Err(error) if error.origin == Origin::Client => return Err(error),
-            Err(error) => {
-                // Could not connect, timed out, or the login could not be used: the
-                // next account may do better.
-                if error.origin == Origin::Upstream {
-                    account.limits().on_failure(unix_now());
+        let (response, triage) =
+            match send_to::<P>(&state.config, &account, request, deadline).await {
+                Ok(answer) => answer,
+                // Nothing another account could change.
+                Err(error) if !error.fails_over() => return Err(error),
+                Err(error) => {
+                    // Could not connect, timed out, or the login could not be used: the
+                    // next account may do better.
+                    if error.origin() == Origin::Upstream {
+                        account.limits().on_failure(unix_now());
+                    }
+                    tracing::warn!(account = %account.tag, "{}", error.detail());
+                    last = Some(Err(error));
+                    continue;
                 }
-                tracing::warn!(account = %account.tag, "{}", error.message);
-                last = Some(Err(error));
-                continue;
-            }
-        };
+            };
         let status = response.status();
         let now = unix_now();
-        account.limits().observe_headers(response.headers(), now);
-        match status.as_u16() {
-            429 => {
+        if let Some(signals) = P::limit_signals(response.headers(), now) {
+            account.limits().observe(&signals, now);
+        }
+        match triage {
+            Triage::Inspect => {
                 let kept = read_prefix(response, deadline).await?;
-                match LimitState::classify_429(&kept.head.headers, &kept.prefix, now) {
-                    Throttle::Quota { until } => {
+                match P::judge_refusal(status, &kept.head.headers, &kept.prefix, now) {
+                    Refusal::Quota { until } => {
                         quota_hit = true;
                         account.limits().on_quota_429(until);
-                        pool.unbind(target, &log.session);
+                        pool.unbind(target, &context.session);
                         tracing::warn!(account = %account.tag, until, "account reached its usage limit; trying the next one");
                     }
-                    Throttle::NotQuota {
+                    Refusal::RateLimited {
                         retry_after: Some(seconds),
                     } if !account.is_oauth() => {
                         // Bounded: a `retry-after` alone never pauses a key for long.
                         let until = account.limits().on_rate_limit(Some(seconds), now);
-                        pool.unbind(target, &log.session);
+                        pool.unbind(target, &context.session);
                         tracing::warn!(account = %account.tag, retry_after = seconds, paused_s = until - now, "API key rate-limited; trying the next account");
                     }
-                    Throttle::NotQuota { .. } => {
+                    Refusal::RateLimited { .. } => {
                         // Not about this account's quota ("Extra usage is required for
                         // long context requests", …): the client must see it as it is.
+                        return Ok(Attempt::Buffered(kept));
+                    }
+                    Refusal::Disabled { reason } => {
+                        // The provider disabled the account: out of the pool until its
+                        // login changes (logged there, once), and the request goes to
+                        // the next one.
+                        account.quarantine(reason, generation, now);
+                        pool.unbind(target, &context.session);
+                    }
+                    Refusal::Request => {
+                        // An ordinary refusal of this request: the client's to see.
+                        account.limits().on_success();
                         return Ok(Attempt::Buffered(kept));
                     }
                 }
                 last = Some(Ok(kept));
             }
-            400 | 403 => {
-                let kept = read_prefix(response, deadline).await?;
-                let Some(reason) = limits::disabled_reason(status.as_u16(), &kept.prefix) else {
-                    // An ordinary refusal of this request: the client's to see.
-                    account.limits().on_success();
-                    return Ok(Attempt::Buffered(kept));
-                };
-                // The provider disabled the account: out of the pool until its login
-                // changes (logged there, once), and the request goes to the next one.
-                account.quarantine(reason, generation, now);
-                pool.unbind(target, &log.session);
-                last = Some(Ok(kept));
-            }
-            500 | 502 | 503 | 504 => {
+            Triage::Failed => {
                 account.limits().on_failure(now);
                 let kept = read_prefix(response, deadline).await?;
                 tracing::warn!(account = %account.tag, status = status.as_u16(), "upstream error; trying the next account");
                 last = Some(Ok(kept));
             }
-            _ => {
+            // A rejected token or an overloaded upstream that one more try did not fix:
+            // the client sees the answer.
+            Triage::Deliver | Triage::CredentialRefused | Triage::Overloaded => {
                 account.limits().on_success();
                 return Ok(Attempt::Answer(response));
             }
@@ -325,44 +332,44 @@ async fn failover(
     }
 }
 
-/// One account: its credential, one send, a refresh and resend after a 401, and one
-/// resend after a 529.
-async fn send_to(
-    state: &engine::State,
+/// One account: its credential, one send, a refresh and resend after a rejected token,
+/// and one resend after an overloaded answer. Returns the answer and its triage.
+async fn send_to<P: Protocol>(
+    config: &Config,
     account: &Account,
-    request: &Outgoing<'_>,
+    request: &Outgoing<'_, P>,
     deadline: Option<Instant>,
-) -> Result<reqwest::Response, RelayError> {
+) -> Result<(reqwest::Response, Triage), RelayError> {
     let mut rejected: Option<Secret> = None;
     let mut overloaded_retry = true;
     loop {
         let auth = account
             .auth(rejected.as_ref())
             .await
-            .map_err(no_credential)?;
-        let response = send(&state.config, account, request, &auth, deadline).await?;
-        match response.status().as_u16() {
-            401 if rejected.is_none() && account.is_oauth() => {
-                tracing::warn!(account = %account.tag, "upstream rejected the access token (401); refreshing and retrying once");
+            .map_err(no_credential::<P>)?;
+        let response = send(config, account, request, &auth, deadline).await?;
+        match P::triage(response.status()) {
+            Triage::CredentialRefused if rejected.is_none() && account.is_oauth() => {
+                tracing::warn!(account = %account.tag, status = response.status().as_u16(), "upstream rejected the access token; refreshing and retrying once");
                 if let Auth::OAuth(token) = auth {
                     rejected = Some(token);
                 }
             }
-            529 if overloaded_retry => {
+            Triage::Overloaded if overloaded_retry => {
                 overloaded_retry = false;
-                tracing::debug!(account = %account.tag, "upstream overloaded (529); retrying once");
+                tracing::debug!(account = %account.tag, status = response.status().as_u16(), "upstream overloaded; retrying once");
                 tokio::time::sleep(OVERLOADED_RETRY_DELAY).await;
             }
-            _ => return Ok(response),
+            triage => return Ok((response, triage)),
         }
     }
 }
 
-/// How long to wait before resending a request Anthropic answered 529 (overloaded).
+/// How long to wait before resending a request the upstream answered as overloaded.
 const OVERLOADED_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The 429 every account being at its limit earns, saying when the first is back.
-fn exhausted(retry_at: Option<i64>, accounts: usize, now: i64) -> RelayError {
+fn exhausted<P: Protocol>(retry_at: Option<i64>, accounts: usize, now: i64) -> RelayError {
     let when = match retry_at {
         Some(t) if t > now => {
             let wait = std::time::Duration::from_secs((t - now) as u64);
@@ -377,9 +384,9 @@ fn exhausted(retry_at: Option<i64>, accounts: usize, now: i64) -> RelayError {
         _ => String::new(),
     };
     let which = if accounts == 1 {
-        "Your Claude account cannot".to_string()
+        format!("Your {} cannot", P::ACCOUNT)
     } else {
-        format!("None of the {accounts} Claude accounts you can use can")
+        format!("None of the {accounts} {}s you can use can", P::ACCOUNT)
     };
     RelayError::all_exhausted(
         format!(
@@ -391,7 +398,7 @@ fn exhausted(retry_at: Option<i64>, accounts: usize, now: i64) -> RelayError {
 
 /// How much of an error answer is read to judge it (quota 429 or not, an account
 /// disabled for good or not): Anthropic's error bodies are a few hundred bytes.
-pub(crate) const ERROR_PREFIX: usize = 64 << 10;
+pub const ERROR_PREFIX: usize = 64 << 10;
 
 /// An upstream error answer of which at most [`ERROR_PREFIX`] bytes were read: enough
 /// to classify it, while the rest stays unread in the connection. Passed on, it streams
@@ -471,10 +478,8 @@ async fn read_prefix(
             )
         })?
         .map_err(|e| {
-            RelayError::unreachable(format!(
-                "Carpool: the upstream's error answer broke off: {}",
-                error_chain(&e)
-            ))
+            RelayError::unreachable("Carpool: the upstream's error answer broke off".into())
+                .with_source(e)
         })?;
     Ok(Kept {
         head,
@@ -488,15 +493,16 @@ async fn read_prefix(
 /// The error for an account whose credentials cannot be used now. The reason (paths,
 /// account tags) is the owner's business: it goes to the log, and the user is told who
 /// can fix it, or when to try again if the problem passes by itself.
-fn no_credential(u: Unavailable) -> RelayError {
+fn no_credential<P: Protocol>(u: Unavailable) -> RelayError {
     tracing::warn!("a request could not be served: {}", u.reason);
     match u.retry_after {
-        None => needs_owner(),
+        None => needs_owner::<P>(),
         Some(wait) => {
             let secs = wait.as_secs().max(1);
             RelayError::no_credential(
                 format!(
-                    "Carpool: the Claude account that serves you could not renew its login just now; Carpool tries again in {secs} s. Please retry then."
+                    "Carpool: the {} that serves you could not renew its login just now; Carpool tries again in {secs} s. Please retry then.",
+                    P::ACCOUNT
                 ),
                 Some(secs),
             )
@@ -505,11 +511,11 @@ fn no_credential(u: Unavailable) -> RelayError {
 }
 
 /// What a user hears when no account can serve them until the owner acts.
-fn needs_owner() -> RelayError {
-    RelayError::needs_owner(
-        "Carpool: the Claude account this Carpool server shares with you cannot be used until its owner fixes it on the Carpool machine (Carpool's log there says what is wrong). Retrying will not help; please tell the owner."
-            .into(),
-    )
+fn needs_owner<P: Protocol>() -> RelayError {
+    RelayError::needs_owner(format!(
+        "Carpool: the {} this Carpool server shares with you cannot be used until its owner fixes it on the Carpool machine (Carpool's log there says what is wrong). Retrying will not help; please tell the owner.",
+        P::ACCOUNT
+    ))
 }
 
 /// Reads the whole request body, refusing more than `limit` bytes, and a body that stops
@@ -531,9 +537,8 @@ async fn read_body(
                 return Err(if source.is::<http_body_util::LengthLimitError>() {
                     RelayError::too_large(limit)
                 } else {
-                    RelayError::bad_request(format!(
-                        "Carpool: could not read the request body: {source}"
-                    ))
+                    RelayError::bad_request("Carpool: could not read the request body".into())
+                        .with_source(source)
                 });
             }
             Err(_) => {
@@ -566,10 +571,10 @@ async fn read_body(
 
 /// Sends one attempt upstream and waits for the response headers: until `deadline` for
 /// non-streaming requests, for `timeouts.first_byte` for streaming ones.
-async fn send(
+async fn send<P: Protocol>(
     config: &Config,
     account: &Account,
-    request: &Outgoing<'_>,
+    request: &Outgoing<'_, P>,
     auth: &Auth,
     deadline: Option<Instant>,
 ) -> Result<reqwest::Response, RelayError> {
@@ -583,17 +588,16 @@ async fn send(
         .upstream_url(&account.base, parts.uri.query())
         .map_err(|problem| {
             tracing::warn!(account = %account.tag, "refused to build an upstream URL: {problem}");
-            endpoint::not_relayed(&parts.method, parts.uri.path())
+            P::not_relayed(&parts.method, parts.uri.path())
         })?;
-    let mut outgoing =
-        account
-            .http
-            .request(parts.method.clone(), url)
-            .headers(upstream::request_headers(
-                &parts.headers,
-                &config.headers,
-                auth.upstream(),
-            ));
+    let mut outgoing = account
+        .http
+        .request(parts.method.clone(), url)
+        .headers(P::request_headers(
+            &parts.headers,
+            &config.headers,
+            auth.upstream(),
+        ));
     if !body.is_empty() {
         outgoing = outgoing.body(Bytes::clone(body));
     }
@@ -616,114 +620,33 @@ async fn send(
             humantime::format_duration(timeouts.connect)
         ))),
         Ok(Err(e)) => Err(RelayError::unreachable(format!(
-            "Carpool: cannot reach the upstream ({base}): {}",
-            error_chain(&e)
-        ))),
+            "Carpool: cannot reach the upstream ({base})"
+        ))
+        .with_source(e)),
         Ok(Ok(response)) => Ok(response),
     }
 }
 
-/// The few request fields the relay looks at; everything else passes untouched (serde
-/// skips it without building values).
-#[derive(Deserialize, Default)]
-struct Peek {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    stream: Option<bool>,
-    /// Kept loose: a `metadata` of an unexpected shape must not hide `model` and `stream`.
-    #[serde(default)]
-    metadata: Option<serde_json::Value>,
-    /// How many entries `messages` has.
-    #[serde(default, deserialize_with = "count_entries")]
-    messages: u32,
+/// Answers a path no protocol serves, in the fallback protocol's shape.
+async fn not_found<P: Protocol>(request: Request) -> Response {
+    let error = P::not_relayed(request.method(), request.uri().path());
+    refuse::<P>(&request, error)
 }
 
-/// The length of an array without building its elements; 0 for anything else (the
-/// upstream judges a malformed body, not the relay).
-fn count_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-    struct Count;
-    impl<'de> Visitor<'de> for Count {
-        type Value = u32;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an array")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u32, A::Error> {
-            let mut n = 0u32;
-            while seq.next_element::<IgnoredAny>()?.is_some() {
-                n = n.saturating_add(1);
-            }
-            Ok(n)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u32, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(0)
-        }
-        fn visit_unit<E>(self) -> Result<u32, E> {
-            Ok(0)
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<u32, E> {
-            Ok(0)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<u32, E> {
-            Ok(0)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<u32, E> {
-            Ok(0)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<u32, E> {
-            Ok(0)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<u32, E> {
-            Ok(0)
-        }
-    }
-    d.deserialize_any(Count)
-}
-
-impl Peek {
-    fn of(body: &Bytes) -> Peek {
-        if body.is_empty() {
-            return Peek::default();
-        }
-        // Bodies that are not JSON are forwarded as they are; the upstream says what is wrong.
-        serde_json::from_slice(body).unwrap_or_default()
-    }
-}
-
-/// `a: b: c` from an error and its sources (reqwest's top-level message alone says little).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
-
-/// Anthropic-format 404 for paths Carpool does not relay.
-pub async fn not_found(request: Request) -> Response {
-    let error = endpoint::not_relayed(request.method(), request.uri().path());
-    refuse(&request, error)
-}
-
-/// Anthropic-format 405 for a known path with the wrong method.
-pub async fn method_not_allowed(request: Request) -> Response {
+/// Answers a known path with the wrong method.
+async fn method_not_allowed<P: Protocol>(request: Request) -> Response {
     let error = RelayError::method_not_allowed(format!(
         "Carpool: {} is not allowed on {}",
         request.method(),
         request.uri().path()
     ));
-    refuse(&request, error)
+    refuse::<P>(&request, error)
 }
 
-fn refuse(request: &Request, error: RelayError) -> Response {
-    RequestLog::start(request.method(), request.uri().path()).finish_error(&error);
-    error.into_response()
+/// Refused before anything else happened: rendered, and logged (not recorded).
+fn refuse<P: Protocol>(request: &Request, error: RelayError) -> Response {
+    let response = P::error_response(&error);
+    RequestContext::start(request.method(), request.uri().path())
+        .refused(error.kind, response.status());
+    response
 }

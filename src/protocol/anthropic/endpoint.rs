@@ -1,4 +1,4 @@
-//! Which upstream path a request may reach.
+//! Anthropic's endpoints, and which upstream path a request may reach.
 //!
 //! Carpool forwards only the endpoints it serves, and it builds the upstream path itself
 //! from a fixed prefix and validated segments; it never pastes the client's path onto the
@@ -7,11 +7,14 @@
 //! pasted onto `https://api.anthropic.com` became `/api/oauth/profile`, sent with the
 //! owner's OAuth token (a finding of the hardening review). Two independent checks stop
 //! that: [`ModelId::parse`] admits only characters model ids use, and
-//! [`Endpoint::upstream_url`] checks the final URL's path is exactly the one intended.
+//! `upstream_url` ([`crate::protocol::Endpoint::upstream_url`]) checks the final URL's path
+//! is exactly the one intended.
+
+use std::borrow::Cow;
 
 use crate::error::RelayError;
 
-/// An endpoint Carpool relays.
+/// An Anthropic endpoint Carpool relays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// `POST /v1/messages`.
@@ -40,21 +43,12 @@ impl Endpoint {
     }
 
     /// The path sent upstream, after the base URL's own path.
-    pub fn path(&self) -> String {
+    pub fn path(&self) -> Cow<'static, str> {
         match self {
             Endpoint::Messages => "/v1/messages".into(),
             Endpoint::CountTokens => "/v1/messages/count_tokens".into(),
             Endpoint::Models => "/v1/models".into(),
-            Endpoint::Model(id) => format!("/v1/models/{}", id.0),
-        }
-    }
-
-    /// Short name for logs and the usage ledger.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Endpoint::Messages => "messages",
-            Endpoint::CountTokens => "count_tokens",
-            Endpoint::Models | Endpoint::Model(_) => "models",
+            Endpoint::Model(id) => format!("/v1/models/{}", id.0).into(),
         }
     }
 
@@ -62,13 +56,21 @@ impl Endpoint {
     pub fn is_model_call(&self) -> bool {
         matches!(self, Endpoint::Messages)
     }
+}
 
-    /// The upstream URL: `base` (scheme, host and an optional path prefix) with this
-    /// endpoint's path after the base's own path, and the client's query. Refused unless
-    /// the resulting URL's path is exactly that, so no spelling of a path can lead
-    /// anywhere else: the URL parser resolves `..`, `%2e%2e` and backslashes while it
-    /// sets the path, and the check sees the result.
-    pub fn upstream_url(
+impl crate::protocol::Endpoint for Endpoint {
+    fn name(&self) -> &'static str {
+        match self {
+            Endpoint::Messages => "messages",
+            Endpoint::CountTokens => "count_tokens",
+            Endpoint::Models | Endpoint::Model(_) => "models",
+        }
+    }
+
+    /// This endpoint's path after the base's own path, and the client's query. Refused
+    /// unless the resulting URL's path is exactly that: the URL parser resolves `..`,
+    /// `%2e%2e` and backslashes while it sets the path, and the check sees the result.
+    fn upstream_url(
         &self,
         base: &reqwest::Url,
         query: Option<&str>,
@@ -121,7 +123,7 @@ impl ModelId {
     }
 }
 
-/// The error for a path that is not relayed, in Anthropic's shape.
+/// The error for a path that is not relayed, saying which ones are.
 pub fn not_relayed(method: &http::Method, path: &str) -> RelayError {
     // The path is the client's own; cut it so a log line stays a line.
     let shown: String = path.chars().take(200).collect();
@@ -133,6 +135,7 @@ pub fn not_relayed(method: &http::Method, path: &str) -> RelayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Endpoint as _;
 
     fn base(url: &str) -> reqwest::Url {
         url.parse().unwrap()

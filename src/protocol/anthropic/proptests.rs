@@ -1,9 +1,9 @@
 //! Properties of what the relay reads from a request before sending it on: the body's
-//! `model`, `stream`, `metadata` and number of `messages` ([`Peek`]), and the client's
-//! device and session ids ([`ClientIds`]), and which upstream path a request path may
-//! reach ([`super::Endpoint`]). All read untrusted bytes on every request.
+//! `model`, `stream`, `metadata.user_id` and number of `messages` ([`Fields`]), and the
+//! client's device and session ids ([`client_ids`]), and which upstream path a request
+//! path may reach ([`Endpoint`]). All read untrusted bytes on every request.
 //!
-//! Next to the code (not in `tests/`) because `Peek` is private. Bounded case counts;
+//! Next to the code (not in `tests/`) because `Fields` is private. Bounded case counts;
 //! `PROPTEST_CASES=N` runs more.
 
 use bytes::Bytes;
@@ -11,8 +11,9 @@ use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-use super::Peek;
-use super::client::ClientIds;
+use super::endpoint::Endpoint;
+use super::request::{Fields, client_ids};
+use crate::protocol::Endpoint as _;
 
 use crate::proptest_cases::cases as config;
 
@@ -45,8 +46,16 @@ fn extra_field() -> impl Strategy<Value = (String, Value)> {
     )
 }
 
-fn peek(body: &[u8]) -> Peek {
-    Peek::of(&Bytes::copy_from_slice(body))
+fn peek(body: &[u8]) -> Fields<'static> {
+    let body = Bytes::copy_from_slice(body);
+    let fields = Fields::of(&body);
+    // Owned, so a property can outlive the body.
+    Fields {
+        model: fields.model,
+        stream: fields.stream,
+        user_id: fields.user_id.map(|u| u.into_owned().into()),
+        messages: fields.messages,
+    }
 }
 
 proptest! {
@@ -56,8 +65,7 @@ proptest! {
     fn any_bytes_peek_without_panicking(body in prop::collection::vec(any::<u8>(), 0..400)) {
         let p = peek(&body);
         // Whatever it found, the ids derived from it stay bounded.
-        let user_id = p.metadata.as_ref().and_then(|m| m.get("user_id")).and_then(Value::as_str);
-        let ids = ClientIds::of(&HeaderMap::new(), user_id);
+        let ids = client_ids(&HeaderMap::new(), p.user_id.as_deref());
         prop_assert!(ids.device.len() <= 128 && ids.session.len() <= 128);
     }
 
@@ -92,9 +100,30 @@ proptest! {
         let p = peek(&body);
         prop_assert_eq!(p.model, model);
         prop_assert_eq!(p.stream, stream);
-        // An explicit `null` reads as no metadata.
-        prop_assert_eq!(p.metadata, metadata.filter(|m| !m.is_null()));
+        // `metadata.user_id` when it is a string; nothing for any other shape.
+        let user_id = metadata.as_ref().and_then(|m| m.get("user_id")).and_then(Value::as_str);
+        prop_assert_eq!(p.user_id.as_deref(), user_id);
         prop_assert_eq!(p.messages as usize, messages.map_or(0, |m| m.len()));
+    }
+
+    /// `user_id` among any other metadata, in any order, with any characters (escapes
+    /// included), or of another type.
+    #[test]
+    fn metadata_user_id_is_read_among_anything_else(
+        user_id in prop_oneof![any::<String>().prop_map(Value::from), json_value()],
+        extra in prop::collection::vec((any::<String>(), json_value()), 0..5),
+        first in any::<bool>(),
+    ) {
+        let mut metadata = Map::new();
+        if first { metadata.insert("user_id".into(), user_id.clone()); }
+        for (k, v) in extra {
+            if k != "user_id" { metadata.insert(k, v); }
+        }
+        if !first { metadata.insert("user_id".into(), user_id.clone()); }
+        let body = json!({"model": "m", "metadata": metadata, "stream": true}).to_string();
+        let p = peek(body.as_bytes());
+        prop_assert_eq!(p.user_id.as_deref(), user_id.as_str());
+        prop_assert_eq!((p.model.as_deref(), p.stream), (Some("m"), Some(true)));
     }
 
     #[test]
@@ -120,7 +149,7 @@ proptest! {
         } else {
             json!({"device_id": device, "account_uuid": account, "session_id": session}).to_string()
         };
-        let ids = ClientIds::of(&HeaderMap::new(), Some(&user_id));
+        let ids = client_ids(&HeaderMap::new(), Some(&user_id));
         prop_assert_eq!(ids.device, device);
         prop_assert_eq!(ids.session, session);
     }
@@ -139,7 +168,7 @@ proptest! {
         if let Some(v) = &value {
             headers.insert("x-claude-code-session-id", v.clone());
         }
-        let ids = ClientIds::of(&headers, user_id.as_deref());
+        let ids = client_ids(&headers, user_id.as_deref());
         prop_assert!(ids.device.len() <= 128 && ids.session.len() <= 128);
         // A usable session header always wins, cut to the limit.
         if let Some(s) = value.as_ref().and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty()) {
@@ -177,7 +206,7 @@ fn deeply_nested_bodies_do_not_overflow_the_stack() {
                 p.model,
                 p.messages
             );
-            assert!(p.metadata.is_none());
+            assert!(p.user_id.is_none());
         }
     }
     // 100 levels are read.
@@ -227,7 +256,7 @@ proptest! {
     ) {
         let id: String = pieces.concat();
         let path = format!("/v1/models/{id}");
-        if let Some(endpoint) = super::Endpoint::of(&path) {
+        if let Some(endpoint) = Endpoint::of(&path) {
             let url = endpoint
                 .upstream_url(&base.parse().unwrap(), None)
                 .expect("a relayed path builds its URL");
@@ -240,7 +269,7 @@ proptest! {
     /// Any request path is either one of the four relayed endpoints or refused.
     #[test]
     fn only_the_relayed_endpoints_are_relayed(path in "/[a-z0-9/._%-]{0,40}") {
-        if let Some(endpoint) = super::Endpoint::of(&path) {
+        if let Some(endpoint) = Endpoint::of(&path) {
             prop_assert_eq!(endpoint.path(), path.clone());
             prop_assert!(path.starts_with("/v1/messages") || path.starts_with("/v1/models"));
         }
