@@ -22,7 +22,7 @@
 //! A new `listen` address is bound before the swap (an address that cannot be had
 //! refuses the edit) and handed to the running server, which moves to it; connections
 //! already open go on. A few settings are fixed when Carpool starts (connection limits,
-//! the usage database and files, prices, extra CA certificates): a change to them is
+//! the usage database and files, extra CA certificates): a change to them is
 //! reported in [`Changes::needs_restart`] and logged, never silently ignored.
 
 use std::fmt;
@@ -36,8 +36,10 @@ use crate::config::{
     AccountTag, Config, ConfigError, CredentialConfig, PoolTag, Source as ConfigSource, UserName,
 };
 use crate::credentials::Credential;
+use crate::ledger::Pricing;
 use crate::pool::account::{Account, Settings, Source};
 use crate::pool::limits::Reserves;
+use crate::relay::Recorder;
 use crate::tasks::lock;
 use crate::upstream;
 
@@ -172,7 +174,7 @@ impl Changes {
             false,
         );
         compare(old.usage.queue != new.usage.queue, "usage.queue", false);
-        compare(old.usage.prices != new.usage.prices, "prices", false);
+        compare(old.usage.prices != new.usage.prices, "prices", true);
         let usage_files = |c: &Config| {
             let mut files: Vec<_> = c
                 .credentials
@@ -358,11 +360,20 @@ impl Engine {
             }
             _ => None,
         };
+        let recorder = if old.config.usage.prices == config.usage.prices {
+            old.recorder.clone()
+        } else {
+            Recorder::new(
+                self.ledger.clone(),
+                Arc::new(Pricing::new(config.usage.prices.clone())),
+            )
+        };
         let state = State {
             users: Users::new(&config.users),
             pool: old
                 .pool
                 .reconfigured(built.accounts.clone(), config.pools.clone()),
+            recorder,
             config: Arc::new(config),
         };
         self.state.store(Arc::new(state));
@@ -594,5 +605,32 @@ mod tests {
         assert_eq!(changes.pools.removed, ["team"]);
         assert_eq!(caller(&engine, BOB), None);
         assert_eq!(caller(&engine, ALICE).as_deref(), Some("alice→a"));
+    }
+
+    #[tokio::test]
+    async fn new_prices_apply_to_the_next_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(first(dir.path())).unwrap();
+        let text = |price: &str| {
+            format!(
+                r#"{{"database": "DB", "credentials": [{}],
+                   "prices": {{"house-model": {{"input": {price}, "output": 1, "cache_read": 0, "cache_write_5m": 0, "cache_write_1h": 0}}}},
+                   "users": [{{"name": "alice", "token": "{ALICE}"}}]}}"#,
+                account("a", ""),
+            )
+        };
+        let price_of = |engine: &Engine| {
+            let state = engine.state();
+            let (_, prices) = state.recorder.pricing().table().lookup("house-model")?;
+            Some(prices.standard.input)
+        };
+        assert_eq!(price_of(&engine), None);
+        let changes = engine.apply(config(dir.path(), &text("3"))).unwrap();
+        assert!(changes.settings.contains(&"prices"), "{changes}");
+        let three = price_of(&engine).unwrap();
+        let same = engine.apply(config(dir.path(), &text("3"))).unwrap();
+        assert!(same.is_empty(), "{same}");
+        engine.apply(config(dir.path(), &text("6"))).unwrap();
+        assert!(price_of(&engine).unwrap() > three);
     }
 }

@@ -44,6 +44,8 @@ pub struct State {
     pub users: Users,
     /// The accounts and pools; picks the account for each request.
     pub pool: Pool,
+    /// The ledger and this config's prices: what recording a request needs.
+    pub recorder: Recorder,
 }
 
 /// Everything a request needs, shared by all requests. What the config decides lives in
@@ -52,8 +54,6 @@ pub struct State {
 pub struct Engine {
     state: ArcSwap<State>,
     pub ledger: Arc<Ledger>,
-    /// The ledger and the prices: what recording a request needs.
-    pub recorder: Recorder,
     /// sing-box-style usage files (`usages_path`), fed by the ledger's writer.
     pub ccm_files: Vec<Arc<CcmFile>>,
     /// Extra CA certificates for upstream HTTPS, read once at start (`ca_file`).
@@ -155,11 +155,11 @@ impl Engine {
         let state = State {
             users: Users::new(&config.users),
             pool: Pool::new(accounts, config.pools.clone()),
+            recorder: Recorder::new(ledger.clone(), pricing),
             config: Arc::new(config),
         };
         Ok(Engine {
             state: ArcSwap::from_pointee(state),
-            recorder: Recorder::new(ledger.clone(), pricing),
             ledger,
             ccm_files,
             roots,

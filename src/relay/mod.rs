@@ -138,7 +138,7 @@ async fn relay<P: Protocol>(
         }
         Caller::Anonymous => config.anonymous_target(),
     };
-    context.authenticated(engine.recorder.clone());
+    context.authenticated(state.recorder.clone());
 
     // 2. read the body
     let body = read_body(body, config.max_body_bytes, config.connections.body_timeout).await?;
