@@ -11,57 +11,11 @@
 //! belongs to a user wins. So a user whose `ANTHROPIC_API_KEY` still holds a real Anthropic
 //! key is not locked out, and that key is never forwarded (the relay strips both headers).
 
-use base64::Engine as _;
 use http::HeaderMap;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::config::{Target, UserConfig, UserName};
 
-/// Prefix of generated tokens: recognisable in a shell history, easy to grep for leaks.
-pub const TOKEN_PREFIX: &str = "cpk-";
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct TokenHash([u8; 32]);
-
-impl TokenHash {
-    pub fn of(token: &str) -> Self {
-        TokenHash(Sha256::digest(token.as_bytes()).into())
-    }
-
-    /// Parses `sha256:<64 hex digits>`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let hex_part = text
-            .strip_prefix("sha256:")
-            .ok_or("must look like `sha256:<64 hex digits>`")?;
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut bytes)
-            .map_err(|_| "must look like `sha256:<64 hex digits>`".to_string())?;
-        Ok(TokenHash(bytes))
-    }
-
-    /// The form written to the config file.
-    pub fn to_config_string(&self) -> String {
-        format!("sha256:{}", hex::encode(self.0))
-    }
-}
-
-impl std::fmt::Debug for TokenHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TokenHash({}…)", &hex::encode(self.0)[..8])
-    }
-}
-
-/// A new random user token: `cpk-` + 32 random bytes in URL-safe base64.
-pub fn generate_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
-}
+pub use crate::secret::{TOKEN_PREFIX, TokenHash, generate_token};
 
 /// The outcome of checking a request's credentials.
 #[derive(Debug, PartialEq, Eq)]
@@ -154,7 +108,7 @@ impl Users {
     fn find(&self, presented: &TokenHash) -> Option<&User> {
         let mut found: Option<&User> = None;
         for user in &self.users {
-            let equal: bool = user.hash.0.ct_eq(&presented.0).into();
+            let equal = user.hash.ct_eq(presented);
             if equal && found.is_none() {
                 found = Some(user);
             }

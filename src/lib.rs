@@ -16,6 +16,7 @@ mod proptest_cases;
 pub mod protocol;
 pub mod relay;
 pub mod secret;
+pub mod state;
 pub mod tasks;
 pub mod upstream;
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::UsageError;
-use crate::auth::{TokenHash, generate_token};
 use crate::config::{self, Bindings};
+use crate::secret::{TokenHash, generate_token};
 
 /// Which account or pool a new user gets: `requested` if the config has it; without
 /// one, the only account of a config that has no pool. Anything else is a

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use crate::auth::TokenHash;
 use crate::ledger::prices::PriceTable;
+use crate::secret::TokenHash;
 use raw::{HeaderValues, RawConfig, RawConnections, RawCredential, RawTimeouts};
 
 pub use ids::{AccountTag, PoolTag, Target, UserName};

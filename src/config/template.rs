@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{ConfigError, DEFAULT_PORT};
-use crate::auth::{TokenHash, generate_token};
 use crate::fsutil::write_atomic;
+use crate::secret::{TokenHash, generate_token};
 
 /// What [`create_default`] made. The token exists only here: the file holds its hash.
 pub struct CreatedConfig {

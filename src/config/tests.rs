@@ -462,7 +462,7 @@ fn clear_secrets_in_a_file_others_can_read_are_warned_about() {
     assert_eq!(Config::load(&path).unwrap().exposure_warning(&path), None);
     let hashed = format!(
         r#"{{"users": [{{"name": "bob", "token_hash": "{}"}}]}}"#,
-        crate::auth::TokenHash::of("x").to_config_string()
+        crate::secret::TokenHash::of("x").to_config_string()
     );
     write(&hashed, 0o644);
     assert_eq!(

@@ -37,9 +37,9 @@ use crate::config::{
 };
 use crate::credentials::Credential;
 use crate::ledger::Pricing;
+use crate::ledger::Recorder;
 use crate::pool::account::{Account, Settings, Source};
 use crate::pool::limits::Reserves;
-use crate::relay::Recorder;
 use crate::tasks::lock;
 use crate::upstream;
 
@@ -376,7 +376,7 @@ impl Engine {
             recorder,
             config: Arc::new(config),
         };
-        self.state.store(Arc::new(state));
+        self.current.replace(state);
         // Watchers follow the accounts: stopped for those gone, (re)started for the new
         // objects. An account kept as it was keeps its watcher.
         watchers.retain(|tag, handle| {

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -26,40 +25,28 @@ use crate::config::{AccountTag, Config, Connections};
 use crate::credentials::spawn_watcher;
 use crate::ledger::ccm::{CcmFile, run_saver};
 use crate::ledger::store::StoreError;
-use crate::ledger::{Ledger, LedgerOptions, Pricing, Sink};
+use crate::ledger::{Ledger, LedgerOptions, Pricing, Recorder, Sink};
 use crate::pool::Pool;
 use crate::pool::account::{Account, Source};
-use crate::relay::Recorder;
+use crate::state::Current;
 use crate::tasks::{Tasks, lock};
+
+pub use crate::state::State;
 use crate::{listener, relay};
 
 pub use apply::{AccountError, ApplyError, Changes};
 pub use reload::{ConfigWatch, Overrides, Reloaded};
 
-/// One reading of the config and what was built from it: the users and the account
-/// pool. A request takes the current one when it starts ([`Engine::state`]) and keeps it
-/// to its end, so a reload never changes the rules under a request in flight.
-pub struct State {
-    pub config: Arc<Config>,
-    pub users: Users,
-    /// The accounts and pools; picks the account for each request.
-    pub pool: Pool,
-    /// The ledger and this config's prices: what recording a request needs.
-    pub recorder: Recorder,
-}
-
 /// Everything a request needs, shared by all requests. What the config decides lives in
-/// the swappable [`State`]; what outlives a reload (the ledger, the usage files, the
-/// background tasks) lives here.
+/// the swappable [`State`] (in [`Current`], which is all the relay sees); what outlives a
+/// reload (the ledger, the usage files, the background tasks) lives here.
 pub struct Engine {
-    state: ArcSwap<State>,
+    current: Arc<Current>,
     pub ledger: Arc<Ledger>,
     /// sing-box-style usage files (`usages_path`), fed by the ledger's writer.
     pub ccm_files: Vec<Arc<CcmFile>>,
     /// Extra CA certificates for upstream HTTPS, read once at start (`ca_file`).
     roots: Vec<reqwest::Certificate>,
-    /// Credential watchers, file watchers, polls, savers.
-    tasks: Tasks,
     /// Each OAuth account's credentials watcher, to stop it when a reload removes or
     /// replaces the account. Also serialises reloads.
     watchers: Mutex<HashMap<AccountTag, AbortHandle>>,
@@ -99,7 +86,12 @@ impl Engine {
 
     /// The configuration in force now. Hold it for the length of one request.
     pub fn state(&self) -> Arc<State> {
-        self.state.load_full()
+        self.current.state()
+    }
+
+    /// The state in force and the background tasks: what the relay is given.
+    pub fn current(&self) -> &Arc<Current> {
+        &self.current
     }
 
     /// Opens the usage database and files and builds the accounts; starts nothing (see
@@ -159,11 +151,10 @@ impl Engine {
             config: Arc::new(config),
         };
         Ok(Engine {
-            state: ArcSwap::from_pointee(state),
+            current: Arc::new(Current::new(state)),
             ledger,
             ccm_files,
             roots,
-            tasks: Tasks::new(),
             watchers: Mutex::new(HashMap::new()),
             rebind: Mutex::new(None),
         })
@@ -181,7 +172,7 @@ impl Engine {
     fn watch_account(&self, account: &Account, watchers: &mut HashMap<AccountTag, AbortHandle>) {
         if let Source::OAuth(credential) = &account.source {
             let credential = credential.clone();
-            let handle = self.tasks.with(|set| spawn_watcher(credential, set));
+            let handle = self.tasks().with(|set| spawn_watcher(credential, set));
             if let Some(old) = watchers.insert(account.tag.clone(), handle) {
                 old.abort();
             }
@@ -191,16 +182,16 @@ impl Engine {
     /// The background tasks (credential and config watchers, polls): for the server to
     /// stop at shutdown, and for embedders to add their own.
     pub fn tasks(&self) -> &Tasks {
-        &self.tasks
+        self.current.tasks()
     }
 }
 
 /// The HTTP surface: every protocol's routes ([`relay::routes`]).
-pub fn router(engine: Arc<Engine>) -> Router {
+pub fn router(engine: &Engine) -> Router {
     relay::routes()
         // The relay reads the body itself, with the configured limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(engine)
+        .with_state(engine.current().clone())
 }
 
 /// sing-box saves its usage file at most once a minute; so does Carpool.
@@ -261,7 +252,7 @@ impl Server {
     /// command line's `--listen`).
     pub fn watch_config(&self, path: std::path::PathBuf, overrides: Overrides) {
         let watch = ConfigWatch::new(self.engine.clone(), path, overrides);
-        self.engine.tasks.spawn(watch.run());
+        self.engine.tasks().spawn(watch.run());
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -295,12 +286,12 @@ impl Server {
                 let _ = saver_stopped.await;
             },
         ));
-        let app = router(engine.clone());
+        let app = router(&engine);
         let (rebind, rebound) = mpsc::unbounded_channel();
         *lock(&engine.rebind) = Some(rebind);
         listener::serve(listener, rebound, app, connections, grace, shutdown).await;
         lock(&engine.rebind).take();
-        engine.tasks.shutdown().await;
+        engine.tasks().shutdown().await;
         // Responses cut at the end of the grace period record their usage when their
         // bodies are dropped, which happened in `listener::serve`; now write it all,
         // then the files.

@@ -40,6 +40,29 @@ pub struct Pricing {
     warned: Mutex<HashSet<String>>,
 }
 
+/// All recording a request needs: the ledger to write to and the prices to cost it.
+/// The request path holds this, never the engine.
+#[derive(Clone)]
+pub struct Recorder {
+    ledger: Arc<Ledger>,
+    pricing: Arc<Pricing>,
+}
+
+impl Recorder {
+    pub fn new(ledger: Arc<Ledger>, pricing: Arc<Pricing>) -> Recorder {
+        Recorder { ledger, pricing }
+    }
+
+    pub fn pricing(&self) -> &Pricing {
+        &self.pricing
+    }
+
+    /// Queues `record` for the ledger's writer (see [`Ledger::record`]).
+    pub fn record(&self, record: UsageRecord) {
+        self.ledger.record(record);
+    }
+}
+
 impl Pricing {
     pub fn new(table: Arc<PriceTable>) -> Pricing {
         Pricing {

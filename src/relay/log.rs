@@ -19,26 +19,9 @@ use http::{Method, StatusCode};
 
 use crate::error::ErrorKind;
 use crate::ledger::extract::UsageTap;
-use crate::ledger::{Ledger, Pricing, Usage, UsageRecord, context_window};
+use crate::ledger::{Recorder, Usage, UsageRecord, context_window};
 use crate::pool::account::Account;
 use crate::protocol::Peek;
-
-/// All recording a request needs: the ledger to write to and the prices to cost it.
-#[derive(Clone)]
-pub struct Recorder {
-    ledger: Arc<Ledger>,
-    pricing: Arc<Pricing>,
-}
-
-impl Recorder {
-    pub fn new(ledger: Arc<Ledger>, pricing: Arc<Pricing>) -> Recorder {
-        Recorder { ledger, pricing }
-    }
-
-    pub fn pricing(&self) -> &Pricing {
-        &self.pricing
-    }
-}
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,7 +287,7 @@ impl Drop for RequestContext {
         };
         let cost = recorder
             .as_ref()
-            .and_then(|r| r.pricing.cost(&model, &usage.tokens, &usage.billing));
+            .and_then(|r| r.pricing().cost(&model, &usage.tokens, &usage.billing));
         let duration = self.started.elapsed();
         tracing::info!(
             target: "carpool::request",
@@ -353,7 +336,7 @@ impl Drop for RequestContext {
             let tokens = record.tokens.total_input() + record.tokens.output;
             account.note_request(tokens, record.at_ms / 1000);
         }
-        recorder.ledger.record(record);
+        recorder.record(record);
     }
 }
 

@@ -67,21 +67,21 @@ use http::header;
 use crate::auth::Caller;
 use crate::config::{AccountTag, Config, Target};
 use crate::credentials::Unavailable;
-use crate::engine::{self, Engine};
 use crate::error::{Origin, RelayError};
 use crate::pool::account::{Account, Auth};
 use crate::pool::{self, Choice, unix_now};
 use crate::protocol::{self, Endpoint as _, Protocol, Refusal, Triage};
 use crate::secret::Secret;
+use crate::state::{self, Current};
+use crate::tasks::Tasks;
 use crate::upstream;
 use body::BodyLimits;
-pub use log::Recorder;
 use log::RequestContext;
 
 /// Every protocol's routes ([`protocol::each`]), each to [`handle`] for that protocol,
 /// and the answers to paths and methods none serves.
-pub fn routes() -> Router<Arc<Engine>> {
-    struct Routes(Router<Arc<Engine>>);
+pub fn routes() -> Router<Arc<Current>> {
+    struct Routes(Router<Arc<Current>>);
     impl protocol::Visit for Routes {
         fn protocol<P: Protocol>(&mut self) {
             for route in P::ROUTES {
@@ -96,7 +96,10 @@ pub fn routes() -> Router<Arc<Engine>> {
 }
 
 /// The axum handler for every relayed endpoint of protocol `P`.
-pub async fn handle<P: Protocol>(State(engine): State<Arc<Engine>>, request: Request) -> Response {
+pub async fn handle<P: Protocol>(
+    State(current): State<Arc<Current>>,
+    request: Request,
+) -> Response {
     let Some(endpoint) = P::endpoint(request.uri().path()) else {
         return refuse::<P>(
             &request,
@@ -105,7 +108,7 @@ pub async fn handle<P: Protocol>(State(engine): State<Arc<Engine>>, request: Req
     };
     let mut context = RequestContext::start(request.method(), request.uri().path());
     context.endpoint = endpoint.name();
-    match relay::<P>(&engine, endpoint, request, &mut context).await {
+    match relay::<P>(&current, endpoint, request, &mut context).await {
         Ok(response) => response,
         Err(error) => {
             let response = P::error_response(&error);
@@ -116,14 +119,14 @@ pub async fn handle<P: Protocol>(State(engine): State<Arc<Engine>>, request: Req
 }
 
 async fn relay<P: Protocol>(
-    engine: &Arc<Engine>,
+    current: &Current,
     endpoint: P::Endpoint,
     request: Request,
     context: &mut RequestContext,
 ) -> Result<Response, RelayError> {
     let (parts, body) = request.into_parts();
     // The configuration this request runs on to its end, whatever a reload does meanwhile.
-    let state = engine.state();
+    let state = current.state();
     let config = &state.config;
 
     // 1. authenticate
@@ -162,12 +165,20 @@ async fn relay<P: Protocol>(
         parts: &parts,
         body: &body,
     };
-    let (head, upstream) =
-        match failover(engine, &state, &target, &outgoing, deadline, context).await? {
-            Attempt::Answer(response) => body::Upstream::split(response),
-            // An error answer whose first bytes were read to judge it: they go first.
-            Attempt::Buffered(kept) => kept.split(),
-        };
+    let (head, upstream) = match failover(
+        current.tasks(),
+        &state,
+        &target,
+        &outgoing,
+        deadline,
+        context,
+    )
+    .await?
+    {
+        Attempt::Answer(response) => body::Upstream::split(response),
+        // An error answer whose first bytes were read to judge it: they go first.
+        Attempt::Buffered(kept) => kept.split(),
+    };
     let (status, upstream_headers) = (head.status, head.headers);
 
     // 5. stream back
@@ -210,15 +221,15 @@ enum Attempt {
 /// deliver (not a quota 429, a failing upstream or a connection failure), at most once
 /// each.
 async fn failover<P: Protocol>(
-    engine: &Engine,
-    state: &engine::State,
+    tasks: &Tasks,
+    state: &state::State,
     target: &Target,
     request: &Outgoing<'_, P>,
     deadline: Option<Instant>,
     context: &mut RequestContext,
 ) -> Result<Attempt, RelayError> {
     let pool = &state.pool;
-    pool::poll_if_stale(pool, target, unix_now(), engine.tasks());
+    pool::poll_if_stale(pool, target, unix_now(), tasks);
     let mut tried: Vec<AccountTag> = Vec::new();
     // The last failure seen, given to the client if no account does better.
     // Replacing it drops the previous one, which closes that upstream connection.
