@@ -12,13 +12,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::auth::Users;
 use crate::config::Source as ConfigSource;
 use crate::config::{Config, Connections};
-use crate::credentials::{Credential, spawn_watcher};
+use crate::credentials::{Credential, keep_fresh, spawn_watcher};
 use crate::ledger::ccm::{CcmFile, run_saver};
 use crate::ledger::store::StoreError;
 use crate::ledger::{Ledger, LedgerOptions, Pricing, Sink};
@@ -196,6 +196,10 @@ pub struct Server {
     listener: TcpListener,
     engine: Arc<Engine>,
     tasks: JoinSet<()>,
+    /// Background work that stops at its next pause when `stop` says so, and is waited
+    /// for: a token refresh under way is finished, not cut.
+    background: JoinSet<()>,
+    stop: watch::Sender<bool>,
     /// `connections` from the config, with `max` fitted to the open-file limit.
     connections: Connections,
 }
@@ -230,15 +234,20 @@ impl Server {
             );
         }
         let mut tasks = JoinSet::new();
+        let mut background = JoinSet::new();
+        let stop = watch::Sender::new(false);
         for account in engine.pool.accounts() {
             if let Source::OAuth(credential) = &account.source {
                 spawn_watcher(credential.clone(), &mut tasks);
+                background.spawn(keep_fresh(credential.clone(), stopped(stop.subscribe())));
             }
         }
         Ok(Server {
             listener,
             engine,
             tasks,
+            background,
+            stop,
             connections,
         })
     }
@@ -261,6 +270,8 @@ impl Server {
             listener,
             engine,
             mut tasks,
+            mut background,
+            stop,
             connections,
         } = self;
         let grace = engine.config.timeouts.shutdown_grace;
@@ -274,6 +285,8 @@ impl Server {
         ));
         let app = router(engine.clone());
         listener::serve(listener, app, connections, grace, shutdown).await;
+        stop.send_replace(true);
+        while background.join_next().await.is_some() {}
         tasks.shutdown().await;
         // Responses cut at the end of the grace period record their usage when their
         // bodies are dropped, which happened in `listener::serve`; now write it all,
@@ -325,6 +338,11 @@ impl RunningServer {
         }
         let _ = (&mut self.task).await;
     }
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 /// Completes on Ctrl-C, or SIGTERM on Unix.
