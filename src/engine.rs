@@ -22,9 +22,9 @@ use crate::credentials::{Credential, keep_fresh, spawn_watcher};
 use crate::ledger::ccm::{CcmFile, run_saver};
 use crate::ledger::store::StoreError;
 use crate::ledger::{Ledger, LedgerOptions, Pricing, Sink};
-use crate::pool::Pool;
 use crate::pool::account::{Account, Source};
 use crate::pool::limits::Reserves;
+use crate::pool::{Pool, poll_while_watched};
 use crate::{listener, relay, upstream};
 
 /// Everything a request needs, shared by all requests.
@@ -197,7 +197,7 @@ pub struct Server {
     engine: Arc<Engine>,
     tasks: JoinSet<()>,
     /// Background work that stops at its next pause when `stop` says so, and is waited
-    /// for: a token refresh under way is finished, not cut.
+    /// for: a token refresh or a usage poll under way is finished, not cut.
     background: JoinSet<()>,
     stop: watch::Sender<bool>,
     /// `connections` from the config, with `max` fitted to the open-file limit.
@@ -242,6 +242,15 @@ impl Server {
                 background.spawn(keep_fresh(credential.clone(), stopped(stop.subscribe())));
             }
         }
+        let accounts = {
+            let engine = engine.clone();
+            move || engine.pool.accounts().to_vec()
+        };
+        background.spawn(poll_while_watched(
+            accounts,
+            engine.pool.status_watchers(),
+            stopped(stop.subscribe()),
+        ));
         Ok(Server {
             listener,
             engine,

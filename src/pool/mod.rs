@@ -17,7 +17,8 @@
 //! quota 429s, failures) and asks again, excluding the accounts it tried, until one
 //! answers or none is left. Usage figures come from the headers of every answer; an
 //! account whose figures are older than its `poll_interval` is polled in the background
-//! at Anthropic's usage endpoint ([`poll`]).
+//! at Anthropic's usage endpoint ([`poll`]): when a request for its pool comes, and
+//! continuously while the status is watched ([`Pool::watch_status`]).
 
 pub mod account;
 pub mod limits;
@@ -33,7 +34,7 @@ use crate::config::{PoolConfig, Strategy, Target};
 use account::{Account, AccountStatus};
 use limits::{Availability, least_used_score};
 
-pub use poll::poll_if_stale;
+pub use poll::{StatusWatch, StatusWatchers, poll_if_stale, poll_while_watched};
 
 /// What [`Pool::choose`] found.
 pub enum Choice {
@@ -70,6 +71,8 @@ pub struct Pool {
     last_sweep: AtomicI64,
     /// [`MAX_SESSIONS`], smaller in tests.
     max_sessions: usize,
+    /// Who watches the status: while anyone does, idle accounts are polled.
+    watchers: StatusWatchers,
 }
 
 impl Pool {
@@ -81,7 +84,20 @@ impl Pool {
             sessions: Mutex::new(HashMap::new()),
             last_sweep: AtomicI64::new(0),
             max_sessions: MAX_SESSIONS,
+            watchers: StatusWatchers::default(),
         }
+    }
+
+    /// Marks the status as watched (a dashboard or tray showing live meters) until the
+    /// guard is dropped: meanwhile [`poll_while_watched`] keeps idle accounts' usage
+    /// figures within their `poll_interval`.
+    pub fn watch_status(&self) -> StatusWatch {
+        self.watchers.watch()
+    }
+
+    /// The watcher count [`Pool::watch_status`] feeds, for [`poll_while_watched`].
+    pub fn status_watchers(&self) -> StatusWatchers {
+        self.watchers.clone()
     }
 
     pub fn accounts(&self) -> &[Arc<Account>] {
