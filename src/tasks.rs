@@ -7,6 +7,12 @@
 //! (or a [`JoinSet`] that one owns), and `clippy.toml` refuses `tokio::spawn` with the
 //! reason. Per-request work runs inside the request's own future, not in a task.
 //!
+//! Two kinds of task: most are stopped where they are at shutdown ([`Tasks::spawn`]: a
+//! file watcher, a usage poll); a task whose work must not be cut in the middle (a
+//! token refresh: cut after the token endpoint rotated the login, the new tokens would
+//! be lost) is told to stop and waited for ([`Tasks::spawn_graceful`]): it watches
+//! [`Tasks::stopping`] between two pieces of work.
+//!
 //! **Poisoned locks are recovered, not propagated.** Every `std::sync::Mutex` and
 //! `RwLock` in Carpool guards plain data that is whole between any two statements (a
 //! map, counters, a token state): no code holding one leaves it half-updated across a
@@ -19,17 +25,49 @@
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 
 /// A set of background tasks that is stopped and waited for as one.
-#[derive(Default)]
 pub struct Tasks {
     set: Mutex<JoinSet<()>>,
+    /// Tasks that finish their current piece of work when told to stop.
+    graceful: Mutex<JoinSet<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Default for Tasks {
+    fn default() -> Self {
+        Tasks {
+            set: Mutex::default(),
+            graceful: Mutex::default(),
+            stop: watch::Sender::new(false),
+        }
+    }
 }
 
 impl Tasks {
     pub fn new() -> Tasks {
         Tasks::default()
+    }
+
+    /// Starts `task`, which must end soon after [`Tasks::stopping`] completes; shutdown
+    /// waits for it instead of cutting it.
+    pub fn spawn_graceful<F>(&self, task: F) -> AbortHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut set = lock(&self.graceful);
+        while set.try_join_next().is_some() {}
+        set.spawn(task)
+    }
+
+    /// Completes when shutdown begins (at once if it has).
+    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.subscribe();
+        async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }
     }
 
     /// Starts `task` in this set (on the current tokio runtime). The handle stops it
@@ -55,16 +93,24 @@ impl Tasks {
 
     /// How many tasks are running (or finished and not yet reaped).
     pub fn len(&self) -> usize {
-        lock(&self.set).len()
+        lock(&self.set).len() + lock(&self.graceful).len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Stops every task and waits until all have ended. Tasks spawned meanwhile are
-    /// stopped too.
+    /// Tells the graceful tasks to stop and waits for them, then stops every other task
+    /// and waits until all have ended. Tasks spawned meanwhile are stopped too.
     pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        loop {
+            let mut graceful = std::mem::take(&mut *lock(&self.graceful));
+            if graceful.is_empty() {
+                break;
+            }
+            while graceful.join_next().await.is_some() {}
+        }
         loop {
             let mut set = std::mem::take(&mut *lock(&self.set));
             if set.is_empty() {
@@ -121,6 +167,28 @@ mod tests {
             "all stopped before it returned"
         );
         assert!(tasks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn graceful_tasks_finish_their_work_before_the_others_are_cut() {
+        let tasks = Tasks::new();
+        let finished = Arc::new(AtomicUsize::new(0));
+        let stopping = tasks.stopping();
+        let done = finished.clone();
+        tasks.spawn_graceful(async move {
+            stopping.await;
+            // The piece of work under way when shutdown came.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            done.fetch_add(1, Ordering::SeqCst);
+        });
+        tasks.spawn(std::future::pending());
+        tasks.shutdown().await;
+        assert_eq!(finished.load(Ordering::SeqCst), 1, "waited for, not cut");
+        assert!(tasks.is_empty());
+        // After shutdown, `stopping` is already complete.
+        tokio::time::timeout(std::time::Duration::from_secs(1), tasks.stopping())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The Claude Code credentials file as a source: refresh before expiry and after a 401,
 //! single flight, adopting tokens the official CLI rotated, failures and their backoff,
-//! and watching the file appear, change and disappear.
+//! the background timer that refreshes idle logins, and watching the file appear,
+//! change and disappear.
 
 mod common;
 
@@ -121,7 +122,9 @@ async fn tokens_rotated_by_the_official_cli_are_adopted_instead_of_refreshing() 
     );
     let carpool = setup.start().await;
 
-    // Claude Code on this machine refreshed: new tokens in the file.
+    // Claude Code on this machine refreshed: new tokens in the file. (Nothing has run
+    // in the server yet on this single-threaded runtime: whichever comes first, the
+    // refresh timer or the request, reads the file again before refreshing.)
     write_credentials(
         &setup.cred_path,
         ACCESS,
@@ -263,6 +266,117 @@ async fn a_failed_refresh_backs_off_then_recovers() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(ask(&carpool, false).await.status(), 200);
     assert_eq!(setup.mock.refreshes(), 2);
+    carpool.shutdown().await;
+}
+
+/// Nobody uses the account: its token is refreshed all the same, one minute before it
+/// expires, and saved; the next request finds it fresh.
+#[tokio::test]
+async fn an_idle_token_is_refreshed_ahead_of_expiry_and_written_back() {
+    let setup = Setup::without_file().await;
+    // Enters the one-minute refresh margin three seconds from now.
+    write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() + 63_000);
+    let carpool = setup.start().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(setup.mock.refreshes(), 0, "not before the margin");
+
+    assert!(
+        eventually(10, || async { setup.mock.refreshes() == 1 }).await,
+        "refreshed with no request"
+    );
+    let (new_access, new_refresh) = setup.mock.last_issued().unwrap();
+    assert!(
+        eventually(5, || async {
+            file_json(&setup)["claudeAiOauth"]["refreshToken"] == new_refresh.as_str()
+        })
+        .await,
+        "written back"
+    );
+    let doc = file_json(&setup);
+    assert_eq!(doc["claudeAiOauth"]["accessToken"], new_access.as_str());
+    assert_eq!(
+        doc["claudeAiOauth"]["rateLimitTier"],
+        "default_claude_max_20x"
+    );
+    assert_eq!(doc["mcpOAuth"]["github"]["accessToken"], "mcp-keep-me");
+    assert!(setup.mock.requests().is_empty(), "no request was made");
+
+    // One refresh per expiry: the new token lasts eight hours.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(setup.mock.refreshes(), 1);
+    assert_eq!(ask(&carpool, false).await.status(), 200);
+    assert_eq!(setup.mock.refreshes(), 1);
+    assert_eq!(
+        setup.mock.requests()[0].headers["authorization"],
+        format!("Bearer {new_access}")
+    );
+    carpool.shutdown().await;
+}
+
+/// The timer shares the requests' back-off: a failing token endpoint sees one attempt
+/// per back-off step (2 s, then 4 s), however many requests come meanwhile.
+#[tokio::test]
+async fn a_failing_token_endpoint_is_not_stormed_by_the_timer_and_requests() {
+    let setup = Setup::without_file().await;
+    write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() - 1000);
+    setup.mock.set_token_default(TokenReply::ServerError);
+    let before = std::fs::read(&setup.cred_path).unwrap();
+    let carpool = setup.start().await;
+
+    // The first attempt at once, the second after 2 s.
+    assert!(eventually(5, || async { setup.mock.refreshes() == 2 }).await);
+    for _ in 0..5 {
+        assert_eq!(ask(&carpool, false).await.status(), 503);
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(setup.mock.refreshes(), 2, "the 4 s back-off holds");
+    assert!(
+        eventually(5, || async { setup.mock.refreshes() == 3 }).await,
+        "then the timer tries again"
+    );
+    assert_eq!(std::fs::read(&setup.cred_path).unwrap(), before);
+    carpool.shutdown().await;
+}
+
+/// A login the token endpoint refused for good is not tried again by the timer either;
+/// the next login in the file is refreshed without waiting for a request.
+#[tokio::test]
+async fn the_timer_leaves_a_refused_login_alone_until_a_new_one_comes() {
+    let setup = Setup::without_file().await;
+    write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() - 1000);
+    setup.mock.set_token_default(TokenReply::InvalidGrant);
+    let carpool = setup.start().await;
+
+    assert!(eventually(5, || async { setup.mock.refreshes() == 1 }).await);
+    let credential = first_credential(&carpool);
+    assert!(
+        matches!(credential.status(), carpool::credentials::Status::LoginExpired(r) if r.contains("invalid_grant"))
+    );
+    // Longer than the first back-off: a passing failure would have been retried.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(setup.mock.refreshes(), 1, "no second try with a dead token");
+
+    // The owner logs in again; that login is about to expire too.
+    setup.mock.set_token_default(TokenReply::Ok {
+        delay: Duration::ZERO,
+    });
+    write_credentials(
+        &setup.cred_path,
+        NEW_LOGIN_ACCESS,
+        NEW_LOGIN_REFRESH,
+        now_ms() + 30_000,
+    );
+    assert!(eventually(10, || async { setup.mock.refreshes() == 2 }).await);
+    let sent = setup.mock.state.refresh_bodies.lock().unwrap()[1].clone();
+    assert_eq!(sent["refresh_token"], NEW_LOGIN_REFRESH);
+    let (_, rotated) = setup.mock.last_issued().unwrap();
+    assert!(
+        eventually(5, || async {
+            file_json(&setup)["claudeAiOauth"]["refreshToken"] == rotated.as_str()
+        })
+        .await
+    );
+    assert_eq!(credential.status(), carpool::credentials::Status::Ready);
     carpool.shutdown().await;
 }
 
@@ -672,7 +786,14 @@ async fn a_login_written_while_refreshing_is_never_overwritten_and_is_used() {
 #[tokio::test]
 async fn expired_tokens_written_while_refreshing_are_adopted_and_refreshed_next() {
     let setup = Setup::without_file().await;
-    write_credentials(&setup.cred_path, ACCESS, REFRESH, now_ms() - 1000);
+    // Valid by the clock, so the refresh timer leaves it alone, but revoked upstream:
+    // the request's 401 makes it the one refreshing.
+    write_credentials(
+        &setup.cred_path,
+        "sk-ant-oat01-revoked",
+        REFRESH,
+        now_ms() + 8 * HOUR_MS,
+    );
     setup.mock.set_token_default(TokenReply::Held);
     let carpool = setup.start().await;
 
@@ -699,7 +820,8 @@ async fn expired_tokens_written_while_refreshing_are_adopted_and_refreshed_next(
     assert!(!message.contains("sk-ant-"), "{message}");
     assert_eq!(std::fs::read(&setup.cred_path).unwrap(), written);
 
-    // The next request refreshes the file's login, not ours.
+    // The next refresh (the next request's, or the timer's if it comes first) is of the
+    // file's login, not ours.
     let (status, message) = error_message(ask(&carpool, false).await).await;
     assert_eq!(status, 200, "{message}");
     assert_eq!(setup.mock.refreshes(), 2);

@@ -1,6 +1,7 @@
 //! Several accounts behind one Carpool: strategies, sticky sessions, reserves (from the
 //! rate-limit headers and from the usage endpoint), failover the client does not notice,
-//! everything exhausted, API keys in the same pool, and outbound proxies.
+//! everything exhausted, API keys in the same pool, outbound proxies, and idle accounts'
+//! usage polled while the status is watched.
 
 mod common;
 
@@ -537,5 +538,60 @@ async fn repeated_failures_open_the_circuit_and_traffic_goes_elsewhere() {
         ok(&carpool, None).await;
     }
     assert_eq!(fleet.served(), [3, 8]);
+    carpool.shutdown().await;
+}
+
+/// The dashboard's and tray's live meters: with no traffic at all, idle accounts' usage
+/// is polled at their `poll_interval` while something watches the status, and not at
+/// all when nothing does.
+#[tokio::test]
+async fn idle_accounts_are_polled_only_while_the_status_is_watched() {
+    let fleet =
+        Fleet::with_api_keys(3, json!({"type": "balancer", "poll_interval": "1s"}), &[2]).await;
+    let resets = jiff::Timestamp::from_second(unix_now() + 86_400)
+        .unwrap()
+        .to_string();
+    for (i, mock) in fleet.mocks.iter().enumerate() {
+        mock.set_usage(
+            200,
+            json!({
+                "five_hour": {"utilization": 10.0, "resets_at": resets},
+                "seven_day": {"utilization": 30.0 + i as f64, "resets_at": resets},
+            }),
+            &[],
+        );
+    }
+    let carpool = fleet.start().await;
+    let polls = || fleet.mocks.iter().map(Mock::polls).collect::<Vec<_>>();
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(polls(), [0, 0, 0], "nobody watches: nobody is asked");
+
+    let watch = carpool.engine.watch_status();
+    assert!(
+        eventually(3, || async {
+            account_status(&carpool, "a1")["weekly"]["percent"] == 31
+        })
+        .await,
+        "the meters fill in without a request: {}",
+        account_status(&carpool, "a1")
+    );
+    assert_eq!(account_status(&carpool, "a0")["weekly"]["percent"], 30);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // About 6 s watched; figures count as older than 1 s after 2 whole seconds.
+    let watched = polls();
+    assert!(
+        watched[..2].iter().all(|n| (2..=5).contains(n)),
+        "{watched:?}"
+    );
+    assert_eq!(watched[2], 0, "an API key has no usage endpoint");
+
+    drop(watch);
+    // A poll under way when the last watcher left may still arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = polls();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(polls(), after, "no poll once nobody watches");
+    assert_eq!(fleet.served(), [0, 0, 0], "not one request");
     carpool.shutdown().await;
 }

@@ -35,15 +35,20 @@
 //!   the write failed) are used from memory and saved, under the same comparison, when
 //!   the watcher next reads the file;
 //! * refresh happens one minute before expiry, the margin the official CLI uses, so a
-//!   running `claude` on this machine usually refreshes first and Carpool just follows;
+//!   running `claude` on this machine usually refreshes first and Carpool just follows.
+//!   It happens even when no request comes: a timer per login ([`keep_fresh`]) refreshes
+//!   an idle account's token through the same single flight, so an idle account is
+//!   never found expired and a request and the timer never refresh twice;
 //! * a failed refresh makes the credential unavailable with a reason, leaves the file
-//!   alone and is retried with exponential backoff; `invalid_grant` is final until the file
-//!   changes (a new login).
+//!   alone and is retried with exponential backoff (by the next request or the timer,
+//!   whichever comes first after it); `invalid_grant` is final until the file changes (a
+//!   new login), and the timer does not try again before that either.
 //!
 //! Reasons and errors name files and directories, never token values.
 
 mod file;
 pub mod oauth;
+mod timer;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +59,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::secret::Secret;
 pub use file::{FileRead, OAuthTokens};
 use file::{Reader, Saved, Snapshot};
+pub use timer::keep_fresh;
 pub use watch::spawn_watcher;
 
 /// Refresh this long before `expiresAt`.
@@ -309,6 +315,40 @@ impl Credential {
             .flatten()
             .min()
             .map(|at| at.saturating_duration_since(now))
+    }
+
+    /// How long until the background timer ([`keep_fresh`]) should refresh the token:
+    /// when it enters the refresh margin, or after the back-off of a failed refresh,
+    /// whichever is later; zero when that is now. `None` while no refresh can succeed
+    /// without something else happening first: no loaded login, no known expiry, no
+    /// refresh token, a failure only a new login fixes, a directory that refuses the
+    /// save (the watcher checks it again), or a read error (the watcher reads again).
+    /// Agrees with [`Credential::access_token`]: whenever this is zero, a request would
+    /// refresh too.
+    fn refresh_due(&self) -> Option<Duration> {
+        let state = self.state.read().expect("credential state lock");
+        let FileRead::Loaded(tokens) = &state.current else {
+            return None;
+        };
+        if tokens.expires_at_ms == 0
+            || tokens.refresh.is_empty()
+            || state.read_error.is_some()
+            || state.unsaveable.is_some()
+        {
+            return None;
+        }
+        let until_margin = tokens
+            .expires_at_ms
+            .saturating_sub(REFRESH_MARGIN_MS)
+            .saturating_sub(now_ms());
+        let mut due = Duration::from_millis(u64::try_from(until_margin).unwrap_or(0));
+        if let Some(failure) = &state.failure {
+            if failure.terminal {
+                return None;
+            }
+            due = due.max(failure.retry_at.saturating_duration_since(Instant::now()));
+        }
+        Some(due)
     }
 
     /// `Err`: the reason of a passing read error.
@@ -928,6 +968,68 @@ mod tests {
         cred.reload();
         assert_eq!(cred.status(), Status::Ready);
         assert_eq!(cred.needs_attention(), None);
+    }
+
+    /// When the background timer refreshes: at the margin, after a back-off, and never
+    /// while only the owner (or the watcher) can make a refresh succeed.
+    #[test]
+    fn the_timer_is_due_at_the_margin_and_waits_for_what_it_cannot_fix() {
+        let fs = file::fs_reader;
+        let due = |expires_at_ms: i64| {
+            let (_dir, path) = login_file("a", expires_at_ms);
+            credential(&path, fs()).refresh_due()
+        };
+        let fresh = due(now_ms() + HOUR_MS).unwrap();
+        let expected = Duration::from_millis((HOUR_MS - REFRESH_MARGIN_MS) as u64);
+        assert!(
+            fresh <= expected && fresh > expected - Duration::from_secs(60),
+            "{fresh:?}"
+        );
+        assert_eq!(due(now_ms() + REFRESH_MARGIN_MS / 2), Some(Duration::ZERO));
+        assert_eq!(due(now_ms() - 1000), Some(Duration::ZERO));
+        assert_eq!(due(0), None, "no expiry known");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        assert_eq!(credential(&path, fs()).refresh_due(), None, "no file");
+        write_login(&path, "sk-ant-oat01-a", "", now_ms() - 1000);
+        assert_eq!(
+            credential(&path, fs()).refresh_due(),
+            None,
+            "no refresh token"
+        );
+        let failures = Arc::new(AtomicUsize::new(1));
+        write_login(&path, "sk-ant-oat01-a", "sk-ant-ort01-a", now_ms() - 1000);
+        let unreadable = credential(&path, flaky(&failures));
+        assert_eq!(
+            unreadable.refresh_due(),
+            None,
+            "the watcher reads again first"
+        );
+
+        let cred = credential(&path, fs());
+        let failed = |terminal: bool, wait: Duration| {
+            cred.state.write().unwrap().failure = Some(RefreshFailure {
+                reason: "refreshing its OAuth token failed".into(),
+                terminal,
+                retry_at: Instant::now() + wait,
+                attempts: 1,
+                refresh_token: Secret::new("sk-ant-ort01-a"),
+            });
+        };
+        failed(false, Duration::from_secs(30));
+        let backoff = cred.refresh_due().unwrap();
+        assert!(
+            backoff > Duration::from_secs(29) && backoff <= Duration::from_secs(30),
+            "{backoff:?}"
+        );
+        failed(false, Duration::ZERO);
+        assert_eq!(cred.refresh_due(), Some(Duration::ZERO), "back-off over");
+        failed(true, Duration::ZERO);
+        assert_eq!(cred.refresh_due(), None, "invalid_grant: a new login first");
+        cred.state.write().unwrap().failure = None;
+        cred.state.write().unwrap().unsaveable = Some("cannot create files".into());
+        assert_eq!(cred.refresh_due(), None, "the watcher probes the directory");
     }
 
     fn refreshed(access: &str, refresh: &str) -> oauth::Refreshed {

@@ -379,11 +379,11 @@ impl Engine {
         self.current.replace(state);
         // Watchers follow the accounts: stopped for those gone, (re)started for the new
         // objects. An account kept as it was keeps its watcher.
-        watchers.retain(|tag, handle| {
+        watchers.retain(|tag, watched| {
             let kept = built.accounts.iter().any(|a| a.tag == *tag)
                 && !built.fresh.iter().any(|a| a.tag == *tag);
             if !kept {
-                handle.abort();
+                watched.stop();
             }
             kept
         });

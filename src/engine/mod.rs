@@ -17,17 +17,17 @@ use std::sync::Mutex;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::auth::Users;
 use crate::config::{AccountTag, Config, Connections};
-use crate::credentials::spawn_watcher;
+use crate::credentials::{keep_fresh, spawn_watcher};
 use crate::ledger::ccm::{CcmFile, run_saver};
 use crate::ledger::store::StoreError;
 use crate::ledger::{Ledger, LedgerOptions, Pricing, Recorder, Sink};
-use crate::pool::Pool;
 use crate::pool::account::{Account, Source};
+use crate::pool::{Pool, StatusWatch, StatusWatchers, poll_while_watched};
 use crate::state::Current;
 use crate::tasks::{Tasks, lock};
 
@@ -47,9 +47,12 @@ pub struct Engine {
     pub ccm_files: Vec<Arc<CcmFile>>,
     /// Extra CA certificates for upstream HTTPS, read once at start (`ca_file`).
     roots: Vec<reqwest::Certificate>,
-    /// Each OAuth account's credentials watcher, to stop it when a reload removes or
+    /// Each OAuth account's background work, to stop it when a reload removes or
     /// replaces the account. Also serialises reloads.
-    watchers: Mutex<HashMap<AccountTag, AbortHandle>>,
+    watchers: Mutex<HashMap<AccountTag, Watched>>,
+    /// Who watches the status (the dashboard, the tray): while anyone does, idle
+    /// accounts' usage is polled ([`poll_while_watched`]). Outlives reloads.
+    status_watchers: StatusWatchers,
     /// Where a reload that changes `listen` sends the new listener, while a server runs.
     rebind: Mutex<Option<mpsc::UnboundedSender<TcpListener>>>,
 }
@@ -156,26 +159,55 @@ impl Engine {
             ccm_files,
             roots,
             watchers: Mutex::new(HashMap::new()),
+            status_watchers: StatusWatchers::default(),
             rebind: Mutex::new(None),
         })
     }
 
-    /// Starts watching every OAuth account's credentials file. Needs a tokio runtime.
+    /// Starts the background work: each OAuth account's credentials watcher and refresh
+    /// timer, and the usage polls while the status is watched. Needs a tokio runtime.
     pub fn start(&self) {
         let state = self.state();
         let mut watchers = lock(&self.watchers);
         for account in state.pool.accounts() {
             self.watch_account(account, &mut watchers);
         }
+        let current = self.current.clone();
+        self.tasks().spawn_graceful(poll_while_watched(
+            move || current.state().pool.accounts().to_vec(),
+            self.status_watchers.clone(),
+            self.tasks().stopping(),
+        ));
     }
 
-    fn watch_account(&self, account: &Account, watchers: &mut HashMap<AccountTag, AbortHandle>) {
-        if let Source::OAuth(credential) = &account.source {
-            let credential = credential.clone();
-            let handle = self.tasks().with(|set| spawn_watcher(credential, set));
-            if let Some(old) = watchers.insert(account.tag.clone(), handle) {
-                old.abort();
+    /// Marks the status as watched (live meters on a screen) until the guard is dropped:
+    /// meanwhile idle accounts' usage figures are kept within their `poll_interval`.
+    pub fn watch_status(&self) -> StatusWatch {
+        self.status_watchers.watch()
+    }
+
+    /// Starts an OAuth account's credentials watcher and its refresh timer (ahead of
+    /// expiry, with no request needed), replacing any it had.
+    fn watch_account(&self, account: &Account, watchers: &mut HashMap<AccountTag, Watched>) {
+        let Source::OAuth(credential) = &account.source else {
+            return;
+        };
+        let watcher = self
+            .tasks()
+            .with(|set| spawn_watcher(credential.clone(), set));
+        // The timer is told to stop, never cut: a refresh under way is finished.
+        let (stop, mut stopped) = watch::channel(false);
+        let shutdown = self.tasks().stopping();
+        let until = async move {
+            tokio::select! {
+                () = shutdown => {}
+                _ = stopped.wait_for(|s| *s) => {}
             }
+        };
+        self.tasks()
+            .spawn_graceful(keep_fresh(credential.clone(), until));
+        if let Some(old) = watchers.insert(account.tag.clone(), Watched { watcher, stop }) {
+            old.stop();
         }
     }
 
@@ -196,6 +228,19 @@ pub fn router(engine: &Engine) -> Router {
 
 /// sing-box saves its usage file at most once a minute; so does Carpool.
 const CCM_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// An OAuth account's background work: its credentials watcher and refresh timer.
+struct Watched {
+    watcher: AbortHandle,
+    stop: watch::Sender<bool>,
+}
+
+impl Watched {
+    fn stop(&self) {
+        self.watcher.abort();
+        self.stop.send_replace(true);
+    }
+}
 
 /// Says so when Carpool listens beyond this machine over plain HTTP.
 fn warn_if_exposed(addr: SocketAddr) {
@@ -346,6 +391,7 @@ impl RunningServer {
     }
 }
 
+/// Completes once `stop` turns true (or its sender is gone).
 /// Completes on Ctrl-C, or SIGTERM on Unix.
 ///
 /// The handlers are installed when this is called, not when the future is first polled:

@@ -17,7 +17,8 @@
 //! quota 429s, failures) and asks again, excluding the accounts it tried, until one
 //! answers or none is left. Usage figures come from the headers of every answer; an
 //! account whose figures are older than its `poll_interval` is polled in the background
-//! at Anthropic's usage endpoint ([`poll`]).
+//! at Anthropic's usage endpoint ([`poll`]): when a request for its pool comes, and
+//! continuously while the status is watched ([`StatusWatchers`]).
 
 pub mod account;
 pub mod limits;
@@ -32,7 +33,7 @@ use crate::config::{AccountTag, PoolConfig, PoolTag, Strategy, Target};
 use account::Account;
 use limits::{Availability, least_used_score};
 
-pub use poll::poll_if_stale;
+pub use poll::{StatusWatch, StatusWatchers, poll_if_stale, poll_while_watched};
 pub use status::PoolStatus;
 use status::PoolSummary;
 
