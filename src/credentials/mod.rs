@@ -57,6 +57,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::secret::Secret;
+use crate::tasks::{read, write};
 pub use file::{FileRead, OAuthTokens};
 use file::{Reader, Saved, Snapshot};
 pub use timer::keep_fresh;
@@ -240,7 +241,7 @@ impl Credential {
     }
 
     pub fn status(&self) -> Status {
-        status_of(&self.state.read().expect("credential state lock"))
+        status_of(&read(&self.state))
     }
 
     /// Why the login cannot be used until someone acts (file missing, invalid or
@@ -248,7 +249,7 @@ impl Credential {
     /// words for its owner; `None` when it can be used or may recover by itself (a
     /// refresh that failed for a passing reason is retried on the next request).
     pub fn needs_attention(&self) -> Option<String> {
-        let state = self.state.read().expect("credential state lock");
+        let state = read(&self.state);
         match &state.current {
             FileRead::Missing => Some(match &state.read_error {
                 Some(r) => self.unavailable(self.unreadable(r)).reason,
@@ -277,7 +278,7 @@ impl Credential {
 
     /// The login's plan: `subscriptionType` and `rateLimitTier` from the file.
     pub fn plan(&self) -> (Option<String>, Option<String>) {
-        match &self.state.read().expect("credential state lock").current {
+        match &read(&self.state).current {
             FileRead::Loaded(t) => (t.subscription_type.clone(), t.rate_limit_tier.clone()),
             _ => (None, None),
         }
@@ -301,7 +302,7 @@ impl Credential {
     /// passing read error, refreshed tokens not saved yet, or a directory that refused
     /// the write probe. `None`: only when the file changes.
     pub fn next_retry(&self) -> Option<Duration> {
-        let state = self.state.read().expect("credential state lock");
+        let state = read(&self.state);
         let now = Instant::now();
         let read = state.read_error.as_ref().map(|r| r.at);
         let save = state
@@ -326,7 +327,7 @@ impl Credential {
     /// Agrees with [`Credential::access_token`]: whenever this is zero, a request would
     /// refresh too.
     fn refresh_due(&self) -> Option<Duration> {
-        let state = self.state.read().expect("credential state lock");
+        let state = read(&self.state);
         let FileRead::Loaded(tokens) = &state.current else {
             return None;
         };
@@ -356,7 +357,7 @@ impl Credential {
         let snapshot = match file::read_with(&self.path, &*self.reader) {
             Ok(s) => s,
             Err(reason) => {
-                let mut state = self.state.write().expect("credential state lock");
+                let mut state = write(&self.state);
                 self.note_read_error(&mut state, reason.clone());
                 return Err(reason);
             }
@@ -369,7 +370,7 @@ impl Credential {
             self.refresh_lock.try_lock().ok()
         };
         let may_save = holding_refresh_lock || guard.is_some();
-        let mut state = self.state.write().expect("credential state lock");
+        let mut state = write(&self.state);
         if state.read_error.take().is_some() {
             tracing::info!(credential = %self.tag, "the credentials file can be read again");
         }
@@ -516,7 +517,7 @@ impl Credential {
         }
 
         let (tokens, baseline) = {
-            let state = self.state.read().expect("credential state lock");
+            let state = read(&self.state);
             let tokens = match &state.current {
                 FileRead::Missing => return Err(self.missing()),
                 FileRead::Invalid(reason) => {
@@ -557,7 +558,7 @@ impl Credential {
         }
         if let Err((dir, e)) = file::check_saveable(&self.path) {
             let why = unsaveable_reason(&dir, &e);
-            let mut state = self.state.write().expect("credential state lock");
+            let mut state = write(&self.state);
             if state.unsaveable.is_none() {
                 tracing::error!(credential = %self.tag, "not refreshing the OAuth token: {why}");
             }
@@ -565,10 +566,7 @@ impl Credential {
             drop(state);
             return still_valid(&tokens, rejected).ok_or_else(|| self.unavailable(why));
         }
-        self.state
-            .write()
-            .expect("credential state lock")
-            .unsaveable = None;
+        write(&self.state).unsaveable = None;
 
         match oauth::refresh(&self.http, &self.token_url, &tokens.refresh).await {
             Ok(new) => self.store_refreshed(&tokens, baseline, new, rejected).await,
@@ -583,7 +581,7 @@ impl Credential {
     }
 
     fn usable_token(&self, rejected: Option<&Secret>) -> Option<Secret> {
-        let state = self.state.read().expect("credential state lock");
+        let state = read(&self.state);
         match &state.current {
             FileRead::Loaded(t)
                 if Some(&t.access) != rejected
@@ -598,7 +596,7 @@ impl Credential {
 
     /// The token in use if it has not expired (even inside the refresh margin).
     fn current_still_valid(&self, rejected: Option<&Secret>) -> Option<Secret> {
-        match &self.state.read().expect("credential state lock").current {
+        match &read(&self.state).current {
             FileRead::Loaded(t) => still_valid(t, rejected),
             _ => None,
         }
@@ -623,7 +621,7 @@ impl Credential {
             rate_limit_tier: old.rate_limit_tier.clone(),
         };
         {
-            let mut state = self.state.write().expect("credential state lock");
+            let mut state = write(&self.state);
             state.current = FileRead::Loaded(tokens.clone());
             state.failure = None;
             state.pending = Some(Pending {
@@ -665,7 +663,7 @@ impl Credential {
         tokens: &OAuthTokens,
         error: &oauth::RefreshError,
     ) -> Option<Duration> {
-        let mut state = self.state.write().expect("credential state lock");
+        let mut state = write(&self.state);
         let attempts = state.failure.as_ref().map_or(0, |f| f.attempts) + 1;
         let terminal = error.is_terminal();
         let backoff = BACKOFF_BASE

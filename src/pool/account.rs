@@ -21,6 +21,7 @@ use super::status::{AccountKind, AccountState, AccountStatus, RecentUse, WindowS
 use crate::config::AccountTag;
 use crate::credentials::{Credential, Unavailable};
 use crate::secret::Secret;
+use crate::tasks::lock;
 use crate::upstream::UpstreamAuth;
 
 pub enum Source {
@@ -123,7 +124,7 @@ impl Account {
 
     /// Its reserves and poll interval as the config last set them.
     pub fn settings(&self) -> Settings {
-        *self.settings.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.settings)
     }
 
     pub fn reserves(&self) -> Reserves {
@@ -133,7 +134,7 @@ impl Account {
     /// A config reload changed its reserves or poll interval: they apply from the next
     /// request on, and everything Carpool learnt about the account stays.
     pub fn update_settings(&self, settings: Settings) {
-        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings;
+        *lock(&self.settings) = settings;
     }
 
     /// What this account knows that is worth keeping when a reload replaces it by a new
@@ -141,16 +142,8 @@ impl Account {
     /// state, the last hour's counters, a quarantine.
     pub fn inherit(&self, from: &Account) {
         *self.limits() = from.limits().clone();
-        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) = from
-            .recent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        *self.quarantine.lock().unwrap_or_else(|e| e.into_inner()) = from
-            .quarantine
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        *lock(&self.recent) = lock(&from.recent).clone();
+        *lock(&self.quarantine) = lock(&from.quarantine).clone();
     }
 
     /// Which login the account uses: [`Credential::generation`] for an OAuth account,
@@ -169,7 +162,7 @@ impl Account {
         if generation != self.credential_generation() {
             return;
         }
-        let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        let mut quarantine = lock(&self.quarantine);
         if quarantine
             .as_ref()
             .is_some_and(|q| q.generation == generation)
@@ -192,7 +185,7 @@ impl Account {
     /// The reason and since when the account is quarantined; lifts a quarantine whose
     /// login has been replaced.
     fn quarantined(&self) -> Option<(String, i64)> {
-        let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        let mut quarantine = lock(&self.quarantine);
         let q = quarantine.as_ref()?;
         if q.generation != self.credential_generation() {
             tracing::info!(account = %self.tag, "the credentials changed; the disabled account is tried again");
@@ -205,12 +198,7 @@ impl Account {
     /// Ends a quarantine (for the management API: the owner says the account is back).
     /// Returns whether there was one.
     pub fn clear_quarantine(&self) -> bool {
-        let cleared = self
-            .quarantine
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .is_some();
+        let cleared = lock(&self.quarantine).take().is_some();
         if cleared {
             tracing::info!(account = %self.tag, "quarantine cleared by its owner");
         }
@@ -260,8 +248,8 @@ impl Account {
     }
 
     pub fn limits(&self) -> MutexGuard<'_, LimitState> {
-        // The state is plain numbers: a panic elsewhere cannot leave it half-updated.
-        self.limits.lock().unwrap_or_else(|e| e.into_inner())
+        // Plain numbers: see the lock policy in `crate::tasks`.
+        lock(&self.limits)
     }
 
     /// Whether it can take a request now. A change of state is logged once, so the
@@ -282,7 +270,7 @@ impl Account {
     /// The log line for `availability` if its kind differs from the last one seen.
     fn state_change(&self, availability: &Availability, now: i64) -> Option<String> {
         let kind = availability.kind();
-        let mut last = self.logged_state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = lock(&self.logged_state);
         (*last != kind).then(|| {
             *last = kind;
             availability.describe(now)
@@ -311,13 +299,13 @@ impl Account {
 
     /// Counts a finished request for the status snapshot's last hour.
     pub fn note_request(&self, tokens: u64, now: i64) {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut recent = lock(&self.recent);
         recent.add(now / 60, tokens);
     }
 
     /// Requests and tokens in the last 60 minutes.
     pub fn last_hour(&self, now: i64) -> (u64, u64) {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut recent = lock(&self.recent);
         recent.sum(now / 60)
     }
 }

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{AccountTag, PoolConfig, PoolTag, Strategy, Target};
+use crate::tasks::lock;
 use account::Account;
 use limits::{Availability, least_used_score};
 
@@ -93,8 +94,8 @@ impl Sessions {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SessionMap> {
-        // Plain data: a panic while it was held cannot leave it half-updated.
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+        // Plain data: see the lock policy in `crate::tasks`.
+        lock(&self.map)
     }
 }
 

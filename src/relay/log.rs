@@ -22,6 +22,7 @@ use crate::ledger::extract::UsageTap;
 use crate::ledger::{Recorder, Usage, UsageRecord, context_window};
 use crate::pool::account::Account;
 use crate::protocol::Peek;
+use crate::tasks::lock;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +217,7 @@ impl RefusalLog {
     /// of a minute after one with lines left out says how many.
     fn admit(&self, now: i64) -> bool {
         let minute = now.div_euclid(60);
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         let (current, _, left_out) = &mut *state;
         if *current != minute {
             if *left_out > 0 {
