@@ -228,8 +228,13 @@ impl fmt::Display for Changes {
             parts.push(format!("{} changed", self.settings.join(", ")));
         }
         if !self.needs_restart.is_empty() {
+            let verb = if self.needs_restart.len() == 1 {
+                "takes"
+            } else {
+                "take"
+            };
             parts.push(format!(
-                "{} changed but take effect only when Carpool restarts",
+                "{} changed but {verb} effect only when Carpool restarts",
                 self.needs_restart.join(", ")
             ));
         }
@@ -510,7 +515,7 @@ mod tests {
             changes.to_string(),
             "user `carol` added; user `bob` removed; account `c` added; account `b` removed; \
              account `a` changed; pool `team` changed; timeouts changed; \
-             listen changed but take effect only when Carpool restarts"
+             listen changed but takes effect only when Carpool restarts"
         );
     }
 

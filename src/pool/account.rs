@@ -9,7 +9,7 @@
 //! ends by itself: such an account cannot come back by waiting. It ends when the login
 //! changes (an OAuth account's credentials file gets other tokens:
 //! [`Credential::generation`]) or when its owner clears it ([`Account::clear_quarantine`]);
-//! an API-key account stays out until Carpool restarts.
+//! an API-key account stays out until its key changes in the config or Carpool restarts.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -172,7 +172,7 @@ impl Account {
         let until = if self.is_oauth() {
             "its credentials file gets a new login"
         } else {
-            "Carpool restarts"
+            "its key changes in the config or Carpool restarts"
         };
         tracing::error!(account = %self.tag, %reason, "the provider disabled this account; it is not used until {until} or its owner clears it");
         *quarantine = Some(Quarantine {
@@ -234,7 +234,7 @@ impl Account {
             let until = if self.is_oauth() {
                 "log in again (a new credentials file)"
             } else {
-                "restart Carpool"
+                "change its key in the config or restart Carpool"
             };
             return Some(format!(
                 "Claude account `{}` was disabled by the provider (\"{reason}\"); it is left out until its owner clears it or you {until}",
