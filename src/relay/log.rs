@@ -158,24 +158,7 @@ impl RequestContext {
     pub fn take(&mut self) -> RequestContext {
         let disarmed = RequestContext {
             armed: false,
-            started: self.started,
-            at_ms: 0,
-            method: Method::GET,
-            path: String::new(),
-            endpoint: "",
-            recorder: None,
-            user: String::new(),
-            model: String::new(),
-            device: String::new(),
-            session: String::new(),
-            messages: 0,
-            status: 0,
-            bytes: 0,
-            first_byte: None,
-            account: None,
-            tap: None,
-            week_reset: None,
-            outcome: Outcome::ClientClosed,
+            ..RequestContext::start(&Method::GET, "")
         };
         std::mem::replace(self, disarmed)
     }
