@@ -156,10 +156,8 @@ impl RequestContext {
 
     /// Moves the state out (into a response body); `self` will write nothing.
     pub fn take(&mut self) -> RequestContext {
-        let disarmed = RequestContext {
-            armed: false,
-            ..RequestContext::start(&Method::GET, "")
-        };
+        let mut disarmed = RequestContext::start(&Method::GET, "");
+        disarmed.armed = false;
         std::mem::replace(self, disarmed)
     }
 
