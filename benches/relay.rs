@@ -31,8 +31,8 @@ mod mock;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mock::Mock;
@@ -337,7 +337,8 @@ struct Carpool {
     child: Child,
     pid: u32,
     url: String,
-    log: PathBuf,
+    log: Arc<Mutex<LogTail>>,
+    log_reader: std::thread::JoinHandle<()>,
     /// Where callgrind writes its dumps, when Carpool runs under it.
     callgrind: Option<PathBuf>,
 }
@@ -382,19 +383,49 @@ impl Carpool {
         None
     }
 
-    fn stop(mut self) {
+    /// Stops Carpool (SIGTERM: it writes what its ledger holds) and returns what it logged.
+    fn stop(mut self) -> LogTail {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // The log pipe ends with the process.
+        let _ = self.log_reader.join();
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+/// What Carpool logged that the bench reports: warnings and errors, and the last lines.
+#[derive(Default)]
+struct LogTail {
+    lines: usize,
+    warnings: Vec<String>,
+    last: std::collections::VecDeque<String>,
+}
+
+impl LogTail {
+    const KEEP: usize = 20;
+
+    fn push(&mut self, line: String) {
+        self.lines += 1;
+        if (line.contains(" WARN ") || line.contains(" ERROR ")) && self.warnings.len() < Self::KEEP
+        {
+            self.warnings.push(line.clone());
+        }
+        if self.last.len() == Self::KEEP {
+            self.last.pop_front();
+        }
+        self.last.push_back(line);
     }
 }
 
@@ -402,6 +433,7 @@ fn callgrind_control(args: &[&str]) {
     let status = Command::new("callgrind_control")
         .args(args)
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status();
     if !status.as_ref().is_ok_and(|s| s.success()) {
         eprintln!("callgrind_control {args:?} failed: {status:?}");
@@ -481,7 +513,11 @@ async fn scenario(plan: &Plan, carpool: &Carpool, s: Scenario<'_>) -> Outcome {
         })
         .filter(|_| served > 0)
     };
-    let label = format!("{}-{}", label(stream, concurrency).replace(' ', "-"), route.name());
+    let label = format!(
+        "{}-{}",
+        label(stream, concurrency).replace(' ', "-"),
+        route.name()
+    );
     let carpool_ir = if via {
         carpool
             .callgrind_dump(&label)
@@ -527,14 +563,21 @@ fn write_credentials(path: &Path) {
 
 /// Starts `carpool serve` on a generated config (one account: the mock; one user) and
 /// reads its banner for the URL. Its log (the default `info`, one line per request, as
-/// a person running it would have) goes to a file in `dir`.
+/// a person running it would have) goes to a pipe this process reads, as it would to
+/// journald or a terminal.
+///
+/// The credentials file has a directory of its own, as `~/.claude/` is: Carpool watches
+/// that directory, and the ledger's writes next to it would wake the watcher on every
+/// batch, a cost no real setup has.
 fn start_carpool(dir: &Path, mock: &Mock, callgrind: Option<PathBuf>) -> Carpool {
-    let cred_path = dir.join(".credentials.json");
+    let claude = dir.join("claude");
+    std::fs::create_dir_all(&claude).unwrap();
+    let cred_path = claude.join(".credentials.json");
     write_credentials(&cred_path);
     let config = json!({
         "listen": "127.0.0.1",
         "listen_port": 0,
-        "database": dir.join("usage.db"),
+        "database": dir.join("data/usage.db"),
         "credentials": [
             {"tag": "mock", "credential_path": cred_path, "base_url": mock.url(), "token_url": mock.token_url()},
         ],
@@ -550,8 +593,10 @@ fn start_carpool(dir: &Path, mock: &Mock, callgrind: Option<PathBuf>) -> Carpool
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    let bin = std::env::var_os("BENCH_CARPOOL")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_carpool")), PathBuf::from);
+    let bin = std::env::var_os("BENCH_CARPOOL").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_carpool")),
+        PathBuf::from,
+    );
     let mut cmd = match &callgrind {
         Some(out) => {
             std::fs::create_dir_all(out).unwrap();
@@ -567,7 +612,6 @@ fn start_carpool(dir: &Path, mock: &Mock, callgrind: Option<PathBuf>) -> Carpool
         }
         None => Command::new(&bin),
     };
-    let log = dir.join("carpool.log");
     cmd.args(["serve", "--config"])
         .arg(&config_path)
         .env_clear()
@@ -577,11 +621,20 @@ fn start_carpool(dir: &Path, mock: &Mock, callgrind: Option<PathBuf>) -> Carpool
         .env("XDG_DATA_HOME", dir.join(".local/share"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap());
+        .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
     let pid = child.id();
+    let log = Arc::new(Mutex::new(LogTail::default()));
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let sink = log.clone();
+    let log_reader = std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut url = None;
     let mut line = String::new();
@@ -594,10 +647,10 @@ fn start_carpool(dir: &Path, mock: &Mock, callgrind: Option<PathBuf>) -> Carpool
     }
     let Some(url) = url else {
         let _ = child.kill();
-        panic!(
-            "carpool printed no banner; its log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        let _ = child.wait();
+        let _ = log_reader.join();
+        let tail = log.lock().unwrap().last.iter().cloned().collect::<Vec<_>>();
+        panic!("carpool printed no banner; its log:\n{}", tail.join("\n"));
     };
     // Keep draining stdout so Carpool never blocks on a full pipe.
     std::thread::spawn(move || {
@@ -608,6 +661,7 @@ fn start_carpool(dir: &Path, mock: &Mock, callgrind: Option<PathBuf>) -> Carpool
         pid,
         url,
         log,
+        log_reader,
         callgrind,
     }
 }
@@ -690,7 +744,10 @@ async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode 
     );
     println!(
         "scale {}, cap {:?} per scenario, streams of {events} SSE events; upstream {} (tests/common/mock.rs), carpool {}",
-        plan.scale, plan.cap, mock.url(), carpool.url
+        plan.scale,
+        plan.cap,
+        mock.url(),
+        carpool.url
     );
     println!("Carpool's CPU while idle: {idle_ticks} in {idle:?}");
     println!(
@@ -833,17 +890,13 @@ async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode 
         .filter(|o| o.route == Route::Carpool)
         .map(|o| o.requests)
         .sum();
-    let log = carpool.log.clone();
-    carpool.stop();
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-    let warnings: Vec<&str> = log_text
-        .lines()
-        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-        .collect();
-    let rows = ledger_rows(&dir.path().join("usage.db"));
+    let log = carpool.stop();
+    let warnings = &log.warnings;
+    let rows = ledger_rows(&dir.path().join("data/usage.db"));
     println!();
     println!(
-        "ledger: {rows} rows for the {sent} measured requests through Carpool plus warm-ups; {} warnings or errors in Carpool's log",
+        "ledger: {rows} rows for the {sent} measured requests through Carpool plus warm-ups; Carpool logged {} lines, {} of them warnings or errors",
+        log.lines,
         warnings.len()
     );
     for line in warnings.iter().take(3) {
@@ -867,9 +920,8 @@ async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode 
         if rows < sent as i64 {
             eprintln!("the ledger is missing records: {rows} rows for {sent} requests");
         }
-        let lines: Vec<&str> = log_text.lines().rev().take(20).collect();
         eprintln!("the end of Carpool's log:");
-        for l in lines.iter().rev() {
+        for l in &log.last {
             eprintln!("  {l}");
         }
         return ExitCode::FAILURE;

@@ -446,8 +446,14 @@ pub fn sse_events(model: &str) -> Vec<String> {
 pub fn sse_events_split(model: &str, deltas: usize) -> Vec<String> {
     let chars: Vec<(usize, char)> = MOCK_REPLY_TEXT.char_indices().collect();
     let n = deltas.clamp(1, chars.len());
-    let cut = |k: usize| chars.get(k * chars.len() / n).map_or(MOCK_REPLY_TEXT.len(), |c| c.0);
-    let pieces: Vec<&str> = (0..n).map(|k| &MOCK_REPLY_TEXT[cut(k)..cut(k + 1)]).collect();
+    let cut = |k: usize| {
+        chars
+            .get(k * chars.len() / n)
+            .map_or(MOCK_REPLY_TEXT.len(), |c| c.0)
+    };
+    let pieces: Vec<&str> = (0..n)
+        .map(|k| &MOCK_REPLY_TEXT[cut(k)..cut(k + 1)])
+        .collect();
     sse_events_with(model, &pieces)
 }
 
