@@ -403,6 +403,27 @@ mod tests {
         ledger.close();
     }
 
+    /// Without a flush or close, what was recorded is written once the gather window
+    /// ends: the writer, asleep rather than waiting on the queue, still wakes for it.
+    #[test]
+    fn records_are_written_without_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let ledger = Ledger::open(&path, LedgerOptions::default()).unwrap();
+        for round in 1..=2u64 {
+            for i in 0..10 {
+                ledger.record(record(i));
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while ledger.written() < 10 * round && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(ledger.written(), 10 * round, "round {round}");
+        }
+        assert_eq!(rows(&path).0, 20);
+        ledger.close();
+    }
+
     #[test]
     fn close_writes_what_was_queued_while_the_disk_was_busy() {
         let dir = tempfile::tempdir().unwrap();
