@@ -1,6 +1,12 @@
 //! Relay overhead benchmark: `/v1/messages` through Carpool versus directly against the
 //! same mock upstream (the test mock, `tests/common/mock.rs`), non-streaming and
-//! streaming, at concurrency 1 and 16.
+//! streaming (20 SSE events), at concurrency 1, 16 and 64.
+//!
+//! Carpool runs as its own process (`carpool serve` with a generated config in a temp
+//! dir); the mock and the load generator run in this one. So the bench can report
+//! Carpool's own CPU time per request, read from `/proc/<pid>/stat` before and after each
+//! scenario, usage ledger writes included: each reading waits until the ledger's writer
+//! has written the scenario's records.
 //!
 //! Run with `cargo bench --bench relay` (optimised build). Everything listens on
 //! 127.0.0.1; nothing leaves the machine. See bench/README.md for figures and how to
@@ -10,15 +16,23 @@
 //! - `BENCH_QUICK=1`: a tenth of the requests (a smoke run of a few seconds);
 //! - `BENCH_SCALE=<float>`: multiply the request counts by this factor;
 //! - `BENCH_MAX_SECS=<secs>`: time cap per measured scenario (default 10);
-//! - `BENCH_HIGH_CONCURRENCY=<n>`: the high concurrency level (default 16).
+//! - `BENCH_CONCURRENCY=<n,n,..>`: the concurrency levels (default `1,16,64`);
+//! - `BENCH_STREAM_EVENTS=<n>`: SSE events per streamed answer (default 20, at least 7);
+//! - `BENCH_CARPOOL=<path>`: the `carpool` binary to measure (default: the one cargo
+//!   built for this bench), e.g. a release build or an older commit's;
+//! - `BENCH_CALLGRIND=<dir>`: run Carpool under `valgrind --tool=callgrind` (dumps in
+//!   `<dir>`) and report the instructions Carpool executed per request in each scenario,
+//!   which unlike CPU time do not depend on what else the machine does. Slow: it defaults
+//!   to the quick request counts and a 600 s cap.
 
 #[path = "../tests/common/mock.rs"]
 mod mock;
 
-use std::path::Path;
-use std::process::ExitCode;
-use std::sync::Arc;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mock::Mock;
@@ -29,12 +43,23 @@ const REFRESH: &str = "sk-ant-ort01-bench-refresh-0000000001";
 const USER_TOKEN: &str = "cpk-bench-token-000000000001";
 const HOUR_MS: u128 = 3_600_000;
 
-/// Requests per measured scenario at scale 1.
+/// Requests per measured scenario at scale 1, at concurrency 1 and above.
 const LOW_REQUESTS: usize = 5_000;
 const HIGH_REQUESTS: usize = 30_000;
 /// Warm-up requests per scenario at scale 1 (connections opened, pools filled).
 const WARMUP_LOW: usize = 500;
 const WARMUP_HIGH: usize = 2_000;
+
+/// Issue 9's targets for Carpool's own CPU time per request, and its throughput at
+/// concurrency 64 as a share of direct (set on a 16-core machine).
+const TARGET_CPU_JSON_US: f64 = 60.0;
+const TARGET_CPU_STREAM_US: f64 = 100.0;
+const TARGET_RPS_SHARE: f64 = 0.25;
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SEC: u64 = 100;
+/// A CPU reading below this many ticks is marked as rough (±1 tick at each end).
+const PRECISE_TICKS: u64 = 50;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -66,6 +91,24 @@ struct Samples {
     first_error: Option<String>,
 }
 
+/// CPU time of a scenario: the ticks it took and the requests it served.
+#[derive(Clone, Copy)]
+struct Cpu {
+    ticks: u64,
+    requests: usize,
+}
+
+impl Cpu {
+    fn us_per_request(self) -> f64 {
+        self.ticks as f64 * 1e6 / TICKS_PER_SEC as f64 / self.requests.max(1) as f64
+    }
+
+    fn show(self) -> String {
+        let rough = if self.ticks < PRECISE_TICKS { "~" } else { "" };
+        format!("{rough}{:.0}", self.us_per_request())
+    }
+}
+
 struct Outcome {
     stream: bool,
     concurrency: usize,
@@ -77,8 +120,12 @@ struct Outcome {
     capped: bool,
     total: Summary,
     first_chunk: Option<Summary>,
-    /// CPU time of the whole process (client, upstream and Carpool) per request.
-    cpu_per_request: Option<Duration>,
+    /// CPU time of this process (the load generator and the mock).
+    bench_cpu: Option<Cpu>,
+    /// CPU time of the Carpool process (via-Carpool rows only).
+    carpool_cpu: Option<Cpu>,
+    /// Instructions Carpool executed per request (under callgrind only).
+    carpool_ir: Option<f64>,
 }
 
 #[derive(Clone, Copy)]
@@ -147,7 +194,7 @@ fn client(concurrency: usize) -> reqwest::Client {
         .tcp_nodelay(true)
         .pool_max_idle_per_host(concurrency.max(1) * 2)
         .pool_idle_timeout(Duration::from_secs(90))
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
 }
@@ -172,7 +219,7 @@ async fn one(
         .map_err(|e| format!("send: {e}"))?;
     let status = response.status();
     let mut first = None;
-    let mut received = Vec::with_capacity(2048);
+    let mut received = Vec::with_capacity(4096);
     while let Some(chunk) = response.chunk().await.map_err(|e| format!("body: {e}"))? {
         if first.is_none() {
             first = Some(started.elapsed());
@@ -273,6 +320,11 @@ async fn load(
 struct Plan {
     scale: f64,
     cap: Duration,
+    concurrency: Vec<usize>,
+    /// How long Carpool is left alone before and after a measured load, so that its
+    /// ledger writer (which gathers records for 100 ms) has written the warm-up's
+    /// records before the first reading and the load's before the second.
+    settle: Duration,
 }
 
 impl Plan {
@@ -281,14 +333,156 @@ impl Plan {
     }
 }
 
-async fn scenario(
-    plan: &Plan,
-    target: &Arc<Target>,
+/// The Carpool process under measurement.
+struct Carpool {
+    child: Child,
+    pid: u32,
+    url: String,
+    log: Arc<Mutex<LogTail>>,
+    log_reader: std::thread::JoinHandle<()>,
+    /// Where callgrind writes its dumps, when Carpool runs under it.
+    callgrind: Option<PathBuf>,
+}
+
+impl Carpool {
+    fn cpu_ticks(&self) -> Option<u64> {
+        cpu_ticks(&format!("/proc/{}/stat", self.pid))
+    }
+
+    /// Zeroes callgrind's counters.
+    fn callgrind_zero(&self) {
+        if self.callgrind.is_some() {
+            callgrind_control(&["-z", &self.pid.to_string()]);
+        }
+    }
+
+    /// Dumps callgrind's counters since the last zero and returns the instructions.
+    fn callgrind_dump(&self, label: &str) -> Option<u64> {
+        let dir = self.callgrind.as_ref()?;
+        let before = dumps(dir);
+        callgrind_control(&["-d", label, &self.pid.to_string()]);
+        // The dump is written by Carpool's own threads, shortly after the request.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let new: Vec<PathBuf> = dumps(dir)
+                .into_iter()
+                .filter(|p| !before.contains(p))
+                .collect();
+            if let Some(file) = new.first() {
+                // The file may still be being written: wait for its totals line.
+                if let Some(ir) = std::fs::read_to_string(file).ok().and_then(|text| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix("totals: "))
+                        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                }) {
+                    return Some(ir);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("no callgrind dump for {label}");
+        None
+    }
+
+    /// Stops Carpool (SIGTERM: it writes what its ledger holds) and returns what it logged.
+    fn stop(mut self) -> LogTail {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // The log pipe ends with the process.
+        let _ = self.log_reader.join();
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+/// What Carpool logged that the bench reports: warnings and errors, and the last lines.
+#[derive(Default)]
+struct LogTail {
+    lines: usize,
+    warnings: Vec<String>,
+    last: std::collections::VecDeque<String>,
+}
+
+impl LogTail {
+    const KEEP: usize = 20;
+
+    fn push(&mut self, line: String) {
+        self.lines += 1;
+        if (line.contains(" WARN ") || line.contains(" ERROR ")) && self.warnings.len() < Self::KEEP
+        {
+            self.warnings.push(line.clone());
+        }
+        if self.last.len() == Self::KEEP {
+            self.last.pop_front();
+        }
+        self.last.push_back(line);
+    }
+}
+
+fn callgrind_control(args: &[&str]) {
+    let status = Command::new("callgrind_control")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        eprintln!("callgrind_control {args:?} failed: {status:?}");
+    }
+}
+
+fn dumps(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("callgrind.out"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// User + system CPU ticks of a process so far, all its threads (live and exited)
+/// included: fields 14 and 15 of proc(5)'s `/proc/<pid>/stat`.
+fn cpu_ticks(stat_path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Counted from the state, which is field 3.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+struct Scenario<'a> {
     route: Route,
+    target: &'a Arc<Target>,
     stream: bool,
     concurrency: usize,
-    (warm, measured): (usize, usize),
-) -> Outcome {
+    counts: (usize, usize),
+}
+
+async fn scenario(plan: &Plan, carpool: &Carpool, s: Scenario<'_>) -> Outcome {
+    let Scenario {
+        route,
+        target,
+        stream,
+        concurrency,
+        counts: (warm, measured),
+    } = s;
     let client = client(concurrency);
     let (w, _, _) = load(&client, target, stream, concurrency, warm, plan.cap).await;
     if w.errors > 0 {
@@ -299,40 +493,59 @@ async fn scenario(
             w.first_error.unwrap_or_default()
         );
     }
-    let cpu_before = process_cpu();
+    let via = route == Route::Carpool;
+    if via {
+        tokio::time::sleep(plan.settle).await;
+        carpool.callgrind_zero();
+    }
+    let carpool_before = carpool.cpu_ticks();
+    let bench_before = cpu_ticks("/proc/self/stat");
     let (s, elapsed, capped) = load(&client, target, stream, concurrency, measured, plan.cap).await;
-    let cpu_per_request = match (cpu_before, process_cpu()) {
-        // Below 20 ticks the figure says more about tick rounding than about the relay.
-        (Some(a), Some(b)) if !s.total.is_empty() && b - a >= Duration::from_millis(200) => {
-            Some((b - a) / s.total.len() as u32)
-        }
-        _ => None,
+    let bench_after = cpu_ticks("/proc/self/stat");
+    if via {
+        tokio::time::sleep(plan.settle).await;
+    }
+    let carpool_after = carpool.cpu_ticks();
+    let served = s.total.len();
+    let cpu = |before: Option<u64>, after: Option<u64>| {
+        Some(Cpu {
+            ticks: after?.checked_sub(before?)?,
+            requests: served,
+        })
+        .filter(|_| served > 0)
+    };
+    let label = format!(
+        "{}-{}",
+        label(stream, concurrency).replace(' ', "-"),
+        route.name()
+    );
+    let carpool_ir = if via {
+        carpool
+            .callgrind_dump(&label)
+            .filter(|_| served > 0)
+            .map(|ir| ir as f64 / served as f64)
+    } else {
+        None
     };
     Outcome {
         stream,
         concurrency,
         route,
-        requests: s.total.len(),
+        requests: served,
         errors: s.errors,
         first_error: s.first_error,
         elapsed,
         capped,
         total: summary(s.total),
         first_chunk: stream.then(|| summary(s.first_chunk)),
-        cpu_per_request,
+        bench_cpu: cpu(bench_before, bench_after),
+        carpool_cpu: if via {
+            cpu(carpool_before, carpool_after)
+        } else {
+            None
+        },
+        carpool_ir,
     }
-}
-
-/// User + system CPU time of this process so far (Linux: /proc/self/stat, in clock ticks
-/// of 10 ms; scenarios run long enough for that to be precise to a few percent).
-fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 of proc(5), counted from the state (field 3).
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 fn write_credentials(path: &Path) {
@@ -349,33 +562,23 @@ fn write_credentials(path: &Path) {
     std::fs::write(path, text).unwrap();
 }
 
-fn main() -> ExitCode {
-    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
-    let scale = env_f64("BENCH_SCALE").unwrap_or(1.0) * if quick { 0.1 } else { 1.0 };
-    let cap = Duration::from_secs_f64(env_f64("BENCH_MAX_SECS").unwrap_or(10.0));
-    let high = env_f64("BENCH_HIGH_CONCURRENCY").map_or(16, |v| v.max(2.0) as usize);
-    let plan = Plan { scale, cap };
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(run(plan, high))
-}
-
-async fn run(plan: Plan, high: usize) -> ExitCode {
-    let run_started = Instant::now();
-    // The only upstream, for both paths. Its token endpoint is never called (the token
-    // is valid for 8 hours), and it keeps no requests (it would otherwise hold them all).
-    let mock = Mock::start(ACCESS).await;
-    mock.state.recording.store(false, Ordering::Relaxed);
-
-    let dir = tempfile::tempdir().unwrap();
-    let cred_path = dir.path().join(".credentials.json");
+/// Starts `carpool serve` on a generated config (one account: the mock; one user) and
+/// reads its banner for the URL. Its log (the default `info`, one line per request, as
+/// a person running it would have) goes to a pipe this process reads, as it would to
+/// journald or a terminal.
+///
+/// The credentials file has a directory of its own, as `~/.claude/` is: Carpool watches
+/// that directory, and the ledger's writes next to it would wake the watcher on every
+/// batch, a cost no real setup has.
+fn start_carpool(dir: &Path, mock: &Mock, callgrind: Option<PathBuf>) -> Carpool {
+    let claude = dir.join("claude");
+    std::fs::create_dir_all(&claude).unwrap();
+    let cred_path = claude.join(".credentials.json");
     write_credentials(&cred_path);
     let config = json!({
         "listen": "127.0.0.1",
         "listen_port": 0,
+        "database": dir.join("data/usage.db"),
         "credentials": [
             {"tag": "mock", "credential_path": cred_path, "base_url": mock.url(), "token_url": mock.token_url()},
         ],
@@ -383,9 +586,139 @@ async fn run(plan: Plan, high: usize) -> ExitCode {
             {"name": "bench", "token": USER_TOKEN, "credential": "mock"},
         ],
     });
-    let text = serde_json::to_string(&config).unwrap();
-    let cfg = carpool::Config::parse(&text, &dir.path().join("config.json")).unwrap();
-    let server = carpool::Server::bind(cfg).await.unwrap().spawn();
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    // It holds a user token in clear: private, or Carpool warns about it.
+    std::fs::set_permissions(
+        &config_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let bin = std::env::var_os("BENCH_CARPOOL").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_carpool")),
+        PathBuf::from,
+    );
+    let mut cmd = match &callgrind {
+        Some(out) => {
+            std::fs::create_dir_all(out).unwrap();
+            let mut c = Command::new("valgrind");
+            c.arg("--tool=callgrind")
+                .arg("--dump-instr=no")
+                .arg(format!(
+                    "--callgrind-out-file={}",
+                    out.join("callgrind.out").display()
+                ))
+                .arg(&bin);
+            c
+        }
+        None => Command::new(&bin),
+    };
+    cmd.args(["serve", "--config"])
+        .arg(&config_path)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", dir.join(".config"))
+        .env("XDG_DATA_HOME", dir.join(".local/share"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let pid = child.id();
+    let log = Arc::new(Mutex::new(LogTail::default()));
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let sink = log.clone();
+    let log_reader = std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut url = None;
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+        if let Some(rest) = line.trim_end().split("listening on ").nth(1) {
+            url = Some(rest.to_owned());
+            break;
+        }
+        line.clear();
+    }
+    let Some(url) = url else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = log_reader.join();
+        let tail = log.lock().unwrap().last.iter().cloned().collect::<Vec<_>>();
+        panic!("carpool printed no banner; its log:\n{}", tail.join("\n"));
+    };
+    // Keep draining stdout so Carpool never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    Carpool {
+        child,
+        pid,
+        url,
+        log,
+        log_reader,
+        callgrind,
+    }
+}
+
+fn main() -> ExitCode {
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
+    let callgrind = std::env::var_os("BENCH_CALLGRIND").map(PathBuf::from);
+    let scale = env_f64("BENCH_SCALE").unwrap_or(1.0)
+        * if quick || callgrind.is_some() {
+            0.1
+        } else {
+            1.0
+        };
+    let default_cap = if callgrind.is_some() { 600.0 } else { 10.0 };
+    let cap = Duration::from_secs_f64(env_f64("BENCH_MAX_SECS").unwrap_or(default_cap));
+    let concurrency = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|n| n.trim().parse::<usize>().ok())
+                .filter(|&n| n > 0)
+                .collect::<Vec<_>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec![1, 16, 64]);
+    let events = env_f64("BENCH_STREAM_EVENTS").map_or(20, |v| (v as usize).max(7));
+    let plan = Plan {
+        scale,
+        cap,
+        concurrency,
+        settle: if callgrind.is_some() {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_millis(300)
+        },
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(plan, events, callgrind))
+}
+
+async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode {
+    let run_started = Instant::now();
+    // The only upstream, for both paths. Its token endpoint is never called (the token
+    // is valid for 8 hours), and it keeps no requests (it would otherwise hold them all).
+    let mock = Mock::start(ACCESS).await;
+    mock.state.recording.store(false, Ordering::Relaxed);
+    // message_start, content_block_start, ping, the deltas, content_block_stop,
+    // message_delta, message_stop.
+    mock.state.deltas.store(events - 6, Ordering::Relaxed);
+
+    let dir = tempfile::tempdir().unwrap();
+    let carpool = start_carpool(dir.path(), &mock, callgrind);
 
     let target = |url: &str, token: &str| {
         Arc::new(Target {
@@ -394,20 +727,36 @@ async fn run(plan: Plan, high: usize) -> ExitCode {
         })
     };
     let direct = target(&mock.url(), ACCESS);
-    let via = target(&server.url(), USER_TOKEN);
+    let via = target(&carpool.url, USER_TOKEN);
+
+    // What Carpool costs doing nothing, to tell it apart from the per-request figures.
+    let idle = Duration::from_secs(1);
+    let idle_before = carpool.cpu_ticks();
+    tokio::time::sleep(idle).await;
+    let idle_ticks = match (idle_before, carpool.cpu_ticks()) {
+        (Some(a), Some(b)) => format!("{} ms", (b - a) * 1000 / TICKS_PER_SEC),
+        _ => "?".into(),
+    };
 
     println!(
-        "carpool relay bench: {} CPUs, tokio multi-thread runtime shared by client, upstream and Carpool",
+        "carpool relay bench: {} CPUs shared by Carpool (`carpool serve`, pid {}) and this process (load generator and mock upstream)",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        carpool.pid,
     );
     println!(
-        "scale {}, cap {:?} per scenario; upstream {} (tests/common/mock.rs), carpool {}",
+        "scale {}, cap {:?} per scenario, streams of {events} SSE events; upstream {} (tests/common/mock.rs), carpool {}",
         plan.scale,
         plan.cap,
         mock.url(),
-        server.url()
+        carpool.url
     );
-    println!("latencies in ms; ttfc = time to the first body chunk (the first SSE event)");
+    println!("Carpool's CPU while idle: {idle_ticks} in {idle:?}");
+    println!(
+        "latencies in ms; ttfc = time to the first body chunk (the first SSE event); cpu in us per request"
+    );
+    println!(
+        "cpu: bench = this process (client + mock), carpool = the Carpool process, ledger writes included; ~ = under {PRECISE_TICKS} ticks of 10 ms, rough"
+    );
     println!(
         "a Nagle stall (a small write waiting for a delayed ACK) would show as ~40 ms in the streaming c=1 rows"
     );
@@ -415,19 +764,26 @@ async fn run(plan: Plan, high: usize) -> ExitCode {
 
     let mut outcomes = Vec::new();
     for stream in [false, true] {
-        for concurrency in [1, high] {
+        for &concurrency in &plan.concurrency {
             let counts = if concurrency == 1 {
                 (plan.n(WARMUP_LOW), plan.n(LOW_REQUESTS))
             } else {
                 (plan.n(WARMUP_HIGH), plan.n(HIGH_REQUESTS))
             };
             for route in [Route::Direct, Route::Carpool] {
-                let t = if route == Route::Direct {
+                let target = if route == Route::Direct {
                     &direct
                 } else {
                     &via
                 };
-                let o = scenario(&plan, t, route, stream, concurrency, counts).await;
+                let s = Scenario {
+                    route,
+                    target,
+                    stream,
+                    concurrency,
+                    counts,
+                };
+                let o = scenario(&plan, &carpool, s).await;
                 print_row(&o);
                 outcomes.push(o);
             }
@@ -435,9 +791,11 @@ async fn run(plan: Plan, high: usize) -> ExitCode {
     }
 
     println!();
-    println!("Carpool / direct (req/s: below 1 is slower; latency: above 1 is slower)");
     println!(
-        "{:<20} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>10} {:>12}",
+        "Carpool / direct (req/s: below 1 is slower; latency: above 1 is slower); carpool cpu in us per request"
+    );
+    println!(
+        "{:<20} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>10} {:>12}{}",
         "scenario",
         "req/s",
         "p50",
@@ -446,7 +804,12 @@ async fn run(plan: Plan, high: usize) -> ExitCode {
         "ttfc p99",
         "+p50 ms",
         "+p99 ms",
-        "+cpu us/req"
+        "carpool cpu",
+        if carpool.callgrind.is_some() {
+            format!(" {:>14}", "carpool Ir/req")
+        } else {
+            String::new()
+        }
     );
     for pair in outcomes.chunks(2) {
         let (d, c) = (&pair[0], &pair[1]);
@@ -459,7 +822,7 @@ async fn run(plan: Plan, high: usize) -> ExitCode {
             _ => ("-".into(), "-".into()),
         };
         println!(
-            "{:<20} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>9} {:>10.3} {:>10.3} {:>12}",
+            "{:<20} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>9} {:>10.3} {:>10.3} {:>12}{}",
             label(c.stream, c.concurrency),
             c.rps() / d.rps(),
             ratio(c.total.p50, d.total.p50),
@@ -468,21 +831,84 @@ async fn run(plan: Plan, high: usize) -> ExitCode {
             f99,
             ms(c.total.p50) - ms(d.total.p50),
             ms(c.total.p99) - ms(d.total.p99),
-            match (c.cpu_per_request, d.cpu_per_request) {
-                (Some(a), Some(b)) => format!("{:.0}", (a.as_secs_f64() - b.as_secs_f64()) * 1e6),
-                _ => "-".into(),
-            },
+            c.carpool_cpu.map_or("-".into(), Cpu::show),
+            c.carpool_ir
+                .map_or(String::new(), |ir| format!(" {ir:>14.0}")),
         );
     }
 
-    server.shutdown().await;
     println!();
+    println!(
+        "targets (issue 9, set on a 16-core machine with Carpool on 4 cores of its own; this run shares {} CPUs):",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for stream in [false, true] {
+        let (what, target) = if stream {
+            (format!("{events}-event stream"), TARGET_CPU_STREAM_US)
+        } else {
+            ("non-streaming request".to_string(), TARGET_CPU_JSON_US)
+        };
+        let figures: Vec<String> = outcomes
+            .iter()
+            .filter(|o| o.stream == stream && o.route == Route::Carpool)
+            .map(|o| {
+                format!(
+                    "c={} {}",
+                    o.concurrency,
+                    o.carpool_cpu.map_or("-".into(), Cpu::show)
+                )
+            })
+            .collect();
+        println!(
+            "  Carpool CPU per {what}: {} us (target <= {target:.0} us)",
+            figures.join(", ")
+        );
+    }
+    let top = plan.concurrency.iter().copied().max().unwrap_or(1);
+    let shares: Vec<String> = outcomes
+        .chunks(2)
+        .filter(|p| p[1].concurrency == top)
+        .map(|p| {
+            format!(
+                "{} {:.0}%",
+                if p[1].stream {
+                    "streaming"
+                } else {
+                    "non-streaming"
+                },
+                100.0 * p[1].rps() / p[0].rps()
+            )
+        })
+        .collect();
+    println!(
+        "  Carpool req/s as a share of direct at c={top}: {} (target >= {:.0}%)",
+        shares.join(", "),
+        TARGET_RPS_SHARE * 100.0
+    );
+
+    let sent: usize = outcomes
+        .iter()
+        .filter(|o| o.route == Route::Carpool)
+        .map(|o| o.requests)
+        .sum();
+    let log = carpool.stop();
+    let warnings = &log.warnings;
+    let rows = ledger_rows(&dir.path().join("data/usage.db"));
+    println!();
+    println!(
+        "ledger: {rows} rows for the {sent} measured requests through Carpool plus warm-ups; Carpool logged {} lines, {} of them warnings or errors",
+        log.lines,
+        warnings.len()
+    );
+    for line in warnings.iter().take(3) {
+        println!("  {line}");
+    }
     println!(
         "total run time {:.1} s",
         run_started.elapsed().as_secs_f64()
     );
     let errors: usize = outcomes.iter().map(|o| o.errors).sum();
-    if errors > 0 {
+    if errors > 0 || rows < sent as i64 {
         for o in outcomes.iter().filter(|o| o.errors > 0) {
             eprintln!(
                 "{} {}: {} errors, first: {}",
@@ -492,9 +918,23 @@ async fn run(plan: Plan, high: usize) -> ExitCode {
                 o.first_error.as_deref().unwrap_or("?")
             );
         }
+        if rows < sent as i64 {
+            eprintln!("the ledger is missing records: {rows} rows for {sent} requests");
+        }
+        eprintln!("the end of Carpool's log:");
+        for l in &log.last {
+            eprintln!("  {l}");
+        }
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// Rows in the ledger's `requests` table (after Carpool stopped, which writes them all).
+fn ledger_rows(path: &Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .and_then(|c| c.query_row("SELECT count(*) FROM requests", [], |r| r.get(0)))
+        .unwrap_or(-1)
 }
 
 fn label(stream: bool, concurrency: usize) -> String {
@@ -508,7 +948,7 @@ fn print_row(o: &Outcome) {
     static HEADER: std::sync::Once = std::sync::Once::new();
     HEADER.call_once(|| {
         println!(
-            "{:<20} {:<8} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>9} {:>11}",
+            "{:<20} {:<8} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11}",
             "scenario",
             "path",
             "requests",
@@ -518,7 +958,8 @@ fn print_row(o: &Outcome) {
             "p99 ms",
             "ttfc p50",
             "ttfc p99",
-            "cpu us/req"
+            "bench cpu",
+            "carpool cpu"
         );
     });
     let (f50, f99) = match o.first_chunk {
@@ -526,7 +967,7 @@ fn print_row(o: &Outcome) {
         None => ("-".into(), "-".into()),
     };
     println!(
-        "{:<20} {:<8} {:>8} {:>6} {:>8.0} {:>9.3} {:>9.3} {:>9} {:>9} {:>11}{}",
+        "{:<20} {:<8} {:>8} {:>6} {:>8.0} {:>9.3} {:>9.3} {:>9} {:>9} {:>9} {:>11}{}",
         label(o.stream, o.concurrency),
         o.route.name(),
         o.requests,
@@ -536,8 +977,8 @@ fn print_row(o: &Outcome) {
         ms(o.total.p99),
         f50,
         f99,
-        o.cpu_per_request
-            .map_or("-".into(), |c| format!("{:.0}", c.as_secs_f64() * 1e6)),
+        o.bench_cpu.map_or("-".into(), Cpu::show),
+        o.carpool_cpu.map_or("-".into(), Cpu::show),
         if o.capped { "  (time cap hit)" } else { "" }
     );
 }

@@ -281,6 +281,15 @@ impl Field {
             _ => None,
         }
     }
+
+    /// Room for the raw JSON of a usual value of this field.
+    fn usual_size(self) -> usize {
+        match self {
+            Field::Type => 16,
+            Field::Model => 64,
+            Field::Usage => 384,
+        }
+    }
 }
 
 /// Where the JSON tap is in the top-level object, outside strings.
@@ -350,10 +359,7 @@ impl JsonTap {
                     continue;
                 }
                 let rest = &chunk[i..];
-                let n = rest
-                    .iter()
-                    .position(|&b| b == b'"' || b == b'\\')
-                    .unwrap_or(rest.len());
+                let n = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
                 self.keep(&rest[..n]);
                 i += n;
                 if let Some(&b) = chunk.get(i) {
@@ -368,14 +374,17 @@ impl JsonTap {
                 }
                 continue;
             }
-            if self.at == At::Nested && self.field.is_none() {
-                // Inside a value nobody wants (`content`, …): only quotes and brackets
-                // matter, so skip to the next one at once.
+            if self.at == At::Nested {
+                // Inside an object or array only quotes and brackets change the state:
+                // the bytes up to the next one are skipped (a value nobody wants, such as
+                // `content`) or kept (`usage`) as one run, not one at a time.
                 let rest = &chunk[i..];
-                i += rest
+                let n = rest
                     .iter()
                     .position(|&b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']'))
                     .unwrap_or(rest.len());
+                self.keep(&rest[..n]);
+                i += n;
                 if i == chunk.len() {
                     break;
                 }
@@ -414,6 +423,11 @@ impl JsonTap {
             (At::Value, _) => {
                 self.field = Field::of(&self.key);
                 self.value.clear();
+                if let Some(field) = self.field {
+                    // One allocation for a usual value rather than a doubling series
+                    // (the buffer of the last value moved out with it).
+                    self.value.reserve(field.usual_size());
+                }
                 self.value_too_long = false;
                 self.keep(bytes);
                 match b {
@@ -638,7 +652,7 @@ impl SseTap {
                 rest = &rest[1..];
             }
         }
-        while let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', rest) {
             if self.partial.is_empty() && !self.skip_line {
                 self.line(&rest[..end]);
             } else {
@@ -750,7 +764,7 @@ impl SseTap {
             self.dispatch();
             return;
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(colon) => {
                 let value = &line[colon + 1..];
                 (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
@@ -885,9 +899,7 @@ fn parse(data: &[u8]) -> Option<WireEvent> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// Empties a buffer for the next line or event, giving back memory a large one took.

@@ -109,6 +109,9 @@ pub struct MockState {
     pub usage: Mutex<Option<UsageReply>>,
     /// Calls to `GET /api/oauth/usage`.
     pub polls: AtomicUsize,
+    /// Text deltas in each streamed answer (see [`sse_events_split`]); 0: two, as
+    /// [`sse_events`]. The relay benchmark streams longer answers.
+    pub deltas: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -254,6 +257,7 @@ fn new_state(valid_access: &str) -> Arc<MockState> {
         unified: Mutex::new(Vec::new()),
         usage: Mutex::new(None),
         polls: AtomicUsize::new(0),
+        deltas: AtomicUsize::new(0),
     })
 }
 
@@ -431,10 +435,37 @@ fn message_json(model: &str) -> Value {
     })
 }
 
-/// The SSE events of one streamed message, exactly as the Messages API frames them.
+/// The SSE events of one streamed message, exactly as the Messages API frames them: 8
+/// events, the text in two deltas.
 pub fn sse_events(model: &str) -> Vec<String> {
     let (first, second) = MOCK_REPLY_TEXT.split_at(5);
-    let events: Vec<(&str, Value)> = vec![
+    sse_events_with(model, &[first, second])
+}
+
+/// Like [`sse_events`] with the text in `deltas` pieces of about the same length (at
+/// least one, at most one per character): `6 + deltas` events.
+pub fn sse_events_split(model: &str, deltas: usize) -> Vec<String> {
+    let chars: Vec<(usize, char)> = MOCK_REPLY_TEXT.char_indices().collect();
+    let n = deltas.clamp(1, chars.len());
+    let cut = |k: usize| {
+        chars
+            .get(k * chars.len() / n)
+            .map_or(MOCK_REPLY_TEXT.len(), |c| c.0)
+    };
+    let pieces: Vec<&str> = (0..n)
+        .map(|k| &MOCK_REPLY_TEXT[cut(k)..cut(k + 1)])
+        .collect();
+    sse_events_with(model, &pieces)
+}
+
+fn sse_events_with(model: &str, pieces: &[&str]) -> Vec<String> {
+    let delta = |text: &str| {
+        (
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":text}}),
+        )
+    };
+    let mut events: Vec<(&str, Value)> = vec![
         (
             "message_start",
             json!({"type":"message_start","message":{
@@ -447,14 +478,9 @@ pub fn sse_events(model: &str) -> Vec<String> {
             json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
         ),
         ("ping", json!({"type":"ping"})),
-        (
-            "content_block_delta",
-            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":first}}),
-        ),
-        (
-            "content_block_delta",
-            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":second}}),
-        ),
+    ];
+    events.extend(pieces.iter().map(|text| delta(text)));
+    events.extend([
         (
             "content_block_stop",
             json!({"type":"content_block_stop","index":0}),
@@ -465,7 +491,7 @@ pub fn sse_events(model: &str) -> Vec<String> {
             "usage":{"output_tokens":OUTPUT_TOKENS}}),
         ),
         ("message_stop", json!({"type":"message_stop"})),
-    ];
+    ]);
     events
         .into_iter()
         .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
@@ -486,7 +512,10 @@ fn reply(model: &str, stream: bool, pace: Option<Pace>, state: &Arc<MockState>) 
         }
         return json_response(200, &message_json(model));
     }
-    let events = sse_events(model);
+    let events = match state.deltas.load(Ordering::Relaxed) {
+        0 => sse_events(model),
+        n => sse_events_split(model, n),
+    };
     let state = state.clone();
     let body = async_stream(events, pace, state);
     Response::builder()
