@@ -4,7 +4,7 @@
 //! hashed and compared with every user's hash in constant time, with no early exit, so
 //! response timing tells nothing about how close a guess was.
 //!
-//! Real clients send the token in different headers (protocol.md §12): Claude Code with
+//! Real clients send the token in different headers (docs/protocol.md §12): Claude Code with
 //! `ANTHROPIC_AUTH_TOKEN` and anthropic-python ≥ 2 send `Authorization: Bearer`; Claude
 //! Code with `ANTHROPIC_API_KEY` sends `x-api-key`; a user with both variables set sends
 //! both. Precedence: the Bearer token is tried first, then `x-api-key`; the first that

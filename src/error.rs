@@ -8,7 +8,7 @@
 //! and chooses the status there, since statuses are picked for how that protocol's
 //! clients react. Errors that came back from the upstream itself are not `RelayError`s:
 //! those responses are passed through untouched (status, headers, body), because clients
-//! react to the real status (DESIGN.md).
+//! react to the real status (docs/design.md).
 //!
 //! | kind | origin | another account may help | the client may retry |
 //! | --- | --- | --- | --- |

@@ -1,5 +1,5 @@
 //! Carpool: a relay that lets several machines and people share Claude Code
-//! subscriptions. See DESIGN.md for the shape; the request path is in [`relay`].
+//! subscriptions. See docs/design.md for the shape; the request path is in [`relay`].
 
 pub mod auth;
 pub mod cli;

@@ -7,7 +7,7 @@
 //! `headers` ([`apply_operator_headers`]) and the account's credential, in the order
 //! [`crate::protocol::Protocol::request_headers`] gives. `Accept-Encoding` is Carpool's:
 //! reqwest asks for gzip and decompresses, so the relay can always read usage from the
-//! bytes it forwards (protocol.md §9.6).
+//! bytes it forwards (docs/protocol.md §9.6).
 
 use std::time::Duration;
 

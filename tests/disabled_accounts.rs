@@ -1,5 +1,5 @@
 //! Accounts the provider disabled, and short 429s, with the upstream's real error
-//! shapes (protocol.md §8.2, §4.2, §5.4).
+//! shapes (docs/protocol.md §8.2, §4.2, §5.4).
 //!
 //! A refusal for good (organization disabled, OAuth not allowed for it, account
 //! suspended) quarantines the account with the reason: the request fails over before any

@@ -1,4 +1,4 @@
-//! Claude Code's credentials file (protocol.md §1.2).
+//! Claude Code's credentials file (docs/protocol.md §1.2).
 //!
 //! ```json
 //! {"claudeAiOauth": {"accessToken": "sk-ant-oat01-…", "refreshToken": "sk-ant-ort01-…",

@@ -23,7 +23,7 @@
 //!   If its login changed while refreshing (a new login, or tokens the CLI rotated),
 //!   Carpool never overwrites it: it adopts what is on disk and drops its own new
 //!   tokens. Those may have just rotated the same family, which can leave the file's
-//!   tokens revoked; the file still wins (as in sing-box, protocol.md §2.4 step 4): two
+//!   tokens revoked; the file still wins (as in sing-box, docs/protocol.md §2.4 step 4): two
 //!   writers must not disagree about the login, and a revoked one surfaces as
 //!   `invalid_grant`, "log in again", rather than as a login silently overwritten. If the
 //!   adopted tokens have expired too, the request gets a retryable error and the next

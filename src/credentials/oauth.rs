@@ -1,4 +1,4 @@
-//! The OAuth refresh call to Anthropic's token endpoint (protocol.md §2). Its answer is
+//! The OAuth refresh call to Anthropic's token endpoint (docs/protocol.md §2). Its answer is
 //! read whole but at most 64 KiB ([`MAX_TOKEN_RESPONSE`]).
 
 use std::time::Duration;
@@ -10,11 +10,11 @@ use crate::upstream::CappedRead;
 
 use crate::secret::Secret;
 
-/// Claude Code's public OAuth client id (protocol.md §2.1; same in every implementation).
+/// Claude Code's public OAuth client id (docs/protocol.md §2.1; same in every implementation).
 pub const CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
 
 /// Sent as `User-Agent` to the token endpoint. Which one it wants is unconfirmed
-/// (protocol.md §2.1); this is the form current Claude Code uses for itself.
+/// (docs/protocol.md §2.1); this is the form current Claude Code uses for itself.
 pub const USER_AGENT: &str = "claude-cli/2.1.330 (external, cli)";
 
 /// Anthropic accepts OAuth (subscription) access tokens only with this beta

@@ -1,5 +1,5 @@
 //! sing-box ccm's `usages_path` statistics file, kept in its exact layout so that
-//! people moving from sing-box keep their scripts (protocol.md §6.4).
+//! people moving from sing-box keep their scripts (docs/protocol.md §6.4).
 //!
 //! The file is one JSON object, written the way Go's `json.MarshalIndent(v, "", "  ")`
 //! writes sing-box's structs: 2-space indentation, fields in struct order, map keys

@@ -111,7 +111,7 @@ impl Pricing {
 pub const STANDARD_CONTEXT: u64 = 200_000;
 pub const LONG_CONTEXT: u32 = 1_000_000;
 
-/// The context window a request with these tokens needed (protocol.md §6.2). sing-box
+/// The context window a request with these tokens needed (docs/protocol.md §6.2). sing-box
 /// also requires a `context-1m` beta; a request over 200,000 input tokens cannot have
 /// been served by a 200K window, and newer models have 1M natively, so the tokens decide.
 pub fn context_window(tokens: &Tokens) -> u32 {

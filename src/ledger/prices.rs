@@ -688,7 +688,7 @@ mod tests {
     }
 
     /// Every model with its tier, as extracted from Claude Code 2.1.330's catalog and
-    /// protocol.md §6.3 (input/output/cache_write_5m/cache_write_1h/cache_read), and its
+    /// docs/protocol.md §6.3 (input/output/cache_write_5m/cache_write_1h/cache_read), and its
     /// fast prices. This is the data typed a second time, so a typo in either shows.
     #[test]
     fn builtin_figures() {

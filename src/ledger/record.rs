@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Token counts of one response, as the upstream reported them (protocol.md §6.1).
+/// Token counts of one response, as the upstream reported them (docs/protocol.md §6.1).
 ///
 /// Cache writes are kept split by TTL because they are priced differently. The
 /// upstream's `cache_creation_input_tokens` is always `cache_write_5m + cache_write_1h`
@@ -92,7 +92,7 @@ pub struct UsageRecord {
     pub tokens: Tokens,
     /// `fast` when the response was priced as fast mode; empty otherwise.
     pub speed: String,
-    /// 200,000 or 1,000,000: which context window the request needed (protocol.md §6.2).
+    /// 200,000 or 1,000,000: which context window the request needed (docs/protocol.md §6.2).
     pub context_window: u32,
     /// Cost in millionths of a US dollar; `None` when the model has no known price.
     pub cost_micros: Option<i64>,

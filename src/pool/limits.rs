@@ -2,7 +2,7 @@
 //! owner's reserves, quota 429s, cool-downs, a circuit breaker for failing upstreams and
 //! the back-off of the usage poll. Pure logic: no I/O, no clock (every function that
 //! needs the time takes `now`, Unix seconds), so the scheduler owns the locking and the
-//! tests own the time (protocol.md §5.1–§5.5).
+//! tests own the time (docs/protocol.md §5.1–§5.5).
 //!
 //! **Units.** A subscription has two windows, 5 hours and 7 days ("weekly"). Each is
 //! kept as a whole percent `0..=100`, rounded up, and the Unix second it resets at.
@@ -49,7 +49,7 @@
 //!
 //! **Usage poll.** [`LimitState::needs_poll`] says when the usage endpoint should be asked
 //! (no fresh headers for `interval`); a failed poll only delays the next one and never
-//! makes the account unavailable (sing-box does; protocol.md §9.6).
+//! makes the account unavailable (sing-box does; docs/protocol.md §9.6).
 
 use serde_json::Value;
 
@@ -317,7 +317,7 @@ impl LimitState {
         }
     }
 
-    /// Reads the OAuth usage endpoint's JSON (protocol.md §5.2): `five_hour` and
+    /// Reads the OAuth usage endpoint's JSON (docs/protocol.md §5.2): `five_hour` and
     /// `seven_day` with `utilization` (a percent, maybe fractional: rounded up) and
     /// `resets_at` (ISO 8601 or null), or when both are absent the newer
     /// `limits: [{kind: "session" | "weekly_all" | …, percent, resets_at}]`. Overwrites
@@ -505,7 +505,7 @@ impl LimitState {
     }
 }
 
-/// Plan weight for least_used (protocol.md §5.5): `max` with a `max_20x` tier → 10,
+/// Plan weight for least_used (docs/protocol.md §5.5): `max` with a `max_20x` tier → 10,
 /// other `max` → 5, `team` with a `max_5x` tier → 5, everything else (pro, team,
 /// unknown, API keys) → 1.
 pub fn plan_weight(subscription_type: Option<&str>, rate_limit_tier: Option<&str>) -> u32 {
@@ -519,7 +519,7 @@ pub fn plan_weight(subscription_type: Option<&str>, rate_limit_tier: Option<&str
     }
 }
 
-/// least_used score, higher is better (protocol.md §5.5): the weekly headroom
+/// least_used score, higher is better (docs/protocol.md §5.5): the weekly headroom
 /// (cap − percent, unknown percent = 0) × plan weight, × 168 h ÷ max(1 h, time to the
 /// weekly reset) when that reset is known and in the future, so quota that is about to
 /// reset anyway is used first. The 5h window only gates (availability).

@@ -14,7 +14,7 @@
 //! One poll at a time per account, whoever starts it ([`Account::start_poll`]). The
 //! endpoint is rate limited too: a 429 is honoured through its `retry-after`, other
 //! failures back off, and a failed poll never takes the account out of service
-//! (protocol.md §5.2). The answer is read whole but at most 64 KiB
+//! (docs/protocol.md §5.2). The answer is read whole but at most 64 KiB
 //! ([`MAX_USAGE_RESPONSE`]); error answers are not read at all. A `retry-after` is
 //! honoured for an hour at most.
 

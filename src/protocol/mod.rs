@@ -44,7 +44,7 @@
 //!   handler that tells them apart (`anthropic-version` is sent by every Anthropic
 //!   client), which would be the one edit outside the new module.
 //! - `peek`: `model` and `stream` from the body, the session from the `session_id`
-//!   header (protocol.md §7.5).
+//!   header (docs/protocol.md §7.5).
 //! - `request_headers`: the same stripping of client credentials
 //!   ([`crate::upstream::forwarded_request_headers`]), then `Authorization: Bearer` and
 //!   `ChatGPT-Account-Id` (which [`UpstreamAuth`] would then carry).

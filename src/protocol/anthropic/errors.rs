@@ -2,7 +2,7 @@
 //! headers are chosen.
 //!
 //! The body is Anthropic's shape, `{"type":"error","error":{"type":..,"message":..}}`.
-//! Statuses are chosen for how Claude Code reacts (protocol.md §12): it retries 401, 500
+//! Statuses are chosen for how Claude Code reacts (docs/protocol.md §12): it retries 401, 500
 //! and short 429s for about three minutes, but gives up at once on 403 and 413.
 //! `retry-after` carries [`RelayError::retry_after_secs`]; an error that retrying cannot
 //! fix ([`RelayError::client_may_retry`]) carries `x-should-retry: false`, which Claude

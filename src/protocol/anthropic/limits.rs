@@ -1,5 +1,5 @@
 //! What Anthropic's answers say about the account that got them: the unified rate-limit
-//! headers every answer carries (protocol.md §5.1), whether a 429 is the account's quota
+//! headers every answer carries (docs/protocol.md §5.1), whether a 429 is the account's quota
 //! (§5.4), and whether a 400/403 says the provider disabled the account for good (§8.2).
 //! Pure functions of headers, body prefixes and `now`; what follows from them (pauses,
 //! reserves, the circuit breaker) is [`crate::pool::limits`]'s bookkeeping, and the
@@ -27,7 +27,7 @@ const RESET_7D: &str = "anthropic-ratelimit-unified-7d-reset";
 const RESET_7D_OI: &str = "anthropic-ratelimit-unified-7d_oi-reset";
 const CLAIM: &str = "anthropic-ratelimit-unified-representative-claim";
 
-/// Bodies of 429s that are not about the account's quota (protocol.md §5.4), lowercase.
+/// Bodies of 429s that are not about the account's quota (docs/protocol.md §5.4), lowercase.
 const NOT_QUOTA_BODIES: [&str; 3] = [
     "extra usage is required",
     "usage credits are required",
@@ -35,7 +35,7 @@ const NOT_QUOTA_BODIES: [&str; 3] = [
 ];
 
 /// Phrases of an error message saying the provider disabled the account or its
-/// organization for good (protocol.md §8.2), lowercase; see [`disabled_reason`].
+/// organization for good (docs/protocol.md §8.2), lowercase; see [`disabled_reason`].
 const DISABLED_PHRASES: [&str; 8] = [
     "organization has been disabled",
     "organization is disabled",
@@ -91,7 +91,7 @@ pub fn disabled_reason(status: u16, body: &[u8]) -> Option<String> {
         .then(|| message.chars().take(MAX_REASON_CHARS).collect())
 }
 
-/// The unified rate-limit headers of an answer (protocol.md §5.1), if it has any:
+/// The unified rate-limit headers of an answer (docs/protocol.md §5.1), if it has any:
 /// `-5h-utilization` / `-7d-utilization` (fractions, percent = ceil(fraction × 100)) and
 /// `-5h-reset` / `-7d-reset` (Unix seconds). A `rejected` status (`-status`,
 /// `-5h-status`, `-7d-status`) is a quota hit, until [`quota_reset`]. Unparsable values
@@ -125,7 +125,7 @@ pub fn weekly_reset(headers: &HeaderMap) -> Option<i64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Whether a 429 from the upstream is this account's quota (protocol.md §5.4).
+/// Whether a 429 from the upstream is this account's quota (docs/protocol.md §5.4).
 ///
 /// Not quota, whatever the headers say: bodies saying "Extra usage is required",
 /// "Usage credits are required" or "long context"; a 429 without unified headers;

@@ -9,7 +9,7 @@
 //! it is and the upstream says what is wrong.
 //!
 //! **Device and session.** Claude Code identifies the machine and the conversation in
-//! every request (protocol.md §5.6, §12), in one of these shapes, newest first:
+//! every request (docs/protocol.md §5.6, §12), in one of these shapes, newest first:
 //!
 //! - the `X-Claude-Code-Session-Id` header (session only);
 //! - `metadata.user_id` as a JSON string:
