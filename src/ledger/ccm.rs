@@ -56,6 +56,7 @@ use jiff::tz::{Offset, TimeZone};
 use serde::{Deserialize, Deserializer};
 
 use super::UsageRecord;
+use crate::tasks::lock;
 
 /// Length of the weekly rate-limit window, in seconds.
 const WEEK_SECONDS: i64 = 7 * 24 * 60 * 60;
@@ -398,7 +399,7 @@ impl CcmFile {
     /// Writes the file atomically (mode 0600) if something was counted since the last
     /// save; otherwise does nothing.
     pub fn save(&self) -> io::Result<()> {
-        let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
+        let _saving = lock(&self.saving);
         let json = {
             let mut state = self.state();
             if !state.dirty {
@@ -419,8 +420,8 @@ impl CcmFile {
     }
 
     fn state(&self) -> MutexGuard<'_, FileState> {
-        // A panic elsewhere while holding the lock leaves consistent counts behind.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        // Consistent counts whatever a panic interrupted: see the policy in `crate::tasks`.
+        lock(&self.state)
     }
 }
 

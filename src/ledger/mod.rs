@@ -30,6 +30,7 @@ mod writer;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use crate::tasks::lock;
 use prices::PriceTable;
 pub use record::{Billing, Tokens, Usage, UsageRecord};
 pub use writer::{Ledger, LedgerOptions, Sink};
@@ -90,11 +91,7 @@ impl Pricing {
             } else {
                 model.to_owned()
             };
-            let first = self
-                .warned
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(what.clone());
+            let first = lock(&self.warned).insert(what.clone());
             if first {
                 tracing::warn!(
                     model = %what,

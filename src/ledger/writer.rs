@@ -21,6 +21,7 @@ use rusqlite::Connection;
 
 use super::UsageRecord;
 use super::store::{self, StoreError};
+use crate::tasks::lock;
 
 /// How a [`Ledger`] queues and batches.
 #[derive(Clone)]
@@ -155,7 +156,7 @@ impl Ledger {
     /// Writes everything queued, then stops the writer. Later records are dropped.
     /// Blocking; idempotent.
     pub fn close(&self) {
-        let Some(handle) = self.writer.lock().expect("ledger lock").take() else {
+        let Some(handle) = lock(&self.writer).take() else {
             return;
         };
         let _ = self.queue.send(Message::Close);
