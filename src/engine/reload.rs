@@ -2,7 +2,8 @@
 //! engine.
 //!
 //! The file's directory is watched rather than the file, because editors save by
-//! writing a new file and renaming it over the old one. A burst of events (one save is
+//! writing a new file and renaming it over the old one (and when the path is a symlink,
+//! the directory of the file it leads to as well). A burst of events (one save is
 //! often several) is taken as one change after [`SETTLE`]. Then the file is read,
 //! validated and applied with [`Engine::apply`]. A file whose text did not change since
 //! it was last read (a `touch`, an editor's swap file) is left alone; SIGHUP always
@@ -191,25 +192,44 @@ fn digest(text: &[u8]) -> [u8; 32] {
 }
 
 /// Watches the directory of `path` and sends a unit for each event about its file name.
+/// When `path` is a symlink (a config kept in a dotfiles repository), the directory of
+/// the file it leads to is watched too: that is where an editor saves it.
 fn watch(path: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<notify::RecommendedWatcher> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
-    let name = path.file_name().map(|n| n.to_owned());
+    let place = |p: &Path| {
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        (dir, p.file_name().map(|n| n.to_owned()))
+    };
+    let mut places = vec![place(path)];
+    if let Ok(target) = std::fs::canonicalize(path) {
+        let target = place(&target);
+        if !places.contains(&target) {
+            places.push(target);
+        }
+    }
+    let names: Vec<_> = places.iter().map(|(_, name)| name.clone()).collect();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
             // Reading the file (Carpool's own reads among them) is no change.
             Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => false,
-            Ok(e) => e.paths.is_empty() || e.paths.iter().any(|p| p.file_name() == name.as_deref()),
+            Ok(e) => {
+                e.paths.is_empty()
+                    || e.paths
+                        .iter()
+                        .any(|p| names.iter().any(|n| p.file_name() == n.as_deref()))
+            }
             Err(_) => true,
         };
         if relevant {
             let _ = tx.send(());
         }
     })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    for (dir, _) in &places {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
     Ok(watcher)
 }
 
@@ -343,5 +363,40 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(engine.state().config.listen.port(), 4321);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn an_edit_through_a_symlinked_config_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let dotfiles = dir.path().join("dotfiles");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&dotfiles).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        let target = dotfiles.join("carpool.json");
+        std::fs::write(&target, text(dir.path(), "key")).unwrap();
+        let path = home.join("carpool.json");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let engine = Arc::new(Engine::new(Config::load(&path).unwrap()).unwrap());
+        let watch = ConfigWatch::new(engine.clone(), path, Overrides::default());
+        let task = engine.tasks().spawn(watch.run());
+        // Give the watch a moment to be set up, then save the real file as an editor
+        // does: a new file renamed over it, in its own directory.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let edited =
+            text(dir.path(), "key").replace("\"users\"", "\"max_body_bytes\": 1234, \"users\"");
+        std::fs::write(dotfiles.join("carpool.json.tmp"), edited).unwrap();
+        std::fs::rename(dotfiles.join("carpool.json.tmp"), &target).unwrap();
+        let mut applied = false;
+        for _ in 0..100 {
+            if engine.state().config.max_body_bytes == 1234 {
+                applied = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        task.abort();
+        engine.tasks().shutdown().await;
+        assert!(applied, "the edit of the symlink's target was applied");
     }
 }
