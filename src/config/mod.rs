@@ -203,6 +203,17 @@ impl Config {
         }
     }
 
+    /// The sing-box usage files to keep: `usages_path` for every request, then each
+    /// account's own, with its tag.
+    pub fn usage_files(&self) -> Vec<(&Path, Option<&AccountTag>)> {
+        let all = self.usage.usages_path.as_deref().map(|p| (p, None));
+        let per_account = self
+            .credentials
+            .iter()
+            .filter_map(|c| Some((c.usages_path.as_deref()?, Some(&c.tag))));
+        all.into_iter().chain(per_account).collect()
+    }
+
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -36,8 +36,9 @@ use crate::config::{
     AccountTag, Config, ConfigError, CredentialConfig, PoolTag, Source as ConfigSource, UserName,
 };
 use crate::credentials::Credential;
-use crate::ledger::Pricing;
 use crate::ledger::Recorder;
+use crate::ledger::{Ledger, Pricing};
+use crate::pool::Pool;
 use crate::pool::account::{Account, Settings, Source};
 use crate::pool::limits::Reserves;
 use crate::tasks::lock;
@@ -175,17 +176,7 @@ impl Changes {
         );
         compare(old.usage.queue != new.usage.queue, "usage.queue", false);
         compare(old.usage.prices != new.usage.prices, "prices", true);
-        let usage_files = |c: &Config| {
-            let mut files: Vec<_> = c
-                .credentials
-                .iter()
-                .map(|a| (a.tag.clone(), a.usages_path.clone()))
-                .filter(|(_, p)| p.is_some())
-                .collect();
-            files.push((AccountTag::new(""), c.usage.usages_path.clone()));
-            files
-        };
-        compare(usage_files(old) != usage_files(new), "usages_path", false);
+        compare(old.usage_files() != new.usage_files(), "usages_path", false);
         compare(old.ca_file != new.ca_file, "ca_file", false);
         Changes {
             users: Diff::of(&old.users, &new.users, |u| &u.name),
@@ -342,6 +333,36 @@ fn new_account(
     Ok(Account::new(c.tag.clone(), base, http, source, settings))
 }
 
+/// The state for `config` and its `accounts`: after `previous`, keeping its pinned
+/// conversations and round-robin positions, and its recorder while the prices are the
+/// same.
+pub(super) fn state(
+    config: Config,
+    accounts: Vec<Arc<Account>>,
+    previous: Option<&State>,
+    ledger: &Arc<Ledger>,
+) -> State {
+    let pool = match previous {
+        Some(previous) => previous.pool.reconfigured(accounts, config.pools.clone()),
+        None => Pool::new(accounts, config.pools.clone()),
+    };
+    let recorder = match previous {
+        Some(previous) if previous.config.usage.prices == config.usage.prices => {
+            previous.recorder.clone()
+        }
+        _ => Recorder::new(
+            ledger.clone(),
+            Arc::new(Pricing::new(config.usage.prices.clone())),
+        ),
+    };
+    State {
+        users: Users::new(&config.users),
+        pool,
+        recorder,
+        config: Arc::new(config),
+    }
+}
+
 impl Engine {
     /// Makes `config` the running configuration, as one swap, and says what changed.
     /// On error nothing changed. Reloads are serialised.
@@ -365,22 +386,7 @@ impl Engine {
             }
             _ => None,
         };
-        let recorder = if old.config.usage.prices == config.usage.prices {
-            old.recorder.clone()
-        } else {
-            Recorder::new(
-                self.ledger.clone(),
-                Arc::new(Pricing::new(config.usage.prices.clone())),
-            )
-        };
-        let state = State {
-            users: Users::new(&config.users),
-            pool: old
-                .pool
-                .reconfigured(built.accounts.clone(), config.pools.clone()),
-            recorder,
-            config: Arc::new(config),
-        };
+        let state = state(config, built.accounts.clone(), Some(&old), &self.ledger);
         self.current.replace(state);
         // Watchers follow the accounts: stopped for those gone, (re)started for the new
         // objects. An account kept as it was keeps its watcher.

@@ -8,32 +8,28 @@
 mod apply;
 mod reload;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::auth::Users;
 use crate::config::{AccountTag, Config, Connections};
 use crate::credentials::{keep_fresh, spawn_watcher};
 use crate::ledger::ccm::{CcmFile, run_saver};
 use crate::ledger::store::StoreError;
-use crate::ledger::{Ledger, LedgerOptions, Pricing, Recorder, Sink};
+use crate::ledger::{Ledger, LedgerOptions, Sink};
 use crate::pool::account::{Account, Source};
-use crate::pool::{Pool, StatusWatch, StatusWatchers, poll_while_watched};
+use crate::pool::{StatusWatch, StatusWatchers, poll_while_watched};
 use crate::state::Current;
 use crate::tasks::{Tasks, lock};
-
-pub use crate::state::State;
 use crate::{listener, relay};
 
+pub use crate::state::State;
 pub use apply::{AccountError, ApplyError, Changes};
 pub use reload::{ConfigWatch, Overrides, Reloaded};
 
@@ -113,21 +109,16 @@ impl Engine {
             None => Vec::new(),
         };
         let accounts = apply::build_accounts(&config, None, &roots)?.accounts;
-        let mut ccm_files = Vec::new();
-        if let Some(path) = &config.usage.usages_path {
-            ccm_files.push((path.clone(), None));
-        }
-        for c in &config.credentials {
-            if let Some(path) = &c.usages_path {
-                ccm_files.push((path.clone(), Some(c.tag.to_string())));
-            }
-        }
-        let ccm_files = ccm_files
+        let ccm_files = config
+            .usage_files()
             .into_iter()
             .map(|(path, credential)| {
-                CcmFile::open(path.clone(), credential)
+                CcmFile::open(path.to_owned(), credential.map(|t| t.to_string()))
                     .map(Arc::new)
-                    .map_err(|source| StartError::UsagesFile { path, source })
+                    .map_err(|source| StartError::UsagesFile {
+                        path: path.to_owned(),
+                        source,
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let sinks = ccm_files
@@ -146,13 +137,7 @@ impl Engine {
             },
         )?;
         let ledger = Arc::new(ledger);
-        let pricing = Arc::new(Pricing::new(config.usage.prices.clone()));
-        let state = State {
-            users: Users::new(&config.users),
-            pool: Pool::new(accounts, config.pools.clone()),
-            recorder: Recorder::new(ledger.clone(), pricing),
-            config: Arc::new(config),
-        };
+        let state = apply::state(config, accounts, None, &ledger);
         Ok(Engine {
             current: Arc::new(Current::new(state)),
             ledger,
