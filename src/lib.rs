@@ -1,6 +1,7 @@
 //! Carpool: a relay that lets several machines and people share Claude Code
 //! subscriptions. See docs/design.md for the shape; the request path is in [`relay`].
 
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;

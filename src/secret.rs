@@ -78,12 +78,24 @@ impl std::fmt::Debug for TokenHash {
     }
 }
 
+/// Prefix of the admin secret: never a user token, so the relay refuses it at sight.
+pub const ADMIN_PREFIX: &str = "cpa-";
+
 /// A new random user token: `cpk-` + 32 random bytes in URL-safe base64.
 pub fn generate_token() -> String {
+    generate_with_prefix(TOKEN_PREFIX)
+}
+
+/// A new random admin secret: `cpa-` + 32 random bytes in URL-safe base64.
+pub fn generate_admin_secret() -> String {
+    generate_with_prefix(ADMIN_PREFIX)
+}
+
+fn generate_with_prefix(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     format!(
-        "{TOKEN_PREFIX}{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     )
 }

@@ -1,4 +1,5 @@
-//! Command-line entry points: `carpool serve`, `carpool token` and `carpool usage`.
+//! Command-line entry points: `carpool serve`, `carpool token`, `carpool usage`,
+//! `carpool admin` and `carpool openapi`.
 
 mod token;
 mod usage;
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use crate::api::{self, Admin, Api};
 use crate::config::{self, Config, CreatedConfig};
 use crate::credentials::Status;
 use crate::engine::{Overrides, Server, StartError, shutdown_signal};
@@ -41,6 +43,14 @@ pub enum Command {
     /// model, credential, device, session), as JSON or CSV, or in sing-box ccm's layout.
     Usage(Box<usage::UsageArgs>),
     /// Make a new user token and print the line to add to the config's `users`.
+    /// The management API's admin secret.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Print the management API's OpenAPI document (JSON), as `carpool serve` serves it
+    /// at /api/v1/openapi.json.
+    Openapi,
     Token {
         /// Name for the new user (not one the config already has).
         #[arg(long, default_value = "friend")]
@@ -50,6 +60,18 @@ pub enum Command {
         #[arg(long, value_name = "TAG")]
         credential: Option<String>,
         /// Config file. Default: $CARPOOL_CONFIG, else <OS config dir>/carpool/config.json.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Make a new admin secret (the old one stops working at once, also for a running
+    /// Carpool) and print it once.
+    Reset {
+        /// Config file, to find the data directory. Default: $CARPOOL_CONFIG, else
+        /// <OS config dir>/carpool/config.json.
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
@@ -72,6 +94,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen } => serve(config, listen).await,
         Command::Usage(args) => usage::run(*args),
+        Command::Admin {
+            command: AdminCommand::Reset { config },
+        } => admin_reset(config),
+        Command::Openapi => {
+            println!("{}", api::openapi().to_pretty_json()?);
+            Ok(())
+        }
         Command::Token {
             name,
             credential,
@@ -80,12 +109,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    let path = match config_arg {
-        Some(p) => p,
+fn config_path(config_arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match config_arg {
+        Some(p) => Ok(p),
         None => config::default_config_path()
-            .context("cannot find the OS config directory; pass --config PATH")?,
-    };
+            .context("cannot find the OS config directory; pass --config PATH"),
+    }
+}
+
+fn admin_reset(config_arg: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = config_path(config_arg)?;
+    let config = Config::load(&path)?;
+    let secret = api::reset_admin_secret(&config.data_dir).with_context(|| {
+        format!(
+            "cannot write {}",
+            config.data_dir.join(api::ADMIN_FILE).display()
+        )
+    })?;
+    println!("New admin secret (shown only this once; the old one no longer works):");
+    println!("  {secret}");
+    Ok(())
+}
+
+async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let path = config_path(config_arg)?;
     let created = if path.exists() {
         None
     } else {
@@ -98,16 +145,32 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
     // Re-applied to every reading of the file by the config watcher.
     let overrides = Overrides { listen };
     let config = overrides.apply(config, &path)?;
-    let server = match Server::bind(config.clone()).await {
+    let (admin, admin_secret) = Admin::open(&config.data_dir).with_context(|| {
+        format!(
+            "cannot keep the admin secret in {}",
+            config.data_dir.join(api::ADMIN_FILE).display()
+        )
+    })?;
+    let mut server = match Server::bind(config.clone()).await {
         Ok(s) => s,
         Err(e @ StartError::Listen { .. }) => {
             bail!("{e} (change `listen`/`listen_port` in {})", path.display())
         }
         Err(e) => bail!("{e}"),
     };
+    server.serve_also(api::router(Api::new(server.engine().clone(), admin)));
     let stop = shutdown_signal();
     server.watch_config(path.clone(), overrides);
     print_banner(&server, &config, &path, created.as_ref());
+    if let Some(secret) = admin_secret {
+        println!();
+        println!(
+            "Management API: {}{}. Its admin secret is shown only this once (`carpool admin reset` makes a new one):",
+            client_url(server.local_addr()),
+            api::PREFIX
+        );
+        println!("  {secret}");
+    }
     server.run(stop).await;
     Ok(())
 }

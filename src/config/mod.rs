@@ -43,6 +43,9 @@ pub struct Config {
     /// Limits on client connections, enforced by [`crate::listener`].
     pub connections: Connections,
     pub usage: UsageConfig,
+    /// Carpool's own data directory (`data_dir`): the admin secret's hash, secrets when
+    /// there is no keyring, and the usage database by default.
+    pub data_dir: PathBuf,
     /// Extra CA certificates (PEM) for upstream HTTPS.
     pub ca_file: Option<PathBuf>,
     /// Fields that hold a secret in clear (`users[1].token`, `credentials[2].api_key`,
@@ -97,7 +100,7 @@ pub struct PoolConfig {
 
 /// In the status snapshot as in the config: `least_used`, `round_robin`, `random`,
 /// `fallback`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// New conversations go to the account with the most weekly capacity left, weighed
@@ -291,7 +294,19 @@ impl Config {
             connections_from_raw(&raw.connections).map_err(|(f, p)| invalid(&f, p))?;
         let ca_file = raw.ca_file.as_deref().map(|p| absolute(p, base_dir));
         let clear_secrets = clear_secrets(&raw);
-        let usage = usage_from_raw(raw, base_dir).map_err(|(f, p)| invalid(&f, p))?;
+        let data_dir = match &raw.data_dir {
+            Some(p) if p.as_os_str().is_empty() => {
+                return Err(invalid("data_dir", "must not be empty".into()));
+            }
+            Some(p) => absolute(p, base_dir),
+            None => default_data_dir().ok_or_else(|| {
+                invalid(
+                    "data_dir",
+                    "cannot find the OS data directory; set `data_dir`".into(),
+                )
+            })?,
+        };
+        let usage = usage_from_raw(raw, &data_dir, base_dir).map_err(|(f, p)| invalid(&f, p))?;
 
         Ok(Config {
             listen,
@@ -303,6 +318,7 @@ impl Config {
             timeouts,
             connections,
             usage,
+            data_dir,
             ca_file,
             clear_secrets,
         })
@@ -997,21 +1013,17 @@ fn connections_from_raw(raw: &RawConnections) -> Result<Connections, FieldProble
     })
 }
 
-fn usage_from_raw(raw: RawConfig, base_dir: &Path) -> Result<UsageConfig, FieldProblem> {
+fn usage_from_raw(
+    raw: RawConfig,
+    data_dir: &Path,
+    base_dir: &Path,
+) -> Result<UsageConfig, FieldProblem> {
     let database = match &raw.database {
         Some(p) if p.as_os_str().is_empty() => {
             return Err(("database".into(), "must not be empty".into()));
         }
         Some(p) => absolute(p, base_dir),
-        None => default_data_dir()
-            .map(|d| d.join("usage.db"))
-            .ok_or_else(|| {
-                (
-                    "database".to_string(),
-                    "cannot find a data directory for the usage database; set `database`"
-                        .to_string(),
-                )
-            })?,
+        None => data_dir.join("usage.db"),
     };
     let queue = match raw.usage_queue {
         Some(0) => return Err(("usage_queue".into(), "must be greater than 0".into())),

@@ -45,8 +45,12 @@ pub struct RawConfig {
     /// gateway, a TLS-inspecting proxy), besides the system's.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    /// SQLite file holding the usage history (default `<OS data dir>/carpool/usage.db`,
-    /// or `$CARPOOL_DATA_DIR/usage.db`).
+    /// Directory of Carpool's own data: the usage database (unless `database` says
+    /// otherwise), the admin secret's hash, and secrets when the OS has no keyring.
+    /// Default `$CARPOOL_DATA_DIR`, else `<OS data dir>/carpool`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// SQLite file holding the usage history (default `<data_dir>/usage.db`).
     #[serde(default)]
     pub database: Option<PathBuf>,
     /// A sing-box ccm `usages_path` statistics file covering every request, rewritten at

@@ -76,8 +76,12 @@ fn render(token_hash: &str) -> String {
   // Optional settings. To use one, delete the // at the start of its line and change
   // the value; keep the comma at its end.
   //
+  // Carpool's own data: the usage database, the admin secret's hash, and secrets when
+  // this machine has no keyring. Default: $CARPOOL_DATA_DIR, else <OS data dir>/carpool.
+  // "data_dir": "/path/to/carpool-data",
+  //
   // The SQLite file keeping every request's tokens and cost (`carpool usage` shows
-  // them). Default: <OS data dir>/carpool/usage.db.
+  // them). Default: <data_dir>/usage.db.
   // "database": "/path/to/usage.db",
   //
   // Also keep a sing-box ccm statistics file of every request.
@@ -155,6 +159,10 @@ mod optional_settings {
     }
 
     const OPTIONALS: &[Optional] = &[
+        Optional {
+            name: "data_dir",
+            check: |c| assert_eq!(c.data_dir, Path::new("/path/to/carpool-data")),
+        },
         Optional {
             name: "database",
             check: |c| assert_eq!(c.usage.database, Path::new("/path/to/usage.db")),

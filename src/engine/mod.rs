@@ -243,6 +243,8 @@ pub struct Server {
     engine: Arc<Engine>,
     /// `connections` from the config, with `max` fitted to the open-file limit.
     connections: Connections,
+    /// Routes served beside the relay's ([`Server::serve_also`]).
+    also: Router,
 }
 
 impl Server {
@@ -274,6 +276,7 @@ impl Server {
             listener,
             engine,
             connections,
+            also: Router::new(),
         })
     }
 
@@ -283,6 +286,12 @@ impl Server {
     pub fn watch_config(&self, path: std::path::PathBuf, overrides: Overrides) {
         let watch = ConfigWatch::new(self.engine.clone(), path, overrides);
         self.engine.tasks().spawn(watch.run());
+    }
+
+    /// Serves `routes` beside the relay's (the management API, the dashboard). They must
+    /// not overlap the relay's paths, and have no fallback of their own.
+    pub fn serve_also(&mut self, routes: Router) {
+        self.also = std::mem::take(&mut self.also).merge(routes);
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -303,6 +312,7 @@ impl Server {
             listener,
             engine,
             connections,
+            also,
         } = self;
         let grace = engine.state().config.timeouts.shutdown_grace;
         // The saver is stopped last, after the ledger has written everything: it has a
@@ -316,7 +326,7 @@ impl Server {
                 let _ = saver_stopped.await;
             },
         ));
-        let app = router(&engine);
+        let app = router(&engine).merge(also);
         let (rebind, rebound) = mpsc::unbounded_channel();
         *lock(&engine.rebind) = Some(rebind);
         listener::serve(listener, rebound, app, connections, grace, shutdown).await;

@@ -113,7 +113,7 @@ fn cap(reserve: Option<u32>) -> u32 {
 
 /// One of a subscription's two quota windows. In JSON `five_hour` or `weekly`, as the
 /// status snapshot's fields; in log lines `5h` or `weekly`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowName {
     FiveHour,

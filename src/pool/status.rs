@@ -15,7 +15,7 @@ use crate::config::{AccountTag, PoolTag, Strategy};
 use crate::credentials::Status;
 
 /// Every account and every pool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PoolStatus {
     /// When the snapshot was taken.
     pub at: i64,
@@ -43,7 +43,7 @@ impl PoolStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PoolSummary {
     pub tag: PoolTag,
     pub strategy: Strategy,
@@ -52,7 +52,7 @@ pub struct PoolSummary {
 }
 
 /// One account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AccountStatus {
     pub tag: AccountTag,
     pub kind: AccountKind,
@@ -69,7 +69,7 @@ pub struct AccountStatus {
     pub last_hour: RecentUse,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountKind {
     /// A Claude Code login (subscription).
@@ -80,7 +80,7 @@ pub enum AccountKind {
 
 /// One quota window: how much is used, when it resets and where the owner's reserve
 /// starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WindowStatus {
     /// Percent used, `0..=100`, rounded up; `None` until the upstream said.
     pub percent: Option<u32>,
@@ -115,7 +115,7 @@ impl WindowStatus {
 
 /// Requests that finished in the last 60 minutes, and their tokens (input, output and
 /// cache, as recorded).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RecentUse {
     pub requests: u64,
     pub tokens: u64,
@@ -125,7 +125,7 @@ pub struct RecentUse {
 /// `disabled`, then what the login says (`file_missing`, `login_expired`,
 /// `waiting_for_owner`, `retrying`), then the limits (see [`super::limits`] for their
 /// order).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum AccountState {
     Ready,

@@ -93,6 +93,7 @@ impl Setup {
                 {"name": "bob", "token_hash": bob_hash},
             ],
             "database": dir.path().join("usage.db"),
+            "data_dir": dir.path(),
         });
         Setup {
             dir,
@@ -118,6 +119,43 @@ impl Setup {
         let text = serde_json::to_string(&self.config).unwrap();
         let config = Config::parse(&text, &self.config_path()).expect("test config is valid");
         Server::bind(config).await.unwrap().spawn()
+    }
+}
+
+/// An in-process Carpool with the management API mounted, and its admin secret.
+pub struct Managed {
+    pub server: RunningServer,
+    pub secret: String,
+}
+
+impl Managed {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}{path}", self.server.url(), carpool::api::PREFIX)
+    }
+
+    /// A request to the API with the admin secret as bearer token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        client()
+            .request(method, self.url(path))
+            .bearer_auth(&self.secret)
+    }
+}
+
+impl Setup {
+    /// [`Setup::start`] with the management API, as `carpool serve` runs it.
+    pub async fn start_managed(&self) -> Managed {
+        let text = serde_json::to_string(&self.config).unwrap();
+        let config = Config::parse(&text, &self.config_path()).expect("test config is valid");
+        let (admin, secret) = carpool::api::Admin::open(&config.data_dir).unwrap();
+        let mut server = Server::bind(config).await.unwrap();
+        server.serve_also(carpool::api::router(carpool::api::Api::new(
+            server.engine().clone(),
+            admin,
+        )));
+        Managed {
+            server: server.spawn(),
+            secret: secret.expect("a new data directory has no admin secret yet"),
+        }
     }
 }
 
