@@ -9,7 +9,11 @@
 
 mod auth;
 mod error;
+mod pools;
+mod settings;
 mod status;
+mod users;
+pub mod write;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +28,7 @@ use crate::engine::Engine;
 
 pub use auth::{ADMIN_FILE, Admin, reset as reset_admin_secret};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use users::ClientSetup;
 
 /// Where the API's routes start.
 pub const PREFIX: &str = "/api/v1";
@@ -54,6 +59,9 @@ impl Api {
     components(schemas(ErrorBody)),
     tags(
         (name = "status", description = "The engine, every account and pool"),
+        (name = "users", description = "Who may use the relay: their tokens (shown once) and what they are bound to"),
+        (name = "pools", description = "Groups of accounts that users can be bound to"),
+        (name = "settings", description = "The relay's settings, and where Carpool keeps its files"),
     )
 )]
 struct Doc;
@@ -61,7 +69,14 @@ struct Doc;
 fn routes() -> OpenApiRouter<Arc<Api>> {
     OpenApiRouter::with_openapi(Doc::openapi()).nest(
         PREFIX,
-        OpenApiRouter::new().routes(routes!(status::get_status)),
+        OpenApiRouter::new()
+            .routes(routes!(status::get_status))
+            .routes(routes!(users::list_users, users::create_user))
+            .routes(routes!(users::update_user, users::delete_user))
+            .routes(routes!(users::rotate_user))
+            .routes(routes!(pools::list_pools, pools::create_pool))
+            .routes(routes!(pools::update_pool, pools::delete_pool))
+            .routes(routes!(settings::get_settings, settings::update_settings)),
     )
 }
 

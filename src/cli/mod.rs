@@ -1,6 +1,7 @@
-//! Command-line entry points: `carpool serve`, `carpool token`, `carpool usage`,
-//! `carpool admin` and `carpool openapi`.
+//! Command-line entry points: `carpool serve`, `carpool user`, `carpool pool`,
+//! `carpool token`, `carpool usage`, `carpool admin` and `carpool openapi`.
 
+mod manage;
 mod token;
 mod usage;
 
@@ -42,7 +43,23 @@ pub enum Command {
     /// Show what was used and what it cost: a table per day (or hour, month, user,
     /// model, credential, device, session), as JSON or CSV, or in sing-box ccm's layout.
     Usage(Box<usage::UsageArgs>),
-    /// Make a new user token and print the line to add to the config's `users`.
+    /// Users of the relay: add (prints the token once, with the client setup), list,
+    /// rotate, revoke, rename, bind. Written into the config, comments kept.
+    User {
+        #[command(subcommand)]
+        command: manage::UserCommand,
+        /// Config file. Default: $CARPOOL_CONFIG, else <OS config dir>/carpool/config.json.
+        #[arg(long, value_name = "PATH", global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Pools of accounts: add, list, set, remove. Written into the config, comments kept.
+    Pool {
+        #[command(subcommand)]
+        command: manage::PoolCommand,
+        /// Config file. Default: $CARPOOL_CONFIG, else <OS config dir>/carpool/config.json.
+        #[arg(long, value_name = "PATH", global = true)]
+        config: Option<PathBuf>,
+    },
     /// The management API's admin secret.
     Admin {
         #[command(subcommand)]
@@ -51,6 +68,9 @@ pub enum Command {
     /// Print the management API's OpenAPI document (JSON), as `carpool serve` serves it
     /// at /api/v1/openapi.json.
     Openapi,
+    /// Make a new user token and print the line to add to the config's `users` yourself
+    /// (the config is not changed; it need not exist yet). `carpool user add` writes it
+    /// into the config for you.
     Token {
         /// Name for the new user (not one the config already has).
         #[arg(long, default_value = "friend")]
@@ -94,6 +114,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen } => serve(config, listen).await,
         Command::Usage(args) => usage::run(*args),
+        Command::User { command, config } => manage::user(command, config),
+        Command::Pool { command, config } => manage::pool(command, config),
         Command::Admin {
             command: AdminCommand::Reset { config },
         } => admin_reset(config),
@@ -253,11 +275,5 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
 
 /// The URL other machines use: the host name for a wildcard listener, else the address.
 fn client_url(addr: SocketAddr) -> String {
-    if addr.ip().is_unspecified() {
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
-        if !host.is_empty() {
-            return format!("http://{host}:{}", addr.port());
-        }
-    }
-    format!("http://{addr}")
+    api::write::listen_url(addr)
 }

@@ -1,65 +1,40 @@
 //! `carpool token`: a new user token, bound to an account or a pool of the config.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 
 use super::UsageError;
-use crate::config::{self, Bindings};
+use crate::config::edit::EditError;
+use crate::config::{self, Bindings, manage};
 use crate::secret::{TokenHash, generate_token};
 
-/// Which account or pool a new user gets: `requested` if the config has it; without
-/// one, the only account of a config that has no pool. Anything else is a
-/// [`UsageError`] that lists the tags to choose from.
+/// Which account or pool a new user gets; see [`manage::choose_credential`]. A refusal
+/// is a [`UsageError`] that lists the tags to choose from.
 pub fn choose_credential(
     bindings: &Bindings,
     requested: Option<&str>,
 ) -> Result<String, UsageError> {
-    match requested {
-        Some(tag)
-            if bindings
-                .accounts
-                .iter()
-                .chain(&bindings.pools)
-                .any(|t| t == tag) =>
-        {
-            Ok(tag.to_owned())
-        }
-        Some(tag) => Err(UsageError(format!(
-            "--credential {tag}: the config has no account or pool `{tag}` ({})",
-            known(bindings)
-        ))),
-        None => match (bindings.accounts.as_slice(), bindings.pools.is_empty()) {
-            ([only], true) => Ok(only.clone()),
-            _ => Err(UsageError(format!(
-                "choose what the new user's requests go to with --credential TAG ({})",
-                known(bindings)
-            ))),
-        },
-    }
+    manage::choose_credential(bindings, requested, "--credential TAG")
+        .map_err(|e| flag_error(e, requested))
 }
 
-/// A new user's name: not empty and not taken.
-pub fn check_name(bindings: &Bindings, name: &str, path: &Path) -> Result<(), UsageError> {
-    if name.trim().is_empty() {
-        return Err(UsageError("--name must not be empty".into()));
-    }
-    if bindings.users.iter().any(|u| u == name) {
-        return Err(UsageError(format!(
-            "--name {name}: {} already has a user `{name}`; choose another name",
-            path.display()
-        )));
-    }
-    Ok(())
+/// A new user's name: not empty and not taken ([`manage::check_name`]).
+pub fn check_name(bindings: &Bindings, name: &str) -> Result<(), UsageError> {
+    manage::check_name(bindings, name).map_err(|e| flag_error(e, Some(name)))
 }
 
-/// `accounts: a, b; pools: p`
-fn known(bindings: &Bindings) -> String {
-    let mut parts = vec![format!("accounts: {}", bindings.accounts.join(", "))];
-    if !bindings.pools.is_empty() {
-        parts.push(format!("pools: {}", bindings.pools.join(", ")));
+/// A refusal of the shared checks as the command line says it: `--name me: …`.
+pub fn flag_error(error: EditError, value: Option<&str>) -> UsageError {
+    match error {
+        EditError::Invalid { field, problem } => UsageError(match value {
+            Some(v) if !v.trim().is_empty() => format!("--{field} {v}: {problem}"),
+            Some(_) => format!("--{field}: {problem}"),
+            // The problem says which flag to give.
+            None => problem,
+        }),
+        other => UsageError(other.to_string()),
     }
-    parts.join("; ")
 }
 
 /// The `users` entry to paste, as one line of JSON.
@@ -92,7 +67,7 @@ pub fn run(
         );
         Bindings::parse("{}", &path)?
     };
-    check_name(&bindings, name, &path)?;
+    check_name(&bindings, name)?;
     let credential = choose_credential(&bindings, credential)?;
     let kind = if bindings.pools.contains(&credential) {
         "pool"
@@ -155,15 +130,14 @@ mod tests {
     #[test]
     fn a_taken_or_empty_name_is_refused() {
         let b = bindings(&["a"], &[], &["me", "friend"]);
-        let path = Path::new("/c.json");
         assert!(
-            check_name(&b, "friend", path)
+            check_name(&b, "friend")
                 .unwrap_err()
                 .0
                 .contains("already has a user `friend`")
         );
-        assert!(check_name(&b, " ", path).is_err());
-        check_name(&b, "laptop", path).unwrap();
+        assert!(check_name(&b, " ",).is_err());
+        check_name(&b, "laptop").unwrap();
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod edit;
 pub mod file;
 mod ids;
+pub mod manage;
 pub mod raw;
 mod template;
 
@@ -63,6 +64,8 @@ pub struct UsageConfig {
     pub usages_path: Option<PathBuf>,
     pub queue: usize,
     pub prices: Arc<PriceTable>,
+    /// The config's `prices`, as written (the table above includes them).
+    pub price_overrides: std::collections::BTreeMap<String, crate::ledger::prices::ModelPrices>,
 }
 
 /// One account: where its credentials come from and how to reach its upstream.
@@ -102,7 +105,9 @@ pub struct PoolConfig {
 
 /// In the status snapshot as in the config: `least_used`, `round_robin`, `random`,
 /// `fallback`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// New conversations go to the account with the most weekly capacity left, weighed
@@ -369,22 +374,27 @@ fn clear_secrets(raw: &RawConfig) -> Vec<String> {
         }
     }
     for name in raw.headers.keys() {
-        let name = name.to_ascii_lowercase();
-        if [
-            "key",
-            "token",
-            "secret",
-            "authorization",
-            "cookie",
-            "password",
-        ]
-        .iter()
-        .any(|p| name.contains(p))
-        {
-            found.push(format!("headers.{name}"));
+        if is_credential_like_header(name) {
+            found.push(format!("headers.{}", name.to_ascii_lowercase()));
         }
     }
     found
+}
+
+/// A header whose value is likely a secret (`x-api-key`, `cookie`, `…-token`): warned
+/// about in a readable config, masked where settings are shown.
+pub fn is_credential_like_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "key",
+        "token",
+        "secret",
+        "authorization",
+        "cookie",
+        "password",
+    ]
+    .iter()
+    .any(|p| name.contains(p))
 }
 
 /// What `carpool token` needs from a config: the tags a user can be bound to and the
@@ -1032,6 +1042,7 @@ fn usage_from_raw(
         Some(n) => n,
         None => 10_000,
     };
+    let price_overrides = raw.prices.clone();
     let prices = PriceTable::builtin()
         .with_overrides(raw.prices)
         .map_err(|p| ("prices".to_string(), p))?;
@@ -1040,6 +1051,7 @@ fn usage_from_raw(
         usages_path: raw.usages_path.as_deref().map(|p| absolute(p, base_dir)),
         queue,
         prices: Arc::new(prices),
+        price_overrides,
     })
 }
 

@@ -114,6 +114,21 @@ impl Setup {
         path
     }
 
+    /// Writes the config file as a person might have edited it: comments of both kinds,
+    /// odd spacing. Returns its path and text.
+    pub fn write_commented_config(&self) -> (PathBuf, String) {
+        let pretty = serde_json::to_string_pretty(&self.config).unwrap();
+        let body = pretty.replacen(
+            "{\n",
+            "{\n  // written by hand\n   \"max_body_bytes\" :   65536 ,  /* odd */\n",
+            1,
+        );
+        let text = format!("// Carpool\n/* keep me */\n{body}\n// the end\n");
+        let path = self.config_path();
+        std::fs::write(&path, &text).unwrap();
+        (path, text)
+    }
+
     /// Starts Carpool in-process on an ephemeral port.
     pub async fn start(&self) -> RunningServer {
         let text = serde_json::to_string(&self.config).unwrap();
@@ -174,6 +189,9 @@ impl Setup {
 
     async fn managed(&self, config: Config, prepare: impl FnOnce(&Server)) -> Managed {
         let (admin, secret) = carpool::api::Admin::open(&config.data_dir).unwrap();
+        // A second start on the same data directory (a restart) gets a new secret.
+        let secret =
+            secret.unwrap_or_else(|| carpool::api::reset_admin_secret(&config.data_dir).unwrap());
         let mut server = Server::bind(config).await.unwrap();
         prepare(&server);
         server.serve_also(carpool::api::router(carpool::api::Api::new(
@@ -182,7 +200,7 @@ impl Setup {
         )));
         Managed {
             server: server.spawn(),
-            secret: secret.expect("a new data directory has no admin secret yet"),
+            secret,
         }
     }
 }
@@ -240,4 +258,23 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     false
+}
+
+/// What differs between two texts: the part of each between their common prefix and
+/// their common suffix (ASCII texts).
+pub fn changed_span<'a>(before: &'a str, after: &'a str) -> (&'a str, &'a str) {
+    let (b, a) = (before.as_bytes(), after.as_bytes());
+    let prefix = b.iter().zip(a).take_while(|(x, y)| x == y).count();
+    let max_suffix = b.len().min(a.len()) - prefix;
+    let suffix = b
+        .iter()
+        .rev()
+        .zip(a.iter().rev())
+        .take(max_suffix)
+        .take_while(|(x, y)| x == y)
+        .count();
+    (
+        &before[prefix..b.len() - suffix],
+        &after[prefix..a.len() - suffix],
+    )
 }

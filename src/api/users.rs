@@ -1,0 +1,401 @@
+//! `/users`: who may use the relay. A new or rotated token is returned once, with the
+//! client setup to paste; the config keeps only its hash.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::write::{client_base_url, edit};
+use super::{Api, ApiError, ErrorBody};
+use crate::config::manage::{self, NewToken};
+use crate::config::{Config, Target};
+use crate::ledger::query::{Dimension, Filter, Query, report};
+use crate::ledger::store;
+
+/// A user of the relay. Never their token or its hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct User {
+    /// Their name, unique; the ledger records their requests under it.
+    pub name: String,
+    /// The account or pool their requests go to.
+    pub credential: String,
+    /// Whether `credential` is an `account` or a `pool`.
+    pub credential_kind: CredentialKind,
+    /// How the config keeps their token: `hashed` (`token_hash`, as Carpool writes it) or
+    /// `clear` (`token`, written by hand; rotating it stores a hash).
+    pub token_storage: TokenStorage,
+    /// Their requests and cost since the start of this month (this machine's time zone);
+    /// `null` when there is no usage history yet.
+    pub this_month: Option<MonthUsage>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    Account,
+    Pool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenStorage {
+    Hashed,
+    Clear,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, ToSchema)]
+pub struct MonthUsage {
+    /// Requests relayed.
+    pub requests: i64,
+    /// Their cost at list prices, in US dollars (requests of unknown models count 0).
+    pub cost_usd: f64,
+}
+
+/// A new user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Their name; not one in use.
+    pub name: String,
+    /// Tag of the account or pool their requests go to. May be left out when the config
+    /// has a single account and no pool.
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+/// Changes to a user; fields left out stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// A new name (their token stays).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Tag of the account or pool their requests go to from now on.
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+/// A user with a token made now. The token is shown only in this answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserToken {
+    pub user: User,
+    /// The user's token (`cpk-…`), shown only now: the config keeps its hash.
+    pub token: String,
+    /// What to paste into the user's clients.
+    pub setup: ClientSetup,
+}
+
+/// Ready-to-paste client settings for one user token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientSetup {
+    /// The address clients send requests to: the host this request came to.
+    pub base_url: String,
+    /// Claude Code's environment: `ANTHROPIC_BASE_URL` and `ANTHROPIC_AUTH_TOKEN`.
+    pub env: Vec<EnvVar>,
+    /// Shell lines that set that environment (then run `claude`).
+    pub shell: String,
+    /// The same for Claude Code's `~/.claude/settings.json` (its `env`), so every
+    /// session uses Carpool.
+    pub claude_code_settings: String,
+    /// The Anthropic Python SDK (`pip install anthropic`).
+    pub python: String,
+    /// The Anthropic TypeScript SDK (`npm install @anthropic-ai/sdk`).
+    pub typescript: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+impl ClientSetup {
+    /// The setup for `token` on the Carpool at `base_url`. Claude Code sends
+    /// `ANTHROPIC_AUTH_TOKEN` as `Authorization: Bearer`; the SDKs send `api_key` as
+    /// `x-api-key`; Carpool takes its token in either (docs/protocol.md §12).
+    pub fn new(base_url: &str, token: &str) -> ClientSetup {
+        let env = vec![
+            EnvVar {
+                name: "ANTHROPIC_BASE_URL".into(),
+                value: base_url.into(),
+            },
+            EnvVar {
+                name: "ANTHROPIC_AUTH_TOKEN".into(),
+                value: token.into(),
+            },
+        ];
+        let shell = env
+            .iter()
+            .map(|v| format!("export {}={}\n", v.name, v.value))
+            .collect();
+        let settings = serde_json::json!({
+            "env": {"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_AUTH_TOKEN": token}
+        });
+        let claude_code_settings = serde_json::to_string_pretty(&settings).unwrap_or_default();
+        let quoted = |s: &str| serde_json::Value::from(s).to_string();
+        let python = format!(
+            "import anthropic\n\nclient = anthropic.Anthropic(\n    base_url={},\n    api_key={},\n)\n",
+            quoted(base_url),
+            quoted(token)
+        );
+        let typescript = format!(
+            "import Anthropic from \"@anthropic-ai/sdk\";\n\nconst client = new Anthropic({{\n  baseURL: {},\n  apiKey: {},\n}});\n",
+            quoted(base_url),
+            quoted(token)
+        );
+        ClientSetup {
+            base_url: base_url.into(),
+            env,
+            shell,
+            claude_code_settings,
+            python,
+            typescript,
+        }
+    }
+
+    /// For a terminal: each snippet under a heading.
+    pub fn to_text(&self) -> String {
+        let indent = |s: &str| s.lines().map(|l| format!("    {l}\n")).collect::<String>();
+        format!(
+            "Claude Code, in the shell that runs `claude`:\n{}\nOr for every session, in ~/.claude/settings.json:\n{}\nPython (anthropic):\n{}\nTypeScript (@anthropic-ai/sdk):\n{}",
+            indent(&self.shell),
+            indent(&self.claude_code_settings),
+            indent(&self.python),
+            indent(&self.typescript),
+        )
+    }
+}
+
+/// `name` as `config` has it now.
+fn view(config: &Config, name: &str, usage: &HashMap<String, MonthUsage>) -> Option<User> {
+    let (i, user) = config
+        .users
+        .iter()
+        .enumerate()
+        .find(|(_, u)| u.name.as_str() == name)?;
+    let (credential, credential_kind) = match &user.credential {
+        Target::Account(tag) => (tag.to_string(), CredentialKind::Account),
+        Target::Pool(tag) => (tag.to_string(), CredentialKind::Pool),
+    };
+    let clear = config.clear_secrets.contains(&format!("users[{i}].token"));
+    Some(User {
+        name: name.to_owned(),
+        credential,
+        credential_kind,
+        token_storage: if clear {
+            TokenStorage::Clear
+        } else {
+            TokenStorage::Hashed
+        },
+        this_month: usage.get(name).copied(),
+    })
+}
+
+/// Requests and cost per user since the start of this month, from the usage database;
+/// empty when there is none yet or it cannot be read (the list is still worth showing).
+fn month_usage(database: &Path) -> HashMap<String, MonthUsage> {
+    let answer = (|| {
+        let conn = store::open_existing(database).ok()?;
+        let now = jiff::Zoned::now();
+        let since = now.first_of_month().and_then(|d| d.start_of_day()).ok()?;
+        let query = Query {
+            since_ms: since.timestamp().as_millisecond(),
+            // Include what was recorded this very millisecond.
+            until_ms: now.timestamp().as_millisecond() + 1,
+            tz: now.time_zone().clone(),
+            bucket: None,
+            group: Some(Dimension::User),
+            top: None,
+            filter: Filter::default(),
+        };
+        report(&conn, &query).ok()
+    })();
+    let mut usage = HashMap::new();
+    for row in answer.map(|r| r.rows).unwrap_or_default() {
+        if let Some(name) = row.key() {
+            usage.insert(
+                name.to_owned(),
+                MonthUsage {
+                    requests: row.totals.requests,
+                    cost_usd: row.totals.cost_micros as f64 / 1_000_000.0,
+                },
+            );
+        }
+    }
+    usage
+}
+
+async fn usage_of(config: &Config) -> HashMap<String, MonthUsage> {
+    let database = config.usage.database.clone();
+    tokio::task::spawn_blocking(move || month_usage(&database))
+        .await
+        .unwrap_or_default()
+}
+
+/// One user of `config` with this month's usage.
+async fn one(config: &Config, name: &str) -> Result<User, ApiError> {
+    let usage = usage_of(config).await;
+    view(config, name, &usage).ok_or_else(|| ApiError::internal(format!("user `{name}` vanished")))
+}
+
+/// Every user, in config order.
+#[utoipa::path(get, path = "/users", tag = "users", operation_id = "listUsers",
+    responses((status = 200, body = Vec<User>), (status = 401, body = ErrorBody)))]
+pub async fn list_users(State(api): State<Arc<Api>>) -> Result<Json<Vec<User>>, ApiError> {
+    let state = api.engine.state();
+    let config = &state.config;
+    let usage = usage_of(config).await;
+    Ok(Json(
+        config
+            .users
+            .iter()
+            .filter_map(|u| view(config, &u.name, &usage))
+            .collect(),
+    ))
+}
+
+/// Adds a user with a new token, returned only in this answer with the client setup.
+#[utoipa::path(post, path = "/users", tag = "users", operation_id = "createUser",
+    request_body = CreateUser,
+    responses(
+        (status = 201, body = UserToken, description = "Created; the token is shown only now"),
+        (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The config file changed on disk since Carpool last read it"),
+        (status = 422, body = ErrorBody, description = "A field is wrong (a name in use, an unknown credential)"),
+        (status = 503, body = ErrorBody, description = "Carpool runs without a config file"),
+    ))]
+pub async fn create_user(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: Result<Json<CreateUser>, JsonRejection>,
+) -> Result<(StatusCode, Json<UserToken>), ApiError> {
+    let Json(body) = body?;
+    let edited = edit(&api, move |doc| {
+        manage::add_user(doc, &body.name, body.credential.as_deref(), "`credential`")
+    })
+    .await?;
+    let answer = with_token(&edited.config, &headers, edited.value).await?;
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+async fn with_token(
+    config: &Config,
+    headers: &HeaderMap,
+    new: NewToken,
+) -> Result<UserToken, ApiError> {
+    let base_url = client_base_url(headers, config.listen);
+    Ok(UserToken {
+        user: one(config, &new.name).await?,
+        setup: ClientSetup::new(&base_url, &new.token),
+        token: new.token,
+    })
+}
+
+/// Gives the user a new token, returned only in this answer; the old one is refused
+/// from the next request.
+#[utoipa::path(post, path = "/users/{name}/rotate", tag = "users", operation_id = "rotateUserToken",
+    params(("name" = String, Path, description = "The user's name")),
+    responses(
+        (status = 200, body = UserToken, description = "The new token, shown only now"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn rotate_user(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<UserToken>, ApiError> {
+    let edited = edit(&api, move |doc| manage::rotate_user(doc, &name)).await?;
+    Ok(Json(
+        with_token(&edited.config, &headers, edited.value).await?,
+    ))
+}
+
+/// Renames the user or binds them to another account or pool.
+#[utoipa::path(patch, path = "/users/{name}", tag = "users", operation_id = "updateUser",
+    params(("name" = String, Path, description = "The user's name")),
+    request_body = UpdateUser,
+    responses(
+        (status = 200, body = User, description = "The user as they are now"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn update_user(
+    State(api): State<Arc<Api>>,
+    UrlPath(name): UrlPath<String>,
+    body: Result<Json<UpdateUser>, JsonRejection>,
+) -> Result<Json<User>, ApiError> {
+    let Json(body) = body?;
+    let edited = edit(&api, move |doc| {
+        let mut current = name;
+        if let Some(new_name) = &body.name {
+            manage::rename_user(doc, &current, new_name)?;
+            current = new_name.clone();
+        }
+        if let Some(credential) = &body.credential {
+            manage::bind_user(doc, &current, credential)?;
+        }
+        if body.name.is_none() && body.credential.is_none() {
+            // Nothing to change; still a 404 for a user that does not exist.
+            doc.users()?.get(&current, "user")?;
+        }
+        Ok(current)
+    })
+    .await?;
+    Ok(Json(one(&edited.config, &edited.value).await?))
+}
+
+/// Removes the user: their token is refused from the next request.
+#[utoipa::path(delete, path = "/users/{name}", tag = "users", operation_id = "deleteUser",
+    params(("name" = String, Path, description = "The user's name")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn delete_user(
+    State(api): State<Arc<Api>>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
+    edit(&api, move |doc| manage::remove_user(doc, &name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snippets_carry_the_url_and_token_quoted() {
+        let setup = ClientSetup::new("http://box:7676", "cpk-abc");
+        assert_eq!(
+            setup.shell,
+            "export ANTHROPIC_BASE_URL=http://box:7676\nexport ANTHROPIC_AUTH_TOKEN=cpk-abc\n"
+        );
+        assert!(setup.python.contains("base_url=\"http://box:7676\""));
+        assert!(setup.python.contains("api_key=\"cpk-abc\""));
+        assert!(setup.typescript.contains("apiKey: \"cpk-abc\""));
+        let settings: serde_json::Value =
+            serde_json::from_str(&setup.claude_code_settings).unwrap();
+        assert_eq!(settings["env"]["ANTHROPIC_AUTH_TOKEN"], "cpk-abc");
+        assert!(
+            setup
+                .to_text()
+                .contains("    export ANTHROPIC_AUTH_TOKEN=cpk-abc")
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! `/api/v1/users` over real HTTP: every endpoint, every change written into the config
+//! file (a hand-written comment and odd formatting kept byte for byte) and still there
+//! after a restart, tokens refused or accepted from the next request, and the write
+//! refused (409) when the file was edited by hand since Carpool last read it.
+
+mod common;
+
+use common::{ALICE_TOKEN, BOB_TOKEN, Managed, Setup, changed_span, client, eventually};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// `POST /v1/messages` with `token`; the status.
+async fn relay_status(api: &Managed, token: &str) -> StatusCode {
+    client()
+        .post(format!("{}/v1/messages", api.server.url()))
+        .bearer_auth(token)
+        .header("anthropic-version", "2023-06-01")
+        .json(&common::message_body(false))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn call(
+    api: &Managed,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = api.admin(method, path);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn users_are_listed_created_rotated_renamed_rebound_and_revoked() {
+    let setup = Setup::new().await;
+    let (path, original) = setup.write_commented_config();
+    let api = setup.start_managed_on_file(true).await;
+
+    // The list: never a token or a hash.
+    let (status, users) = call(&api, Method::GET, "/users", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(users[0]["name"], "alice");
+    assert_eq!(users[0]["token_storage"], "clear");
+    assert_eq!(users[1]["name"], "bob");
+    assert_eq!(users[1]["token_storage"], "hashed");
+    assert_eq!(users[1]["credential"], "main");
+    assert_eq!(users[1]["credential_kind"], "account");
+    assert!(!users.to_string().contains(ALICE_TOKEN) && !users.to_string().contains("sha256:"));
+
+    // A new user: the token once, the setup at the address the request came to, and only
+    // the hash in the file, appended with every other byte of it as it was.
+    let (status, created) =
+        call(&api, Method::POST, "/users", Some(json!({"name": "carol"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("cpk-"));
+    assert_eq!(created["user"]["credential"], "main", "the only account");
+    assert_eq!(created["setup"]["base_url"], api.server.url());
+    assert!(
+        created["setup"]["shell"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("ANTHROPIC_AUTH_TOKEN={token}"))
+    );
+    assert!(
+        created["setup"]["python"]
+            .as_str()
+            .unwrap()
+            .contains(&token)
+    );
+    assert!(
+        created["setup"]["typescript"]
+            .as_str()
+            .unwrap()
+            .contains(&token)
+    );
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(!written.contains(&token));
+    let (old, new) = changed_span(&original, &written);
+    assert!(
+        old.len() <= 2,
+        "only the end of bob's entry may change: {old:?}"
+    );
+    assert!(
+        new.contains("\"carol\"")
+            && new.contains(&carpool::auth::TokenHash::of(&token).to_config_string()),
+        "{new}"
+    );
+    assert_eq!(relay_status(&api, &token).await, StatusCode::OK);
+
+    // Rotate: the old token is refused from the next request, the new one accepted.
+    let (status, rotated) = call(&api, Method::POST, "/users/carol/rotate", None).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let rotated = rotated["token"].as_str().unwrap().to_owned();
+    assert_ne!(rotated, token);
+    assert_eq!(relay_status(&api, &token).await, StatusCode::FORBIDDEN);
+    assert_eq!(relay_status(&api, &rotated).await, StatusCode::OK);
+
+    // Rename and rebind; refusals name the field.
+    let (status, renamed) = call(
+        &api,
+        Method::PATCH,
+        "/users/carol",
+        Some(json!({"name": "caroline"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(renamed["name"], "caroline");
+    let (status, body) = call(
+        &api,
+        Method::PATCH,
+        "/users/caroline",
+        Some(json!({"credential": "nope"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("credential: "),
+        "{body}"
+    );
+    let (status, _) = call(
+        &api,
+        Method::PATCH,
+        "/users/nobody",
+        Some(json!({"credential": "main"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = call(&api, Method::POST, "/users", Some(json!({"name": "bob"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already has a user `bob`"),
+        "{body}"
+    );
+    let (status, _) = call(
+        &api,
+        Method::POST,
+        "/users",
+        Some(json!({"name": "x", "token": "mine"})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown fields are refused"
+    );
+    let (status, _) = call(&api, Method::POST, "/users/nobody/rotate", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.starts_with("// Carpool\n/* keep me */\n{\n  // written by hand\n   \"max_body_bytes\" :   65536 ,  /* odd */\n"), "{written}");
+    assert!(written.ends_with("}\n// the end\n"));
+
+    // A restart reads it all back from the file.
+    api.server.shutdown().await;
+    let api = setup.start_managed_on_file(true).await;
+    let (_, users) = call(&api, Method::GET, "/users", None).await;
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob", "caroline"]);
+    assert_eq!(users[2]["token_storage"], "hashed");
+    assert_eq!(relay_status(&api, &rotated).await, StatusCode::OK);
+    // This month's usage comes from the ledger.
+    assert_eq!(relay_status(&api, BOB_TOKEN).await, StatusCode::OK);
+    let counted = eventually(5, || async {
+        let (_, users) = call(&api, Method::GET, "/users", None).await;
+        users[1]["this_month"]["requests"] == 1
+    })
+    .await;
+    assert!(counted, "bob's request is counted in the list");
+
+    // Revoke: refused from the next request, and gone from the file.
+    let (status, _) = call(&api, Method::DELETE, "/users/caroline", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(relay_status(&api, &rotated).await, StatusCode::FORBIDDEN);
+    let (status, _) = call(&api, Method::DELETE, "/users/caroline", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    api.server.shutdown().await;
+    let config = carpool::Config::load(&path).unwrap();
+    assert_eq!(config.users.len(), 2);
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("/* keep me */")
+    );
+}
+
+#[tokio::test]
+async fn a_write_after_a_hand_edit_carpool_has_not_read_is_refused_with_409() {
+    let setup = Setup::new().await;
+    let (path, original) = setup.write_commented_config();
+    // No watcher: the hand edit below is never read.
+    let api = setup.start_managed_on_file(false).await;
+    let hand = original.replace("// the end", "// edited by hand");
+    std::fs::write(&path, &hand).unwrap();
+    let (status, body) = call(&api, Method::POST, "/users", Some(json!({"name": "carol"}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "conflict");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed on disk since Carpool last read it"),
+        "{body}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        hand,
+        "the hand edit is kept"
+    );
+    let (_, users) = call(&api, Method::GET, "/users", None).await;
+    assert_eq!(users.as_array().unwrap().len(), 2);
+    api.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn once_the_watcher_has_read_a_hand_edit_a_write_builds_on_it() {
+    let setup = Setup::new().await;
+    let (path, original) = setup.write_commented_config();
+    let api = setup.start_managed_on_file(true).await;
+    let hand = original
+        .replace("// the end", "// edited by hand")
+        .replace("65536", "12345");
+    std::fs::write(&path, &hand).unwrap();
+    let engine = api.server.engine.clone();
+    assert!(
+        eventually(5, || async {
+            engine.state().config.max_body_bytes == 12345
+        })
+        .await
+    );
+    let (status, body) = call(&api, Method::POST, "/users", Some(json!({"name": "carol"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        written.contains("// edited by hand")
+            && written.contains("12345")
+            && written.contains("carol")
+    );
+    api.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_config_file_writes_are_unavailable() {
+    let setup = Setup::new().await;
+    let api = setup.start_managed().await;
+    let (status, body) = call(&api, Method::POST, "/users", Some(json!({"name": "carol"}))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("without a config file"),
+        "{body}"
+    );
+    // Reading still works.
+    let (status, _) = call(&api, Method::GET, "/users", None).await;
+    assert_eq!(status, StatusCode::OK);
+    api.server.shutdown().await;
+}
