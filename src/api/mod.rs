@@ -5,10 +5,12 @@
 //! served at `/api/v1/openapi.json`; `carpool openapi` prints it without a running
 //! server, which is what the dashboard's typed client is generated from.
 //!
-//! Every route needs admin access ([`auth`]).
+//! Every route needs admin access ([`auth`]), except signing in ([`session`]).
 
 mod auth;
 mod error;
+mod lockout;
+mod session;
 mod status;
 
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use crate::engine::Engine;
 
 pub use auth::{ADMIN_FILE, Admin, reset as reset_admin_secret};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use session::{COOKIE as SESSION_COOKIE, CSRF_HEADER};
 
 /// Where the API's routes start.
 pub const PREFIX: &str = "/api/v1";
@@ -54,6 +57,7 @@ impl Api {
     components(schemas(ErrorBody)),
     tags(
         (name = "status", description = "The engine, every account and pool"),
+        (name = "session", description = "Signing in with the admin secret: a session cookie and its CSRF token"),
     )
 )]
 struct Doc;
@@ -61,7 +65,13 @@ struct Doc;
 fn routes() -> OpenApiRouter<Arc<Api>> {
     OpenApiRouter::with_openapi(Doc::openapi()).nest(
         PREFIX,
-        OpenApiRouter::new().routes(routes!(status::get_status)),
+        OpenApiRouter::new()
+            .routes(routes!(status::get_status))
+            .routes(routes!(
+                session::sign_in,
+                session::get_session,
+                session::sign_out
+            )),
     )
 }
 
@@ -72,6 +82,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The API's routes, all behind admin access, and its OpenAPI document.
 pub fn router(api: Arc<Api>) -> Router {
+    auth::warn_if_open(&api.engine.state().config, api.engine.serves_tls());
     let (routes, doc) = routes().split_for_parts();
     let doc = Arc::new(doc);
     routes

@@ -166,7 +166,7 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
         println!();
         println!(
             "Management API: {}{}. Its admin secret is shown only this once (`carpool admin reset` makes a new one):",
-            client_url(server.local_addr()),
+            client_url(server.local_addr(), server.engine().serves_tls()),
             api::PREFIX
         );
         println!("  {secret}");
@@ -177,9 +177,11 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
 
 fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&CreatedConfig>) {
     let addr = server.local_addr();
-    let url = client_url(addr);
+    let tls = server.engine().serves_tls();
+    let url = client_url(addr, tls);
+    let scheme = if tls { "https" } else { "http" };
     println!(
-        "Carpool {} listening on http://{addr}",
+        "Carpool {} listening on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
     );
     println!(
@@ -251,13 +253,15 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
     let _ = std::io::stdout().flush();
 }
 
-/// The URL other machines use: the host name for a wildcard listener, else the address.
-fn client_url(addr: SocketAddr) -> String {
+/// The URL other machines use: the host name for a wildcard listener, else the address;
+/// `https://` when Carpool serves TLS.
+fn client_url(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     if addr.ip().is_unspecified() {
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         if !host.is_empty() {
-            return format!("http://{host}:{}", addr.port());
+            return format!("{scheme}://{host}:{}", addr.port());
         }
     }
-    format!("http://{addr}")
+    format!("{scheme}://{addr}")
 }
