@@ -56,7 +56,7 @@ use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -75,6 +75,9 @@ pub struct Peer {
 
 /// The first byte of a TLS connection (a handshake record).
 const TLS_HANDSHAKE: u8 = 0x16;
+/// How long the rest of a plain HTTP request sent to the TLS listener is drained after
+/// the `400` that answers it.
+const PLAIN_DRAIN: Duration = Duration::from_secs(1);
 
 /// Streams one HTTP/2 connection may run at once.
 const H2_MAX_STREAMS: u32 = 100;
@@ -293,14 +296,30 @@ async fn connection(
 /// Answers a plain HTTP request sent to the TLS listener (a client given `http://`
 /// instead of `https://`) with a `400` that says so, instead of a handshake error the
 /// client would show as a broken connection. Returns why the connection ends.
+///
+/// The request head is read first and the rest drained after the answer (for at most
+/// [`PLAIN_DRAIN`]): closing a socket with unread bytes sends a reset, which can make the
+/// client lose the answer.
 async fn refuse_plain_http(mut tcp: TcpStream) -> io::Error {
+    let mut buf = [0u8; 4096];
+    let mut head = Vec::new();
+    while head.len() < 64 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
     let body = "This Carpool serves HTTPS only: use https:// in its URL.\n";
     let answer = format!(
         "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = tcp.write_all(answer.as_bytes()).await;
-    let _ = tcp.shutdown().await;
+    if tcp.write_all(answer.as_bytes()).await.is_ok() && tcp.shutdown().await.is_ok() {
+        let _ = tokio::time::timeout(PLAIN_DRAIN, async {
+            while tcp.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        })
+        .await;
+    }
     io::Error::new(
         io::ErrorKind::InvalidData,
         "plain HTTP sent to the TLS listener",

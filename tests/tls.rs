@@ -89,9 +89,7 @@ async fn relay_and_api_are_served_over_https_with_h2_and_http1() {
     assert!(cookie.ends_with("; Secure"), "{cookie}");
 
     // Plain HTTP to the TLS port is told what to do instead of cut off.
-    let plain = common::client()
-        .get(format!("http://{}/v1/models", api.server.addr))
-        .send()
+    let plain = ask(&common::client(), &format!("http://{}", api.server.addr))
         .await
         .unwrap();
     assert_eq!(plain.status(), StatusCode::BAD_REQUEST);
