@@ -186,3 +186,51 @@ async fn a_live_reload_turns_tls_on_and_a_bad_certificate_refuses_the_edit() {
     assert_eq!(still.status(), StatusCode::OK);
     carpool.shutdown().await;
 }
+
+/// An address of this machine that is not loopback, if it has one (a UDP "connection"
+/// towards a TEST-NET address sends nothing).
+fn non_loopback_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.254:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test]
+async fn carpool_serve_prints_https_and_warns_only_about_plain_http() {
+    use common::process::{finish, serve, sigterm};
+
+    // With TLS, listening beyond loopback where the machine allows it, and the API open
+    // to other machines: nothing to warn about.
+    let certs = TestCerts::generate();
+    let mut setup = tls_setup(&certs).await;
+    if let Some(ip) = non_loopback_address() {
+        setup.config["listen"] = json!(ip.to_string());
+    }
+    setup.config["admin"] = json!({"remote": true});
+    let p = serve(&setup, &[]);
+    assert!(p.url.starts_with("https://"), "{:?}", p.stdout);
+    let banner = p.stdout.join("\n");
+    assert!(banner.contains("ANTHROPIC_BASE_URL=https://"), "{banner}");
+    sigterm(&p.child);
+    let (code, stderr) = tokio::task::spawn_blocking(move || finish(p))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("plain HTTP"), "{stderr}");
+
+    // Without TLS, an API open to other machines is warned about at start.
+    let mut setup = Setup::new().await;
+    setup.config["admin"] = json!({"remote": true});
+    let p = serve(&setup, &[]);
+    assert!(p.url.starts_with("http://"), "{:?}", p.stdout);
+    sigterm(&p.child);
+    let (code, stderr) = tokio::task::spawn_blocking(move || finish(p))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("`admin.remote` is true and Carpool serves plain HTTP"),
+        "{stderr}"
+    );
+}
