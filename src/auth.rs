@@ -10,10 +10,15 @@
 //! both. Precedence: the Bearer token is tried first, then `x-api-key`; the first that
 //! belongs to a user wins. So a user whose `ANTHROPIC_API_KEY` still holds a real Anthropic
 //! key is not locked out, and that key is never forwarded (the relay strips both headers).
+//!
+//! The management API's admin secret (`cpa-…`) is never a relay token: a token with its
+//! prefix is refused here whatever the config says (and the config refuses such a user
+//! token in the first place).
 
 use http::HeaderMap;
 
 use crate::config::{Target, UserConfig, UserName};
+use crate::secret::ADMIN_PREFIX;
 
 pub use crate::secret::{TOKEN_PREFIX, TokenHash, generate_token};
 
@@ -93,6 +98,9 @@ impl Users {
                 continue;
             }
             presented = true;
+            if token.starts_with(ADMIN_PREFIX) {
+                continue;
+            }
             if let Some(user) = self.find(&TokenHash::of(token)) {
                 return Ok(Caller::User(user));
             }
@@ -254,6 +262,20 @@ mod tests {
             Err(AuthError::Invalid)
         ));
         assert!(!AuthError::Invalid.message().contains("nope"));
+    }
+
+    #[test]
+    fn a_token_with_the_admin_prefix_is_never_a_user_token() {
+        // Even one a user was given by hand (`Users::new` does not check prefixes).
+        let u = users(&["cpa-looks-like-the-admin-secret", "bob-token-00000000"]);
+        let h = headers(&[("authorization", "Bearer cpa-looks-like-the-admin-secret")]);
+        assert!(matches!(u.authenticate(&h), Err(AuthError::Invalid)));
+        // Another header's user token still counts.
+        let h = headers(&[
+            ("authorization", "Bearer cpa-looks-like-the-admin-secret"),
+            ("x-api-key", "bob-token-00000000"),
+        ]);
+        assert_eq!(who(u.authenticate(&h).unwrap()), "u1");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod relay;
 pub mod secret;
 pub mod state;
 pub mod tasks;
+pub mod tls;
 pub mod upstream;
 
 pub use config::Config;

@@ -1,5 +1,9 @@
-//! The client listener: accepting connections, serving HTTP/1 and HTTP/2 (h2c) on them,
-//! closing the ones that take too long, and graceful shutdown.
+//! The client listener: accepting connections, serving HTTP/1 and HTTP/2 on them (over
+//! TLS when `tls` is configured, see [`crate::tls`]; h2c otherwise), closing the ones that
+//! take too long, and graceful shutdown.
+//!
+//! Every request carries its connection's [`Peer`] (and axum's `ConnectInfo<SocketAddr>`)
+//! in its extensions: the management API answers only to some peers.
 //!
 //! Hand-written rather than `axum::serve`, which exposes none of the limits an open port
 //! needs. Everything here applies before a token is checked (`connections` in the config):
@@ -21,6 +25,8 @@
 //!   hyper's own `header_read_timeout` is not used: in hyper 1.x its timer starts when a
 //!   connection goes idle after an answer, so it would also close every idle keep-alive
 //!   connection after `header_timeout`, making a longer `keep_alive` impossible;
+//! - **TLS handshakes** must be done within `header_timeout` of the accept; a client that
+//!   speaks plain HTTP to a TLS listener gets a plain `400` saying to use `https://`;
 //! - **accept errors** such as `EMFILE` (out of file descriptors) back off from 10 ms up
 //!   to 1 s instead of spinning on a connection the kernel keeps offering; errors of one
 //!   connection (`ECONNABORTED`) are skipped.
@@ -36,6 +42,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -44,16 +51,33 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Connections;
+use crate::tls::Inbound;
+
+/// The other end of a request's connection, in every request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS (Carpool's own: a TLS-terminating proxy in front
+    /// makes this false).
+    pub tls: bool,
+}
+
+/// The first byte of a TLS connection (a handshake record).
+const TLS_HANDSHAKE: u8 = 0x16;
+/// How long the rest of a plain HTTP request sent to the TLS listener is drained after
+/// the `400` that answers it.
+const PLAIN_DRAIN: Duration = Duration::from_secs(1);
 
 /// Streams one HTTP/2 connection may run at once.
 const H2_MAX_STREAMS: u32 = 100;
@@ -98,13 +122,15 @@ pub fn effective_max(configured: usize, nofile: Option<u64>) -> usize {
 
 /// Accepts and serves connections until `shutdown` completes, then shuts down
 /// gracefully within `grace` (see the module doc). A listener sent on `rebind` replaces
-/// the current one (a reload changed `listen`).
+/// the current one (a reload changed `listen`). `tls` says, for each new connection,
+/// whether to serve it over TLS.
 pub async fn serve(
     mut listener: TcpListener,
     mut rebind: mpsc::UnboundedReceiver<TcpListener>,
     app: Router,
     limits: Connections,
     grace: Duration,
+    tls: Arc<Inbound>,
     shutdown: impl Future<Output = ()>,
 ) {
     let builder = Arc::new(http_builder(&limits));
@@ -133,7 +159,8 @@ pub async fn serve(
                 // A reload moved Carpool to another address: the old socket closes (its
                 // open connections go on), new connections come to the new one.
                 if let Ok(addr) = new.local_addr() {
-                    tracing::info!("now listening on http://{addr}");
+                    let scheme = if tls.is_on() { "https" } else { "http" };
+                    tracing::info!("now listening on {scheme}://{addr}");
                 }
                 listener = new;
                 continue;
@@ -141,13 +168,15 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         match accepted {
-            Ok((tcp, _peer)) => {
+            Ok((tcp, peer)) => {
                 backoff.reset();
                 if let Err(e) = tcp.set_nodelay(true) {
                     tracing::debug!("cannot set TCP_NODELAY: {e}");
                 }
                 connections.spawn(connection(
                     tcp,
+                    peer,
+                    tls.clone(),
                     builder.clone(),
                     app.clone(),
                     limits,
@@ -211,10 +240,13 @@ fn http_builder(limits: &Connections) -> Builder<TokioExecutor> {
     builder
 }
 
-/// Serves one connection, closing it when its [`Activity`] says it has been idle too
-/// long. Holds its permit until the socket is closed.
+/// Serves one connection (after a TLS handshake, when TLS is on). Holds its permit until
+/// the socket is closed.
+#[allow(clippy::too_many_arguments)]
 async fn connection(
     tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Arc<Inbound>,
     builder: Arc<Builder<TokioExecutor>>,
     app: Router,
     limits: Connections,
@@ -222,13 +254,99 @@ async fn connection(
     _permit: OwnedSemaphorePermit,
 ) {
     let activity = Arc::new(Activity::new());
+    let Some(acceptor) = tls.acceptor().await else {
+        let peer = Peer {
+            addr: peer,
+            tls: false,
+        };
+        return serve_connection(tcp, peer, activity, builder, app, limits, stop).await;
+    };
+    // The handshake counts against the time to send the first request head.
+    let deadline = activity.born + limits.header_timeout;
+    let handshake = async {
+        let mut first = [0u8; 1];
+        match tcp.peek(&mut first).await {
+            Ok(1) if first[0] != TLS_HANDSHAKE => return Err(refuse_plain_http(tcp).await),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+        acceptor.accept(tcp).await
+    };
+    let stream = tokio::select! {
+        result = tokio::time::timeout_at(deadline.into(), handshake) => match result {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake not done within `connections.header_timeout`");
+                return;
+            }
+        },
+        _ = stop.wait_for(|stopping| *stopping) => return,
+    };
+    let peer = Peer {
+        addr: peer,
+        tls: true,
+    };
+    serve_connection(stream, peer, activity, builder, app, limits, stop).await;
+}
+
+/// Answers a plain HTTP request sent to the TLS listener (a client given `http://`
+/// instead of `https://`) with a `400` that says so, instead of a handshake error the
+/// client would show as a broken connection. Returns why the connection ends.
+///
+/// The request head is read first and the rest drained after the answer (for at most
+/// [`PLAIN_DRAIN`]): closing a socket with unread bytes sends a reset, which can make the
+/// client lose the answer.
+async fn refuse_plain_http(mut tcp: TcpStream) -> io::Error {
+    let mut buf = [0u8; 4096];
+    let mut head = Vec::new();
+    while head.len() < 64 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = "This Carpool serves HTTPS only: use https:// in its URL.\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if tcp.write_all(answer.as_bytes()).await.is_ok() && tcp.shutdown().await.is_ok() {
+        let _ = tokio::time::timeout(PLAIN_DRAIN, async {
+            while tcp.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        })
+        .await;
+    }
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "plain HTTP sent to the TLS listener",
+    )
+}
+
+/// Serves HTTP on one connection, closing it when its [`Activity`] says it has been idle
+/// too long.
+async fn serve_connection<S>(
+    stream: S,
+    peer: Peer,
+    activity: Arc<Activity>,
+    builder: Arc<Builder<TokioExecutor>>,
+    app: Router,
+    limits: Connections,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(Watched {
-        tcp,
+        stream,
         activity: activity.clone(),
     });
     let service = Tracked {
         app,
         activity: activity.clone(),
+        peer,
     };
     let mut conn = pin!(builder.serve_connection(io, service));
     // With a request in flight there is no deadline; look again this often. Any later
@@ -430,11 +548,12 @@ impl Drop for InFlight {
 }
 
 /// The router as a hyper service, marking each request in flight on the connection's
-/// [`Activity`] until its response body is done.
+/// [`Activity`] until its response body is done, and telling each request its [`Peer`].
 #[derive(Clone)]
 struct Tracked {
     app: Router,
     activity: Arc<Activity>,
+    peer: Peer,
 }
 
 type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -444,8 +563,10 @@ impl hyper::service::Service<http::Request<Incoming>> for Tracked {
     type Error = Infallible;
     type Future = ResponseFuture;
 
-    fn call(&self, request: http::Request<Incoming>) -> ResponseFuture {
+    fn call(&self, mut request: http::Request<Incoming>) -> ResponseFuture {
         let in_flight = self.activity.begin(request.version());
+        request.extensions_mut().insert(self.peer);
+        request.extensions_mut().insert(ConnectInfo(self.peer.addr));
         // The router is always ready (axum's own `serve` does not wait either).
         let mut app = self.app.clone();
         Box::pin(async move {
@@ -492,13 +613,14 @@ impl hyper::body::Body for Guarded {
     }
 }
 
-/// The client socket, telling [`Activity`] when bytes arrive.
-struct Watched {
-    tcp: TcpStream,
+/// The client connection (a TCP socket, or TLS over one), telling [`Activity`] when bytes
+/// of requests arrive.
+struct Watched<S> {
+    stream: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -506,7 +628,7 @@ impl AsyncRead for Watched {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let result = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        let result = Pin::new(&mut this.stream).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.activity.read_some();
         }
@@ -514,13 +636,13 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -528,19 +650,19 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
+        self.stream.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 

@@ -223,6 +223,60 @@ async fn python_sdk_create_stream_and_count_tokens_through_carpool() {
     carpool.shutdown().await;
 }
 
+/// The SDK over HTTPS: Carpool serving TLS itself (`tls`) with a throwaway certificate,
+/// whose CA the SDK is given in `SSL_CERT_FILE` (httpx reads it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_over_https_through_carpool() {
+    let Some(python) = client_from_env("CARPOOL_TEST_PYTHON", "the Python anthropic SDK") else {
+        return;
+    };
+    let mut setup = Setup::new().await;
+    let certs = tls::TestCerts::generate();
+    let (certificate, key) = certs.write_pem(setup.dir.path());
+    let ca_file = setup.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &certs.ca_pem).unwrap();
+    setup.config["tls"] = serde_json::json!({"certificate": certificate, "key": key});
+    let carpool = setup.start().await;
+    assert!(
+        carpool.url().starts_with("https://127.0.0.1:"),
+        "{}",
+        carpool.url()
+    );
+    let home = tempfile::tempdir().unwrap();
+
+    let mut cmd = command(&python);
+    cmd.arg(manifest_dir().join("tests/clients/anthropic_sdk.py"))
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env("ANTHROPIC_CONFIG_DIR", home.path().join(".anthropic"))
+        .env("ANTHROPIC_BASE_URL", carpool.url())
+        .env("ANTHROPIC_API_KEY", ALICE_TOKEN)
+        .env("SSL_CERT_FILE", &ca_file)
+        .env_remove("SSL_CERT_DIR")
+        .env("CARPOOL_EXPECT_TEXT", mock::MOCK_REPLY_TEXT)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let output = run(
+        cmd,
+        Duration::from_secs(60),
+        "the Python SDK script over HTTPS",
+    )
+    .await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    let seen = setup.mock.requests();
+    let context = format!(
+        "--- stdout\n{stdout}--- stderr\n{stderr}--- the mock saw\n{}",
+        describe(&seen)
+    );
+    assert!(output.status.success(), "the SDK script failed\n{context}");
+    assert!(
+        stdout.lines().any(|l| l == "all three calls passed"),
+        "{context}"
+    );
+    assert_eq!(seen.len(), 3, "exactly three requests upstream\n{context}");
+    assert_account_token_only(&seen);
+    carpool.shutdown().await;
+}
+
 /// `claude -p "Say hello" --output-format json` in a home of its own (no login, settings
 /// or history of the developer's are read or written), against `base_url` with Alice's
 /// token, with every outside lookup switched off.

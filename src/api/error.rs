@@ -18,7 +18,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `unauthorized`, `forbidden`, `not_found`, `invalid`,
-    /// `conflict`, `too_many_attempts`, `unavailable`, `internal`.
+    /// `conflict`, `too_many_attempts`, `misdirected` (a `Host` the API does not answer
+    /// to), `unavailable`, `internal`.
     pub code: &'static str,
     /// What went wrong and what to do about it.
     pub message: String,

@@ -5,11 +5,13 @@
 //! served at `/api/v1/openapi.json`; `carpool openapi` prints it without a running
 //! server, which is what the dashboard's typed client is generated from.
 //!
-//! Every route needs admin access ([`auth`]).
+//! Every route needs admin access ([`auth`]), except signing in ([`session`]).
 
 mod auth;
 mod error;
+mod lockout;
 mod pools;
+mod session;
 mod settings;
 mod status;
 mod users;
@@ -28,6 +30,7 @@ use crate::engine::Engine;
 
 pub use auth::{ADMIN_FILE, Admin, reset as reset_admin_secret};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use session::{COOKIE as SESSION_COOKIE, CSRF_HEADER};
 pub use users::ClientSetup;
 
 /// Where the API's routes start.
@@ -62,6 +65,7 @@ impl Api {
         (name = "users", description = "Who may use the relay: their tokens (shown once) and what they are bound to"),
         (name = "pools", description = "Groups of accounts that users can be bound to"),
         (name = "settings", description = "The relay's settings, and where Carpool keeps its files"),
+        (name = "session", description = "Signing in with the admin secret: a session cookie and its CSRF token"),
     )
 )]
 struct Doc;
@@ -76,7 +80,12 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
             .routes(routes!(users::rotate_user))
             .routes(routes!(pools::list_pools, pools::create_pool))
             .routes(routes!(pools::update_pool, pools::delete_pool))
-            .routes(routes!(settings::get_settings, settings::update_settings)),
+            .routes(routes!(settings::get_settings, settings::update_settings))
+            .routes(routes!(
+                session::sign_in,
+                session::get_session,
+                session::sign_out
+            )),
     )
 }
 
@@ -87,6 +96,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The API's routes, all behind admin access, and its OpenAPI document.
 pub fn router(api: Arc<Api>) -> Router {
+    auth::warn_if_open(&api.engine.state().config, api.engine.serves_tls());
     let (routes, doc) = routes().split_for_parts();
     let doc = Arc::new(doc);
     routes

@@ -290,7 +290,7 @@ async fn with_token(
     headers: &HeaderMap,
     new: NewToken,
 ) -> Result<UserToken, ApiError> {
-    let base_url = client_base_url(headers, config.listen);
+    let base_url = client_base_url(headers, config.listen, config.tls.is_some());
     Ok(UserToken {
         user: one(config, &new.name).await?,
         setup: ClientSetup::new(&base_url, &new.token),

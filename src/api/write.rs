@@ -25,25 +25,27 @@ pub async fn edit<T: Send + 'static>(
 
 /// The address clients should use: the host this request came to (what the admin typed
 /// in the browser or script, so it is reachable from there), else the listen address.
-pub fn client_base_url(headers: &HeaderMap, listen: SocketAddr) -> String {
+pub fn client_base_url(headers: &HeaderMap, listen: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()));
     match host {
-        Some(host) => format!("http://{host}"),
-        None => listen_url(listen),
+        Some(host) => format!("{scheme}://{host}"),
+        None => listen_url(listen, tls),
     }
 }
 
 /// The URL other machines use for a listen address: the host name for a wildcard
-/// listener, else the address.
-pub fn listen_url(addr: SocketAddr) -> String {
+/// listener, else the address; `https://` when Carpool serves TLS.
+pub fn listen_url(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     if addr.ip().is_unspecified() {
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         if !host.is_empty() {
-            return format!("http://{host}:{}", addr.port());
+            return format!("{scheme}://{host}:{}", addr.port());
         }
     }
-    format!("http://{addr}")
+    format!("{scheme}://{addr}")
 }

@@ -116,7 +116,7 @@ fn saved(path: &Path) {
 }
 
 fn print_token(new: &manage::NewToken, config: &Config, url: Option<String>, kind: &str) {
-    let base_url = url.unwrap_or_else(|| listen_url(config.listen));
+    let base_url = url.unwrap_or_else(|| listen_url(config.listen, config.tls.is_some()));
     println!(
         "{kind} token for `{}` (shown only now; give it to them):\n\n  {}\n",
         new.name, new.token

@@ -188,7 +188,7 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
         println!();
         println!(
             "Management API: {}{}. Its admin secret is shown only this once (`carpool admin reset` makes a new one):",
-            client_url(server.local_addr()),
+            client_url(server.local_addr(), server.engine().serves_tls()),
             api::PREFIX
         );
         println!("  {secret}");
@@ -199,9 +199,11 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
 
 fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&CreatedConfig>) {
     let addr = server.local_addr();
-    let url = client_url(addr);
+    let tls = server.engine().serves_tls();
+    let url = client_url(addr, tls);
+    let scheme = if tls { "https" } else { "http" };
     println!(
-        "Carpool {} listening on http://{addr}",
+        "Carpool {} listening on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
     );
     println!(
@@ -273,7 +275,8 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
     let _ = std::io::stdout().flush();
 }
 
-/// The URL other machines use: the host name for a wildcard listener, else the address.
-fn client_url(addr: SocketAddr) -> String {
-    api::write::listen_url(addr)
+/// The URL other machines use: the host name for a wildcard listener, else the address;
+/// `https://` when Carpool serves TLS.
+fn client_url(addr: SocketAddr, tls: bool) -> String {
+    api::write::listen_url(addr, tls)
 }

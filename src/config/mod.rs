@@ -21,7 +21,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::ledger::prices::PriceTable;
 use crate::secret::TokenHash;
-use raw::{HeaderValues, RawConfig, RawConnections, RawCredential, RawTimeouts};
+use raw::{HeaderValues, RawAdmin, RawConfig, RawConnections, RawCredential, RawTimeouts};
 
 pub use ids::{AccountTag, PoolTag, Target, UserName};
 pub use template::{CreatedConfig, create_default};
@@ -54,6 +54,28 @@ pub struct Config {
     /// Fields that hold a secret in clear (`users[1].token`, `credentials[2].api_key`,
     /// a proxy password, a credential-like header), for [`Config::exposure_warning`].
     pub clear_secrets: Vec<String>,
+    /// Who may reach the management API.
+    pub admin: AdminConfig,
+    /// Serve HTTPS with this certificate instead of HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Access to the management API (`admin` in the file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Host names the API answers to besides the loopback ones: lower case, without
+    /// port or trailing dot; IPv6 addresses in brackets (`[fd00::2]`), as in a `Host`
+    /// header.
+    pub hosts: Vec<String>,
+    /// Whether peers other than this machine may use the API.
+    pub remote: bool,
+}
+
+/// The certificate and key (PEM files) Carpool serves HTTPS with (`tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Where usage goes and how it is priced.
@@ -301,6 +323,22 @@ impl Config {
             connections_from_raw(&raw.connections).map_err(|(f, p)| invalid(&f, p))?;
         let ca_file = raw.ca_file.as_deref().map(|p| absolute(p, base_dir));
         let clear_secrets = clear_secrets(&raw);
+        let admin = admin_from_raw(&raw.admin).map_err(|(f, p)| invalid(&f, p))?;
+        let tls = match &raw.tls {
+            None => None,
+            Some(tls) => {
+                for (field, path) in [("tls.certificate", &tls.certificate), ("tls.key", &tls.key)]
+                {
+                    if path.as_os_str().is_empty() {
+                        return Err(invalid(field, "must not be empty".into()));
+                    }
+                }
+                Some(TlsConfig {
+                    certificate: absolute(&tls.certificate, base_dir),
+                    key: absolute(&tls.key, base_dir),
+                })
+            }
+        };
         let data_dir = match &raw.data_dir {
             Some(p) if p.as_os_str().is_empty() => {
                 return Err(invalid("data_dir", "must not be empty".into()));
@@ -328,6 +366,8 @@ impl Config {
             data_dir,
             ca_file,
             clear_secrets,
+            admin,
+            tls,
         })
     }
 
@@ -913,6 +953,16 @@ fn users_from_raw(
                 ));
             }
             (Some(token), None) => {
+                if token.starts_with(crate::secret::ADMIN_PREFIX) {
+                    return Err((
+                        at("token"),
+                        format!(
+                            "starts with `{}`, the mark of the management API's admin secret, which is never a relay token; \
+                             give this user a token of its own (`carpool token` makes one)",
+                            crate::secret::ADMIN_PREFIX
+                        ),
+                    ));
+                }
                 if token.len() < 16 {
                     return Err((at("token"), "too short: use at least 16 characters".into()));
                 }
@@ -980,6 +1030,45 @@ fn duration_field(
             )),
         },
     }
+}
+
+/// `admin`: the extra host names, in the form a `Host` header names them.
+fn admin_from_raw(raw: &RawAdmin) -> Result<AdminConfig, FieldProblem> {
+    let mut hosts: Vec<String> = Vec::new();
+    for (i, name) in raw.hosts.iter().enumerate() {
+        let field = format!("admin.hosts[{i}]");
+        let host = admin_host(name).map_err(|p| (field.clone(), p))?;
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    Ok(AdminConfig {
+        hosts,
+        remote: raw.remote,
+    })
+}
+
+/// A host name or IP address as a `Host` header names it without its port: lower case,
+/// no trailing dot, IPv6 in brackets.
+fn admin_host(name: &str) -> Result<String, String> {
+    let host = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(std::net::IpAddr::V6(ip)) = bare.parse::<IpAddr>() {
+        return Ok(format!("[{ip}]"));
+    }
+    let valid = host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    if !valid {
+        return Err(format!(
+            "`{name}` is not a host name: write the name alone, as in the browser's address bar \
+             without `http://`, port or path (e.g. \"carpool.example.lan\")"
+        ));
+    }
+    Ok(host)
 }
 
 fn timeouts_from_raw(raw: &RawTimeouts) -> Result<Timeouts, FieldProblem> {

@@ -63,6 +63,46 @@ pub struct RawConfig {
     /// Model prices (USD per million tokens) replacing or adding to the built-in table.
     #[serde(default)]
     pub prices: BTreeMap<String, crate::ledger::prices::ModelPrices>,
+    /// Who may reach the management API (`/api/v1/…`) and the dashboard.
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// Serve HTTPS (relay and API alike) with this certificate and key instead of HTTP.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+/// Access to the management API. Whatever is set here, every call needs the admin secret
+/// (or a session signed in with it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"hosts\": [\"carpool.example.lan\"], \"remote\": false}"
+)]
+pub struct RawAdmin {
+    /// Host names (without port) the API answers to besides `localhost`, `127.0.0.1` and
+    /// `[::1]`: the names in the browser's address bar. Any other `Host` gets `421`, which
+    /// defeats DNS rebinding.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// `true` lets other machines use the API (default: this machine only). Serve it over
+    /// TLS (`tls`) then; over plain HTTP Carpool warns at start.
+    #[serde(default)]
+    pub remote: bool,
+}
+
+/// The certificate Carpool serves HTTPS with. Both files are PEM; they are read again when
+/// they change (checked at most every few seconds), so a renewed certificate needs no
+/// restart.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"certificate\": \"/path/cert.pem\", \"key\": \"/path/key.pem\"}"
+)]
+pub struct RawTls {
+    /// The certificate chain: the server's certificate first, then any intermediates.
+    pub certificate: PathBuf,
+    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// A header value, or several (sent as repeated headers), as sing-box accepts.

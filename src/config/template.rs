@@ -97,6 +97,15 @@ fn render(token_hash: &str) -> String {
   // authentication; time to send a request head; idle keep-alive connections are
   // closed after; the longest gap while a request body arrives. These are the defaults.
   // "connections": {{ "max": 1024, "max_header_bytes": 65536, "header_timeout": "10s", "keep_alive": "60s", "body_timeout": "30s" }},
+  //
+  // The management API (dashboard, scripts; every call needs the admin secret): host
+  // names it answers to besides localhost, as typed in the browser, and whether other
+  // machines may use it (serve HTTPS with "tls" then).
+  // "admin": {{ "hosts": ["carpool.example.lan"], "remote": false }},
+  //
+  // Serve HTTPS instead of HTTP, relay and API alike: a certificate chain and its key,
+  // PEM files, read again when they change. See "HTTPS" in README.md.
+  // "tls": {{ "certificate": "/path/to/cert.pem", "key": "/path/to/key.pem" }},
 
   "timeouts": {{
     "connect": "10s",        // TCP + TLS connect to the upstream
@@ -208,6 +217,21 @@ mod optional_settings {
                         Duration::from_secs(30)
                     )
                 );
+            },
+        },
+        Optional {
+            name: "admin",
+            check: |c| {
+                assert_eq!(c.admin.hosts, ["carpool.example.lan"]);
+                assert!(!c.admin.remote);
+            },
+        },
+        Optional {
+            name: "tls",
+            check: |c| {
+                let tls = c.tls.as_ref().unwrap();
+                assert_eq!(tls.certificate, Path::new("/path/to/cert.pem"));
+                assert_eq!(tls.key, Path::new("/path/to/key.pem"));
             },
         },
     ];

@@ -660,3 +660,53 @@ fn bindings_list_tags_and_users_even_before_the_first_user() {
     let err = Bindings::parse(r#"{"credentials": [{"tag": ""}]}"#, path).unwrap_err();
     assert!(err.to_string().contains("credentials[0].tag"), "{err}");
 }
+
+#[test]
+fn admin_hosts_are_normalised_and_bad_ones_refused() {
+    let c = parse("{}").unwrap();
+    assert_eq!(c.admin, AdminConfig::default());
+    assert!(!c.admin.remote);
+    let c = parse(
+        r#"{"admin": {"hosts": ["Carpool.Example.LAN.", "fd00::2", "[FD00::2]", "192.0.2.2"], "remote": true}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.admin.hosts,
+        ["carpool.example.lan", "[fd00::2]", "192.0.2.2"]
+    );
+    assert!(c.admin.remote);
+    for bad in [
+        r#""http://carpool.lan""#,
+        r#""carpool.lan:7676""#,
+        r#""carpool.lan/dashboard""#,
+        r#""""#,
+    ] {
+        let (field, problem) = rejection(&format!(r#"{{"admin": {{"hosts": [{bad}]}}}}"#));
+        assert_eq!(field, "admin.hosts[0]", "{bad}");
+        assert!(!problem.is_empty());
+    }
+    assert_eq!(field_of(r#"{"admin": {"remote": "yes"}}"#), "admin.remote");
+    assert_eq!(field_of(r#"{"admin": {"host": []}}"#), "admin.host");
+}
+
+#[test]
+fn tls_needs_a_certificate_and_a_key_resolved_against_the_config_directory() {
+    let c = parse(r#"{"tls": {"certificate": "tls/cert.pem", "key": "/abs/key.pem"}}"#).unwrap();
+    let tls = c.tls.unwrap();
+    assert_eq!(tls.certificate, Path::new("/etc/carpool/tls/cert.pem"));
+    assert_eq!(tls.key, Path::new("/abs/key.pem"));
+    assert!(parse("{}").unwrap().tls.is_none());
+    assert_eq!(field_of(r#"{"tls": {"certificate": "c.pem"}}"#), "tls");
+    assert_eq!(
+        field_of(r#"{"tls": {"certificate": "", "key": "k.pem"}}"#),
+        "tls.certificate"
+    );
+}
+
+#[test]
+fn a_user_token_with_the_admin_secrets_prefix_is_refused() {
+    let (field, problem) =
+        rejection(r#"{"users": [{"name": "me", "token": "cpa-0123456789abcdef0123456789"}]}"#);
+    assert_eq!(field, "users[0].token");
+    assert!(problem.contains("admin secret"), "{problem}");
+}

@@ -66,6 +66,9 @@ pub enum ApplyError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    /// The new `tls` certificate and key cannot be served with.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// What a reload changed, by stable identity.
@@ -178,6 +181,8 @@ impl Changes {
         compare(old.usage.prices != new.usage.prices, "prices", true);
         compare(old.usage_files() != new.usage_files(), "usages_path", false);
         compare(old.ca_file != new.ca_file, "ca_file", false);
+        compare(old.admin != new.admin, "admin", true);
+        compare(old.tls != new.tls, "tls", true);
         Changes {
             users: Diff::of(&old.users, &new.users, |u| &u.name),
             accounts: Diff::of(&old.credentials, &new.credentials, |c| &c.tag),
@@ -373,6 +378,15 @@ impl Engine {
         let mut changes = Changes::between(&old.config, &config);
         // A new address is taken before anything else changes, so that one that cannot be
         // had refuses the whole edit. Without a running server there is nothing to move.
+        // So is a new certificate: one that cannot be used refuses the edit too.
+        let tls = match &config.tls {
+            Some(files) if old.config.tls.as_ref() != Some(files) => {
+                Some(Some(crate::tls::Inbound::load(files)?))
+            }
+            Some(_) => None,
+            None if old.config.tls.is_some() => Some(None),
+            None => None,
+        };
         let rebind = lock(&self.rebind).clone();
         let moved = match rebind {
             Some(rebind) if old.config.listen != config.listen => {
@@ -388,6 +402,10 @@ impl Engine {
         };
         let state = state(config, built.accounts.clone(), Some(&old), &self.ledger);
         self.current.replace(state);
+        if let Some(tls) = tls {
+            // From the next connection on; open ones go on as they are.
+            self.tls.set(tls);
+        }
         // Watchers follow the accounts: stopped for those gone, (re)started for the new
         // objects. An account kept as it was keeps its watcher.
         watchers.retain(|tag, watched| {
@@ -403,7 +421,7 @@ impl Engine {
         }
         if let Some((rebind, listener)) = moved {
             if let Ok(addr) = listener.local_addr() {
-                super::warn_if_exposed(addr);
+                super::warn_if_exposed(addr, self.serves_tls());
             }
             let _ = rebind.send(listener);
         }

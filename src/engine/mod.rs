@@ -28,6 +28,7 @@ use crate::pool::account::{Account, Source};
 use crate::pool::{StatusWatch, StatusWatchers, poll_while_watched};
 use crate::state::Current;
 use crate::tasks::{Tasks, lock};
+use crate::tls::{Inbound, TlsError};
 use crate::{listener, relay};
 
 pub use crate::config::edit::{ConfigDoc, EditError};
@@ -56,6 +57,9 @@ pub struct Engine {
     /// The config file edits are written to, and the command line's overrides
     /// ([`Engine::set_config_file`]); `None` for an engine given a config only.
     file: Mutex<Option<(Arc<ConfigFile>, Overrides)>>,
+    /// Whether new connections are served over TLS, and with what (`tls`). Outlives
+    /// reloads; a reload that changes `tls` sets it.
+    tls: Arc<Inbound>,
 }
 
 /// Why Carpool could not start.
@@ -80,6 +84,8 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl Engine {
@@ -113,6 +119,10 @@ impl Engine {
                 })?,
             None => Vec::new(),
         };
+        let tls = Inbound::plain();
+        if let Some(files) = &config.tls {
+            tls.set(Some(Inbound::load(files)?));
+        }
         let accounts = apply::build_accounts(&config, None, &roots)?.accounts;
         let ccm_files = config
             .usage_files()
@@ -152,7 +162,13 @@ impl Engine {
             status_watchers: StatusWatchers::default(),
             rebind: Mutex::new(None),
             file: Mutex::new(None),
+            tls: Arc::new(tls),
         })
+    }
+
+    /// Whether new connections are served over TLS (`tls` in the config).
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_on()
     }
 
     /// Starts the background work: each OAuth account's credentials watcher and refresh
@@ -234,11 +250,11 @@ impl Watched {
 }
 
 /// Says so when Carpool listens beyond this machine over plain HTTP.
-fn warn_if_exposed(addr: SocketAddr) {
-    if !addr.ip().is_loopback() {
+fn warn_if_exposed(addr: SocketAddr, tls: bool) {
+    if !addr.ip().is_loopback() && !tls {
         tracing::warn!(
             "listening on {addr} over plain HTTP: user tokens and every prompt and answer cross the network unencrypted. \
-             Beyond a trusted LAN, put Carpool behind a TLS reverse proxy or a VPN (see SECURITY.md)"
+             Beyond a trusted LAN, set `tls` in the config, or put Carpool behind a TLS reverse proxy or a VPN (see SECURITY.md)"
         );
     }
 }
@@ -276,7 +292,7 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Listen { addr, source })?;
-        warn_if_exposed(addr);
+        warn_if_exposed(addr, engine.serves_tls());
         engine.start();
         Ok(Server {
             listener,
@@ -339,7 +355,8 @@ impl Server {
         let app = router(&engine).merge(also);
         let (rebind, rebound) = mpsc::unbounded_channel();
         *lock(&engine.rebind) = Some(rebind);
-        listener::serve(listener, rebound, app, connections, grace, shutdown).await;
+        let tls = engine.tls.clone();
+        listener::serve(listener, rebound, app, connections, grace, tls, shutdown).await;
         lock(&engine.rebind).take();
         engine.tasks().shutdown().await;
         // Responses cut at the end of the grace period record their usage when their
@@ -383,8 +400,14 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// `http://ADDR`, or `https://ADDR` when it serves TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.engine.serves_tls() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Graceful shutdown; returns when the server has stopped.

@@ -1,10 +1,10 @@
 """The official Python SDK against Carpool: run by tests/real_clients.rs.
 
-Reads ANTHROPIC_BASE_URL (Carpool on 127.0.0.1) and ANTHROPIC_API_KEY (a Carpool user
-token) and the expected reply text from CARPOOL_EXPECT_TEXT. Makes a non-streaming
-message, a streamed message and a token count, checks each answer and prints one line per
-call (`create: ...`, `stream: ...`, `count_tokens: ...`) for the Rust test to check too.
-Exits non-zero on the first failure.
+Reads ANTHROPIC_BASE_URL (Carpool on 127.0.0.1, over http:// or https://, the CA then in
+SSL_CERT_FILE), ANTHROPIC_API_KEY (a Carpool user token) and the expected reply text from
+CARPOOL_EXPECT_TEXT. Makes a non-streaming message, a streamed message and a token count,
+checks each answer and prints one line per call (`create: ...`, `stream: ...`,
+`count_tokens: ...`) for the Rust test to check too. Exits non-zero on the first failure.
 """
 
 import os
@@ -18,7 +18,7 @@ MODEL = "claude-sonnet-4-5"
 def main() -> int:
     base_url = os.environ["ANTHROPIC_BASE_URL"]
     expect = os.environ["CARPOOL_EXPECT_TEXT"]
-    if not base_url.startswith("http://127.0.0.1:"):
+    if not base_url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         print(f"refusing to talk to {base_url}: tests only reach Carpool on loopback", file=sys.stderr)
         return 2
     print(f"anthropic {anthropic.__version__}")

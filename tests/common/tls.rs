@@ -92,6 +92,25 @@ impl TestCerts {
         }
     }
 
+    /// Writes the certificate chain and the key as PEM files `cert.pem` and `key.pem` in
+    /// `dir` (what Carpool's `tls` takes) and returns their paths.
+    pub fn write_pem(&self, dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let chain: String = self
+            .chain
+            .iter()
+            .map(|cert| pem("CERTIFICATE", cert.as_ref()))
+            .collect();
+        let key = pem("PRIVATE KEY", self.key.secret_der());
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        // Write-then-rename, as certificate renewers do, so a reader never sees half a file.
+        for (path, text) in [(&cert_path, chain), (&key_path, key)] {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, path).unwrap();
+        }
+        (cert_path, key_path)
+    }
+
     /// A rustls server config presenting this certificate, offering h2 and http/1.1.
     pub fn server_config(&self) -> ServerConfig {
         let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
@@ -144,6 +163,19 @@ pub async fn serve(app: Router) -> TlsServer {
         addr,
         ca_pem: certs.ca_pem,
     }
+}
+
+/// DER as a PEM block.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in text.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// A reqwest client builder trusting only `ca_pem` (no platform roots), with no proxy.
