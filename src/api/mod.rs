@@ -9,7 +9,9 @@
 
 mod auth;
 mod error;
+mod live;
 mod status;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::engine::Engine;
+use crate::ledger::live::{LaggedEvent, RequestEvent};
 
 pub use auth::{ADMIN_FILE, Admin, reset as reset_admin_secret};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
@@ -33,6 +36,8 @@ pub struct Api {
     pub engine: Arc<Engine>,
     pub admin: Admin,
     pub started: Instant,
+    /// Keeps the status watched for a while after each `GET /status`.
+    status_lease: status::Lease,
 }
 
 impl Api {
@@ -41,6 +46,7 @@ impl Api {
             engine,
             admin,
             started: Instant::now(),
+            status_lease: status::Lease::new(status::STATUS_LEASE),
         })
     }
 }
@@ -51,9 +57,11 @@ impl Api {
         title = "Carpool management API",
         description = "Manage a running Carpool: accounts, pools, users, settings, usage and a live feed of requests.",
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, RequestEvent, LaggedEvent)),
     tags(
         (name = "status", description = "The engine, every account and pool"),
+        (name = "usage", description = "What was used and what it cost, over any range"),
+        (name = "requests", description = "Relayed requests as they end, live"),
     )
 )]
 struct Doc;
@@ -61,7 +69,10 @@ struct Doc;
 fn routes() -> OpenApiRouter<Arc<Api>> {
     OpenApiRouter::with_openapi(Doc::openapi()).nest(
         PREFIX,
-        OpenApiRouter::new().routes(routes!(status::get_status)),
+        OpenApiRouter::new()
+            .routes(routes!(status::get_status))
+            .routes(routes!(usage::get_usage))
+            .routes(routes!(live::watch_requests)),
     )
 }
 
