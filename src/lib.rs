@@ -11,6 +11,7 @@ pub mod error;
 mod fsutil;
 pub mod ledger;
 pub mod listener;
+pub mod logging;
 pub mod pool;
 #[cfg(test)]
 mod proptest_cases;

@@ -6,8 +6,15 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = carpool::cli::Cli::parse();
+    // Held to the end of main: dropping it flushes the log file's last lines.
+    let _log_guard = match carpool::logging::init(cli.log_file().as_ref()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -26,21 +33,4 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// Logs go to stderr; `CARPOOL_LOG` (or `RUST_LOG`) sets the filter, default `info`
-/// with the file-watching library at `warn`: it reports routine events (a watched
-/// directory removed) at info, which is noise for a person reading Carpool's log.
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("CARPOOL_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info,notify=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

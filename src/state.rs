@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use crate::auth::Users;
 use crate::config::Config;
 use crate::ledger::Recorder;
+use crate::ledger::live::LiveFeed;
 use crate::pool::Pool;
 use crate::tasks::Tasks;
 
@@ -34,6 +35,8 @@ pub struct State {
 pub struct Current {
     state: ArcSwap<State>,
     tasks: Tasks,
+    /// Every finished request's metadata, for whoever watches; outlives reloads.
+    feed: LiveFeed,
 }
 
 impl Current {
@@ -41,6 +44,7 @@ impl Current {
         Current {
             state: ArcSwap::from_pointee(state),
             tasks: Tasks::new(),
+            feed: LiveFeed::default(),
         }
     }
 
@@ -59,5 +63,10 @@ impl Current {
     /// and waited for at shutdown.
     pub fn tasks(&self) -> &Tasks {
         &self.tasks
+    }
+
+    /// The live feed of finished requests.
+    pub fn feed(&self) -> &LiveFeed {
+        &self.feed
     }
 }

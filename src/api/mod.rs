@@ -9,11 +9,13 @@
 
 mod auth;
 mod error;
+mod live;
 mod lockout;
 mod pools;
 mod session;
 mod settings;
 mod status;
+mod usage;
 mod users;
 pub mod write;
 
@@ -27,6 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::engine::Engine;
+use crate::ledger::live::{LaggedEvent, RequestEvent};
 
 pub use auth::{ADMIN_FILE, Admin, reset as reset_admin_secret};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
@@ -41,6 +44,8 @@ pub struct Api {
     pub engine: Arc<Engine>,
     pub admin: Admin,
     pub started: Instant,
+    /// Keeps the status watched for a while after each `GET /status`.
+    status_lease: status::Lease,
 }
 
 impl Api {
@@ -49,6 +54,7 @@ impl Api {
             engine,
             admin,
             started: Instant::now(),
+            status_lease: status::Lease::new(status::STATUS_LEASE),
         })
     }
 }
@@ -59,13 +65,15 @@ impl Api {
         title = "Carpool management API",
         description = "Manage a running Carpool: accounts, pools, users, settings, usage and a live feed of requests.",
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, RequestEvent, LaggedEvent)),
     tags(
         (name = "status", description = "The engine, every account and pool"),
         (name = "users", description = "Who may use the relay: their tokens (shown once) and what they are bound to"),
         (name = "pools", description = "Groups of accounts that users can be bound to"),
         (name = "settings", description = "The relay's settings, and where Carpool keeps its files"),
         (name = "session", description = "Signing in with the admin secret: a session cookie and its CSRF token"),
+        (name = "usage", description = "What was used and what it cost, over any range"),
+        (name = "requests", description = "Relayed requests as they end, live"),
     )
 )]
 struct Doc;
@@ -85,7 +93,9 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
                 session::sign_in,
                 session::get_session,
                 session::sign_out
-            )),
+            ))
+            .routes(routes!(usage::get_usage))
+            .routes(routes!(live::watch_requests)),
     )
 }
 

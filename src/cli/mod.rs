@@ -15,6 +15,7 @@ use crate::api::{self, Admin, Api};
 use crate::config::{self, Config, CreatedConfig};
 use crate::credentials::Status;
 use crate::engine::{Overrides, Server, StartError, shutdown_signal};
+use crate::logging::LogFile;
 use crate::pool::account::Source;
 
 #[derive(Parser, Debug)]
@@ -39,6 +40,15 @@ pub enum Command {
         /// (e.g. 0.0.0.0:7676, or 127.0.0.1:0 for any free port).
         #[arg(long, value_name = "IP:PORT")]
         listen: Option<SocketAddr>,
+        /// Also write the log to this file, rotated daily: `carpool.log` writes
+        /// `carpool.2026-11-05.log`, … beside it (days in UTC) and links `carpool.log`
+        /// to the current one. Lines still go to stderr.
+        #[arg(long, value_name = "PATH", env = "CARPOOL_LOG_FILE")]
+        log_file: Option<PathBuf>,
+        /// How many daily log files to keep, today's included.
+        #[arg(long, value_name = "N", default_value_t = crate::logging::DEFAULT_KEEP,
+            value_parser = clap::value_parser!(u64).range(1..10_000))]
+        log_keep: u64,
     },
     /// Show what was used and what it cost: a table per day (or hour, month, user,
     /// model, credential, device, session), as JSON or CSV, or in sing-box ccm's layout.
@@ -110,9 +120,26 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+impl Cli {
+    /// The log file `carpool serve` was asked to write, if any.
+    pub fn log_file(&self) -> Option<LogFile> {
+        match &self.command {
+            Command::Serve {
+                log_file: Some(path),
+                log_keep,
+                ..
+            } => Some(LogFile {
+                path: path.clone(),
+                keep: usize::try_from(*log_keep).unwrap_or(usize::MAX),
+            }),
+            _ => None,
+        }
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config, listen } => serve(config, listen).await,
+        Command::Serve { config, listen, .. } => serve(config, listen).await,
         Command::Usage(args) => usage::run(*args),
         Command::User { command, config } => manage::user(command, config),
         Command::Pool { command, config } => manage::pool(command, config),

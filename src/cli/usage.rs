@@ -20,6 +20,7 @@ use jiff::Zoned;
 
 use crate::config::{self, Config};
 use crate::ledger::ccm::CcmUsage;
+use crate::ledger::csv::{key_label, to_csv};
 use crate::ledger::query::{self, Bucket, Dimension, Filter, Period, Query, Report, Row, Totals};
 use crate::ledger::range::{self, Range};
 use crate::ledger::store;
@@ -203,25 +204,6 @@ fn split_by(by: &[By]) -> anyhow::Result<(Option<Bucket>, Option<Dimension>)> {
     Ok((bucket, group))
 }
 
-/// The group column's text: `(other)`, `(anonymous)` or `(none)` for requests without
-/// one, blank in a period without requests.
-fn key_label(row: &Row) -> String {
-    let Some(group) = &row.group else {
-        return String::new();
-    };
-    if group.other {
-        return "(other)".into();
-    }
-    match group.key.as_deref() {
-        Some("") => match group.dimension {
-            Dimension::User => "(anonymous)".into(),
-            _ => "(none)".into(),
-        },
-        Some(k) => k.to_owned(),
-        None => String::new(),
-    }
-}
-
 /// Dollars and cents; a cost too small to show as a cent says so instead of `$0.00`.
 fn usd(micros: i64) -> String {
     if micros > 0 && micros < 5_000 {
@@ -229,11 +211,6 @@ fn usd(micros: i64) -> String {
     }
     let cents = (micros + 5_000).div_euclid(10_000);
     format!("${}.{:02}", thousands(cents / 100), cents % 100)
-}
-
-/// Exact dollars for CSV.
-fn usd_exact(micros: i64) -> String {
-    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
 }
 
 fn thousands(n: i64) -> String {
@@ -445,74 +422,6 @@ fn to_table(report: &Report) -> String {
     out
 }
 
-/// Every row, zero-filled periods included.
-fn to_csv(report: &Report) -> String {
-    let mut out = String::new();
-    let mut header = Vec::new();
-    if report.bucket.is_some() {
-        header.push("bucket".to_string());
-    }
-    if let Some(g) = report.group {
-        header.push(g.column().to_string());
-    }
-    header.extend(
-        [
-            "requests",
-            "errors",
-            "incomplete",
-            "input_tokens",
-            "output_tokens",
-            "cache_write_5m_tokens",
-            "cache_write_1h_tokens",
-            "cache_read_tokens",
-            "web_search_requests",
-            "cost_usd",
-            "unpriced_requests",
-        ]
-        .map(String::from),
-    );
-    out.push_str(&header.join(","));
-    out.push('\n');
-    for row in &report.rows {
-        let t = &row.totals;
-        let mut cells = Vec::new();
-        if let Some(period) = &row.period {
-            cells.push(csv_cell(&period.label()));
-        }
-        if row.group.is_some() {
-            cells.push(csv_cell(&key_label(row)));
-        }
-        cells.extend(
-            [
-                t.requests,
-                t.errors,
-                t.incomplete,
-                t.input_tokens,
-                t.output_tokens,
-                t.cache_write_5m_tokens,
-                t.cache_write_1h_tokens,
-                t.cache_read_tokens,
-                t.web_search_requests,
-            ]
-            .map(|n| n.to_string()),
-        );
-        cells.push(usd_exact(t.cost_micros));
-        cells.push(t.unpriced.to_string());
-        out.push_str(&cells.join(","));
-        out.push('\n');
-    }
-    out
-}
-
-/// Quotes a CSV cell when it needs it (RFC 4180).
-fn csv_cell(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,12 +507,8 @@ mod tests {
         assert_eq!(usd(4_999), "<$0.01");
         assert_eq!(usd(5_000), "$0.01");
         assert_eq!(usd(1_234_567_890), "$1,234.57");
-        assert_eq!(usd_exact(46_350), "0.046350");
-        assert_eq!(usd_exact(12_000_001), "12.000001");
         assert_eq!(thousands(1_234_567), "1,234,567");
         assert_eq!(thousands(999), "999");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
     }
 
     #[test]

@@ -193,6 +193,11 @@ impl Engine {
         self.status_watchers.watch()
     }
 
+    /// How many [`Engine::watch_status`] guards are alive.
+    pub fn status_watchers(&self) -> usize {
+        self.status_watchers.count()
+    }
+
     /// Starts an OAuth account's credentials watcher and its refresh timer (ahead of
     /// expiry, with no request needed), replacing any it had.
     fn watch_account(&self, account: &Account, watchers: &mut HashMap<AccountTag, Watched>) {
@@ -353,6 +358,13 @@ impl Server {
             },
         ));
         let app = router(&engine).merge(also);
+        // Open live feeds end when shutdown starts: they would otherwise hold the
+        // graceful shutdown for its whole grace period.
+        let feed = engine.current().feed().clone();
+        let shutdown = async move {
+            shutdown.await;
+            feed.close();
+        };
         let (rebind, rebound) = mpsc::unbounded_channel();
         *lock(&engine.rebind) = Some(rebind);
         let tls = engine.tls.clone();

@@ -15,11 +15,16 @@
 //! - [`store`] owns the schema, migrations and the writer.
 //! - [`query`] answers totals and zero-filled time series, bucketed in any time zone, as
 //!   serde types the CLI and the management API share.
+//! - [`csv`] writes a report as CSV, for the CLI and the API alike.
 //! - [`range`] reads the ranges people type (`today`, `7d`, `2026-11`) for both.
+//! - [`live`] sends each finished request's metadata to whoever watches (the API's live
+//!   feed).
 //! - [`ccm`] writes sing-box ccm's `usages_path` file, for people moving from sing-box.
 
 pub mod ccm;
+pub mod csv;
 pub mod extract;
+pub mod live;
 pub mod prices;
 pub mod query;
 pub mod range;

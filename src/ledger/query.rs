@@ -26,6 +26,7 @@ use jiff::{SignedDuration, Timestamp, ToSpan, Zoned};
 use rusqlite::{Connection, ToSql};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
 
 use super::{UsageRecord, store};
 
@@ -37,7 +38,7 @@ pub const MAX_PERIODS: usize = 100_000;
 
 /// How long each period of a series is, in the report's time zone. In JSON `hour`,
 /// `day` or `month`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Bucket {
     Hour,
@@ -57,7 +58,7 @@ impl std::fmt::Display for Bucket {
 
 /// What rows are grouped by. In JSON its column's name: `user`, `model`, `credential`
 /// (the account's tag), `device` or `session`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Dimension {
     User,
@@ -244,21 +245,29 @@ impl Totals {
 }
 
 /// [`Totals`] as they are shown: the sums, and what is derived from them.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+#[schema(as = UsageFigures)]
 pub struct Figures {
+    /// Model calls (`messages` requests that passed authentication).
     pub requests: i64,
     /// Answered with status 400 or above.
     pub errors: i64,
     /// Status below 400 but the response was cut short.
     pub incomplete: i64,
+    /// Fresh input tokens.
     pub input_tokens: i64,
     pub output_tokens: i64,
+    /// Input tokens read from the prompt cache.
     pub cache_read_tokens: i64,
+    /// Input tokens written to the prompt cache for 5 minutes.
     pub cache_write_5m_tokens: i64,
+    /// Input tokens written to the prompt cache for an hour.
     pub cache_write_1h_tokens: i64,
     /// Input, output, cache reads and writes.
     pub total_tokens: i64,
+    /// Web searches the model ran (billed per search).
     pub web_search_requests: i64,
+    /// Web pages the model fetched.
     pub web_fetch_requests: i64,
     /// Known costs, in millionths of a dollar.
     pub cost_micros: i64,
@@ -266,10 +275,15 @@ pub struct Figures {
     pub cost_usd: f64,
     /// Requests with tokens whose model had no known price (not in the cost).
     pub unpriced_requests: i64,
+    /// Mean time from a request's arrival to its last byte, in milliseconds.
     pub mean_duration_ms: i64,
-    /// `None` when no request got a first byte.
+    /// Mean time to the first byte of the answer, in milliseconds; `null` when no
+    /// request got one.
+    #[schema(required = true)]
     pub mean_ttfb_ms: Option<i64>,
-    /// See [`Totals::cache_hit_rate`].
+    /// The share of prompt tokens read from the cache, 0 to 1: cache reads over all
+    /// input (fresh, cache writes and reads). `null` without input.
+    #[schema(required = true)]
     pub cache_hit_rate: Option<f64>,
 }
 
@@ -400,24 +414,90 @@ impl Row {
 }
 
 /// A report: what was asked, the rows and their total.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = UsageReport)]
 pub struct Report {
+    /// Start of the range (inclusive): an RFC 9557 time with its zone,
+    /// `2026-11-01T00:00:00+01:00[Europe/Paris]`.
     #[serde(serialize_with = "as_text")]
+    #[schema(value_type = String)]
     pub since: Zoned,
+    /// End of the range (exclusive), in the same form.
     #[serde(serialize_with = "as_text")]
+    #[schema(value_type = String)]
     pub until: Zoned,
-    /// IANA name; `None` for a system zone without one.
+    /// The time zone of the range and the periods (IANA name); `null` for a system zone
+    /// without a name.
+    #[schema(required = true)]
     pub time_zone: Option<String>,
+    /// How long each period is; `null`: one row per group over the whole range.
+    #[schema(required = true)]
     pub bucket: Option<Bucket>,
+    /// What the rows are grouped by; `null`: not grouped. A row holds the group's value
+    /// under this name (`"user": "alice"`).
+    #[schema(required = true)]
     pub group: Option<Dimension>,
+    /// How many groups are kept (the costliest over the range); the rest are summed
+    /// per period into rows marked `other`. `null`: all.
+    #[schema(required = true)]
     pub top: Option<usize>,
-    /// By period (oldest first), then the kept groups by cost (highest first), then
-    /// `other`.
+    /// By period (oldest first, every period of the range, zero-filled), then the kept
+    /// groups by cost (highest first), then `other`.
+    #[schema(value_type = Vec<RowShape>)]
     pub rows: Vec<Row>,
+    /// Sums over the whole range, `other` included.
+    #[schema(value_type = Figures)]
     pub total: Totals,
     /// Which table answered, for tests and `--verbose`: `rollup`, `requests` or both.
     #[serde(skip)]
     pub source: &'static str,
+}
+
+// What a [`Row`] looks like in JSON, for the OpenAPI document: [`Row`] serializes its
+// period and group by hand (the group's value sits under the dimension's name), so the
+// schema is described here. `tests/api_usage.rs` holds the two together.
+/// One row of a report: a period, a group or both, and their figures. A bucketed
+/// report has a row for every period of the range; a period without requests has one
+/// row of zeros whose group value is `null`.
+#[derive(ToSchema)]
+#[schema(as = UsageRow)]
+#[allow(dead_code)]
+struct RowShape {
+    /// The period as a person reads it: `2026-11-05 14:00`, `2026-11-05` or `2026-11`;
+    /// an hour that happens twice (clocks going back) carries its offset,
+    /// `2026-10-25 02:00 +01:00`. Only when bucketed.
+    #[schema(required = false)]
+    bucket: String,
+    /// The period's first instant (RFC 9557 time with its zone). Only when bucketed.
+    #[schema(required = false)]
+    bucket_start: String,
+    /// The next period's first instant: a local day is 23 to 25 hours long. Only when
+    /// bucketed.
+    #[schema(required = false)]
+    bucket_end: String,
+    /// The user, when grouped by user (`""`: anonymous use). `null` in the `other`
+    /// row and in the zero row of a period without requests.
+    #[schema(required = false)]
+    user: Option<String>,
+    /// The model, when grouped by model; `null` as for `user`.
+    #[schema(required = false)]
+    model: Option<String>,
+    /// The account's tag, when grouped by credential; `null` as for `user`.
+    #[schema(required = false)]
+    credential: Option<String>,
+    /// Claude Code's device id, when grouped by device (`""`: none sent); `null` as
+    /// for `user`.
+    #[schema(required = false)]
+    device: Option<String>,
+    /// Claude Code's session id, when grouped by session (`""`: none sent); `null` as
+    /// for `user`.
+    #[schema(required = false)]
+    session: Option<String>,
+    /// This row sums the groups beyond `top`. Only when grouped.
+    #[schema(required = false)]
+    other: bool,
+    #[serde(flatten)]
+    figures: Figures,
 }
 
 fn as_text<S: Serializer>(value: &Zoned, serializer: S) -> Result<S::Ok, S::Error> {

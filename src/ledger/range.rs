@@ -49,6 +49,10 @@ pub enum RangeError {
     Empty { since: String, until: String },
     #[error("`{0}` is not a time zone: use an IANA name such as Europe/Paris, or UTC")]
     UnknownTimeZone(String),
+    #[error(
+        "`{0}` is not a named range: use today, yesterday, this-month, last-month or an age (24h, 7d, 30d)"
+    )]
+    NotARange(String),
 }
 
 impl Range {
@@ -92,6 +96,26 @@ impl Range {
             }
             other => other,
         })
+    }
+
+    /// A range by name, read at `now` in its time zone: `today`, `yesterday`,
+    /// `this-month` and `last-month` are the whole of that day or month (the rest of
+    /// today included, so a chart of today has all its hours); an age (`24h`, `7d`) is
+    /// from then to now. `_` may stand for `-` (`this_month`).
+    pub fn named(name: &str, now: &Zoned) -> Result<Range, RangeError> {
+        let not_a_range = || RangeError::NotARange(name.to_owned());
+        let key = name.trim().to_ascii_lowercase().replace('_', "-");
+        let (since, until) = match key.as_str() {
+            "today" | "yesterday" | "this-month" | "month" | "last-month" => (
+                parse_bound(&key, Bound::Since, now)?,
+                parse_bound(&key, Bound::Until, now)?,
+            ),
+            age => match parse_age(age) {
+                Some(_) => (parse_bound(age, Bound::Since, now)?, now.timestamp()),
+                None => return Err(not_a_range()),
+            },
+        };
+        Range::new(since, until, now.time_zone()).map_err(|_| not_a_range())
     }
 
     /// `[since, until)`, refused when empty (the error shows both in `tz`).
@@ -151,7 +175,7 @@ pub fn parse_bound(text: &str, bound: Bound, now: &Zoned) -> Result<Timestamp, R
             Bound::Until => first.checked_add(1.month())?.timestamp(),
         })
     };
-    let preset = match trimmed.to_ascii_lowercase().as_str() {
+    let preset = match trimmed.to_ascii_lowercase().replace('_', "-").as_str() {
         "now" => Some(Ok(now.timestamp())),
         "today" => Some(day(now.clone())),
         "yesterday" => Some(now.yesterday().and_then(day)),
@@ -374,6 +398,44 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn named_ranges_cover_their_whole_period_or_reach_now() {
+        let shown = |name: &str| {
+            let r = Range::named(name, &now()).unwrap();
+            let tz = now().time_zone().clone();
+            let fmt = |t: Timestamp| {
+                t.to_zoned(tz.clone())
+                    .strftime("%Y-%m-%d %H:%M")
+                    .to_string()
+            };
+            (fmt(r.since), fmt(r.until))
+        };
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(shown("today"), pair("2026-11-22 00:00", "2026-11-23 00:00"));
+        assert_eq!(
+            shown("Yesterday"),
+            pair("2026-11-21 00:00", "2026-11-22 00:00")
+        );
+        assert_eq!(
+            shown("this_month"),
+            pair("2026-11-01 00:00", "2026-12-01 00:00")
+        );
+        assert_eq!(
+            shown("last-month"),
+            pair("2026-10-01 00:00", "2026-11-01 00:00")
+        );
+        assert_eq!(shown("7d"), pair("2026-11-15 15:30", "2026-11-22 15:30"));
+        assert_eq!(when("this_month", Bound::Since), "2026-11-01 00:00");
+        for bad in ["now", "2026-11", "fortnight", "0d"] {
+            assert_eq!(
+                Range::named(bad, &now()).unwrap_err().to_string(),
+                format!(
+                    "`{bad}` is not a named range: use today, yesterday, this-month, last-month or an age (24h, 7d, 30d)"
+                )
+            );
+        }
     }
 
     #[test]

@@ -173,6 +173,37 @@ pub fn open_existing(path: &Path) -> Result<Connection, StoreError> {
     prepare(conn, path)
 }
 
+/// Opens the database a running Carpool writes, for reading only: the management API's
+/// reports. The writer made and migrated it; this connection can change nothing (a
+/// bug in a report cannot damage the ledger) and, with WAL, never blocks the writer.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Missing {
+            path: path.to_owned(),
+        });
+    }
+    let sql = |source| StoreError::Sql {
+        path: path.to_owned(),
+        source,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql)?;
+    let found = schema_version(&conn).map_err(sql)?;
+    if usize::try_from(found).map_or(true, |v| v > SCHEMA_VERSION) {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(conn)
+}
+
 fn prepare(mut conn: Connection, path: &Path) -> Result<Connection, StoreError> {
     let sql = |source| StoreError::Sql {
         path: path.to_owned(),
@@ -432,6 +463,27 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(&data.join("usage.db-wal")), 0o600);
         assert_eq!(mode(&data), 0o700);
+    }
+
+    #[test]
+    fn a_read_only_connection_reads_what_the_writer_wrote_and_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        assert!(matches!(
+            open_read_only(&path),
+            Err(StoreError::Missing { .. })
+        ));
+        let mut writer = open(&path).unwrap();
+        insert_batch(&mut writer, &[record(1_000, "alice", Some(5))]).unwrap();
+        let reader = open_read_only(&path).unwrap();
+        let count: i64 = reader
+            .query_row("SELECT COUNT(*) FROM requests", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 1);
+        let error = reader.execute("DELETE FROM requests", []).unwrap_err();
+        assert!(error.to_string().contains("readonly"), "{error}");
+        // The writer goes on while the reader is open (WAL).
+        insert_batch(&mut writer, &[record(2_000, "bob", Some(5))]).unwrap();
     }
 
     fn record(at_ms: i64, user: &str, cost: Option<i64>) -> UsageRecord {

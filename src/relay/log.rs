@@ -10,15 +10,21 @@
 //!
 //! The line is one `tracing` event whose fields are formatted only if the event is
 //! enabled: nothing is built for it when `carpool::request` is filtered out.
+//!
+//! The same drop sends the request's metadata to the live feed ([`LiveFeed`]), every
+//! request's, refused ones included (their log lines are rate-limited, the feed is not:
+//! a subscriber that falls behind is told how many it missed). Nothing is built for
+//! the feed when nobody watches it.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{Method, StatusCode};
 
 use crate::error::ErrorKind;
 use crate::ledger::extract::UsageTap;
+use crate::ledger::live::{LiveFeed, RequestEvent};
 use crate::ledger::{Recorder, Usage, UsageRecord, context_window};
 use crate::pool::account::Account;
 use crate::protocol::Peek;
@@ -100,12 +106,26 @@ pub struct RequestContext {
     /// When the account's weekly window resets, as the answer said.
     pub week_reset: Option<i64>,
     pub outcome: Outcome,
+    /// The answer is an event stream.
+    pub streamed: bool,
+    /// Where the request's metadata goes when it ends; `None` once taken.
+    feed: Option<LiveFeed>,
 }
 
 impl RequestContext {
-    pub fn start(method: &Method, path: &str) -> RequestContext {
+    /// A request that just arrived; when it ends, its metadata goes to `feed` if anyone
+    /// watches it.
+    pub fn start(method: &Method, path: &str, feed: &LiveFeed) -> RequestContext {
+        let mut context = RequestContext::disarmed(method, path);
+        context.armed = true;
+        context.feed = Some(feed.clone());
+        context
+    }
+
+    /// A context that writes nothing when dropped.
+    fn disarmed(method: &Method, path: &str) -> RequestContext {
         RequestContext {
-            armed: true,
+            armed: false,
             started: Instant::now(),
             at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -126,6 +146,8 @@ impl RequestContext {
             tap: None,
             week_reset: None,
             outcome: Outcome::ClientClosed,
+            streamed: false,
+            feed: None,
         }
     }
 
@@ -156,9 +178,49 @@ impl RequestContext {
 
     /// Moves the state out (into a response body); `self` will write nothing.
     pub fn take(&mut self) -> RequestContext {
-        let mut disarmed = RequestContext::start(&Method::GET, "");
-        disarmed.armed = false;
-        std::mem::replace(self, disarmed)
+        std::mem::replace(self, RequestContext::disarmed(&Method::GET, ""))
+    }
+
+    /// What the live feed shows of this request.
+    fn event(
+        &self,
+        model: &str,
+        usage: &Usage,
+        outcome: Outcome,
+        cost: Option<i64>,
+        duration: Duration,
+    ) -> RequestEvent {
+        let text = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let tokens = &usage.tokens;
+        RequestEvent {
+            at: jiff::Timestamp::from_millisecond(self.at_ms)
+                .map(|t| format!("{t:.3}"))
+                .unwrap_or_default(),
+            at_ms: self.at_ms,
+            method: self.method.to_string(),
+            path: self.path.clone(),
+            endpoint: text(self.endpoint),
+            user: text(&self.user),
+            account: text(self.credential()),
+            model: text(model),
+            status: self.status,
+            outcome: outcome.as_str().to_owned(),
+            error: match outcome {
+                Outcome::Refused(kind) => Some(refusal_name(kind).to_owned()),
+                _ => None,
+            },
+            streamed: self.streamed,
+            input_tokens: tokens.input,
+            output_tokens: tokens.output,
+            cache_read_tokens: tokens.cache_read,
+            cache_write_tokens: tokens.cache_write(),
+            cost_micros: cost,
+            cost_usd: cost.map(|micros| micros as f64 / 1e6),
+            duration_ms: ms(duration),
+            ttfb_ms: self.first_byte.map(|t| ms(t.duration_since(self.started))),
+            bytes: self.bytes,
+        }
     }
 
     /// The outcome, with what the usage says about the answer inside the body.
@@ -173,6 +235,23 @@ impl RequestContext {
             return Outcome::UpstreamError;
         }
         self.outcome
+    }
+}
+
+/// Why Carpool refused a request, as the live feed names it.
+fn refusal_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::BadToken => "bad_token",
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::MethodNotAllowed => "method_not_allowed",
+        ErrorKind::TooLarge => "too_large",
+        ErrorKind::BadRequest => "bad_request",
+        ErrorKind::BodyStalled => "body_stalled",
+        ErrorKind::NeedsOwner => "needs_owner",
+        ErrorKind::NoCredential => "no_credential",
+        ErrorKind::Exhausted => "exhausted",
+        ErrorKind::Unreachable => "unreachable",
+        ErrorKind::Timeout => "timeout",
     }
 }
 
@@ -249,9 +328,11 @@ impl Drop for RequestContext {
             return;
         }
         let recorder = self.recorder.take();
+        let feed = self.feed.take().filter(LiveFeed::is_watched);
         // Refused before authentication (bad token, unknown path): anyone can cause
         // these, so their lines are rate-limited; a flood must not flood the log.
-        if recorder.is_none() && !REFUSALS.admit(crate::pool::unix_now()) {
+        let logged = recorder.is_some() || REFUSALS.admit(crate::pool::unix_now());
+        if !logged && feed.is_none() {
             return;
         }
         // Only recorded requests are costed.
@@ -271,6 +352,12 @@ impl Drop for RequestContext {
             .as_ref()
             .and_then(|r| r.pricing().cost(&model, &usage.tokens, &usage.billing));
         let duration = self.started.elapsed();
+        if let Some(feed) = feed {
+            feed.send(self.event(&model, &usage, outcome, cost, duration));
+        }
+        if !logged {
+            return;
+        }
         tracing::info!(
             target: "carpool::request",
             user = %Dash(&self.user),
@@ -290,7 +377,7 @@ impl Drop for RequestContext {
         let Some(recorder) = recorder else {
             return;
         };
-        let ms = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
         let record = UsageRecord {
             at_ms: self.at_ms,
             user: std::mem::take(&mut self.user),

@@ -102,11 +102,12 @@ pub async fn handle<P: Protocol>(
 ) -> Response {
     let Some(endpoint) = P::endpoint(request.uri().path()) else {
         return refuse::<P>(
+            &current,
             &request,
             P::not_relayed(request.method(), request.uri().path()),
         );
     };
-    let mut context = RequestContext::start(request.method(), request.uri().path());
+    let mut context = RequestContext::start(request.method(), request.uri().path(), current.feed());
     context.endpoint = endpoint.name();
     match relay::<P>(&current, endpoint, request, &mut context).await {
         Ok(response) => response,
@@ -188,6 +189,7 @@ async fn relay<P: Protocol>(
         .and_then(|v| v.to_str().ok());
     let sse = content_type.is_some_and(|v| v.starts_with("text/event-stream"));
     context.status = status.as_u16();
+    context.streamed = sse;
     context.week_reset = P::weekly_reset(&upstream_headers);
     if status.is_success() {
         context.tap = P::usage_tap(&endpoint, content_type);
@@ -639,25 +641,28 @@ async fn send<P: Protocol>(
 }
 
 /// Answers a path no protocol serves, in the fallback protocol's shape.
-async fn not_found<P: Protocol>(request: Request) -> Response {
+async fn not_found<P: Protocol>(State(current): State<Arc<Current>>, request: Request) -> Response {
     let error = P::not_relayed(request.method(), request.uri().path());
-    refuse::<P>(&request, error)
+    refuse::<P>(&current, &request, error)
 }
 
 /// Answers a known path with the wrong method.
-async fn method_not_allowed<P: Protocol>(request: Request) -> Response {
+async fn method_not_allowed<P: Protocol>(
+    State(current): State<Arc<Current>>,
+    request: Request,
+) -> Response {
     let error = RelayError::method_not_allowed(format!(
         "Carpool: {} is not allowed on {}",
         request.method(),
         request.uri().path()
     ));
-    refuse::<P>(&request, error)
+    refuse::<P>(&current, &request, error)
 }
 
 /// Refused before anything else happened: rendered, and logged (not recorded).
-fn refuse<P: Protocol>(request: &Request, error: RelayError) -> Response {
+fn refuse<P: Protocol>(current: &Current, request: &Request, error: RelayError) -> Response {
     let response = P::error_response(&error);
-    RequestContext::start(request.method(), request.uri().path())
+    RequestContext::start(request.method(), request.uri().path(), current.feed())
         .refused(error.kind, response.status());
     response
 }
