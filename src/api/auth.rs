@@ -66,7 +66,30 @@ pub struct Admin {
 
 struct Known {
     hash: Option<TokenHash>,
+    stamp: Option<Stamp>,
+}
+
+/// What tells one version of the admin file from the next without reading it. `carpool
+/// admin reset` replaces the file by a rename, so the inode changes even where the
+/// modification time is too coarse to (some file systems keep whole seconds).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
     modified: Option<SystemTime>,
+    len: u64,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Stamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            #[cfg(unix)]
+            inode: std::os::unix::fs::MetadataExt::ino(&meta),
+        })
+    }
 }
 
 impl Admin {
@@ -83,7 +106,7 @@ impl Admin {
             path,
             known: RwLock::new(Known {
                 hash: None,
-                modified: None,
+                stamp: None,
             }),
             sessions: Sessions::default(),
             lockout: Mutex::new(Lockout::new(Rules::DEFAULT)),
@@ -95,12 +118,10 @@ impl Admin {
 
     /// Reads the file again if it changed since it was last read.
     fn refresh(&self) -> Option<TokenHash> {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
+        let stamp = Stamp::of(&self.path);
         {
             let known = read(&self.known);
-            if known.modified == modified && modified.is_some() {
+            if known.stamp == stamp && stamp.is_some() {
                 return known.hash;
             }
         }
@@ -114,7 +135,7 @@ impl Admin {
                 self.path.display()
             );
         }
-        *write(&self.known) = Known { hash, modified };
+        *write(&self.known) = Known { hash, stamp };
         hash
     }
 
