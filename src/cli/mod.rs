@@ -204,7 +204,7 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
                 println!(
                     "Claude account `{}`: {status} ({}){hint}",
                     account.tag,
-                    credential.path.display()
+                    credential.store()
                 );
             }
             Source::ApiKey(_) => {

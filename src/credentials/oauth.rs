@@ -46,9 +46,8 @@ pub struct Refreshed {
 pub enum RefreshError {
     /// The refresh token is dead (revoked, rotated by someone else, expired). Only a new
     /// login fixes that.
-    #[error(
-        "the refresh token was rejected ({0}); log in again with `claude` on the Carpool machine"
-    )]
+    /// The credential adds how to log in again, which depends on where the login is.
+    #[error("the refresh token was rejected ({0})")]
     InvalidGrant(String),
     #[error("the token endpoint answered HTTP {status}{detail}")]
     Http {
