@@ -79,3 +79,45 @@ async fn the_openapi_document_is_served_and_names_every_route() {
     assert!(doc["paths"]["/api/v1/status"]["get"].is_object(), "{doc}");
     api.server.shutdown().await;
 }
+
+/// What the dashboard's generated client relies on: every operation has a unique
+/// camelCase id (its function name), a tag (its module), a success response with a
+/// schema, and the error shape for its failures.
+#[test]
+fn every_operation_is_named_tagged_and_typed() {
+    let doc = serde_json::to_value(carpool::api::openapi()).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        assert!(path.starts_with(carpool::api::PREFIX), "{path}");
+        for (method, op) in item.as_object().unwrap() {
+            let at = format!("{method} {path}");
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{at}: no id"));
+            assert!(
+                id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && id.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{at}: operationId {id} is not camelCase"
+            );
+            assert!(
+                ids.insert(id.to_owned()),
+                "{at}: operationId {id} used twice"
+            );
+            assert!(op["tags"][0].is_string(), "{at}: no tag");
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|status| status.starts_with('2')),
+                "{at}: no success response"
+            );
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{at}: {status} is not the error shape"
+                    );
+                }
+            }
+        }
+    }
+}

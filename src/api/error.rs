@@ -117,3 +117,18 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
         ApiError::invalid(rejection.body_text())
     }
 }
+
+/// An edit of the config ([`crate::engine::Engine::edit_config`]) that was not made.
+impl From<crate::config::edit::EditError> for ApiError {
+    fn from(error: crate::config::edit::EditError) -> Self {
+        use crate::config::edit::EditError;
+        let message = error.to_string();
+        match error {
+            EditError::Invalid { .. } | EditError::Refused(_) => ApiError::invalid(message),
+            EditError::NotFound(_) => ApiError::not_found(message),
+            EditError::InUse(_) | EditError::Conflict { .. } => ApiError::conflict(message),
+            EditError::NoFile => ApiError::unavailable(message),
+            EditError::Io(_) => ApiError::internal(message),
+        }
+    }
+}

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
+use crate::config::file::ConfigFile;
 use crate::config::{AccountTag, Config, Connections};
 use crate::credentials::{keep_fresh, spawn_watcher};
 use crate::ledger::ccm::{CcmFile, run_saver};
@@ -30,9 +31,10 @@ use crate::state::Current;
 use crate::tasks::{Tasks, lock};
 use crate::{listener, relay};
 
+pub use crate::config::edit::{ConfigDoc, EditError};
 pub use crate::state::State;
 pub use apply::{AccountError, ApplyError, Changes};
-pub use reload::{ConfigWatch, Overrides, Reloaded};
+pub use reload::{ConfigWatch, Edited, Overrides, Reloaded};
 
 /// Everything a request needs, shared by all requests. What the config decides lives in
 /// the swappable [`State`] (in [`Current`], which is all the relay sees); what outlives a
@@ -55,6 +57,9 @@ pub struct Engine {
     status_watchers: StatusWatchers,
     /// Where a reload that changes `listen` sends the new listener, while a server runs.
     rebind: Mutex<Option<mpsc::UnboundedSender<TcpListener>>>,
+    /// The config file edits are written to, and the command line's overrides
+    /// ([`Engine::set_config_file`]); `None` for an engine given a config only.
+    file: Mutex<Option<(Arc<ConfigFile>, Overrides)>>,
 }
 
 /// Why Carpool could not start.
@@ -152,6 +157,7 @@ impl Engine {
             watchers: Mutex::new(HashMap::new()),
             status_watchers: StatusWatchers::default(),
             rebind: Mutex::new(None),
+            file: Mutex::new(None),
         })
     }
 
@@ -288,9 +294,13 @@ impl Server {
 
     /// Applies edits of the config file at `path` (and, on Unix, a SIGHUP) to the running
     /// server; see [`reload`]. `overrides` are re-applied to every new reading (the
-    /// command line's `--listen`).
+    /// command line's `--listen`). The engine's own edits ([`Engine::edit_config`]) go to
+    /// the same file, sharing what was last read with the watcher. Call it right after
+    /// loading the config from `path`.
     pub fn watch_config(&self, path: std::path::PathBuf, overrides: Overrides) {
-        let watch = ConfigWatch::new(self.engine.clone(), path, overrides);
+        let file = Arc::new(ConfigFile::new(path));
+        self.engine.set_config_file(file.clone(), overrides);
+        let watch = ConfigWatch::new(self.engine.clone(), file, overrides);
         self.engine.tasks().spawn(watch.run());
     }
 

@@ -19,10 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{ApplyError, Changes, Engine};
+use crate::config::edit::{ConfigDoc, EditError};
+use crate::config::file::{ConfigFile, digest};
 use crate::config::{Config, ConfigError};
 
 /// How long the file must stay quiet after an event before it is read.
@@ -66,34 +67,109 @@ pub enum Reloaded {
     Refused(ApplyError),
 }
 
+/// What an edit of the config file made ([`Engine::edit_config`]).
+#[derive(Debug)]
+pub struct Edited<T> {
+    /// What the edit closure returned.
+    pub value: T,
+    /// The configuration now running (command-line overrides applied).
+    pub config: Config,
+    /// What changed, as the watcher would say.
+    pub changes: Changes,
+}
+
+impl Engine {
+    /// Gives the engine the config file it runs from: edits ([`Engine::edit_config`])
+    /// are written there, with `overrides` applied to what runs. [`crate::Server::watch_config`]
+    /// does this and starts the watcher on the same [`ConfigFile`]; a test may give the
+    /// file alone, with no watcher.
+    pub fn set_config_file(&self, file: Arc<ConfigFile>, overrides: Overrides) {
+        *crate::tasks::lock(&self.file) = Some((file, overrides));
+    }
+
+    /// The config file edits go to, if the engine has one.
+    pub fn config_file(&self) -> Option<Arc<ConfigFile>> {
+        crate::tasks::lock(&self.file)
+            .as_ref()
+            .map(|(file, _)| file.clone())
+    }
+
+    /// Edits the config file and applies the result: THE way Carpool changes its own
+    /// configuration while it runs (the management API, logins adding accounts).
+    ///
+    /// `edit` gets the file as a comment-preserving document ([`ConfigDoc`]) and changes
+    /// it; what it returns comes back in [`Edited::value`]. Then, as
+    /// [`ConfigFile::edit`] describes: refused with [`EditError::Conflict`] if the file
+    /// changed on disk since Carpool last read it; validated ([`EditError::Invalid`]
+    /// names the field; nothing written); written atomically; applied with
+    /// [`Engine::apply`] (a refusal puts the old text back). An engine without a file
+    /// answers [`EditError::NoFile`].
+    ///
+    /// Synchronous and quick (one read, one write, one apply): call it from async code
+    /// directly. `edit` must not call back into the engine's edits.
+    ///
+    /// ```ignore
+    /// let edited = engine.edit_config(|doc| {
+    ///     doc.users()?.get("bob", "user")?.set("credential", &json!("team"));
+    ///     Ok(())
+    /// })?;
+    /// ```
+    pub fn edit_config<T>(
+        &self,
+        edit: impl FnOnce(&mut ConfigDoc) -> Result<T, EditError>,
+    ) -> Result<Edited<T>, EditError> {
+        let (file, overrides) = crate::tasks::lock(&self.file)
+            .clone()
+            .ok_or(EditError::NoFile)?;
+        let (value, (config, changes)) = file.edit(edit, |config| {
+            let config = overrides.apply(config, file.path())?;
+            let changes = self
+                .apply(config.clone())
+                .map_err(|e| EditError::Refused(format!("the running Carpool refused it: {e}")))?;
+            Ok((config, changes))
+        })?;
+        tracing::info!("config {} edited: {changes}", file.path().display());
+        Ok(Edited {
+            value,
+            config,
+            changes,
+        })
+    }
+}
+
 /// Watches one config file for a running engine.
 pub struct ConfigWatch {
     engine: Arc<Engine>,
+    /// The file and the digest of the text last read or written, shared with the
+    /// engine's edits ([`Engine::edit_config`]): a text the watcher read counts as read
+    /// for them, and their own writes are not applied a second time here.
+    file: Arc<ConfigFile>,
     path: PathBuf,
     overrides: Overrides,
-    /// SHA-256 of the text last read, applied or refused.
-    last: Option<[u8; 32]>,
     /// The last warning about secrets in clear, said again only when it changes.
     exposure: Option<String>,
 }
 
 impl ConfigWatch {
-    /// The engine must be running the config currently in the file at `path`.
-    pub fn new(engine: Arc<Engine>, path: PathBuf, overrides: Overrides) -> ConfigWatch {
-        let last = std::fs::read(&path).ok().map(|t| digest(&t));
+    /// The engine must be running the config currently in the file (`file` made by
+    /// [`ConfigFile::new`] from the text it was loaded from).
+    pub fn new(engine: Arc<Engine>, file: Arc<ConfigFile>, overrides: Overrides) -> ConfigWatch {
+        let path = file.path().to_owned();
         let exposure = engine.state().config.exposure_warning(&path);
         ConfigWatch {
             engine,
+            file,
             path,
             overrides,
-            last,
             exposure,
         }
     }
 
     /// Reads the file and applies it if its text changed (or `always`), logging the
-    /// outcome in one line.
+    /// outcome in one line. No edit runs meanwhile.
     pub fn reload(&mut self, always: bool) -> Reloaded {
+        let file = self.file.clone();
+        let mut last = file.lock();
         let text = match std::fs::read(&self.path) {
             Ok(text) => text,
             Err(source) => {
@@ -102,17 +178,17 @@ impl ConfigWatch {
                     source,
                 };
                 // A file being replaced can be missing for a moment; say it once.
-                if self.last.take().is_some() || always {
+                if last.take().is_some() || always {
                     tracing::error!("{error}; the running configuration stays");
                 }
                 return Reloaded::Refused(error.into());
             }
         };
         let sum = digest(&text);
-        if !always && self.last == Some(sum) {
+        if !always && *last == Some(sum) {
             return Reloaded::Unchanged;
         }
-        self.last = Some(sum);
+        *last = Some(sum);
         let outcome = String::from_utf8(text)
             .map_err(|_| ConfigError::Invalid {
                 path: self.path.clone(),
@@ -185,10 +261,6 @@ impl ConfigWatch {
             }
         }
     }
-}
-
-fn digest(text: &[u8]) -> [u8; 32] {
-    Sha256::digest(text).into()
 }
 
 /// Watches the directory of `path` and sends a unit for each event about its file name.
@@ -289,7 +361,11 @@ mod tests {
         let path = dir.path().join("carpool.json");
         std::fs::write(&path, text(dir.path(), "key")).unwrap();
         let engine = Arc::new(Engine::new(Config::load(&path).unwrap()).unwrap());
-        let mut watch = ConfigWatch::new(engine.clone(), path.clone(), Overrides::default());
+        let mut watch = ConfigWatch::new(
+            engine.clone(),
+            Arc::new(ConfigFile::new(path.clone())),
+            Overrides::default(),
+        );
         assert!(matches!(watch.reload(false), Reloaded::Unchanged));
         let running = engine.state();
 
@@ -341,6 +417,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn edits_share_the_watchers_record_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("carpool.json");
+        std::fs::write(&path, text(dir.path(), "key")).unwrap();
+        let engine = Arc::new(Engine::new(Config::load(&path).unwrap()).unwrap());
+        let set = |n: u64| move |doc: &mut ConfigDoc| doc.set(&["max_body_bytes"], &n.into());
+        assert!(matches!(engine.edit_config(set(1)), Err(EditError::NoFile)));
+
+        let file = Arc::new(ConfigFile::new(path.clone()));
+        engine.set_config_file(file.clone(), Overrides::default());
+        let mut watch = ConfigWatch::new(engine.clone(), file, Overrides::default());
+        let edited = engine.edit_config(set(1000)).unwrap();
+        assert_eq!(edited.changes.settings, ["max_body_bytes"]);
+        assert_eq!(engine.state().config.max_body_bytes, 1000);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("// comments are fine")
+        );
+        // The watcher, woken by that write, knows the text.
+        assert!(matches!(watch.reload(false), Reloaded::Unchanged));
+
+        // A hand edit: refused until the watcher has read it, then built upon.
+        let hand = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("// comments are fine", "// edited by hand");
+        std::fs::write(&path, &hand).unwrap();
+        assert!(matches!(
+            engine.edit_config(set(2000)),
+            Err(EditError::Conflict { .. })
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), hand);
+        assert_eq!(engine.state().config.max_body_bytes, 1000);
+        assert!(matches!(watch.reload(false), Reloaded::Applied(_)));
+        engine.edit_config(set(2000)).unwrap();
+        let now = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            now.contains("// edited by hand") && now.contains("2000"),
+            "{now}"
+        );
+        assert_eq!(engine.state().config.max_body_bytes, 2000);
+
+        // An edit the config refuses names the field and changes nothing.
+        let err = engine
+            .edit_config(|doc| doc.set(&["max_body_bytes"], &0.into()))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("max_body_bytes: "), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), now);
+    }
+
+    #[tokio::test]
     async fn the_command_line_listen_address_survives_a_reload() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("carpool.json");
@@ -352,7 +479,11 @@ mod tests {
             .apply(Config::load(&path).unwrap(), &path)
             .unwrap();
         let engine = Arc::new(Engine::new(config).unwrap());
-        let mut watch = ConfigWatch::new(engine.clone(), path.clone(), overrides);
+        let mut watch = ConfigWatch::new(
+            engine.clone(),
+            Arc::new(ConfigFile::new(path.clone())),
+            overrides,
+        );
         std::fs::write(
             &path,
             text(dir.path(), "key").replace("\"users\"", "\"max_body_bytes\": 1000, \"users\""),
@@ -378,7 +509,11 @@ mod tests {
         let path = home.join("carpool.json");
         std::os::unix::fs::symlink(&target, &path).unwrap();
         let engine = Arc::new(Engine::new(Config::load(&path).unwrap()).unwrap());
-        let watch = ConfigWatch::new(engine.clone(), path, Overrides::default());
+        let watch = ConfigWatch::new(
+            engine.clone(),
+            Arc::new(ConfigFile::new(path)),
+            Overrides::default(),
+        );
         let task = engine.tasks().spawn(watch.run());
         // Give the watch a moment to be set up, then save the real file as an editor
         // does: a new file renamed over it, in its own directory.

@@ -146,8 +146,36 @@ impl Setup {
     pub async fn start_managed(&self) -> Managed {
         let text = serde_json::to_string(&self.config).unwrap();
         let config = Config::parse(&text, &self.config_path()).expect("test config is valid");
+        self.managed(config, |_| {}).await
+    }
+
+    /// [`Setup::start_managed`] from the config file at [`Setup::config_path`] (written
+    /// now unless it exists), which the engine edits. With `watch`, its watcher runs as
+    /// in `carpool serve`; without, hand edits are never read (so an API write after one
+    /// is refused with 409 every time).
+    pub async fn start_managed_on_file(&self, watch: bool) -> Managed {
+        let path = self.config_path();
+        if !path.exists() {
+            self.write_config();
+        }
+        let config = Config::load(&path).expect("test config is valid");
+        self.managed(config, |server| {
+            if watch {
+                server.watch_config(path, Default::default());
+            } else {
+                let file = carpool::config::file::ConfigFile::new(path);
+                server
+                    .engine()
+                    .set_config_file(std::sync::Arc::new(file), Default::default());
+            }
+        })
+        .await
+    }
+
+    async fn managed(&self, config: Config, prepare: impl FnOnce(&Server)) -> Managed {
         let (admin, secret) = carpool::api::Admin::open(&config.data_dir).unwrap();
         let mut server = Server::bind(config).await.unwrap();
+        prepare(&server);
         server.serve_also(carpool::api::router(carpool::api::Api::new(
             server.engine().clone(),
             admin,
