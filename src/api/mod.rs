@@ -7,6 +7,7 @@
 //!
 //! Every route needs admin access ([`auth`]).
 
+pub mod accounts;
 mod auth;
 mod error;
 mod status;
@@ -33,6 +34,8 @@ pub struct Api {
     pub engine: Arc<Engine>,
     pub admin: Admin,
     pub started: Instant,
+    /// OAuth logins started and waiting for their code (`POST /accounts/login`).
+    pub logins: crate::credentials::login::Logins,
 }
 
 impl Api {
@@ -41,6 +44,7 @@ impl Api {
             engine,
             admin,
             started: Instant::now(),
+            logins: Default::default(),
         })
     }
 }
@@ -54,6 +58,7 @@ impl Api {
     components(schemas(ErrorBody)),
     tags(
         (name = "status", description = "The engine, every account and pool"),
+        (name = "accounts", description = "Upstream accounts: Claude logins, credentials files, API keys"),
     )
 )]
 struct Doc;
@@ -61,7 +66,12 @@ struct Doc;
 fn routes() -> OpenApiRouter<Arc<Api>> {
     OpenApiRouter::with_openapi(Doc::openapi()).nest(
         PREFIX,
-        OpenApiRouter::new().routes(routes!(status::get_status)),
+        OpenApiRouter::new()
+            .routes(routes!(status::get_status))
+            .routes(routes!(accounts::list_accounts, accounts::create_account))
+            .routes(routes!(accounts::update_account, accounts::delete_account))
+            .routes(routes!(accounts::start_login))
+            .routes(routes!(accounts::finish_login)),
     )
 }
 

@@ -5,6 +5,7 @@
 //! into the form the engine runs with. Every problem is reported as one [`ConfigError`]
 //! that names the file, the field (`users[1].credential`) and what is wrong.
 
+pub mod accounts;
 pub mod edit;
 pub mod file;
 mod ids;

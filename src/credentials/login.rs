@@ -240,6 +240,7 @@ struct Pending {
     provider: Provider,
     /// The tag the new account gets.
     tag: String,
+    options: AccountOptions,
     verifier: Secret,
     state: Secret,
     started: Instant,
@@ -255,10 +256,18 @@ pub struct Started {
     pub expires_at: i64,
 }
 
+/// Settings of the account a login adds, given when it starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountOptions {
+    pub base_url: Option<String>,
+    pub proxy: Option<String>,
+}
+
 /// A finished login: the account to add.
 #[derive(Debug)]
 pub struct Finished {
     pub tag: String,
+    pub options: AccountOptions,
     pub provider: Provider,
     pub obtained: Obtained,
 }
@@ -269,7 +278,7 @@ impl Logins {
     }
 
     /// Starts a login that will add the account `tag`.
-    pub fn start(&self, provider: Provider, tag: &str) -> Started {
+    pub fn start(&self, provider: Provider, tag: &str, options: AccountOptions) -> Started {
         let verifier = Secret::new(random_b64(64));
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(Sha256::digest(verifier.expose().as_bytes()));
@@ -294,6 +303,7 @@ impl Logins {
             Pending {
                 provider,
                 tag: tag.to_owned(),
+                options,
                 verifier,
                 state,
                 started: Instant::now(),
@@ -348,6 +358,7 @@ impl Logins {
         match result {
             Ok(obtained) => Ok(Finished {
                 tag: login.tag,
+                options: login.options,
                 provider: login.provider,
                 obtained,
             }),
@@ -485,7 +496,7 @@ mod tests {
     #[test]
     fn the_authorize_url_carries_pkce_and_state() {
         let logins = Logins::new();
-        let started = logins.start(claude(), "work");
+        let started = logins.start(claude(), "work", AccountOptions::default());
         let url = reqwest::Url::parse(&started.authorize_url).unwrap();
         assert_eq!(url.host_str(), Some("claude.ai"));
         let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
@@ -505,7 +516,7 @@ mod tests {
         assert!((LOGIN_TTL.as_secs() as i64 - 5..=LOGIN_TTL.as_secs() as i64).contains(&left));
         drop(pending);
         assert_eq!(logins.tag_of(&started.login_id).as_deref(), Some("work"));
-        let other = logins.start(claude(), "work");
+        let other = logins.start(claude(), "work", AccountOptions::default());
         assert_ne!(other.login_id, started.login_id);
         assert_ne!(other.authorize_url, started.authorize_url);
     }
@@ -529,7 +540,7 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_state_is_refused_and_the_login_keeps_waiting_a_few_times() {
         let logins = Logins::new();
-        let started = logins.start(claude(), "work");
+        let started = logins.start(claude(), "work", AccountOptions::default());
         // Nothing listens here: a state mismatch must be refused before any request.
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         for attempt in 1..=MAX_ATTEMPTS {
