@@ -1,6 +1,7 @@
 //! Command-line entry points: `carpool serve`, `carpool token`, `carpool usage`,
 //! `carpool admin` and `carpool openapi`.
 
+mod account;
 mod token;
 mod usage;
 
@@ -51,6 +52,24 @@ pub enum Command {
     /// Print the management API's OpenAPI document (JSON), as `carpool serve` serves it
     /// at /api/v1/openapi.json.
     Openapi,
+    /// Log in to a Claude account and add it: prints the address to open, reads the
+    /// code the login page shows from stdin. The tokens are kept in the OS keyring (or
+    /// Carpool's data directory), never in the config.
+    Login {
+        /// Who to log in with.
+        #[arg(value_enum)]
+        provider: LoginWith,
+        /// The new account's tag (default `claude`, or `claude-2`, … when taken).
+        #[arg(long)]
+        tag: Option<String>,
+        #[command(flatten)]
+        options: account::Options,
+    },
+    /// Add, list or remove upstream accounts.
+    Account {
+        #[command(subcommand)]
+        command: account::AccountCommand,
+    },
     Token {
         /// Name for the new user (not one the config already has).
         #[arg(long, default_value = "friend")]
@@ -63,6 +82,13 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+}
+
+/// Providers `carpool login` knows.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LoginWith {
+    /// A Claude account (Pro, Max, Team, Enterprise).
+    Claude,
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,6 +123,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin {
             command: AdminCommand::Reset { config },
         } => admin_reset(config),
+        Command::Login {
+            provider: LoginWith::Claude,
+            tag,
+            options,
+        } => account::login(tag, options).await,
+        Command::Account { command } => account::run(command),
         Command::Openapi => {
             println!("{}", api::openapi().to_pretty_json()?);
             Ok(())

@@ -122,9 +122,11 @@ pub fn remove(doc: &mut ConfigDoc, tag: &str) -> Result<Value, EditError> {
         })
         .filter_map(|e| e.get("tag")?.as_str().map(str::to_owned))
         .collect();
+    // Read without `users()`, which would add an empty list to a file that has none.
     let users: Vec<String> = doc
-        .users()?
-        .entries()
+        .get(&["users"])
+        .and_then(|u| u.as_array().cloned())
+        .unwrap_or_default()
         .iter()
         .filter(|u| u.get("credential").and_then(Value::as_str) == Some(tag))
         .filter_map(|u| u.get("name")?.as_str().map(str::to_owned))
