@@ -40,6 +40,39 @@ pub enum Target<'a> {
 }
 
 impl Target<'_> {
+    /// The config file written.
+    fn path(&self) -> Result<PathBuf, EditError> {
+        match self {
+            Target::Engine(engine) => engine
+                .config_file()
+                .map(|f| f.path().to_owned())
+                .ok_or(EditError::NoFile),
+            Target::File(path) => Ok(path.to_path_buf()),
+        }
+    }
+
+    /// Whether the config would take a login account `tag` with `options`, checked on
+    /// the text as it is now without writing anything: a login must not be made only for
+    /// the account to be refused after it (say, users who would then need to name their
+    /// account).
+    pub fn check_login_account(&self, tag: &str, options: &AccountOptions) -> Result<(), ApiError> {
+        let path = self.path()?;
+        let text = std::fs::read_to_string(&path).map_err(|source| {
+            EditError::Io(crate::config::ConfigError::Read {
+                path: path.clone(),
+                source,
+            })
+        })?;
+        let mut doc = ConfigDoc::parse(&text)?;
+        let mut entry = Map::new();
+        entry.insert("tag".into(), tag.into());
+        entry.insert("login_ref".into(), "file:login-check".into());
+        insert_options(&mut entry, options);
+        doc_ops::add(&mut doc, entry)?;
+        Config::parse(&doc.text(), &path).map_err(EditError::from)?;
+        Ok(())
+    }
+
     fn edit<T>(
         &self,
         edit: impl FnOnce(&mut ConfigDoc) -> Result<T, EditError>,
@@ -438,11 +471,13 @@ pub async fn start_login(
     body: Result<Json<StartLogin>, JsonRejection>,
 ) -> Result<Json<LoginStarted>, ApiError> {
     let Json(body) = body?;
-    let tag = body.tag.clone();
+    let options = AccountOptions {
+        base_url: body.base_url,
+        proxy: body.proxy,
+    };
+    let (tag, checked) = (body.tag.clone(), options.clone());
     blocking(&api, move |engine| {
-        Target::Engine(engine)
-            .edit(|doc| doc_ops::check_new_tag(doc, &tag))
-            .map_err(ApiError::from)
+        Target::Engine(engine).check_login_account(&tag, &checked)
     })
     .await?;
     let provider = Provider::Claude(api.engine.state().config.claude_login.clone());
@@ -450,14 +485,7 @@ pub async fn start_login(
         login_id,
         authorize_url,
         expires_at,
-    } = api.logins.start(
-        provider,
-        &body.tag,
-        AccountOptions {
-            base_url: body.base_url,
-            proxy: body.proxy,
-        },
-    );
+    } = api.logins.start(provider, &body.tag, options);
     Ok(Json(LoginStarted {
         login_id,
         authorize_url,

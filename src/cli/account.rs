@@ -189,6 +189,9 @@ pub async fn login(tag: Option<String>, options: Options) -> anyhow::Result<()> 
             .find(|t| !tags.contains(t))
             .expect("a free tag"),
     };
+    Target::File(&path)
+        .check_login_account(&tag, &options.account())
+        .map_err(refused)?;
     let logins = Logins::new();
     let started = logins.start(
         Provider::Claude(config.claude_login.clone()),
