@@ -191,6 +191,21 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
         Err(e) => bail!("{e}"),
     };
     server.serve_also(api::router(Api::new(server.engine().clone(), admin)));
+    // Where secrets added from now on go: probed once now (off the start path: a keyring
+    // may take a moment), so the log says it before anyone adds an account.
+    let secrets = server.engine().secrets.clone();
+    let secrets_dir = config.data_dir.join(crate::secrets::SECRETS_DIR);
+    drop(tokio::task::spawn_blocking(move || {
+        match secrets.new_secrets_go() {
+            crate::secrets::Placement::Keyring => {
+                tracing::info!("secrets Carpool obtains itself go to the OS keyring")
+            }
+            crate::secrets::Placement::File { .. } => tracing::info!(
+                "secrets Carpool obtains itself go to files in {}",
+                secrets_dir.display()
+            ),
+        }
+    }));
     let stop = shutdown_signal();
     server.watch_config(path.clone(), overrides);
     print_banner(&server, &config, &path, created.as_ref());
