@@ -18,6 +18,7 @@ mod proptest_cases;
 pub mod protocol;
 pub mod relay;
 pub mod secret;
+pub mod secrets;
 pub mod state;
 pub mod tasks;
 pub mod tls;

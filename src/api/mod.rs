@@ -7,6 +7,7 @@
 //!
 //! Every route needs admin access ([`auth`]), except signing in ([`session`]).
 
+pub mod accounts;
 mod auth;
 mod error;
 mod live;
@@ -46,6 +47,8 @@ pub struct Api {
     pub started: Instant,
     /// Keeps the status watched for a while after each `GET /status`.
     status_lease: status::Lease,
+    /// OAuth logins started and waiting for their code (`POST /accounts/login`).
+    pub logins: crate::credentials::login::Logins,
 }
 
 impl Api {
@@ -55,6 +58,7 @@ impl Api {
             admin,
             started: Instant::now(),
             status_lease: status::Lease::new(status::STATUS_LEASE),
+            logins: Default::default(),
         })
     }
 }
@@ -74,6 +78,7 @@ impl Api {
         (name = "session", description = "Signing in with the admin secret: a session cookie and its CSRF token"),
         (name = "usage", description = "What was used and what it cost, over any range"),
         (name = "requests", description = "Relayed requests as they end, live"),
+        (name = "accounts", description = "Upstream accounts: Claude logins, credentials files, API keys"),
     )
 )]
 struct Doc;
@@ -95,7 +100,11 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
                 session::sign_out
             ))
             .routes(routes!(usage::get_usage))
-            .routes(routes!(live::watch_requests)),
+            .routes(routes!(live::watch_requests))
+            .routes(routes!(accounts::list_accounts, accounts::create_account))
+            .routes(routes!(accounts::update_account, accounts::delete_account))
+            .routes(routes!(accounts::start_login))
+            .routes(routes!(accounts::finish_login)),
     )
 }
 

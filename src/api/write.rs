@@ -16,11 +16,22 @@ pub async fn edit<T: Send + 'static>(
     api: &Api,
     edit: impl FnOnce(&mut ConfigDoc) -> Result<T, EditError> + Send + 'static,
 ) -> Result<Edited<T>, ApiError> {
+    blocking(api, move |engine| {
+        engine.edit_config(edit).map_err(ApiError::from)
+    })
+    .await
+}
+
+/// Runs a blocking operation on the engine (file and keyring I/O, a config edit) off the
+/// async threads.
+pub async fn blocking<T: Send + 'static>(
+    api: &Api,
+    op: impl FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     let engine: std::sync::Arc<Engine> = api.engine.clone();
-    tokio::task::spawn_blocking(move || engine.edit_config(edit))
+    tokio::task::spawn_blocking(move || op(&engine))
         .await
-        .map_err(|_| ApiError::internal("the edit of the config stopped unexpectedly"))?
-        .map_err(ApiError::from)
+        .map_err(|_| ApiError::internal("the operation stopped unexpectedly"))?
 }
 
 /// The address clients should use: the host this request came to (what the admin typed

@@ -1,6 +1,7 @@
 //! Command-line entry points: `carpool serve`, `carpool user`, `carpool pool`,
 //! `carpool token`, `carpool usage`, `carpool admin` and `carpool openapi`.
 
+mod account;
 mod manage;
 mod token;
 mod usage;
@@ -78,6 +79,24 @@ pub enum Command {
     /// Print the management API's OpenAPI document (JSON), as `carpool serve` serves it
     /// at /api/v1/openapi.json.
     Openapi,
+    /// Log in to a Claude account and add it: prints the address to open, reads the
+    /// code the login page shows from stdin. The tokens are kept in the OS keyring (or
+    /// Carpool's data directory), never in the config.
+    Login {
+        /// Who to log in with.
+        #[arg(value_enum)]
+        provider: LoginWith,
+        /// The new account's tag (default `claude`, or `claude-2`, … when taken).
+        #[arg(long)]
+        tag: Option<String>,
+        #[command(flatten)]
+        options: account::Options,
+    },
+    /// Add, list or remove upstream accounts.
+    Account {
+        #[command(subcommand)]
+        command: account::AccountCommand,
+    },
     /// Make a new user token and print the line to add to the config's `users` yourself
     /// (the config is not changed; it need not exist yet). `carpool user add` writes it
     /// into the config for you.
@@ -93,6 +112,13 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+}
+
+/// Providers `carpool login` knows.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LoginWith {
+    /// A Claude account (Pro, Max, Team, Enterprise).
+    Claude,
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,6 +172,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin {
             command: AdminCommand::Reset { config },
         } => admin_reset(config),
+        Command::Login {
+            provider: LoginWith::Claude,
+            tag,
+            options,
+        } => account::login(tag, options).await,
+        Command::Account { command } => account::run(command),
         Command::Openapi => {
             println!("{}", api::openapi().to_pretty_json()?);
             Ok(())
@@ -208,6 +240,21 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
         Err(e) => bail!("{e}"),
     };
     server.serve_also(api::router(Api::new(server.engine().clone(), admin)));
+    // Where secrets added from now on go: probed once now (off the start path: a keyring
+    // may take a moment), so the log says it before anyone adds an account.
+    let secrets = server.engine().secrets.clone();
+    let secrets_dir = config.data_dir.join(crate::secrets::SECRETS_DIR);
+    drop(tokio::task::spawn_blocking(move || {
+        match secrets.new_secrets_go() {
+            crate::secrets::Placement::Keyring => {
+                tracing::info!("secrets Carpool obtains itself go to the OS keyring")
+            }
+            crate::secrets::Placement::File { .. } => tracing::info!(
+                "secrets Carpool obtains itself go to files in {}",
+                secrets_dir.display()
+            ),
+        }
+    }));
     let stop = shutdown_signal();
     server.watch_config(path.clone(), overrides);
     print_banner(&server, &config, &path, created.as_ref());
@@ -255,7 +302,7 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
                 println!(
                     "Claude account `{}`: {status} ({}){hint}",
                     account.tag,
-                    credential.path.display()
+                    credential.store()
                 );
             }
             Source::ApiKey(_) => {

@@ -5,6 +5,7 @@
 //! into the form the engine runs with. Every problem is reported as one [`ConfigError`]
 //! that names the file, the field (`users[1].credential`) and what is wrong.
 
+pub mod accounts;
 pub mod edit;
 pub mod file;
 mod ids;
@@ -21,6 +22,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::ledger::prices::PriceTable;
 use crate::secret::TokenHash;
+use crate::secrets::SecretRef;
 use raw::{HeaderValues, RawAdmin, RawConfig, RawConnections, RawCredential, RawTimeouts};
 
 pub use ids::{AccountTag, PoolTag, Target, UserName};
@@ -29,6 +31,8 @@ pub use template::{CreatedConfig, create_default};
 pub const DEFAULT_PORT: u16 = 7676;
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 pub const DEFAULT_TOKEN_URL: &str = "https://platform.claude.com/v1/oauth/token";
+pub const DEFAULT_AUTHORIZE_URL: &str = "https://claude.ai/oauth/authorize";
+pub const DEFAULT_PROFILE_URL: &str = "https://api.anthropic.com/api/oauth/profile";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The validated configuration the engine runs with.
@@ -51,6 +55,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Extra CA certificates (PEM) for upstream HTTPS.
     pub ca_file: Option<PathBuf>,
+    /// Where new secrets Carpool obtains itself go (`secret_store`).
+    pub secret_store: crate::secrets::StoreChoice,
+    /// Endpoints of the Claude login (`oauth.claude`).
+    pub claude_login: LoginEndpoints,
     /// Fields that hold a secret in clear (`users[1].token`, `credentials[2].api_key`,
     /// a proxy password, a credential-like header), for [`Config::exposure_warning`].
     pub clear_secrets: Vec<String>,
@@ -110,8 +118,32 @@ pub struct CredentialConfig {
 pub enum Source {
     /// A Claude Code login (OAuth tokens in a credentials file), refreshed by Carpool.
     OAuthFile { path: PathBuf, token_url: String },
+    /// A Claude login Carpool obtained itself, in its secret store (`login_ref`),
+    /// refreshed like a file's.
+    OAuthStored { login: SecretRef, token_url: String },
     /// An Anthropic API key (or a compatible provider's), sent as `x-api-key`.
     ApiKey(crate::secret::Secret),
+    /// An API key in Carpool's secret store (`api_key_ref`).
+    ApiKeyStored(SecretRef),
+}
+
+/// Where an OAuth login goes (`oauth.claude`; docs/protocol.md §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginEndpoints {
+    pub authorize_url: String,
+    pub token_url: String,
+    pub profile_url: String,
+}
+
+impl LoginEndpoints {
+    /// Anthropic's (docs/protocol.md §3).
+    pub fn claude() -> LoginEndpoints {
+        LoginEndpoints {
+            authorize_url: DEFAULT_AUTHORIZE_URL.into(),
+            token_url: DEFAULT_TOKEN_URL.into(),
+            profile_url: DEFAULT_PROFILE_URL.into(),
+        }
+    }
 }
 
 /// A group of accounts that users can be bound to.
@@ -351,6 +383,24 @@ impl Config {
                 )
             })?,
         };
+        let secret_store = match raw.secret_store.as_deref() {
+            None => crate::secrets::StoreChoice::default(),
+            Some(text) => {
+                crate::secrets::StoreChoice::parse(text).map_err(|p| invalid("secret_store", p))?
+            }
+        };
+        let claude_login = {
+            let e = &raw.oauth.claude;
+            let url = |field: &str, value: &Option<String>, default: &str| {
+                check_url(value.as_deref().unwrap_or(default))
+                    .map_err(|p| invalid(&format!("oauth.claude.{field}"), p))
+            };
+            LoginEndpoints {
+                authorize_url: url("authorize_url", &e.authorize_url, DEFAULT_AUTHORIZE_URL)?,
+                token_url: url("token_url", &e.token_url, DEFAULT_TOKEN_URL)?,
+                profile_url: url("profile_url", &e.profile_url, DEFAULT_PROFILE_URL)?,
+            }
+        };
         let usage = usage_from_raw(raw, &data_dir, base_dir).map_err(|(f, p)| invalid(&f, p))?;
 
         Ok(Config {
@@ -365,6 +415,8 @@ impl Config {
             usage,
             data_dir,
             ca_file,
+            secret_store,
+            claude_login,
             clear_secrets,
             admin,
             tls,
@@ -738,33 +790,62 @@ fn credentials_from_raw(
                     "on an account (type `default`); it belongs to a `balancer` or `fallback` entry",
                 )?;
                 refuse(
-                    &["api_key"],
+                    &["api_key", "api_key_ref"],
                     "on a Claude Code login; use `\"type\": \"api_key\"` for an API key",
                 )?;
-                let path = match &c.credential_path {
-                    Some(p) => absolute(p, base_dir),
-                    None => default_credential_path().map_err(|p| (at("credential_path"), p))?,
-                };
                 let token_url = check_url(c.token_url.as_deref().unwrap_or(DEFAULT_TOKEN_URL))
                     .map_err(|p| (at("token_url"), p))?;
-                Source::OAuthFile { path, token_url }
+                match (&c.login_ref, &c.credential_path) {
+                    (Some(_), Some(_)) => {
+                        return Err((
+                            at("login_ref"),
+                            "set either `login_ref` (a login Carpool stored) or `credential_path` (a Claude Code credentials file), not both".into(),
+                        ));
+                    }
+                    (Some(login), None) => Source::OAuthStored {
+                        login: SecretRef::parse(login).map_err(|p| (at("login_ref"), p))?,
+                        token_url,
+                    },
+                    (None, path) => {
+                        let path = match path {
+                            Some(p) => absolute(p, base_dir),
+                            None => {
+                                default_credential_path().map_err(|p| (at("credential_path"), p))?
+                            }
+                        };
+                        Source::OAuthFile { path, token_url }
+                    }
+                }
             }
             "api_key" => {
                 refuse(RawCredential::POOL_FIELDS, "on an account (type `api_key`)")?;
-                refuse(&["credential_path"], "on an API-key account")?;
+                refuse(&["credential_path", "login_ref"], "on an API-key account")?;
                 refuse(&["token_url"], "on an API-key account (nothing to refresh)")?;
                 refuse(
                     &["reserve_5h", "reserve_weekly"],
                     "on an API-key account (it has no subscription windows)",
                 )?;
-                let key = c.api_key.as_deref().map(str::trim).unwrap_or_default();
-                if key.is_empty() {
-                    return Err((
-                        at("api_key"),
-                        "missing: an `api_key` account needs its key".into(),
-                    ));
+                match (&c.api_key, &c.api_key_ref) {
+                    (Some(_), Some(_)) => {
+                        return Err((
+                            at("api_key_ref"),
+                            "set either `api_key` or `api_key_ref`, not both".into(),
+                        ));
+                    }
+                    (None, Some(reference)) => Source::ApiKeyStored(
+                        SecretRef::parse(reference).map_err(|p| (at("api_key_ref"), p))?,
+                    ),
+                    (key, None) => {
+                        let key = key.as_deref().map(str::trim).unwrap_or_default();
+                        if key.is_empty() {
+                            return Err((
+                                at("api_key"),
+                                "missing: an `api_key` account needs its key (`api_key`, or `api_key_ref` to one Carpool stored)".into(),
+                            ));
+                        }
+                        Source::ApiKey(crate::secret::Secret::new(key.to_owned()))
+                    }
                 }
-                Source::ApiKey(crate::secret::Secret::new(key.to_owned()))
             }
             "balancer" | "fallback" => continue,
             other => {

@@ -69,6 +69,16 @@ pub struct RawConfig {
     /// Serve HTTPS (relay and API alike) with this certificate and key instead of HTTP.
     #[serde(default)]
     pub tls: Option<RawTls>,
+    /// Where secrets Carpool obtains itself (pasted API keys, logins made with
+    /// `carpool login claude` or the API) are kept: `auto` (default: the OS keyring when
+    /// it works, else 0600 files in `<data_dir>/secrets/`), `keyring` or `file`. Entries
+    /// refer to them by `api_key_ref` / `login_ref`; the values never go into this file.
+    #[serde(default)]
+    pub secret_store: Option<String>,
+    /// OAuth endpoints of logins that add accounts (`carpool login claude`, the API's
+    /// login). The defaults are Anthropic's; for tests and compatible providers.
+    #[serde(default)]
+    pub oauth: RawOAuth,
 }
 
 /// Access to the management API. Whatever is set here, every call needs the admin secret
@@ -105,6 +115,32 @@ pub struct RawTls {
     pub key: PathBuf,
 }
 
+/// `oauth`: endpoints per provider.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    #[serde(default)]
+    pub claude: RawOAuthEndpoints,
+}
+
+/// `oauth.claude`: where a Claude login goes (docs/protocol.md §3).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuthEndpoints {
+    /// The page the person opens to log in (default `https://claude.ai/oauth/authorize`).
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    /// Where the code is exchanged for tokens (default
+    /// `https://platform.claude.com/v1/oauth/token`); an account added by a login refreshes
+    /// there too.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// Where the account's email and plan are read (default
+    /// `https://api.anthropic.com/api/oauth/profile`).
+    #[serde(default)]
+    pub profile_url: Option<String>,
+}
+
 /// A header value, or several (sent as repeated headers), as sing-box accepts.
 #[derive(Debug, Deserialize)]
 #[serde(untagged, expecting = "a header value: a string or a list of strings")]
@@ -131,9 +167,18 @@ pub struct RawCredential {
     /// or `~/.claude/.credentials.json`.
     #[serde(default)]
     pub credential_path: Option<PathBuf>,
-    /// `api_key`: the key, sent as `x-api-key`.
+    /// `default`: a login Carpool obtained itself (`carpool login claude`, the API's
+    /// login), kept in its secret store: `keyring:carpool/<id>` or `file:<id>` (see
+    /// `secret_store`). Instead of `credential_path`.
+    #[serde(default)]
+    pub login_ref: Option<String>,
+    /// `api_key`: the key, sent as `x-api-key`. Prefer `api_key_ref`.
     #[serde(default)]
     pub api_key: Option<String>,
+    /// `api_key`: the key kept in Carpool's secret store (`keyring:carpool/<id>` or
+    /// `file:<id>`), as `carpool account add --api-key-stdin` and the API write it.
+    #[serde(default)]
+    pub api_key_ref: Option<String>,
     /// Accounts: API base URL (default `https://api.anthropic.com`), for compatible
     /// upstreams and tests.
     #[serde(default)]
@@ -179,7 +224,9 @@ impl RawCredential {
     /// Fields only accounts take.
     pub const ACCOUNT_FIELDS: &'static [&'static str] = &[
         "credential_path",
+        "login_ref",
         "api_key",
+        "api_key_ref",
         "base_url",
         "token_url",
         "usages_path",
@@ -195,7 +242,9 @@ impl RawCredential {
     pub fn set_fields(&self) -> Vec<&'static str> {
         [
             ("credential_path", self.credential_path.is_some()),
+            ("login_ref", self.login_ref.is_some()),
             ("api_key", self.api_key.is_some()),
+            ("api_key_ref", self.api_key_ref.is_some()),
             ("base_url", self.base_url.is_some()),
             ("token_url", self.token_url.is_some()),
             ("usages_path", self.usages_path.is_some()),

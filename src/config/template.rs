@@ -93,6 +93,11 @@ fn render(token_hash: &str) -> String {
   // Extra CA certificates (PEM) trusted for upstream HTTPS, e.g. a TLS-inspecting proxy.
   // "ca_file": "/path/to/ca.pem",
   //
+  // Where API keys and logins added with `carpool account add` / `carpool login claude`
+  // are kept: "auto" (the OS keyring if it works, else 0600 files in <data_dir>/secrets),
+  // "keyring" or "file". Never in this file, which only refers to them.
+  // "secret_store": "file",
+  //
   // Client connections: the most at once; bytes of a request head before
   // authentication; time to send a request head; idle keep-alive connections are
   // closed after; the longest gap while a request body arrives. These are the defaults.
@@ -203,6 +208,10 @@ mod optional_settings {
         Optional {
             name: "ca_file",
             check: |c| assert_eq!(c.ca_file.as_deref(), Some(Path::new("/path/to/ca.pem"))),
+        },
+        Optional {
+            name: "secret_store",
+            check: |c| assert_eq!(c.secret_store, crate::secrets::StoreChoice::File),
         },
         Optional {
             name: "connections",

@@ -29,6 +29,8 @@ use crate::fsutil::{file_mode, write_atomic_if};
 use crate::secret::Secret;
 
 const ROOT_KEY: &str = "claudeAiOauth";
+/// The profile of the account, as Claude Code names it in `~/.claude.json`.
+pub const ACCOUNT_KEY: &str = "oauthAccount";
 
 /// The tokens of one Claude login.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -40,6 +42,9 @@ pub struct OAuthTokens {
     pub subscription_type: Option<String>,
     /// `rateLimitTier`, e.g. `default_claude_max_20x`: which Max plan.
     pub rate_limit_tier: Option<String>,
+    /// `oauthAccount.emailAddress`: the account's email, in the logins Carpool stores
+    /// itself (Claude Code keeps it in `~/.claude.json`, not in this file).
+    pub email: Option<String>,
 }
 
 /// What reading the file found.
@@ -83,10 +88,7 @@ pub fn read_with(
     reader: &(dyn Fn(&Path) -> io::Result<Vec<u8>> + Send + Sync),
 ) -> Result<Snapshot, String> {
     match reader(path) {
-        Ok(bytes) => Ok(Snapshot {
-            read: parse(&bytes),
-            digest: Some(digest(&bytes)),
-        }),
+        Ok(bytes) => Ok(snapshot_of(&bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Snapshot {
             read: FileRead::Missing,
             digest: None,
@@ -120,7 +122,7 @@ pub fn is_transient(e: &io::Error) -> bool {
     false
 }
 
-fn digest(bytes: &[u8]) -> Digest {
+pub fn digest(bytes: &[u8]) -> Digest {
     Sha256::digest(bytes).into()
 }
 
@@ -157,6 +159,10 @@ fn parse(bytes: &[u8]) -> FileRead {
             .map(str::to_owned),
         rate_limit_tier: oauth
             .get("rateLimitTier")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        email: doc
+            .pointer(&format!("/{ACCOUNT_KEY}/emailAddress"))
             .and_then(Value::as_str)
             .map(str::to_owned),
     })
@@ -248,8 +254,22 @@ pub fn write_back(
     if current.as_deref().map(digest) != *expected {
         return Ok(Saved::Changed);
     }
+    let text = merge(current.as_deref(), update)?;
+    let mode = file_mode(&target).unwrap_or(0o600);
+    let mut unchanged = || Ok(read_if_exists(&target)?.as_deref().map(digest) == *expected);
+    if !write_atomic_if(&target, &text, mode, &mut unchanged)? {
+        return Ok(Saved::Changed);
+    }
+    Ok(Saved::Written(snapshot_of(&text)))
+}
+
+/// The document `current` (`None`: none yet) with `update`'s tokens in `claudeAiOauth`,
+/// every other field and the key order kept. A document that does not parse gives way
+/// to a minimal one: the refresh token has rotated and the old one is revoked, so
+/// dropping the new one would lose the account.
+pub fn merge(current: Option<&[u8]>, update: &Update<'_>) -> io::Result<Vec<u8>> {
     let mut doc = current
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
         .filter(Value::is_object)
         .unwrap_or_else(|| Value::Object(Map::new()));
     let root = doc.as_object_mut().expect("checked above");
@@ -266,16 +286,15 @@ pub fn write_back(
     if let Some(scopes) = update.scopes {
         oauth.insert("scopes".into(), scopes.into());
     }
-    let text = serde_json::to_vec_pretty(&doc).map_err(io::Error::other)?;
-    let mode = file_mode(&target).unwrap_or(0o600);
-    let mut unchanged = || Ok(read_if_exists(&target)?.as_deref().map(digest) == *expected);
-    if !write_atomic_if(&target, &text, mode, &mut unchanged)? {
-        return Ok(Saved::Changed);
+    serde_json::to_vec_pretty(&doc).map_err(io::Error::other)
+}
+
+/// What a read of `bytes` finds, with their digest.
+pub fn snapshot_of(bytes: &[u8]) -> Snapshot {
+    Snapshot {
+        read: parse(bytes),
+        digest: Some(digest(bytes)),
     }
-    Ok(Saved::Written(Snapshot {
-        read: parse(&text),
-        digest: Some(digest(&text)),
-    }))
 }
 
 fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {

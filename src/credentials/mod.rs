@@ -47,11 +47,13 @@
 //! Reasons and errors name files and directories, never token values.
 
 mod file;
+pub mod login;
 pub mod oauth;
+mod store;
 mod timer;
 mod watch;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -60,6 +62,7 @@ use crate::secret::Secret;
 use crate::tasks::{read, write};
 pub use file::{FileRead, OAuthTokens};
 use file::{Reader, Saved, Snapshot};
+pub use store::LoginStore;
 pub use timer::keep_fresh;
 pub use watch::spawn_watcher;
 
@@ -118,12 +121,13 @@ impl std::fmt::Display for Status {
 
 pub struct Credential {
     pub tag: String,
-    pub path: PathBuf,
+    /// Where the login is kept: a credentials file, or Carpool's secret store.
+    store: LoginStore,
     /// Upstream API base, without a trailing slash.
     pub base_url: String,
     token_url: String,
     http: reqwest::Client,
-    /// Reads the file's bytes (replaced in tests to inject read errors).
+    /// Reads a credentials file's bytes (replaced in tests to inject read errors).
     reader: Reader,
     state: RwLock<State>,
     /// Held for the whole of a refresh, and while refreshed tokens are saved: the single
@@ -199,18 +203,45 @@ impl Credential {
         token_url: &str,
         http: reqwest::Client,
     ) -> Arc<Credential> {
-        Credential::with_reader(tag, path, base_url, token_url, http, file::fs_reader())
+        Credential::with_reader(
+            tag,
+            LoginStore::File(path.to_owned()),
+            base_url,
+            token_url,
+            http,
+            file::fs_reader(),
+        )
+    }
+
+    /// A login Carpool obtained itself, kept in its secret store under `reference`
+    /// (see [`store`]); refreshed and saved back there by the same code as a file's.
+    pub fn stored(
+        tag: &str,
+        secrets: Arc<crate::secrets::SecretStore>,
+        reference: crate::secrets::SecretRef,
+        base_url: &str,
+        token_url: &str,
+        http: reqwest::Client,
+    ) -> Arc<Credential> {
+        Credential::with_reader(
+            tag,
+            LoginStore::Secret { secrets, reference },
+            base_url,
+            token_url,
+            http,
+            file::fs_reader(),
+        )
     }
 
     fn with_reader(
         tag: &str,
-        path: &Path,
+        store: LoginStore,
         base_url: &str,
         token_url: &str,
         http: reqwest::Client,
         reader: Reader,
     ) -> Arc<Credential> {
-        let (on_disk, read_error) = match file::read_with(path, &*reader) {
+        let (on_disk, read_error) = match store.read(&reader) {
             Ok(snapshot) => (snapshot, None),
             Err(reason) => (
                 Snapshot {
@@ -222,7 +253,7 @@ impl Credential {
         };
         Arc::new(Credential {
             tag: tag.to_owned(),
-            path: path.to_owned(),
+            store,
             base_url: base_url.to_owned(),
             token_url: token_url.to_owned(),
             http,
@@ -244,6 +275,24 @@ impl Credential {
         status_of(&read(&self.state))
     }
 
+    /// Where the login is kept.
+    pub fn store(&self) -> &LoginStore {
+        &self.store
+    }
+
+    /// The credentials file, for a file login.
+    pub fn path(&self) -> Option<&Path> {
+        self.store.path()
+    }
+
+    /// The account's email, when the stored login has its profile.
+    pub fn email(&self) -> Option<String> {
+        match &read(&self.state).current {
+            FileRead::Loaded(t) => t.email.clone(),
+            _ => None,
+        }
+    }
+
     /// Why the login cannot be used until someone acts (file missing, invalid or
     /// unreadable, login revoked, token expired and no way to save a refreshed one), in
     /// words for its owner; `None` when it can be used or may recover by itself (a
@@ -256,11 +305,8 @@ impl Credential {
                 None => self.missing().reason,
             }),
             FileRead::Invalid(why) => Some(
-                self.unavailable(format!(
-                    "its credentials file {} is invalid: {why}",
-                    self.path.display()
-                ))
-                .reason,
+                self.unavailable(format!("{} is invalid: {why}", self.store.describe()))
+                    .reason,
             ),
             FileRead::Loaded(t) => {
                 if let Some(f) = state.failure.as_ref().filter(|f| f.terminal) {
@@ -354,7 +400,7 @@ impl Credential {
 
     /// `Err`: the reason of a passing read error.
     fn reload_now(&self, holding_refresh_lock: bool) -> Result<(), String> {
-        let snapshot = match file::read_with(&self.path, &*self.reader) {
+        let snapshot = match self.store.read(&self.reader) {
             Ok(s) => s,
             Err(reason) => {
                 let mut state = write(&self.state);
@@ -372,10 +418,10 @@ impl Credential {
         let may_save = holding_refresh_lock || guard.is_some();
         let mut state = write(&self.state);
         if state.read_error.take().is_some() {
-            tracing::info!(credential = %self.tag, "the credentials file can be read again");
+            tracing::info!(credential = %self.tag, place = %self.store, "the login can be read again");
         }
         if state.unsaveable.is_some() {
-            match file::check_saveable(&self.path) {
+            match self.store.check_saveable() {
                 Ok(()) => {
                     state.unsaveable = None;
                     tracing::info!(credential = %self.tag, "refreshed tokens can be saved again");
@@ -394,7 +440,7 @@ impl Credential {
     fn note_read_error(&self, state: &mut State, reason: String) {
         let retry = Retry::after(state.read_error.as_ref(), reason);
         if retry.attempts == 1 {
-            tracing::warn!(credential = %self.tag, path = %self.path.display(), "{}; keeping the tokens in use and reading again shortly", retry.reason);
+            tracing::warn!(credential = %self.tag, place = %self.store, "{}; keeping the tokens in use and reading again shortly", retry.reason);
         } else {
             tracing::debug!(credential = %self.tag, attempts = retry.attempts, "{}", retry.reason);
         }
@@ -428,13 +474,13 @@ impl Credential {
                 tracing::info!(credential = %self.tag, "the credentials file changed while refreshing; using its tokens")
             }
             Status::Ready if before != after => {
-                tracing::info!(credential = %self.tag, path = %self.path.display(), "credential is ready")
+                tracing::info!(credential = %self.tag, place = %self.store, "credential is ready")
             }
             Status::Ready => {
                 tracing::info!(credential = %self.tag, "credentials file changed; using its tokens")
             }
             other => {
-                tracing::warn!(credential = %self.tag, path = %self.path.display(), "credential is unusable: {other}")
+                tracing::warn!(credential = %self.tag, place = %self.store, "credential is unusable: {other}")
             }
         }
     }
@@ -458,7 +504,7 @@ impl Credential {
                 expires_at_ms: pending.tokens.expires_at_ms,
                 scopes: pending.scopes.as_deref(),
             };
-            match file::write_back(&self.path, &snapshot.digest, &update) {
+            match self.store.write_back(&snapshot.digest, &update) {
                 Ok(Saved::Written(wrote)) => {
                     let valid_for_s = (pending.tokens.expires_at_ms - now_ms()) / 1000;
                     tracing::info!(credential = %self.tag, valid_for_s, "refreshed the OAuth token and saved it");
@@ -466,7 +512,7 @@ impl Credential {
                     state.pending = None;
                     return;
                 }
-                Ok(Saved::Changed) => match file::read_with(&self.path, &*self.reader) {
+                Ok(Saved::Changed) => match self.store.read(&self.reader) {
                     Ok(again) => snapshot = again,
                     Err(reason) => {
                         self.note_read_error(state, reason);
@@ -474,7 +520,7 @@ impl Credential {
                     }
                 },
                 Err(e) => {
-                    tracing::error!(credential = %self.tag, path = %self.path.display(), "refreshed the OAuth token but could not save it ({e}); using it from memory and trying again shortly");
+                    tracing::error!(credential = %self.tag, place = %self.store, "refreshed the OAuth token but could not save it ({e}); using it from memory and trying again shortly");
                     break;
                 }
             }
@@ -505,10 +551,7 @@ impl Credential {
                 let wait = self.next_retry().unwrap_or(READ_RETRY_BASE);
                 Unavailable {
                     retry_after: Some(wait.max(Duration::from_secs(1))),
-                    ..self.unavailable(format!(
-                        "its credentials file {} {reason}; trying again",
-                        self.path.display()
-                    ))
+                    ..self.unavailable(format!("{} {reason}; trying again", self.store.describe()))
                 }
             });
         }
@@ -521,10 +564,9 @@ impl Credential {
             let tokens = match &state.current {
                 FileRead::Missing => return Err(self.missing()),
                 FileRead::Invalid(reason) => {
-                    return Err(self.unavailable(format!(
-                        "its credentials file {} is invalid: {reason}",
-                        self.path.display()
-                    )));
+                    return Err(
+                        self.unavailable(format!("{} is invalid: {reason}", self.store.describe()))
+                    );
                 }
                 FileRead::Loaded(t) => t.clone(),
             };
@@ -552,11 +594,12 @@ impl Credential {
         };
 
         if tokens.refresh.is_empty() {
-            return Err(self.unavailable(
-                "its access token expired and the file has no refresh token; log in again with `claude`".into(),
-            ));
+            return Err(self.unavailable(format!(
+                "its access token expired and the login has no refresh token; {}",
+                self.store.login_hint()
+            )));
         }
-        if let Err((dir, e)) = file::check_saveable(&self.path) {
+        if let Err((dir, e)) = self.store.check_saveable() {
             let why = unsaveable_reason(&dir, &e);
             let mut state = write(&self.state);
             if state.unsaveable.is_none() {
@@ -572,9 +615,13 @@ impl Credential {
             Ok(new) => self.store_refreshed(&tokens, baseline, new, rejected).await,
             Err(error) => {
                 let retry_after = self.record_failure(&tokens, &error);
+                let reason = match &read(&self.state).failure {
+                    Some(f) => f.reason.clone(),
+                    None => format!("refreshing its OAuth token failed: {error}"),
+                };
                 still_valid(&tokens, rejected).ok_or_else(|| Unavailable {
                     retry_after,
-                    ..self.unavailable(format!("refreshing its OAuth token failed: {error}"))
+                    ..self.unavailable(reason)
                 })
             }
         }
@@ -619,6 +666,7 @@ impl Credential {
             expires_at_ms: now_ms().saturating_add(lifetime_ms),
             subscription_type: old.subscription_type.clone(),
             rate_limit_tier: old.rate_limit_tier.clone(),
+            email: old.email.clone(),
         };
         {
             let mut state = write(&self.state);
@@ -641,7 +689,7 @@ impl Credential {
                     wait *= 2;
                 }
                 Err(reason) => {
-                    tracing::error!(credential = %self.tag, "refreshed the OAuth token, but its credentials file {reason}; using the new token from memory and saving it once the file can be read")
+                    tracing::error!(credential = %self.tag, "refreshed the OAuth token, but {} {reason}; using the new token from memory and saving it once it can be read", self.store.describe())
                 }
             }
         }
@@ -651,8 +699,7 @@ impl Credential {
         self.current_still_valid(rejected).ok_or_else(|| Unavailable {
             retry_after: Some(Duration::from_secs(1)),
             ..self.unavailable(
-                "its credentials file changed while its token was being refreshed, and the tokens in the file have expired too; trying again"
-                    .into(),
+                format!("{} changed while its token was being refreshed, and the tokens there have expired too; trying again", self.store.describe()),
             )
         })
     }
@@ -673,8 +720,13 @@ impl Credential {
             .retry_after()
             .map(|r| r.clamp(BACKOFF_BASE, BACKOFF_MAX))
             .unwrap_or(backoff);
+        let hint = if terminal {
+            format!("; {}", self.store.login_hint())
+        } else {
+            String::new()
+        };
         state.failure = Some(RefreshFailure {
-            reason: format!("refreshing its OAuth token failed: {error}"),
+            reason: format!("refreshing its OAuth token failed: {error}{hint}"),
             terminal,
             retry_at: Instant::now() + wait,
             attempts,
@@ -691,17 +743,14 @@ impl Credential {
 
     fn missing(&self) -> Unavailable {
         self.unavailable(format!(
-            "its credentials file {} does not exist yet; run `claude` on the Carpool machine and log in",
-            self.path.display()
+            "{} {}",
+            self.store.describe(),
+            self.store.missing_hint()
         ))
     }
 
     fn unreadable(&self, retry: &Retry) -> String {
-        format!(
-            "its credentials file {} {}; trying again",
-            self.path.display(),
-            retry.reason
-        )
+        format!("{} {}; trying again", self.store.describe(), retry.reason)
     }
 
     fn unavailable(&self, why: String) -> Unavailable {
@@ -730,7 +779,7 @@ fn tokens_of(read: &FileRead) -> Option<(&Secret, &Secret)> {
 fn status_of(state: &State) -> Status {
     match &state.current {
         FileRead::Missing => match &state.read_error {
-            Some(r) => Status::Broken(format!("the credentials file {}; trying again", r.reason)),
+            Some(r) => Status::Broken(format!("the login {}; trying again", r.reason)),
             None => Status::Missing,
         },
         FileRead::Invalid(r) => Status::Invalid(r.clone()),
@@ -775,6 +824,7 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const HOUR_MS: i64 = 3_600_000;
@@ -866,7 +916,7 @@ mod tests {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         Credential::with_reader(
             "t",
-            path,
+            LoginStore::File(path.to_owned()),
             "http://127.0.0.1:9",
             "http://127.0.0.1:9/v1/oauth/token",
             http,
@@ -1107,5 +1157,85 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), written, "left as written");
         assert_eq!(cred.next_retry(), None, "nothing pending any more");
         tasks.abort_all();
+    }
+
+    /// A login in the secret store goes through the same refresh and write-back: the
+    /// rotated tokens replace the stored ones, other fields (the profile) are kept, and
+    /// a stored login that changed meanwhile wins.
+    #[tokio::test]
+    async fn a_stored_login_is_refreshed_and_saved_back_into_the_secret_store() {
+        use crate::secrets::{MemoryKeyring, SecretStore, StoreChoice};
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Arc::new(MemoryKeyring::default());
+        let secrets = Arc::new(SecretStore::with_keyring(
+            dir.path(),
+            StoreChoice::Auto,
+            keyring.clone(),
+        ));
+        let doc = serde_json::json!({
+            "claudeAiOauth": {"accessToken": "sk-ant-oat01-old", "refreshToken": "sk-ant-ort01-old",
+                              "expiresAt": now_ms() - 1000, "subscriptionType": "max"},
+            "oauthAccount": {"emailAddress": "a@example.com"}});
+        let reference = secrets
+            .store_new("me", &Secret::new(doc.to_string()))
+            .unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let cred = Credential::stored(
+            "me",
+            secrets.clone(),
+            reference.clone(),
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9/v1/oauth/token",
+            http,
+        );
+        assert_eq!(cred.path(), None);
+        assert_eq!(cred.email().as_deref(), Some("a@example.com"));
+        assert_eq!(cred.plan().0.as_deref(), Some("max"));
+
+        let FileRead::Loaded(old) = cred.state.read().unwrap().current.clone() else {
+            panic!("loaded")
+        };
+        let baseline = FileRead::Loaded(old.clone());
+        let token = {
+            let _single_flight = cred.refresh_lock.lock().await;
+            let new = refreshed("sk-ant-oat01-new", "sk-ant-ort01-new");
+            cred.store_refreshed(&old, baseline, new, None)
+                .await
+                .unwrap()
+        };
+        assert_eq!(token.expose(), "sk-ant-oat01-new");
+        let stored: serde_json::Value =
+            serde_json::from_str(secrets.get(&reference).unwrap().unwrap().expose()).unwrap();
+        assert_eq!(stored["claudeAiOauth"]["refreshToken"], "sk-ant-ort01-new");
+        assert_eq!(stored["claudeAiOauth"]["subscriptionType"], "max");
+        assert_eq!(stored["oauthAccount"]["emailAddress"], "a@example.com");
+        assert_eq!(cred.next_retry(), None, "saved, nothing pending");
+
+        // Someone replaced the stored login while a refresh ran: it wins.
+        let FileRead::Loaded(current) = cred.state.read().unwrap().current.clone() else {
+            panic!("loaded")
+        };
+        let theirs = serde_json::json!({"claudeAiOauth": {"accessToken": "sk-ant-oat01-theirs",
+            "refreshToken": "sk-ant-ort01-theirs", "expiresAt": now_ms() + 8 * HOUR_MS}});
+        secrets
+            .set(&reference, &Secret::new(theirs.to_string()))
+            .unwrap();
+        {
+            let _single_flight = cred.refresh_lock.lock().await;
+            let baseline = FileRead::Loaded(current.clone());
+            let new = refreshed("sk-ant-oat01-mine", "sk-ant-ort01-mine");
+            let token = cred.store_refreshed(&current, baseline, new, None).await;
+            assert_eq!(token.unwrap().expose(), "sk-ant-oat01-theirs");
+        }
+        let stored = secrets.get(&reference).unwrap().unwrap();
+        assert_eq!(stored.expose(), theirs.to_string(), "left as they wrote it");
+
+        // Gone from the store: the account waits for a new login, and says how.
+        secrets.delete(&reference).unwrap();
+        cred.reload();
+        assert_eq!(cred.status(), Status::Missing);
+        let why = cred.needs_attention().unwrap();
+        assert!(why.contains("carpool login claude"), "{why}");
+        assert!(!why.contains("sk-ant-"), "{why}");
     }
 }

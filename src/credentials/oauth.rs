@@ -46,9 +46,8 @@ pub struct Refreshed {
 pub enum RefreshError {
     /// The refresh token is dead (revoked, rotated by someone else, expired). Only a new
     /// login fixes that.
-    #[error(
-        "the refresh token was rejected ({0}); log in again with `claude` on the Carpool machine"
-    )]
+    /// The credential adds how to log in again, which depends on where the login is.
+    #[error("the refresh token was rejected ({0})")]
     InvalidGrant(String),
     #[error("the token endpoint answered HTTP {status}{detail}")]
     Http {
@@ -83,6 +82,12 @@ struct TokenResponse {
     /// otherwise good answer unusable, the refresh token having rotated already.
     expires_in: Option<serde_json::Number>,
     scope: Option<String>,
+    account: Option<TokenAccount>,
+}
+
+#[derive(Deserialize)]
+struct TokenAccount {
+    email_address: Option<String>,
 }
 
 /// `expires_in` as a lifetime within [`MIN_EXPIRES_IN`]..=[`MAX_EXPIRES_IN`].
@@ -112,11 +117,31 @@ pub async fn refresh(
         "refresh_token": refresh_token.expose(),
         "client_id": CLIENT_ID,
     });
+    let answer = token_request(http, token_url, &body).await?;
+    Ok(answer.tokens)
+}
+
+/// A token endpoint's answer: the tokens, and the account it names (docs/protocol.md
+/// §2.2), which a login uses when the profile cannot be read.
+#[derive(Debug)]
+pub struct TokenAnswer {
+    pub tokens: Refreshed,
+    /// `account.email_address`.
+    pub email: Option<String>,
+}
+
+/// POSTs `body` as JSON to the token endpoint and reads its answer (refresh and login
+/// alike). Error answers are reduced to `error` and `error_description`.
+pub async fn token_request(
+    http: &reqwest::Client,
+    token_url: &str,
+    body: &serde_json::Value,
+) -> Result<TokenAnswer, RefreshError> {
     let response = http
         .post(token_url)
         .header(http::header::USER_AGENT, USER_AGENT)
         .header(http::header::ACCEPT, "application/json")
-        .json(&body)
+        .json(body)
         .timeout(Duration::from_secs(30))
         .send()
         .await
@@ -164,16 +189,19 @@ pub async fn refresh(
         .access_token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| RefreshError::BadResponse("no access_token".into()))?;
-    Ok(Refreshed {
-        access: Secret::new(access),
-        refresh: parsed
-            .refresh_token
-            .filter(|t| !t.is_empty())
-            .map(Secret::new),
-        expires_in: lifetime(parsed.expires_in.as_ref()),
-        scopes: parsed
-            .scope
-            .map(|s| s.split_whitespace().map(str::to_owned).collect()),
+    Ok(TokenAnswer {
+        tokens: Refreshed {
+            access: Secret::new(access),
+            refresh: parsed
+                .refresh_token
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
+            expires_in: lifetime(parsed.expires_in.as_ref()),
+            scopes: parsed
+                .scope
+                .map(|s| s.split_whitespace().map(str::to_owned).collect()),
+        },
+        email: parsed.account.and_then(|a| a.email_address),
     })
 }
 

@@ -34,12 +34,15 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Starts the watcher in `tasks`; the handle stops it.
 pub fn spawn_watcher(credential: Arc<Credential>, tasks: &mut JoinSet<()>) -> AbortHandle {
+    let Some(path) = credential.path().map(|p| p.to_owned()) else {
+        return tasks.spawn(retry_only(credential));
+    };
     tasks.spawn(async move {
-        let dir = credential.path.parent().map(|d| d.to_owned());
+        let dir = path.parent().map(|d| d.to_owned());
         loop {
             let (tx, mut rx) = mpsc::unbounded_channel::<()>();
             let _watcher = loop {
-                match watch(&credential, tx.clone()) {
+                match watch(&path, tx.clone()) {
                     Ok(w) => break w,
                     Err(e) => {
                         tracing::debug!(credential = %credential.tag, "cannot watch the credentials directory yet ({e}); retrying");
@@ -75,16 +78,28 @@ pub fn spawn_watcher(credential: Arc<Credential>, tasks: &mut JoinSet<()>) -> Ab
     })
 }
 
+/// A login in Carpool's secret store has no file to watch (nothing but Carpool writes
+/// it): only the retries are left, a read that failed for a passing reason (a locked
+/// keyring) and refreshed tokens not saved yet.
+async fn retry_only(credential: Arc<Credential>) {
+    loop {
+        match credential.next_retry() {
+            Some(wait) => {
+                tokio::time::sleep(wait).await;
+                credential.reload();
+            }
+            None => tokio::time::sleep(IDLE_CHECK).await,
+        }
+    }
+}
+
 fn watch(
-    credential: &Credential,
+    path: &std::path::Path,
     tx: mpsc::UnboundedSender<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     // The path as configured, and where it leads when it is a symlink.
     let mut places: Vec<(PathBuf, Option<OsString>)> = Vec::new();
-    for path in [
-        credential.path.clone(),
-        file::write_target(&credential.path),
-    ] {
+    for path in [path.to_owned(), file::write_target(path)] {
         let dir = path
             .parent()
             .ok_or_else(|| notify::Error::generic("credentials path has no parent directory"))?

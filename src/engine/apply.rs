@@ -41,6 +41,7 @@ use crate::ledger::{Ledger, Pricing};
 use crate::pool::Pool;
 use crate::pool::account::{Account, Settings, Source};
 use crate::pool::limits::Reserves;
+use crate::secrets::SecretStore;
 use crate::tasks::lock;
 use crate::upstream;
 
@@ -183,6 +184,8 @@ impl Changes {
         compare(old.ca_file != new.ca_file, "ca_file", false);
         compare(old.admin != new.admin, "admin", true);
         compare(old.tls != new.tls, "tls", true);
+        compare(old.secret_store != new.secret_store, "secret_store", false);
+        compare(old.claude_login != new.claude_login, "oauth", true);
         Changes {
             users: Diff::of(&old.users, &new.users, |u| &u.name),
             accounts: Diff::of(&old.credentials, &new.credentials, |c| &c.tag),
@@ -252,6 +255,7 @@ pub(super) fn build_accounts(
     config: &Config,
     previous: Option<&State>,
     roots: &[reqwest::Certificate],
+    secrets: &Arc<SecretStore>,
 ) -> Result<Built, AccountError> {
     let mut accounts = Vec::with_capacity(config.credentials.len());
     let mut fresh = Vec::new();
@@ -271,7 +275,7 @@ pub(super) fn build_accounts(
                 account.clone()
             }
             Some((account, entry)) => {
-                let new = Arc::new(new_account(config, c, settings, roots)?);
+                let new = Arc::new(new_account(config, c, settings, roots, secrets)?);
                 if entry.source == c.source {
                     new.inherit(account);
                 }
@@ -279,7 +283,7 @@ pub(super) fn build_accounts(
                 new
             }
             None => {
-                let new = Arc::new(new_account(config, c, settings, roots)?);
+                let new = Arc::new(new_account(config, c, settings, roots, secrets)?);
                 fresh.push(new.clone());
                 new
             }
@@ -317,6 +321,7 @@ fn new_account(
     c: &CredentialConfig,
     settings: Settings,
     roots: &[reqwest::Certificate],
+    secrets: &Arc<SecretStore>,
 ) -> Result<Account, AccountError> {
     let problem = |problem: String| AccountError {
         tag: c.tag.clone(),
@@ -331,7 +336,29 @@ fn new_account(
             token_url,
             http.clone(),
         )),
+        ConfigSource::OAuthStored { login, token_url } => Source::OAuth(Credential::stored(
+            &c.tag,
+            secrets.clone(),
+            login.clone(),
+            &c.base_url,
+            token_url,
+            http.clone(),
+        )),
         ConfigSource::ApiKey(key) => Source::ApiKey(key.clone()),
+        // Read when the account is built: a key that is not there refuses the config
+        // (at start, or the edit that refers to it) with where it was looked for.
+        ConfigSource::ApiKeyStored(reference) => match secrets.get(reference) {
+            Ok(Some(key)) if !key.expose().trim().is_empty() => {
+                Source::ApiKey(crate::secret::Secret::new(key.expose().trim()))
+            }
+            Ok(_) => {
+                return Err(problem(format!(
+                    "its API key is not in {} (`api_key_ref` `{reference}`); add the account again with its key",
+                    reference.describe(secrets)
+                )));
+            }
+            Err(e) => return Err(problem(format!("its API key (`api_key_ref`): {e}"))),
+        },
     };
     let base = reqwest::Url::parse(&c.base_url)
         .map_err(|e| problem(format!("base_url `{}`: {e}", c.base_url)))?;
@@ -374,7 +401,7 @@ impl Engine {
     pub fn apply(&self, config: Config) -> Result<Changes, ApplyError> {
         let mut watchers = lock(&self.watchers);
         let old = self.state();
-        let built = build_accounts(&config, Some(&old), &self.roots)?;
+        let built = build_accounts(&config, Some(&old), &self.roots, &self.secrets)?;
         let mut changes = Changes::between(&old.config, &config);
         // A new address is taken before anything else changes, so that one that cannot be
         // had refuses the whole edit. Without a running server there is nothing to move.

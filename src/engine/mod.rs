@@ -26,6 +26,7 @@ use crate::ledger::store::StoreError;
 use crate::ledger::{Ledger, LedgerOptions, Sink};
 use crate::pool::account::{Account, Source};
 use crate::pool::{StatusWatch, StatusWatchers, poll_while_watched};
+use crate::secrets::SecretStore;
 use crate::state::Current;
 use crate::tasks::{Tasks, lock};
 use crate::tls::{Inbound, TlsError};
@@ -46,6 +47,9 @@ pub struct Engine {
     pub ccm_files: Vec<Arc<CcmFile>>,
     /// Extra CA certificates for upstream HTTPS, read once at start (`ca_file`).
     roots: Vec<reqwest::Certificate>,
+    /// Where secrets Carpool obtains itself live (`data_dir`, `secret_store` at start):
+    /// stored logins and API keys are read from it when accounts are built.
+    pub secrets: Arc<SecretStore>,
     /// Each OAuth account's background work, to stop it when a reload removes or
     /// replaces the account. Also serialises reloads.
     watchers: Mutex<HashMap<AccountTag, Watched>>,
@@ -123,7 +127,8 @@ impl Engine {
         if let Some(files) = &config.tls {
             tls.set(Some(Inbound::load(files)?));
         }
-        let accounts = apply::build_accounts(&config, None, &roots)?.accounts;
+        let secrets = Arc::new(SecretStore::new(&config.data_dir, config.secret_store));
+        let accounts = apply::build_accounts(&config, None, &roots, &secrets)?.accounts;
         let ccm_files = config
             .usage_files()
             .into_iter()
@@ -158,6 +163,7 @@ impl Engine {
             ledger,
             ccm_files,
             roots,
+            secrets,
             watchers: Mutex::new(HashMap::new()),
             status_watchers: StatusWatchers::default(),
             rebind: Mutex::new(None),

@@ -379,7 +379,7 @@ impl Account {
             return AccountState::Disabled { reason, since };
         }
         if let Source::OAuth(c) = &self.source
-            && let Some(state) = AccountState::of_login(c.status(), &c.path)
+            && let Some(state) = AccountState::of_login(c.status(), c.store())
         {
             return state;
         }

@@ -35,8 +35,8 @@ use account::Account;
 use limits::{Availability, least_used_score};
 
 pub use poll::{StatusWatch, StatusWatchers, poll_if_stale, poll_while_watched};
-pub use status::PoolStatus;
 use status::PoolSummary;
+pub use status::{AccountKind, AccountStatus, PoolStatus};
 
 /// What [`Pool::choose`] found.
 pub enum Choice {

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::limits::{Availability, Reserves, Window, WindowName};
 use crate::config::{AccountTag, PoolTag, Strategy};
-use crate::credentials::Status;
+use crate::credentials::{LoginStore, Status};
 
 /// Every account and every pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -184,11 +184,17 @@ pub enum AccountState {
 
 impl AccountState {
     /// What a login's state says, if it keeps the account out (`None`: ready).
-    pub fn of_login(status: Status, path: &std::path::Path) -> Option<AccountState> {
+    pub fn of_login(status: Status, store: &LoginStore) -> Option<AccountState> {
         Some(match status {
             Status::Ready => return None,
-            Status::Missing => AccountState::FileMissing {
-                path: path.display().to_string(),
+            Status::Missing => match store.path() {
+                Some(path) => AccountState::FileMissing {
+                    path: path.display().to_string(),
+                },
+                // A login Carpool stored itself is gone: only a new login brings it back.
+                None => AccountState::WaitingForOwner {
+                    reason: format!("{} {}", store.describe(), store.missing_hint()),
+                },
             },
             Status::Invalid(why) => AccountState::WaitingForOwner {
                 reason: format!("invalid credentials file: {why}"),
@@ -282,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_logins_state_says_who_must_act() {
-        let path = std::path::Path::new("/home/a/.claude/.credentials.json");
+        let path = &LoginStore::File("/home/a/.claude/.credentials.json".into());
         assert_eq!(AccountState::of_login(Status::Ready, path), None);
         let state = |status| json(AccountState::of_login(status, path).unwrap());
         assert_eq!(

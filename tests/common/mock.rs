@@ -112,6 +112,14 @@ pub struct MockState {
     /// Text deltas in each streamed answer (see [`sse_events_split`]); 0: two, as
     /// [`sse_events`]. The relay benchmark streams longer answers.
     pub deltas: AtomicUsize,
+    /// Authorization codes `GET /oauth/authorize` issued: code → (PKCE challenge, state).
+    pub login_codes: Mutex<std::collections::HashMap<String, (String, String)>>,
+    /// The query strings `GET /oauth/authorize` received.
+    pub authorize_queries: Mutex<Vec<Value>>,
+    /// Authorization-code exchanges answered with tokens.
+    pub logins: AtomicUsize,
+    /// `GET /api/oauth/profile` calls.
+    pub profile_reads: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -233,6 +241,33 @@ impl Mock {
         self.state.refreshes.load(Ordering::SeqCst)
     }
 
+    /// The login page of the mock's OAuth server: where a login's authorize URL points.
+    pub fn authorize_url(&self) -> String {
+        format!("{}/oauth/authorize", self.url())
+    }
+
+    pub fn profile_url(&self) -> String {
+        format!("{}/api/oauth/profile", self.url())
+    }
+
+    /// What a person does with an authorize URL: opens it and logs in. The mock's page
+    /// answers with what Claude's shows, `<code>#<state>`.
+    pub async fn log_in(&self, authorize_url: &str) -> String {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(authorize_url)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn last_issued(&self) -> Option<(String, String)> {
         self.state.issued.lock().unwrap().last().cloned()
     }
@@ -258,6 +293,10 @@ fn new_state(valid_access: &str) -> Arc<MockState> {
         usage: Mutex::new(None),
         polls: AtomicUsize::new(0),
         deltas: AtomicUsize::new(0),
+        login_codes: Mutex::new(std::collections::HashMap::new()),
+        authorize_queries: Mutex::new(Vec::new()),
+        logins: AtomicUsize::new(0),
+        profile_reads: AtomicUsize::new(0),
     })
 }
 
@@ -270,6 +309,8 @@ fn router(state: Arc<MockState>) -> Router {
         .route("/v1/models/{id}", get(models))
         .route("/v1/oauth/token", post(token))
         .route("/api/oauth/usage", get(oauth_usage))
+        .route("/oauth/authorize", get(authorize))
+        .route("/api/oauth/profile", get(profile))
         .with_state(state)
 }
 
@@ -592,8 +633,97 @@ async fn models(State(state): State<Arc<MockState>>, request: Request) -> Respon
     )
 }
 
+/// The login page: issues a code for the PKCE challenge and state it was given and
+/// shows `<code>#<state>`, as Claude's does.
+async fn authorize(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let query: std::collections::HashMap<String, String> =
+        reqwest::Url::parse(&format!("http://mock{}", request.uri()))
+            .map(|u| u.query_pairs().into_owned().collect())
+            .unwrap_or_default();
+    state
+        .authorize_queries
+        .lock()
+        .unwrap()
+        .push(serde_json::to_value(&query).unwrap());
+    let (Some(challenge), Some(login_state)) = (query.get("code_challenge"), query.get("state"))
+    else {
+        return json_response(400, &json!({"error": "invalid_request"}));
+    };
+    if query.get("code_challenge_method").map(String::as_str) != Some("S256") {
+        return json_response(400, &json!({"error": "invalid_request"}));
+    }
+    let code = format!("mock-code-{}", state.login_codes.lock().unwrap().len() + 1);
+    state
+        .login_codes
+        .lock()
+        .unwrap()
+        .insert(code.clone(), (challenge.clone(), login_state.clone()));
+    Response::new(Body::from(format!("{code}#{login_state}")))
+}
+
+/// The profile of whoever the valid access token belongs to.
+async fn profile(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let (_, _, headers, _) = split(request).await;
+    state.profile_reads.fetch_add(1, Ordering::SeqCst);
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    json_response(
+        200,
+        &json!({"account": {"uuid": "acc-1", "email": "login@example.com",
+                            "email_address": "login@example.com", "has_claude_max": true},
+                "organization": {"uuid": "org-1", "name": "Mock Org", "organization_type": "claude_max",
+                                 "rate_limit_tier": "default_claude_max_20x", "billing_type": "stripe"}}),
+    )
+}
+
+/// An authorization-code exchange: the code must be one the login page issued, once,
+/// with the verifier of its challenge and its state.
+fn exchange_code(state: &MockState, body: &Value) -> Response {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let refused = |why: &str| {
+        json_response(
+            400,
+            &json!({"error": "invalid_grant", "error_description": why}),
+        )
+    };
+    let code = body["code"].as_str().unwrap_or_default();
+    let Some((challenge, login_state)) = state.login_codes.lock().unwrap().remove(code) else {
+        return refused("Invalid 'code' in request.");
+    };
+    let verifier = body["code_verifier"].as_str().unwrap_or_default();
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    if computed != challenge {
+        return refused("Invalid code_verifier.");
+    }
+    if body["state"].as_str() != Some(login_state.as_str()) {
+        return refused("Invalid state.");
+    }
+    let n = state.logins.fetch_add(1, Ordering::SeqCst) + 1;
+    let access = format!("sk-ant-oat01-mock-login-{n}");
+    let refresh = format!("sk-ant-ort01-mock-login-{n}");
+    *state.valid_access.lock().unwrap() = access.clone();
+    state
+        .issued
+        .lock()
+        .unwrap()
+        .push((access.clone(), refresh.clone()));
+    json_response(
+        200,
+        &json!({"access_token": access, "refresh_token": refresh, "expires_in": 28800,
+            "token_type": "Bearer", "scope": "user:inference user:profile",
+            "account": {"uuid": "acc-1", "email_address": "login@example.com"}}),
+    )
+}
+
 async fn token(State(state): State<Arc<MockState>>, request: Request) -> Response {
     let (_, _, _, body) = split(request).await;
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if parsed["grant_type"] == "authorization_code" {
+        return exchange_code(&state, &parsed);
+    }
     let n = state.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
     state
         .refresh_bodies

@@ -1,0 +1,130 @@
+//! Where a login is kept: Claude Code's credentials file, or Carpool's secret store.
+//!
+//! A login made with `carpool login claude` (or the API's login) is held in the secret
+//! store ([`crate::secrets`]) as the same JSON document Claude Code writes
+//! (docs/protocol.md §1.2, plus the account's profile under `oauthAccount`), so both
+//! places are read, compared and written back by the same code: [`super::Credential`]
+//! refreshes either through one single flight and saves the rotated tokens only if the
+//! stored login is still the one it refreshed.
+//!
+//! The differences: a file is shared with the official CLI and watched; a stored login is
+//! Carpool's alone, so nothing else rotates it and there is nothing to watch. Its write
+//! is a read, a comparison and a replace (the keyring has no compare-and-swap; no other
+//! program writes the entry). A keyring that cannot be read right now (locked, its
+//! daemon restarting) counts as a passing read error: the tokens in use stay and the
+//! read is retried.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::file::{self, Digest, Reader, Saved, Snapshot, Update};
+use crate::secret::Secret;
+use crate::secrets::{SecretRef, SecretStore};
+
+pub enum LoginStore {
+    /// A Claude Code credentials file.
+    File(PathBuf),
+    /// A login Carpool obtained, in its secret store.
+    Secret {
+        secrets: Arc<SecretStore>,
+        reference: SecretRef,
+    },
+}
+
+impl LoginStore {
+    /// The file, for a file login.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            LoginStore::File(path) => Some(path),
+            LoginStore::Secret { .. } => None,
+        }
+    }
+
+    /// What holds the login, for messages: "its credentials file /x" or "its login in
+    /// the OS keyring (…)".
+    pub fn describe(&self) -> String {
+        match self {
+            LoginStore::File(path) => format!("its credentials file {}", path.display()),
+            LoginStore::Secret { secrets, reference } => {
+                format!("its login in {}", reference.describe(secrets))
+            }
+        }
+    }
+
+    /// What to do when there is no login at all.
+    pub fn missing_hint(&self) -> &'static str {
+        match self {
+            LoginStore::File(_) => {
+                "does not exist yet; run `claude` on the Carpool machine and log in"
+            }
+            LoginStore::Secret { .. } => {
+                "is gone; log in again with `carpool login claude` (or the management API's login) and remove this account"
+            }
+        }
+    }
+
+    /// How to log in again when the refresh token is dead.
+    pub fn login_hint(&self) -> &'static str {
+        match self {
+            LoginStore::File(_) => "log in again with `claude` on the Carpool machine",
+            LoginStore::Secret { .. } => "log in again with `carpool login claude`",
+        }
+    }
+
+    /// Reads the login. `Err`: a passing failure (try again later), with its reason.
+    pub fn read(&self, reader: &Reader) -> Result<Snapshot, String> {
+        match self {
+            LoginStore::File(path) => file::read_with(path, &**reader),
+            LoginStore::Secret { secrets, reference } => match secrets.get(reference) {
+                Ok(Some(text)) => Ok(file::snapshot_of(text.expose().as_bytes())),
+                Ok(None) => Ok(Snapshot {
+                    read: file::FileRead::Missing,
+                    digest: None,
+                }),
+                Err(e) => Err(format!("cannot be read right now: {e}")),
+            },
+        }
+    }
+
+    /// Whether rotated tokens could be saved; on failure, the directory that refused
+    /// the write probe. A stored login can always be written (a failed write is retried
+    /// like a file's).
+    pub fn check_saveable(&self) -> Result<(), (PathBuf, io::Error)> {
+        match self {
+            LoginStore::File(path) => file::check_saveable(path),
+            LoginStore::Secret { .. } => Ok(()),
+        }
+    }
+
+    /// Merges `update` into the stored login if it still has the digest `expected`;
+    /// see [`file::write_back`].
+    pub fn write_back(&self, expected: &Option<Digest>, update: &Update<'_>) -> io::Result<Saved> {
+        match self {
+            LoginStore::File(path) => file::write_back(path, expected, update),
+            LoginStore::Secret { secrets, reference } => {
+                let current = secrets.get(reference).map_err(io::Error::other)?;
+                let current = current.as_ref().map(|s| s.expose().as_bytes());
+                if current.map(file::digest) != *expected {
+                    return Ok(Saved::Changed);
+                }
+                let text = file::merge(current, update)?;
+                let value = String::from_utf8(text).map_err(io::Error::other)?;
+                secrets
+                    .set(reference, &Secret::new(value.clone()))
+                    .map_err(io::Error::other)?;
+                Ok(Saved::Written(file::snapshot_of(value.as_bytes())))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for LoginStore {
+    /// The file's path, or the secret's reference: for log lines.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoginStore::File(path) => write!(f, "{}", path.display()),
+            LoginStore::Secret { reference, .. } => write!(f, "{reference}"),
+        }
+    }
+}
