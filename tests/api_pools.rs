@@ -8,25 +8,7 @@ use common::{Managed, Setup, changed_span};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn call(
-    api: &Managed,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = api.admin(method, path);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn message(body: &Value) -> &str {
-    body["error"]["message"].as_str().unwrap_or_default()
-}
+use common::error_message as message;
 
 /// The setup with a second account (an API key) and two extra headers.
 async fn setup() -> Setup {
@@ -49,12 +31,10 @@ async fn pools_are_created_changed_and_removed_unless_users_are_bound() {
     let (path, original) = setup.write_commented_config();
     let api = setup.start_managed_on_file(true).await;
 
-    let (status, pools) = call(&api, Method::GET, "/pools", None).await;
+    let (status, pools) = api.call(Method::GET, "/pools", None).await;
     assert_eq!((status, pools), (StatusCode::OK, json!([])));
 
-    let (status, pool) = call(
-        &api,
-        Method::POST,
+    let (status, pool) = api.call(Method::POST,
         "/pools",
         Some(json!({"tag": "team", "strategy": "round_robin", "members": ["main", "key"], "session_ttl": "30m"})),
     )
@@ -97,7 +77,7 @@ async fn pools_are_created_changed_and_removed_unless_users_are_bound() {
             "poll_interval: ",
         ),
     ] {
-        let (status, answer) = call(&api, Method::POST, "/pools", Some(body.clone())).await;
+        let (status, answer) = api.call(Method::POST, "/pools", Some(body.clone())).await;
         assert_eq!(
             status,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -105,78 +85,78 @@ async fn pools_are_created_changed_and_removed_unless_users_are_bound() {
         );
         assert!(message(&answer).starts_with(field), "{body} → {answer}");
     }
-    let (status, answer) = call(
-        &api,
-        Method::POST,
-        "/pools",
-        Some(json!({"tag": "p", "strategy": "sometimes", "members": ["main"]})),
-    )
-    .await;
+    let (status, answer) = api
+        .call(
+            Method::POST,
+            "/pools",
+            Some(json!({"tag": "p", "strategy": "sometimes", "members": ["main"]})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     assert!(message(&answer).contains("strategy"), "{answer}");
 
     // Edit.
-    let (status, pool) = call(
-        &api,
-        Method::PATCH,
-        "/pools/team",
-        Some(json!({"strategy": "fallback", "members": ["key", "main"]})),
-    )
-    .await;
+    let (status, pool) = api
+        .call(
+            Method::PATCH,
+            "/pools/team",
+            Some(json!({"strategy": "fallback", "members": ["key", "main"]})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{pool}");
     assert_eq!(pool["strategy"], "fallback");
     assert_eq!(pool["members"], json!(["key", "main"]));
-    let (status, _) = call(
-        &api,
-        Method::PATCH,
-        "/pools/nope",
-        Some(json!({"strategy": "random"})),
-    )
-    .await;
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            "/pools/nope",
+            Some(json!({"strategy": "random"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, answer) = call(
-        &api,
-        Method::PATCH,
-        "/pools/main",
-        Some(json!({"strategy": "random"})),
-    )
-    .await;
+    let (status, answer) = api
+        .call(
+            Method::PATCH,
+            "/pools/main",
+            Some(json!({"strategy": "random"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(message(&answer).contains("is an account"), "{answer}");
 
     // A user bound to it keeps it.
-    let (status, _) = call(
-        &api,
-        Method::PATCH,
-        "/users/bob",
-        Some(json!({"credential": "team"})),
-    )
-    .await;
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            "/users/bob",
+            Some(json!({"credential": "team"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (_, pools) = call(&api, Method::GET, "/pools", None).await;
+    let (_, pools) = api.call(Method::GET, "/pools", None).await;
     assert_eq!(pools[0]["users"], json!(["bob"]));
-    let (status, answer) = call(&api, Method::DELETE, "/pools/team", None).await;
+    let (status, answer) = api.call(Method::DELETE, "/pools/team", None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     assert!(message(&answer).contains("`bob`"), "{answer}");
 
     // A restart has it all.
     api.server.shutdown().await;
     let api = setup.start_managed_on_file(true).await;
-    let (_, pools) = call(&api, Method::GET, "/pools", None).await;
+    let (_, pools) = api.call(Method::GET, "/pools", None).await;
     assert_eq!(pools[0]["strategy"], "fallback");
     assert_eq!(pools[0]["users"], json!(["bob"]));
 
-    let (status, _) = call(
-        &api,
-        Method::PATCH,
-        "/users/bob",
-        Some(json!({"credential": "main"})),
-    )
-    .await;
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            "/users/bob",
+            Some(json!({"credential": "main"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = call(&api, Method::DELETE, "/pools/team", None).await;
+    let (status, _) = api.call(Method::DELETE, "/pools/team", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, pools) = call(&api, Method::GET, "/pools", None).await;
+    let (_, pools) = api.call(Method::GET, "/pools", None).await;
     assert_eq!(pools, json!([]));
     let written = std::fs::read_to_string(&path).unwrap();
     assert!(
@@ -192,7 +172,7 @@ async fn settings_are_shown_masked_and_changed_live() {
     let (path, original) = setup.write_commented_config();
     let api = setup.start_managed_on_file(true).await;
 
-    let (status, settings) = call(&api, Method::GET, "/settings", None).await;
+    let (status, settings) = api.call(Method::GET, "/settings", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(settings["listen"], "127.0.0.1");
     assert_eq!(settings["max_body_bytes"], 65536);
@@ -208,9 +188,7 @@ async fn settings_are_shown_masked_and_changed_live() {
     assert_eq!(settings["data_dir"], setup.dir.path().display().to_string());
     assert_eq!(settings["prices"], json!({}));
 
-    let (status, changed) = call(
-        &api,
-        Method::PATCH,
+    let (status, changed) = api.call(Method::PATCH,
         "/settings",
         Some(json!({
             "max_body_bytes": 1000,
@@ -257,7 +235,9 @@ async fn settings_are_shown_masked_and_changed_live() {
         (json!({"prices": {"m": 3}}), "prices.m: "),
         (json!({"listen": "everywhere"}), "listen: "),
     ] {
-        let (status, answer) = call(&api, Method::PATCH, "/settings", Some(body.clone())).await;
+        let (status, answer) = api
+            .call(Method::PATCH, "/settings", Some(body.clone()))
+            .await;
         assert_eq!(
             status,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -273,13 +253,13 @@ async fn settings_are_shown_masked_and_changed_live() {
         .local_addr()
         .unwrap()
         .port();
-    let (status, changed) = call(
-        &api,
-        Method::PATCH,
-        "/settings",
-        Some(json!({"listen_port": free})),
-    )
-    .await;
+    let (status, changed) = api
+        .call(
+            Method::PATCH,
+            "/settings",
+            Some(json!({"listen_port": free})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{changed}");
     assert_eq!(changed["settings"]["listen_port"], free);
     assert_eq!(changed["applied"], json!(["listen"]));

@@ -7,7 +7,7 @@ mod common;
 
 use common::{ALICE_TOKEN, BOB_TOKEN, Managed, Setup, changed_span, client, eventually};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// `POST /v1/messages` with `token`; the status.
 async fn relay_status(api: &Managed, token: &str) -> StatusCode {
@@ -22,22 +22,6 @@ async fn relay_status(api: &Managed, token: &str) -> StatusCode {
         .status()
 }
 
-async fn call(
-    api: &Managed,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = api.admin(method, path);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn users_are_listed_created_rotated_renamed_rebound_and_revoked() {
     let setup = Setup::new().await;
@@ -45,7 +29,7 @@ async fn users_are_listed_created_rotated_renamed_rebound_and_revoked() {
     let api = setup.start_managed_on_file(true).await;
 
     // The list: never a token or a hash.
-    let (status, users) = call(&api, Method::GET, "/users", None).await;
+    let (status, users) = api.call(Method::GET, "/users", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(users[0]["name"], "alice");
     assert_eq!(users[0]["token_storage"], "clear");
@@ -57,8 +41,9 @@ async fn users_are_listed_created_rotated_renamed_rebound_and_revoked() {
 
     // A new user: the token once, the setup at the address the request came to, and only
     // the hash in the file, appended with every other byte of it as it was.
-    let (status, created) =
-        call(&api, Method::POST, "/users", Some(json!({"name": "carol"}))).await;
+    let (status, created) = api
+        .call(Method::POST, "/users", Some(json!({"name": "carol"})))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let token = created["token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("cpk-"));
@@ -97,7 +82,7 @@ async fn users_are_listed_created_rotated_renamed_rebound_and_revoked() {
     assert_eq!(relay_status(&api, &token).await, StatusCode::OK);
 
     // Rotate: the old token is refused from the next request, the new one accepted.
-    let (status, rotated) = call(&api, Method::POST, "/users/carol/rotate", None).await;
+    let (status, rotated) = api.call(Method::POST, "/users/carol/rotate", None).await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
     let rotated = rotated["token"].as_str().unwrap().to_owned();
     assert_ne!(rotated, token);
@@ -105,22 +90,22 @@ async fn users_are_listed_created_rotated_renamed_rebound_and_revoked() {
     assert_eq!(relay_status(&api, &rotated).await, StatusCode::OK);
 
     // Rename and rebind; refusals name the field.
-    let (status, renamed) = call(
-        &api,
-        Method::PATCH,
-        "/users/carol",
-        Some(json!({"name": "caroline"})),
-    )
-    .await;
+    let (status, renamed) = api
+        .call(
+            Method::PATCH,
+            "/users/carol",
+            Some(json!({"name": "caroline"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{renamed}");
     assert_eq!(renamed["name"], "caroline");
-    let (status, body) = call(
-        &api,
-        Method::PATCH,
-        "/users/caroline",
-        Some(json!({"credential": "nope"})),
-    )
-    .await;
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            "/users/caroline",
+            Some(json!({"credential": "nope"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         body["error"]["message"]
@@ -129,15 +114,17 @@ async fn users_are_listed_created_rotated_renamed_rebound_and_revoked() {
             .starts_with("credential: "),
         "{body}"
     );
-    let (status, _) = call(
-        &api,
-        Method::PATCH,
-        "/users/nobody",
-        Some(json!({"credential": "main"})),
-    )
-    .await;
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            "/users/nobody",
+            Some(json!({"credential": "main"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = call(&api, Method::POST, "/users", Some(json!({"name": "bob"}))).await;
+    let (status, body) = api
+        .call(Method::POST, "/users", Some(json!({"name": "bob"})))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         body["error"]["message"]
@@ -146,19 +133,19 @@ async fn users_are_listed_created_rotated_renamed_rebound_and_revoked() {
             .contains("already has a user `bob`"),
         "{body}"
     );
-    let (status, _) = call(
-        &api,
-        Method::POST,
-        "/users",
-        Some(json!({"name": "x", "token": "mine"})),
-    )
-    .await;
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/users",
+            Some(json!({"name": "x", "token": "mine"})),
+        )
+        .await;
     assert_eq!(
         status,
         StatusCode::UNPROCESSABLE_ENTITY,
         "unknown fields are refused"
     );
-    let (status, _) = call(&api, Method::POST, "/users/nobody/rotate", None).await;
+    let (status, _) = api.call(Method::POST, "/users/nobody/rotate", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let written = std::fs::read_to_string(&path).unwrap();
     assert!(written.starts_with("// Carpool\n/* keep me */\n{\n  // written by hand\n   \"max_body_bytes\" :   65536 ,  /* odd */\n"), "{written}");
@@ -167,7 +154,7 @@ async fn users_are_listed_created_rotated_renamed_rebound_and_revoked() {
     // A restart reads it all back from the file.
     api.server.shutdown().await;
     let api = setup.start_managed_on_file(true).await;
-    let (_, users) = call(&api, Method::GET, "/users", None).await;
+    let (_, users) = api.call(Method::GET, "/users", None).await;
     let names: Vec<&str> = users
         .as_array()
         .unwrap()
@@ -180,17 +167,17 @@ async fn users_are_listed_created_rotated_renamed_rebound_and_revoked() {
     // This month's usage comes from the ledger.
     assert_eq!(relay_status(&api, BOB_TOKEN).await, StatusCode::OK);
     let counted = eventually(5, || async {
-        let (_, users) = call(&api, Method::GET, "/users", None).await;
+        let (_, users) = api.call(Method::GET, "/users", None).await;
         users[1]["this_month"]["requests"] == 1
     })
     .await;
     assert!(counted, "bob's request is counted in the list");
 
     // Revoke: refused from the next request, and gone from the file.
-    let (status, _) = call(&api, Method::DELETE, "/users/caroline", None).await;
+    let (status, _) = api.call(Method::DELETE, "/users/caroline", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(relay_status(&api, &rotated).await, StatusCode::FORBIDDEN);
-    let (status, _) = call(&api, Method::DELETE, "/users/caroline", None).await;
+    let (status, _) = api.call(Method::DELETE, "/users/caroline", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     api.server.shutdown().await;
     let config = carpool::Config::load(&path).unwrap();
@@ -210,7 +197,9 @@ async fn a_write_after_a_hand_edit_carpool_has_not_read_is_refused_with_409() {
     let api = setup.start_managed_on_file(false).await;
     let hand = original.replace("// the end", "// edited by hand");
     std::fs::write(&path, &hand).unwrap();
-    let (status, body) = call(&api, Method::POST, "/users", Some(json!({"name": "carol"}))).await;
+    let (status, body) = api
+        .call(Method::POST, "/users", Some(json!({"name": "carol"})))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "conflict");
     assert!(
@@ -225,7 +214,7 @@ async fn a_write_after_a_hand_edit_carpool_has_not_read_is_refused_with_409() {
         hand,
         "the hand edit is kept"
     );
-    let (_, users) = call(&api, Method::GET, "/users", None).await;
+    let (_, users) = api.call(Method::GET, "/users", None).await;
     assert_eq!(users.as_array().unwrap().len(), 2);
     api.server.shutdown().await;
 }
@@ -246,7 +235,9 @@ async fn once_the_watcher_has_read_a_hand_edit_a_write_builds_on_it() {
         })
         .await
     );
-    let (status, body) = call(&api, Method::POST, "/users", Some(json!({"name": "carol"}))).await;
+    let (status, body) = api
+        .call(Method::POST, "/users", Some(json!({"name": "carol"})))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let written = std::fs::read_to_string(&path).unwrap();
     assert!(
@@ -261,7 +252,9 @@ async fn once_the_watcher_has_read_a_hand_edit_a_write_builds_on_it() {
 async fn without_a_config_file_writes_are_unavailable() {
     let setup = Setup::new().await;
     let api = setup.start_managed().await;
-    let (status, body) = call(&api, Method::POST, "/users", Some(json!({"name": "carol"}))).await;
+    let (status, body) = api
+        .call(Method::POST, "/users", Some(json!({"name": "carol"})))
+        .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(
         body["error"]["message"]
@@ -271,7 +264,7 @@ async fn without_a_config_file_writes_are_unavailable() {
         "{body}"
     );
     // Reading still works.
-    let (status, _) = call(&api, Method::GET, "/users", None).await;
+    let (status, _) = api.call(Method::GET, "/users", None).await;
     assert_eq!(status, StatusCode::OK);
     api.server.shutdown().await;
 }

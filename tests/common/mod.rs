@@ -148,6 +148,24 @@ impl Managed {
         format!("{}{}{path}", self.server.url(), carpool::api::PREFIX)
     }
 
+    /// Calls the API with the admin secret, with an optional JSON body; the status and
+    /// the answer as JSON (`Null` when it is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        let mut request = self.admin(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     /// A request to the API with the admin secret as bearer token.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         client()
@@ -203,6 +221,11 @@ impl Setup {
             secret,
         }
     }
+}
+
+/// The message of an API error answer (empty when it is not one).
+pub fn error_message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
 }
 
 pub fn client() -> reqwest::Client {
