@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{Managed, Setup, changed_span};
+use common::{Setup, changed_span};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use common::error_message as message;
 
