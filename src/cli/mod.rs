@@ -241,18 +241,12 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
     };
     server.serve_also(api::router(Api::new(server.engine().clone(), admin)));
     // Where secrets added from now on go: probed once now (off the start path: a keyring
-    // may take a moment), so the log says it before anyone adds an account.
+    // may take a moment), so the log says it before anyone adds an account. A keyring
+    // that cannot be used says so, and where the files go, from the probe itself.
     let secrets = server.engine().secrets.clone();
-    let secrets_dir = config.data_dir.join(crate::secrets::SECRETS_DIR);
     drop(tokio::task::spawn_blocking(move || {
-        match secrets.new_secrets_go() {
-            crate::secrets::Placement::Keyring => {
-                tracing::info!("secrets Carpool obtains itself go to the OS keyring")
-            }
-            crate::secrets::Placement::File { .. } => tracing::info!(
-                "secrets Carpool obtains itself go to files in {}",
-                secrets_dir.display()
-            ),
+        if let crate::secrets::Placement::Keyring = secrets.new_secrets_go() {
+            tracing::info!("secrets Carpool obtains itself go to the OS keyring")
         }
     }));
     let stop = shutdown_signal();
