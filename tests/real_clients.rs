@@ -430,3 +430,35 @@ async fn claude_code_cli_print_mode_through_carpool() {
         );
     }
 }
+
+/// The management API's document is valid OpenAPI 3.1 by an independent validator: what
+/// the dashboard's generated client is made from must not depend on utoipa's reading of
+/// the specification alone.
+#[test]
+fn the_openapi_document_passes_an_openapi_validator() {
+    let Some(python) = client_from_env("CARPOOL_TEST_PYTHON", "the Python test clients") else {
+        return;
+    };
+    let doc = serde_json::to_vec(&carpool::api::openapi()).unwrap();
+    let mut child = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import json, sys\n\
+             from openapi_spec_validator import validate\n\
+             validate(json.load(sys.stdin))\n\
+             print('valid')",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&doc).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "valid",
+        "the OpenAPI document is not valid:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
