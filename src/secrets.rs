@@ -607,8 +607,9 @@ mod tests {
     }
 
     /// The kernel keyring as the `keyring` crate sees it, with Carpool's probe and
-    /// round trip. It needs a session keyring: CI runs the tests under `keyctl session -`.
-    /// Elsewhere it says it was skipped, loudly.
+    /// round trip. It needs a session keyring: scripts/test.sh runs the tests under
+    /// `keyctl session -` where keyctl exists, and then requires it. Elsewhere it says it was
+    /// skipped, loudly.
     #[cfg(target_os = "linux")]
     #[test]
     fn a_real_keyring_round_trip_through_the_kernel_keyring() {
@@ -638,11 +639,17 @@ mod tests {
         }
         let (_dir, store) = store(StoreChoice::Keyring, Arc::new(Kernel));
         if let Placement::File { keyring_problem } = store.new_secrets_go() {
-            println!(
-                "SKIPPED a_real_keyring_round_trip_through_the_kernel_keyring: the kernel keyring \
-                 does not work here ({}); run the tests under `keyctl session -`",
+            let why = format!(
+                "the kernel keyring does not work here ({}); run the tests under `keyctl session -`",
                 keyring_problem.unwrap_or_default()
             );
+            // scripts/test.sh sets this when it runs the tests in a session keyring, so that
+            // a keyring that stopped working fails the run instead of skipping quietly.
+            assert!(
+                std::env::var_os("CARPOOL_REQUIRE_KEYRING").is_none(),
+                "CARPOOL_REQUIRE_KEYRING is set but {why}"
+            );
+            println!("SKIPPED a_real_keyring_round_trip_through_the_kernel_keyring: {why}");
             return;
         }
         let secret = Secret::new("sk-ant-api03-kernel-round-trip");
