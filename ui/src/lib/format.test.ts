@@ -1,0 +1,34 @@
+import { describe, expect, it } from "vitest";
+import { compact, count, money, percent, relative, resetsIn, span } from "./format";
+
+const now = new Date("2026-12-07T12:00:00Z");
+
+describe("format", () => {
+  it("writes money in US dollars for the reader's locale", () => {
+    expect(money(1234.5, "en-US")).toBe("$1,234.50");
+    expect(money(1234.5, "de-DE")).toBe("1.234,50\u00a0$");
+    expect(money(0.0042, "en-US")).toBe("$0.0042");
+    expect(money(0, "en-US")).toBe("$0.00");
+  });
+
+  it("groups thousands and compacts token counts", () => {
+    expect(count(1234567, "en-US")).toBe("1,234,567");
+    expect(count(1234567, "fr-FR")).toBe("1\u202f234\u202f567");
+    expect(compact(1_250_000, "en-US")).toBe("1.3M");
+    expect(percent(0.873, {}, "en-US")).toBe("87%");
+    expect(percent(42, { of100: true }, "en-US")).toBe("42%");
+  });
+
+  it("counts down to a reset in the two largest units", () => {
+    expect(span((2 * 60 + 14) * 60_000, "en")).toBe("2 hr, 14 min");
+    expect(span((3 * 24 + 4) * 3_600_000 + 59_000, "en")).toBe("3 days, 4 hr");
+    expect(resetsIn(new Date(now.getTime() + 45 * 60_000), now, "en")).toBe("resets in 45 min");
+    expect(resetsIn(new Date(now.getTime() - 1000), now, "en")).toBe("resetting now");
+  });
+
+  it("says how long ago in words", () => {
+    expect(relative(new Date(now.getTime() - 3 * 60_000), now, "en")).toBe("3 minutes ago");
+    expect(relative(new Date(now.getTime() - 86_400_000), now, "en")).toBe("yesterday");
+    expect(relative(now, now, "en")).toBe("now");
+  });
+});

@@ -1,0 +1,3 @@
+import { loadPolyfills } from "./lib/polyfills";
+
+await loadPolyfills();
