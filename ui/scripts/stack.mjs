@@ -71,7 +71,7 @@ export async function startMockUpstream(limits = {}) {
       }
     });
   });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  await new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(undefined)));
   const { port } = /** @type {import("node:net").AddressInfo} */ (server.address());
   return {
     url: `http://127.0.0.1:${port}`,
@@ -83,12 +83,18 @@ export async function startMockUpstream(limits = {}) {
 /** A free loopback port (bound and released). */
 async function freePort() {
   const probe = createServer();
-  await new Promise((ok) => probe.listen(0, "127.0.0.1", ok));
+  await new Promise((ok) => probe.listen(0, "127.0.0.1", () => ok(undefined)));
   const { port } = /** @type {import("node:net").AddressInfo} */ (probe.address());
   await new Promise((ok) => probe.close(ok));
   return port;
 }
 
+/**
+ * Runs `carpool ARGS` to its end; its stdout, or an error with its stderr.
+ * @param {string[]} args
+ * @param {NodeJS.ProcessEnv} env
+ * @returns {Promise<string>}
+ */
 function run(args, env) {
   return new Promise((ok, fail) => {
     const child = spawn(carpoolBin(), args, { env, stdio: ["ignore", "pipe", "pipe"] });
@@ -172,7 +178,12 @@ export async function startCarpool({ upstream, empty = false }) {
   };
 }
 
-/** Sends `n` requests as `token`, alternating JSON and streaming, with two models. */
+/**
+ * Sends `n` requests as `token`, alternating JSON and streaming, with two models.
+ * @param {string} url the carpool's address
+ * @param {string} token
+ * @param {number} n
+ */
 export async function sendRequests(url, token, n) {
   for (let i = 0; i < n; i += 1) {
     const r = await fetch(`${url}/v1/messages`, {

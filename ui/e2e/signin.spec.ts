@@ -1,0 +1,69 @@
+// Sign-in: the admin secret opens the dashboard, a wrong one is refused with the API's own
+// message, the session survives a reload, and five wrong tries lock the address out.
+import { expect, signIn, test, useStack } from "./fixtures";
+
+const stack = useStack();
+
+async function trySecret(page: import("@playwright/test").Page, secret: string) {
+  await page.getByLabel("Admin secret").fill(secret);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+/** What the API answers a wrong secret, asked directly (it counts as one wrong try). */
+async function apiAnswer(secret: string): Promise<{ status: number; message: string }> {
+  const response = await fetch(`${stack().url}/api/v1/session`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ secret }),
+  });
+  const body = (await response.json()) as { error: { message: string } };
+  return { status: response.status, message: body.error.message };
+}
+
+test.describe.configure({ mode: "serial" });
+
+test("a wrong secret is refused with the API's message", async ({ page }) => {
+  await page.goto(stack().ui);
+  await expect(page.getByRole("heading", { name: "Sign in to Carpool" })).toBeVisible();
+  const wrong = await apiAnswer("cpa-not-the-secret"); // wrong try 1
+  expect(wrong.status).toBe(401);
+  await trySecret(page, "cpa-not-the-secret"); // wrong try 2
+  await expect(page.getByRole("alert")).toHaveText(wrong.message);
+  await expect(page.getByLabel("Admin secret")).toHaveAttribute("aria-invalid", "true");
+  await expect(page.getByRole("navigation", { name: "Pages" })).toHaveCount(0);
+});
+
+test("the admin secret signs in, and a reload keeps the session", async ({ page }) => {
+  await signIn(page, stack());
+  await expect(page.getByRole("alert")).toHaveCount(0);
+  await page.reload();
+  await expect(page.getByRole("navigation", { name: "Pages" })).toBeVisible();
+  await expect(page.getByLabel("Admin secret")).toHaveCount(0);
+  // Signing out brings the sign-in page back, and a reload does not undo it.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await expect(page.getByLabel("Admin secret")).toBeVisible();
+  await page.reload();
+  await expect(page.getByLabel("Admin secret")).toBeVisible();
+});
+
+// Last in this file: the lockout refuses every admin call from 127.0.0.1 for minutes.
+test("five wrong secrets lock the address out, and the page says so", async ({ page }) => {
+  await page.goto(stack().ui);
+  // The sign-in above forgot the earlier failures: four wrong tries are refused as wrong,
+  // the fifth locks the address out.
+  for (const n of [1, 2, 3, 4]) {
+    await trySecret(page, `cpa-wrong-${n}`);
+    await expect(page.getByRole("alert")).toHaveText(/wrong admin secret/);
+  }
+  await trySecret(page, "cpa-wrong-5");
+  await expect(page.getByRole("alert")).toHaveText(/too many/);
+  const locked = await apiAnswer("cpa-wrong-6");
+  expect(locked.status).toBe(429);
+  // The API's message, word for word but for the seconds left, which tick.
+  const seconds = (text: string) => text.replace(/\d+ s\b/, "N s");
+  expect(seconds((await page.getByRole("alert").textContent()) ?? "")).toBe(seconds(locked.message));
+  // Even the right secret waits now.
+  await trySecret(page, stack().adminSecret);
+  await expect(page.getByRole("alert")).toHaveText(/too many/);
+  await expect(page.getByRole("navigation", { name: "Pages" })).toHaveCount(0);
+});
