@@ -207,3 +207,41 @@ export async function watchProblems(page: Page): Promise<() => string[]> {
 
 export const test = base;
 export { expect };
+
+/** The four looks every page is shot in: light and dark, a laptop and a phone. */
+export const VARIANTS = [
+  { name: "light-wide", colorScheme: "light", viewport: { width: 1280, height: 800 } },
+  { name: "dark-wide", colorScheme: "dark", viewport: { width: 1280, height: 800 } },
+  { name: "light-narrow", colorScheme: "light", viewport: { width: 390, height: 844 } },
+  { name: "dark-narrow", colorScheme: "dark", viewport: { width: 390, height: 844 } },
+] as const;
+
+export const SCREENSHOTS = join(HERE, "screenshots");
+
+/**
+ * Waits until `page` shows its heading and has loaded, checks that nothing but a
+ * `.table-wrap` is wider than the viewport, that no console error or CSP violation was
+ * seen, and saves e2e/screenshots/<name>-<variant>.png (the whole page).
+ */
+export async function checkAndShoot(page: Page, name: string, variant: string, heading: string | RegExp, problems: () => string[]) {
+  await expect(page.getByRole("heading", { level: 1, name: heading })).toBeVisible();
+  // Loading states are aria-busy; charts draw after their data arrives.
+  await expect(page.locator("[aria-busy='true']")).toHaveCount(0, { timeout: 10_000 });
+  await page.evaluate(() => document.fonts.ready.then(() => undefined));
+  if ((await page.locator("canvas").count()) > 0) await page.waitForTimeout(1_000);
+  const overflow = await page.evaluate(() => {
+    const width = window.innerWidth;
+    const scrolling = document.scrollingElement ?? document.documentElement;
+    if (scrolling.scrollWidth <= width) return null;
+    // Name the widest culprits outside a .table-wrap (whose tables scroll on their own).
+    const culprits = [...document.querySelectorAll("body *")]
+      .filter((el) => el.getBoundingClientRect().right > width + 0.5 && !el.closest(".table-wrap"))
+      .filter((el) => !el.parentElement || el.parentElement.getBoundingClientRect().right <= width + 0.5)
+      .slice(0, 5)
+      .map((el) => `<${el.tagName.toLowerCase()} class="${el.getAttribute("class") ?? ""}"> right=${Math.round(el.getBoundingClientRect().right)}`);
+    return `page is ${scrolling.scrollWidth}px wide in a ${width}px viewport: ${culprits.join("; ")}`;
+  });
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}-${variant}.png`), fullPage: true });
+  expect(overflow, "horizontal overflow").toBeNull();
+  expect(problems(), "console errors / CSP violations").toEqual([]);
+}
