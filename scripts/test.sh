@@ -159,3 +159,16 @@ else
     echo "keyctl unavailable (Debian: apt install keyutils): the kernel keyring round trip is skipped"
     cargo test "$@"
 fi
+
+# ---------------------------------------------------------------------------------------
+section "e2e (Playwright, Chromium)"
+# The dashboard in real Chromium against this checkout's carpool (which embeds the UI) on
+# a mock upstream, with the Python SDK above as the client: ui/e2e/, screenshots of every
+# page into ui/e2e/screenshots/. Playwright's "N passed" is the last line on success.
+CHROMIUM="${CARPOOL_CHROMIUM:-/usr/bin/chromium}"
+[ -x "$CHROMIUM" ] || die "no Chromium at $CHROMIUM for the e2e tests: install it (Debian/Ubuntu: apt install chromium; .ci/run does) or, on macOS, set CARPOOL_CHROMIUM to a Chrome/Chromium binary, e.g. \"/Applications/Google Chrome.app/Contents/MacOS/Google Chrome\""
+cargo build --bin carpool
+if [ ! -x "$ROOT/ui/node_modules/.bin/playwright" ]; then
+    (cd "$ROOT/ui" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd "$ROOT/ui" && CARPOOL_BIN="$ROOT/target/debug/carpool" CARPOOL_CHROMIUM="$CHROMIUM" npm run e2e)
