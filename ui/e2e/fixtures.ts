@@ -233,12 +233,20 @@ export async function checkAndShoot(page: Page, name: string, variant: string, h
     const width = window.innerWidth;
     const scrolling = document.scrollingElement ?? document.documentElement;
     if (scrolling.scrollWidth <= width) return null;
-    // Name the widest culprits outside a .table-wrap (whose tables scroll on their own).
+    // Name what reaches the far edge: often an absolutely placed element whose containing
+    // block is outside the .table-wrap it sits in, so the wrap cannot clip it.
+    const describe = (el: Element) => {
+      const label = el.id ? `#${el.id}` : el.getAttribute("class") ? `.${el.getAttribute("class")?.trim().split(/\s+/).join(".")}` : "";
+      return `<${el.tagName.toLowerCase()}${label}>`;
+    };
     const culprits = [...document.querySelectorAll("body *")]
-      .filter((el) => el.getBoundingClientRect().right > width + 0.5 && !el.closest(".table-wrap"))
-      .filter((el) => !el.parentElement || el.parentElement.getBoundingClientRect().right <= width + 0.5)
-      .slice(0, 5)
-      .map((el) => `<${el.tagName.toLowerCase()} class="${el.getAttribute("class") ?? ""}"> right=${Math.round(el.getBoundingClientRect().right)}`);
+      .filter((el) => Math.abs(el.getBoundingClientRect().right - scrolling.scrollWidth) <= 1)
+      .slice(-3)
+      .map((el) => {
+        const path = [];
+        for (let up: Element | null = el; up && up !== document.body && path.length < 4; up = up.parentElement) path.unshift(describe(up));
+        return `${path.join(" > ")} "${(el.textContent ?? "").trim().slice(0, 40)}" (position: ${getComputedStyle(el).position})`;
+      });
     return `page is ${scrolling.scrollWidth}px wide in a ${width}px viewport: ${culprits.join("; ")}`;
   });
   await page.screenshot({ path: join(SCREENSHOTS, `${name}-${variant}.png`), fullPage: true });
