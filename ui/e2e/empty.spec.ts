@@ -6,11 +6,14 @@ const stack = useStack({ empty: true });
 test("the overview of an empty install says what to do first", async ({ page }) => {
   await signIn(page, stack());
   await expect(page.getByRole("heading", { level: 1, name: "Overview" })).toBeVisible();
-  // The first step is an account: the page says so and links to where it is added.
-  await expect(page.getByText(/add (an|your first) account/i).first()).toBeVisible();
-  const next = page.getByRole("link", { name: /account/i }).filter({ hasNotText: /^Accounts$/ });
-  await expect(next.first()).toBeVisible();
-  await next.first().click();
+  // A fresh config has the `default` account, with no login yet: the overview says that
+  // nothing can serve requests and why, and lists the first steps with links to take them.
+  await expect(page.getByRole("heading", { name: "No account can serve requests" })).toBeVisible();
+  const start = page.getByRole("region", { name: "Get started" });
+  await expect(start).toBeVisible();
+  await expect(start.getByRole("listitem").first()).toContainText("Add an account");
+  await expect(start.getByRole("link", { name: "Add a user" })).toHaveAttribute("href", "#/users");
+  await start.getByRole("link", { name: /Accounts|Add an account/ }).click();
   await expect(page).toHaveURL(/#\/accounts/);
   await expect(page.getByRole("heading", { level: 1, name: "Accounts" })).toBeVisible();
 });
