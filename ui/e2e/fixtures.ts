@@ -115,7 +115,8 @@ async function vitePreview(carpoolUrl: string, stops: (() => Promise<unknown>)[]
 export interface SdkSummary {
   sent: number;
   streamed: number;
-  model: string;
+  /** Requests per model. */
+  models: Record<string, number>;
   input_tokens: number;
   output_tokens: number;
   cache_read_input_tokens: number;
@@ -127,16 +128,17 @@ export type SdkResult = { ok: true; summary: SdkSummary } | { ok: false; status:
 
 /**
  * Sends `n` requests through the relay with the official Anthropic Python SDK
- * (e2e/send.py): every other one streamed unless `stream` says otherwise.
+ * (e2e/send.py): every other one streamed unless `stream` says otherwise, the models
+ * taken in turn. (Each call starts Python and imports the SDK, a second or two.)
  */
 export function sendWithSdk(
   baseUrl: string,
   token: string,
   n: number,
-  { model, stream }: { model?: string; stream?: "every" | "none" | "all" } = {},
+  { models = [], stream }: { models?: string[]; stream?: "every" | "none" | "all" } = {},
 ): Promise<SdkResult> {
   const args = [join(HERE, "send.py"), baseUrl, token, String(n)];
-  if (model) args.push("--model", model);
+  for (const model of models) args.push("--model", model);
   if (stream) args.push("--stream", stream);
   return new Promise((ok, fail) => {
     const child = spawn(python(), args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PYTHONWARNINGS: "ignore" } });

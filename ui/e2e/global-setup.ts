@@ -20,10 +20,10 @@ export default function globalSetup(): void {
   } catch {
     missing.push(`no carpool binary at ${carpoolBin()}: run \`cargo build --bin carpool\`, or set CARPOOL_BIN`);
   }
-  const sdk = spawnSync(python(), ["-c", "import anthropic"], { encoding: "utf8" });
+  const sdk = spawnSync(python(), ["-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('anthropic') is None)"], { encoding: "utf8" });
   if (sdk.status !== 0) {
     missing.push(
-      `${python()} cannot import the anthropic SDK (${(sdk.stderr || String(sdk.error)).trim().split("\n").pop()}): set CARPOOL_TEST_PYTHON to a Python with tests/clients/requirements.txt installed (scripts/test.sh builds one in .test-deps/venv)`,
+      `${python()} has no anthropic SDK${sdk.error ? ` (${sdk.error.message})` : ""}: set CARPOOL_TEST_PYTHON to a Python with tests/clients/requirements.txt installed (scripts/test.sh builds one in .test-deps/venv)`,
     );
   }
   if (missing.length > 0) throw new Error(`e2e prerequisites missing:\n- ${missing.join("\n- ")}`);

@@ -1,10 +1,11 @@
 """Sends requests through Carpool with the official Anthropic Python SDK, for the e2e tests.
 
-    python send.py BASE_URL TOKEN N [--model M] [--stream every|none|all]
+    python send.py BASE_URL TOKEN N [--model M]... [--stream every|none|all]
 
-`--stream every` (the default) streams every other request, starting with the second.
-Prints one JSON line: how many were sent, the models, and the usage the answers reported
-(summed), so a test can compare it with what the dashboard shows. A refused request ends
+Requests take the models given in turn (`--model a --model a --model b`: two of a, then
+one of b, again). `--stream every` (the default) streams every other request, starting
+with the second. Prints one JSON line: how many were sent and streamed, how many per
+model, and the usage the answers reported (summed), so a test can compare it with what the dashboard shows. A refused request ends
 the run at once with exit status 1 and `{"error": ..., "status": ...}` on stdout.
 """
 
@@ -21,9 +22,10 @@ def main() -> int:
     parser.add_argument("base_url")
     parser.add_argument("token")
     parser.add_argument("n", type=int)
-    parser.add_argument("--model", default="claude-sonnet-4-6")
+    parser.add_argument("--model", action="append", dest="models")
     parser.add_argument("--stream", choices=["every", "none", "all"], default="every")
     args = parser.parse_args()
+    models = args.models or ["claude-sonnet-4-6"]
     # The SDK warns about retired model names; the mock upstream answers any model.
     warnings.simplefilter("ignore", DeprecationWarning)
 
@@ -32,7 +34,7 @@ def main() -> int:
     summary = {
         "sent": 0,
         "streamed": 0,
-        "model": args.model,
+        "models": {},
         "input_tokens": 0,
         "output_tokens": 0,
         "cache_read_input_tokens": 0,
@@ -42,7 +44,7 @@ def main() -> int:
     for i in range(args.n):
         stream = args.stream == "all" or (args.stream == "every" and i % 2 == 1)
         request = {
-            "model": args.model,
+            "model": models[i % len(models)],
             "max_tokens": 64,
             "messages": [{"role": "user", "content": f"e2e request {i}"}],
         }
@@ -62,6 +64,7 @@ def main() -> int:
             return 1
         summary["sent"] += 1
         summary["streamed"] += int(stream)
+        summary["models"][request["model"]] = summary["models"].get(request["model"], 0) + 1
         summary["ids"].append(message.id)
         usage = message.usage
         summary["input_tokens"] += usage.input_tokens
