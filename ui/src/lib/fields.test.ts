@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "./api/client";
-import { errorFor, fieldError } from "./fields";
+import { errorFor, fieldError, sentence } from "./fields";
 
 describe("fieldError", () => {
   it("puts a 422 next to the field its message starts with", () => {
@@ -21,8 +21,13 @@ describe("fieldError", () => {
     expect(fieldError(new ApiError(422, "invalid", "give either `credential_path` or `api_key`"), ["tag"]).field).toBeNull();
     expect(fieldError(new ApiError(422, "invalid", "proxy: bad"), ["tag"]).field).toBeNull();
     const conflict = new ApiError(409, "conflict", "name: the config file changed on disk");
-    expect(fieldError(conflict, ["name"])).toEqual({ field: null, message: "name: the config file changed on disk" });
-    expect(fieldError(new Error("boom"), ["name"])).toEqual({ field: null, message: "boom" });
+    expect(fieldError(conflict, ["name"])).toEqual({ field: null, message: "Name: the config file changed on disk" });
+    expect(fieldError(new Error("boom"), ["name"])).toEqual({ field: null, message: "Boom" });
+  });
+
+  it("starts a message as a sentence", () => {
+    expect(sentence("account `work` is still used by users `me`")).toBe("Account `work` is still used by users `me`");
+    expect(fieldError(new ApiError(409, "conflict", "account `work` is still used"), []).message).toBe("Account `work` is still used");
   });
 
   it("answers per field", () => {

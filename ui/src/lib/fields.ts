@@ -11,16 +11,22 @@ export interface FieldError {
 
 const LEADING_PATH = /^([A-Za-z_][\w.[\]]*):\s+(.*)$/s;
 
+/** The engine's messages start in lower case, as Rust's do; a sentence on screen does not. */
+export function sentence(message: string): string {
+  return message.charAt(0).toUpperCase() + message.slice(1);
+}
+
 /** Sorts an error from `unwrap` to one of `fields`, keeping the engine's words. */
 export function fieldError(error: unknown, fields: readonly string[]): FieldError {
-  const message = error instanceof Error ? error.message : String(error);
+  const raw = error instanceof Error ? error.message : String(error);
+  const message = sentence(raw);
   if (!(error instanceof ApiError) || error.status !== 422) return { field: null, message };
-  const match = LEADING_PATH.exec(message);
+  const match = LEADING_PATH.exec(raw);
   if (!match) return { field: null, message };
   const [, path = "", rest = ""] = match;
   const last = (path.split(".").pop() ?? "").replace(/\[\d+\]$/, "");
   if (!fields.includes(last)) return { field: null, message };
-  return { field: last, message: rest.charAt(0).toUpperCase() + rest.slice(1) };
+  return { field: last, message: sentence(rest) };
 }
 
 /** The message for `field`, if `error` is about it. */

@@ -173,4 +173,18 @@ describe("Users", () => {
     await waitFor(() => expect(screen.queryByRole("rowheader", { name: "me" })).toBeNull());
     await waitFor(() => expect(screen.queryByRole("dialog")).toBeNull());
   });
+
+  it("tells an empty install what to do first", async () => {
+    const mock = await api;
+    mock.on("GET /api/v1/users", { status: 200, body: [] });
+    render(Users);
+    expect(await screen.findByText(/No users yet/)).toBeTruthy();
+    expect(screen.getAllByRole("button", { name: "Add user" })).toHaveLength(1);
+    cleanup();
+
+    mock.on("GET /api/v1/accounts", { status: 200, body: [] });
+    render(Users);
+    expect((await screen.findByRole("link", { name: "Add an account first" })).getAttribute("href")).toBe("#/accounts");
+    expect(screen.queryByRole("button", { name: "Add user" })).toBeNull();
+  });
 });
