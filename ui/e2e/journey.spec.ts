@@ -3,6 +3,7 @@
 // in the usage chart, table and CSV with the right totals, revoke them and see their next
 // request refused.
 import { readFile } from "node:fs/promises";
+import type { Page } from "@playwright/test";
 import { adminGet, expect, sendWithSdk, signIn, test, useStack, type SdkSummary, type Stack } from "./fixtures";
 
 const stack = useStack();
@@ -31,6 +32,11 @@ function mockTotals(...runs: SdkSummary[]) {
   };
 }
 
+/** Follows the page's link in the navigation bar. */
+async function goTo(page: Page, name: string) {
+  await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name, exact: true }).click();
+}
+
 async function usageOf(stack: Stack, user: string): Promise<Figures> {
   const report = await adminGet<{ rows: (Figures & { user: string | null })[]; total: Figures }>(
     stack,
@@ -50,7 +56,7 @@ test("add a friend, copy their setup, see their requests live and in usage, revo
 
   let token = "";
   await test.step("add a user and copy their Claude Code setup", async () => {
-    await page.getByRole("link", { name: "Users" }).click();
+    await goTo(page, "Users");
     await expect(page.getByRole("heading", { level: 1, name: "Users" })).toBeVisible();
     await page.getByRole("button", { name: "Add user" }).first().click();
     await page.getByLabel("Name", { exact: true }).fill(FRIEND);
@@ -77,7 +83,7 @@ test("add a friend, copy their setup, see their requests live and in usage, revo
 
   let sent: SdkSummary[] = [];
   await test.step("send requests with the Python SDK and watch them arrive live", async () => {
-    await page.getByRole("link", { name: "Live" }).click();
+    await goTo(page, "Live");
     await expect(page.getByRole("heading", { level: 1, name: "Live requests" })).toBeVisible();
     const rows = page.getByRole("row").filter({ hasText: FRIEND });
     await expect(rows).toHaveCount(0);
@@ -110,7 +116,7 @@ test("add a friend, copy their setup, see their requests live and in usage, revo
     expect(recorded.errors).toBe(0);
     expect(recorded.cost_usd).toBeGreaterThan(0);
 
-    await page.getByRole("link", { name: "Usage" }).click();
+    await goTo(page, "Usage");
     await expect(page.getByRole("heading", { level: 1, name: "Usage" })).toBeVisible();
     await page.getByLabel("Group by").selectOption({ label: "User" });
     const row = page.getByRole("row").filter({ has: page.getByRole("cell", { name: FRIEND, exact: true }) });
@@ -151,7 +157,7 @@ test("add a friend, copy their setup, see their requests live and in usage, revo
   });
 
   await test.step("revoke the user: their next request is refused", async () => {
-    await page.getByRole("link", { name: "Users" }).click();
+    await goTo(page, "Users");
     await page.getByRole("button", { name: `Revoke ${FRIEND}` }).click();
     const dialog = page.getByRole("dialog");
     await expect(dialog).toBeVisible();
