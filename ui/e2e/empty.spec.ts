@@ -1,5 +1,5 @@
 // A fresh install (no accounts, no users): the overview says what to do first.
-import { checkAndShoot, expect, signIn, signInQuickly, test, useStack, VARIANTS, watchProblems } from "./fixtures";
+import { checkAndShoot, expect, open, signIn, signInQuickly, test, useStack, VARIANTS, watchProblems } from "./fixtures";
 
 const stack = useStack({ empty: true });
 
@@ -24,7 +24,7 @@ for (const variant of VARIANTS) {
     test("empty overview screenshot", async ({ page }) => {
       const problems = await watchProblems(page);
       await signInQuickly(page.request, stack());
-      await page.goto(stack().ui);
+      await open(page, stack());
       await checkAndShoot(page, "overview-empty", variant.name, "Overview", problems);
     });
   });

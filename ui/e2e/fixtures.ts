@@ -171,7 +171,7 @@ export async function adminGet<T>(stack: Stack, path: string): Promise<T> {
 
 /** Signs in through the sign-in page, as a person does. */
 export async function signIn(page: Page, stack: Stack): Promise<void> {
-  await page.goto(stack.ui);
+  await open(page, stack);
   await page.getByLabel("Admin secret").fill(stack.adminSecret);
   await page.getByRole("button", { name: "Sign in" }).click();
   await expect(page.getByRole("navigation", { name: "Pages" })).toBeVisible();
@@ -184,6 +184,21 @@ export async function signInQuickly(request: APIRequestContext, stack: Stack): P
     headers: { origin: new URL(stack.ui).origin },
   });
   expect(response.status(), await response.text()).toBe(200);
+}
+
+/**
+ * Opens `path` (a hash route such as `#/usage`) on the dashboard. Served by the engine, the
+ * page must come with its strict Content-Security-Policy, so that "no CSP violation" below
+ * means something.
+ */
+export async function open(page: Page, stack: Stack, path = ""): Promise<void> {
+  const response = await page.goto(`${stack.ui}${path}`);
+  expect(response?.status()).toBe(200);
+  if (SERVED_BY === "engine") {
+    const csp = response?.headers()["content-security-policy"] ?? "";
+    expect(csp, "the dashboard's Content-Security-Policy").toContain("script-src 'self'");
+    expect(csp).not.toContain("unsafe-inline");
+  }
 }
 
 /** Console errors, uncaught exceptions and CSP violations seen by `page` since it was watched. */

@@ -1,7 +1,7 @@
 // Every page, light and dark, 1280×800 and 390×844, saved under e2e/screenshots/ — each
 // checked for its heading, console errors, CSP violations and sideways overflow.
 import { sendRequests } from "../scripts/stack.mjs";
-import { checkAndShoot, expect, signInQuickly, test, useStack, VARIANTS, watchProblems } from "./fixtures";
+import { checkAndShoot, expect, open, signInQuickly, test, useStack, VARIANTS, watchProblems } from "./fixtures";
 
 // Some history, so the charts and tables have something to show.
 const stack = useStack({ history: 12 });
@@ -21,7 +21,7 @@ for (const variant of VARIANTS) {
 
     test("sign-in", async ({ page }) => {
       const problems = await watchProblems(page);
-      await page.goto(stack().ui);
+      await open(page, stack());
       await checkAndShoot(page, "signin", variant.name, "Sign in to Carpool", problems);
     });
 
@@ -29,7 +29,7 @@ for (const variant of VARIANTS) {
       test(name, async ({ page }) => {
         const problems = await watchProblems(page);
         await signInQuickly(page.request, stack());
-        await page.goto(`${stack().ui}${path}`);
+        await open(page, stack(), path);
         await expect(page.getByRole("navigation", { name: "Pages" })).toBeVisible();
         if (name === "live") {
           // The feed shows what arrives while it is open.

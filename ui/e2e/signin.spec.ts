@@ -1,11 +1,12 @@
 // Sign-in: the admin secret opens the dashboard, a wrong one is refused with a message that
 // says what to do, the session survives a reload, and five wrong tries lock the address
 // out with a countdown.
-import { expect, signIn, test, useStack } from "./fixtures";
+import type { Page } from "@playwright/test";
+import { expect, open, signIn, test, useStack } from "./fixtures";
 
 const stack = useStack();
 
-async function trySecret(page: import("@playwright/test").Page, secret: string) {
+async function trySecret(page: Page, secret: string) {
   await page.getByLabel("Admin secret").fill(secret);
   await page.getByRole("button", { name: "Sign in" }).click();
 }
@@ -24,7 +25,7 @@ async function apiAnswer(secret: string): Promise<{ status: number; message: str
 test.describe.configure({ mode: "serial" });
 
 test("a wrong secret is refused, and the page says what to do", async ({ page }) => {
-  await page.goto(stack().ui);
+  await open(page, stack());
   await expect(page.getByRole("heading", { name: "Sign in to Carpool" })).toBeVisible();
   const wrong = await apiAnswer("cpa-not-the-secret"); // wrong try 1
   expect(wrong.status).toBe(401);
@@ -52,7 +53,7 @@ test("the admin secret signs in, and a reload keeps the session", async ({ page 
 
 // Last in this file: the lockout refuses every admin call from 127.0.0.1 for minutes.
 test("five wrong secrets lock the address out, and the page counts down", async ({ page }) => {
-  await page.goto(stack().ui);
+  await open(page, stack());
   // The sign-in above forgot the earlier failures: four wrong tries are refused as wrong,
   // the fifth locks the address out.
   for (const n of [1, 2, 3, 4]) {
