@@ -44,11 +44,14 @@ const row = (bucket: string, user: string | null, cost: number, tokens: number, 
   ({ ...base, ...figures, bucket, user, other, cost_usd: cost, total_tokens: tokens, requests: 1 }) as UsageRow;
 const rows = [row("2026-11-20", null, 0, 0), row("2026-11-21", "alice", 2, 50), row("2026-11-21", null, 0.5, 900, true), row("2026-11-22", "bob", 1, 10)];
 
-function chartOf(container: HTMLElement): Chart {
-  const canvas = container.querySelector("canvas");
-  const chart = canvas && Chart.getChart(canvas);
-  if (!chart) throw new Error("no chart on the canvas");
-  return chart;
+/** The chart drawn on the component's canvas, once Chart.js has loaded (lazily). */
+async function chartOf(container: HTMLElement, type: string): Promise<Chart> {
+  return vi.waitFor(() => {
+    const canvas = container.querySelector("canvas");
+    const chart = canvas && Chart.getChart(canvas);
+    if (!chart || (chart.config as { type?: string }).type !== type) throw new Error(`no ${type} chart on the canvas yet`);
+    return chart;
+  });
 }
 
 describe("UsageChart", () => {
@@ -57,8 +60,7 @@ describe("UsageChart", () => {
     const { container, rerender } = render(UsageChart, props);
     const canvas = container.querySelector("canvas")!;
     expect(canvas.getAttribute("aria-label")).toBe("Cost per day by user");
-    let chart = chartOf(container);
-    expect((chart.config as { type?: string }).type).toBe("bar");
+    let chart = await chartOf(container, "bar");
     expect(chart.data.labels).toEqual(["Nov 20", "Nov 21", "Nov 22"]);
     expect(chart.data.datasets.map((d) => [d.label, d.data])).toEqual([
       ["alice", [0, 2, 0]],
@@ -70,8 +72,7 @@ describe("UsageChart", () => {
     expect((chart.options.scales?.y as { stacked?: boolean } | undefined)?.stacked).toBe(true);
 
     await rerender({ ...props, shaped: shapeSeries(rows, "user", "tokens"), metric: "tokens", kind: "area" });
-    chart = chartOf(container);
-    expect((chart.config as { type?: string }).type).toBe("line");
+    chart = await chartOf(container, "line");
     // Other holds the most tokens, and still comes last.
     expect(chart.data.datasets.map((d) => [d.label, d.data])).toEqual([
       ["alice", [0, 50, 0]],
@@ -81,7 +82,7 @@ describe("UsageChart", () => {
     expect(shapeSeries(rows, "user", "tokens").series.at(-1)?.key).toBe(OTHER);
   });
 
-  it("destroys its chart when it goes", () => {
+  it("destroys its chart when it goes", async () => {
     const { container, unmount } = render(UsageChart, {
       shaped: shapeSeries(rows, "user", "requests"),
       metric: "requests",
@@ -89,7 +90,7 @@ describe("UsageChart", () => {
       label: "Requests",
     });
     const canvas = container.querySelector("canvas")!;
-    expect(Chart.getChart(canvas)).toBeDefined();
+    await chartOf(container, "bar");
     unmount();
     expect(Chart.getChart(canvas)).toBeUndefined();
   });
