@@ -385,3 +385,73 @@ async fn the_openapi_document_describes_the_report_as_it_is_served() {
     assert!(matches(&doc, total_schema, &total).is_err());
     api.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn recent_requests_are_newest_first_and_the_failed_ones_can_be_asked_for() {
+    let setup = Setup::new().await;
+    let api = with_history(&setup).await;
+    // The upstream refuses the next one: the client gets its 400.
+    setup.mock.push(Reply::Status {
+        status: 400,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body:
+            json!({"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}})
+                .to_string(),
+    });
+    let response = client()
+        .post(format!("{}/v1/messages", api.server.url()))
+        .bearer_auth(BOB_TOKEN)
+        .header("anthropic-version", "2023-06-01")
+        .json(&message_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    response.bytes().await.unwrap();
+    api.server.engine.ledger.flush_async().await;
+
+    let (status, all) = api
+        .call(Method::GET, "/requests/recent?limit=3", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let shape: Vec<(Value, Value, Value)> = all["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["user"].clone(), r["status"].clone(), r["failed"].clone()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (json!("bob"), json!(400), json!(true)),
+            (json!("bob"), json!(200), json!(false)),
+            (json!("alice"), json!(200), json!(false)),
+        ],
+        "newest first, cut to the limit: {all:#}"
+    );
+
+    let (status, failed) = api
+        .call(Method::GET, "/requests/recent?failed=true", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let failed = failed["requests"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let row = &failed[0];
+    assert_eq!(row["account"], "main");
+    assert_eq!(row["endpoint"], "messages");
+    assert!(row["at"].as_str().unwrap().ends_with('Z'));
+    // Metadata only: nothing of the prompt or the answer, no token.
+    let text = row.to_string();
+    assert!(!text.contains("bad") && !text.contains(BOB_TOKEN), "{text}");
+
+    let (status, error) = api
+        .call(Method::GET, "/requests/recent?limit=0", None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("limit: ")
+    );
+}

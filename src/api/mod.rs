@@ -13,6 +13,7 @@ mod error;
 mod live;
 mod lockout;
 mod pools;
+mod requests;
 mod session;
 mod settings;
 mod status;
@@ -77,7 +78,7 @@ impl Api {
         (name = "settings", description = "The relay's settings, and where Carpool keeps its files"),
         (name = "session", description = "Signing in with the admin secret: a session cookie and its CSRF token"),
         (name = "usage", description = "What was used and what it cost, over any range"),
-        (name = "requests", description = "Relayed requests as they end, live"),
+        (name = "requests", description = "Relayed requests: as they end, live, and the latest ones the ledger kept"),
         (name = "accounts", description = "Upstream accounts: Claude logins, credentials files, API keys"),
     )
 )]
@@ -101,6 +102,7 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
             ))
             .routes(routes!(usage::get_usage))
             .routes(routes!(live::watch_requests))
+            .routes(routes!(requests::recent_requests))
             .routes(routes!(accounts::list_accounts, accounts::create_account))
             .routes(routes!(accounts::update_account, accounts::delete_account))
             .routes(routes!(accounts::start_login))

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { compact, count, money, percent, relative, resetsIn, span } from "./format";
+import { compact, count, money, percent, relative, requestCount, resetsIn, span } from "./format";
 
 const now = new Date("2026-12-07T12:00:00Z");
 
@@ -30,5 +30,13 @@ describe("format", () => {
     expect(relative(new Date(now.getTime() - 3 * 60_000), now, "en")).toBe("3 minutes ago");
     expect(relative(new Date(now.getTime() - 86_400_000), now, "en")).toBe("yesterday");
     expect(relative(now, now, "en")).toBe("now");
+  });
+});
+
+describe("requestCount", () => {
+  it("says request or requests", () => {
+    expect(requestCount(1, "en-US")).toBe("1 request");
+    expect(requestCount(0, "en-US")).toBe("0 requests");
+    expect(requestCount(1234, "en-US")).toBe("1,234 requests");
   });
 });

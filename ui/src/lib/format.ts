@@ -85,3 +85,9 @@ export function dateTime(at: string | Date, locale?: Locale): string {
 export function timeZone(): string {
   return Intl.DateTimeFormat().resolvedOptions().timeZone;
 }
+
+/** "1 request", "1,234 requests": the count and the word in its plural form (English UI). */
+export function requestCount(n: number, locale?: Locale): string {
+  const one = new Intl.PluralRules("en").select(n) === "one";
+  return `${count(n, locale)} ${one ? "request" : "requests"}`;
+}
