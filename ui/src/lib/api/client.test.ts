@@ -52,7 +52,7 @@ describe("credentials on requests", () => {
       ["DELETE", "csrf-123"],
     ]);
     expect(seen.every((r) => r.headers.get("authorization") === null)).toBe(true);
-    expect(seen[0].url).toBe(`${BASE}/api/v1/settings`);
+    expect(seen[0]!.url).toBe(`${BASE}/api/v1/settings`);
   });
 
   it("sends the bearer secret instead, on every method, when the shell gave one", async () => {
@@ -71,8 +71,8 @@ describe("credentials on requests", () => {
   it("sends nothing extra without a session", async () => {
     const { fetch, seen } = fakeFetch(() => json(200, {}));
     await makeClient(BASE, fetch).PATCH("/api/v1/settings", { body: {} });
-    expect(seen[0].headers.get("x-csrf-token")).toBeNull();
-    expect(seen[0].headers.get("authorization")).toBeNull();
+    expect(seen[0]!.headers.get("x-csrf-token")).toBeNull();
+    expect(seen[0]!.headers.get("authorization")).toBeNull();
   });
 });
 
