@@ -50,6 +50,17 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 const SHORT: &str = "public, max-age=3600";
 
+/// The management API's OpenAPI document as `ui/openapi.json` holds it, from which the
+/// UI's typed client is generated; `carpool openapi` prints it, and tests/dashboard.rs
+/// fails when the file is not this text.
+pub fn openapi_json() -> String {
+    let mut text = crate::api::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
+    text.push('\n');
+    text
+}
+
 /// The built file called `name` (`index.html`, `assets/…`).
 pub fn file(name: &str) -> Option<&'static File> {
     FILES.iter().find(|f| f.name == name)

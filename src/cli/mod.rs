@@ -179,7 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => account::login(tag, options).await,
         Command::Account { command } => account::run(command),
         Command::Openapi => {
-            println!("{}", api::openapi().to_pretty_json()?);
+            print!("{}", crate::dashboard::openapi_json());
             Ok(())
         }
         Command::Token {
