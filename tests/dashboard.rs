@@ -33,7 +33,7 @@ async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     request.send().await.unwrap()
 }
 
-fn value<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> &'a str {
+fn value(headers: &HeaderMap, name: impl header::AsHeaderName) -> &str {
     headers
         .get(name)
         .map(|v| v.to_str().unwrap())
