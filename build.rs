@@ -88,7 +88,11 @@ fn watch_inputs(ui: &Path) -> Result<(), String> {
     }
     for dir in ["src", "public"] {
         let mut files = Vec::new();
-        walk(&ui.join(dir), &mut files).map_err(|e| format!("cannot read ui/{dir}: {e}"))?;
+        match walk(&ui.join(dir), &mut files) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read ui/{dir}: {e}")),
+        }
         for file in files {
             let relative = file.strip_prefix(ui).unwrap_or(&file);
             if !GENERATED.iter().any(|g| relative == Path::new(g)) {
@@ -171,7 +175,7 @@ fn node_version() -> Result<(u32, u32), String> {
 fn missing_node() -> String {
     format!(
         "building carpool needs Node.js >= {}.{} with npm, for the dashboard (ui/): install it \
-         (Debian/Ubuntu: see README.md; macOS: `brew install node`), \
+         (macOS: `brew install node`; Debian/Ubuntu: see README.md, Prerequisites), \
          or set CARPOOL_UI_DIST to an already built ui/ folder",
         NODE_MIN.0, NODE_MIN.1
     )
