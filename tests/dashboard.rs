@@ -63,6 +63,38 @@ fn referenced_assets(html: &str) -> Vec<String> {
         .collect()
 }
 
+/// `carpool serve` for one test, stopped at the end, and killed if the test fails first.
+struct Serving(Option<Process>);
+
+impl Serving {
+    fn start(setup: &Setup) -> Serving {
+        Serving(Some(serve(setup, &[])))
+    }
+
+    fn stop(mut self) {
+        let p = self.0.take().unwrap();
+        sigterm(&p.child);
+        let (code, stderr) = finish(p);
+        assert_eq!(code, 0, "{stderr}");
+    }
+}
+
+impl std::ops::Deref for Serving {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.0.take() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+}
+
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)
@@ -74,7 +106,7 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn the_page_and_its_hashed_assets_are_served_with_a_strict_policy_and_right_caching() {
     let setup = Setup::new().await;
-    let p = serve(&setup, &[]);
+    let p = Serving::start(&setup);
     let banner = p.stdout.join("\n");
     assert!(
         banner.contains(&format!("Dashboard: {}/", p.url)),
@@ -142,14 +174,13 @@ async fn the_page_and_its_hashed_assets_are_served_with_a_strict_policy_and_righ
     );
     assert_secured(icon.headers(), "favicon.svg");
 
-    sigterm(&p.child);
-    finish(p);
+    p.stop();
 }
 
 #[tokio::test]
 async fn etags_revalidate_gzip_is_served_when_asked_and_head_has_no_body() {
     let setup = Setup::new().await;
-    let p = serve(&setup, &[]);
+    let p = Serving::start(&setup);
     let html = get(&format!("{}/", p.url), &[]).await.text().await.unwrap();
     let script = referenced_assets(&html)
         .into_iter()
@@ -206,14 +237,13 @@ async fn etags_revalidate_gzip_is_served_when_asked_and_head_has_no_body() {
         assert!(head.bytes().await.unwrap().is_empty());
     }
 
-    sigterm(&p.child);
-    finish(p);
+    p.stop();
 }
 
 #[tokio::test]
 async fn the_relay_and_the_api_are_unaffected() {
     let setup = Setup::new().await;
-    let p = serve(&setup, &[]);
+    let p = Serving::start(&setup);
 
     let missing = get(&format!("{}/assets/index-00000000.js", p.url), &[]).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
@@ -250,8 +280,7 @@ async fn the_relay_and_the_api_are_unaffected() {
         .unwrap();
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
 
-    sigterm(&p.child);
-    finish(p);
+    p.stop();
 }
 
 /// ui/openapi.json is what the UI's types are generated from (`npm run gen`): it must be
