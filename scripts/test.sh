@@ -6,7 +6,10 @@
 #   .test-deps/venv/         Python venv with tests/clients/requirements.txt (the anthropic SDK)
 #                            (or .test-deps/python/ + PYTHONPATH where venv is unavailable)
 #   tests/clients/node_modules/   npm ci of tests/clients/package-lock.json (the Claude Code CLI)
-# Installs are skipped while a stamp shows they match the pinned files.
+#   ui/node_modules/         npm ci of ui/package-lock.json (the dashboard's toolchain; build.rs
+#                            reads the same stamp, so cargo does not install it again)
+# Installs are skipped while a stamp shows they match the pinned files. Then the dashboard
+# (ui/) is type-checked, linted and unit-tested, and cargo builds it into the binary.
 #
 # Arguments are passed to `cargo test`, e.g. `bash scripts/test.sh --test real_clients`.
 # CARPOOL_PYTHON picks the Python to build the venv from (default: python3).
@@ -58,6 +61,8 @@ command -v "$PYTHON" >/dev/null || die "$PYTHON not found: install Python 3.10 o
     die "$("$PYTHON" --version 2>&1) is too old: the anthropic SDK needs Python >= 3.10 (set CARPOOL_PYTHON to a newer one)"
 command -v node >/dev/null || die "node not found: install Node.js and npm"
 command -v npm >/dev/null || die "npm not found: install Node.js and npm"
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' ||
+    die "node $(node --version) is too old: the dashboard's toolchain (Vite) needs Node.js >= 20.19"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     command -v rustup >/dev/null || die "cargo fmt / cargo clippy missing and no rustup to add them"
     rustup component add rustfmt clippy
@@ -138,6 +143,33 @@ CARPOOL_TEST_CLAUDE="$CLAUDE"
 
 export CARPOOL_TEST_PYTHON CARPOOL_TEST_CLAUDE
 export CARPOOL_REQUIRE_REAL_CLIENTS=1
+
+# ---------------------------------------------------------------------------------------
+section "ui: npm ci"
+UI="$ROOT/ui"
+# The same stamp as build.rs's: Node's version and platform, then the lockfile.
+STAMP_UI="$UI/node_modules/.carpool.stamp"
+ui_stamp() {
+    printf 'node: %s %s %s\n' "$(node --version)" "$(uname -s)" "$(uname -m)"
+    cat "$UI/package-lock.json"
+}
+if [ -f "$STAMP_UI" ] && ui_stamp | cmp -s - "$STAMP_UI"; then
+    echo "up to date: ui/node_modules"
+else
+    (cd "$UI" && npm ci --no-audit --no-fund --loglevel=error)
+    ui_stamp >"$STAMP_UI"
+    echo "installed into ui/node_modules"
+fi
+
+section "ui: npm run check"
+(cd "$UI" && npm run --silent check)
+
+section "ui: npm run lint"
+(cd "$UI" && npm run --silent lint)
+echo "lint clean"
+
+section "ui: npm test"
+(cd "$UI" && npm test --silent)
 
 # ---------------------------------------------------------------------------------------
 section "cargo fmt --check"

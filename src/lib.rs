@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod dashboard;
 pub mod engine;
 pub mod error;
 mod fsutil;

@@ -234,6 +234,7 @@ async fn settings_are_shown_masked_and_changed_live() {
         (json!({"headers": {"x-a": 1}}), "headers.x-a: "),
         (json!({"prices": {"m": 3}}), "prices.m: "),
         (json!({"listen": "everywhere"}), "listen: "),
+        (json!({"listen_port": 0}), "listen_port: "),
     ] {
         let (status, answer) = api
             .call(Method::PATCH, "/settings", Some(body.clone()))

@@ -180,6 +180,13 @@ pub async fn update_settings(
     body: Result<Json<UpdateSettings>, JsonRejection>,
 ) -> Result<Json<SettingsChanged>, ApiError> {
     let Json(body) = body?;
+    if body.listen_port == Some(0) {
+        // The config allows 0 (tests bind a random port), but from the API it would move
+        // the relay and this dashboard to a port nobody knows.
+        return Err(ApiError::invalid(
+            "listen_port: must be between 1 and 65535 (0 would move Carpool to a random port)",
+        ));
+    }
     let edited = edit(&api, move |doc| {
         if let Some(listen) = &body.listen {
             doc.set(&["listen"], &listen.as_str().into())?;

@@ -179,7 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => account::login(tag, options).await,
         Command::Account { command } => account::run(command),
         Command::Openapi => {
-            println!("{}", api::openapi().to_pretty_json()?);
+            print!("{}", crate::dashboard::openapi_json());
             Ok(())
         }
         Command::Token {
@@ -240,6 +240,7 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
         Err(e) => bail!("{e}"),
     };
     server.serve_also(api::router(Api::new(server.engine().clone(), admin)));
+    server.serve_also(crate::dashboard::router());
     // Where secrets added from now on go: probed once now (off the start path: a keyring
     // may take a moment), so the log says it before anyone adds an account. A keyring
     // that cannot be used says so, and where the files go, from the probe itself.
@@ -254,9 +255,9 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
     print_banner(&server, &config, &path, created.as_ref());
     if let Some(secret) = admin_secret {
         println!();
+        let url = client_url(server.local_addr(), server.engine().serves_tls());
         println!(
-            "Management API: {}{}. Its admin secret is shown only this once (`carpool admin reset` makes a new one):",
-            client_url(server.local_addr(), server.engine().serves_tls()),
+            "Sign in to the dashboard ({url}/) and the management API ({url}{}) with the admin secret. It is shown only this once (`carpool admin reset` makes a new one):",
             api::PREFIX
         );
         println!("  {secret}");
@@ -312,6 +313,7 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
         "Usage history: {} (see it with `carpool usage`)",
         config.usage.database.display()
     );
+    println!("Dashboard: {url}/");
     println!();
     let token_line = match created {
         Some(c) => {

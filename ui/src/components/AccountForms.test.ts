@@ -87,7 +87,7 @@ describe("AccountCard", () => {
     render(AccountCard, { props: { account: work, now, usedBy: ["user me"], onchanged: vi.fn(), onremove: vi.fn() } });
     expect(screen.getByText("Paused by reserve")).toBeTruthy();
     expect(screen.getByText(/5-hour window is at 81 %.*Back in 2 hr, 14 min/)).toBeTruthy();
-    expect(screen.getByText("Reserve 20%: users stop at 80%.")).toBeTruthy();
+    expect(screen.getByText("Reserve 20%: users stop at 80%")).toBeTruthy();
     expect(screen.getByText("Claude login")).toBeTruthy();
     expect(screen.getByText("http://me:***@proxy.lan:3128")).toBeTruthy();
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { compact, count, money, percent, relative, requestCount, resetsIn, span } from "./format";
+import { bytes, clock, compact, count, money, moneyFine, percent, relative, requestCount, resetsIn, span } from "./format";
 
 const now = new Date("2026-12-07T12:00:00Z");
 
@@ -38,5 +38,26 @@ describe("requestCount", () => {
     expect(requestCount(1, "en-US")).toBe("1 request");
     expect(requestCount(0, "en-US")).toBe("0 requests");
     expect(requestCount(1234, "en-US")).toBe("1,234 requests");
+  });
+});
+
+describe("clock, bytes and moneyFine", () => {
+  it("writes the time of day to the second, in the reader's way", () => {
+    const at = "2026-12-07T19:06:53.432Z";
+    expect(clock(at, "en-US")).toMatch(/^\d{1,2}:\d{2}:53\s?[AP]M$/);
+    expect(clock(at, "de-DE")).toMatch(/^\d{2}:\d{2}:53$/);
+  });
+
+  it("writes sizes with a unit", () => {
+    expect(bytes(512, "en-US")).toBe("512 byte");
+    expect(bytes(67_108_864, "en-US")).toBe("67.1 MB");
+    expect(bytes(2_000, "en-US")).toBe("2 kB");
+    expect(bytes(67_108_864, "de-DE")).toBe("67,1 MB");
+  });
+
+  it("writes a request's cost to the hundredth of a cent", () => {
+    expect(moneyFine(0.0097, "en-US")).toBe("$0.0097");
+    expect(moneyFine(0.05, "en-US")).toBe("$0.0500");
+    expect(moneyFine(1.23456, "de-DE")).toBe("1,2346\u00a0$");
   });
 });

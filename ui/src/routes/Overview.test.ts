@@ -86,7 +86,7 @@ describe("Overview", () => {
     const meter = within(card).getByRole("meter", { name: "5-hour window" });
     expect(meter.getAttribute("aria-valuenow")).toBe("85");
     expect(meter.getAttribute("aria-valuetext")).toMatch(/^85% used, Carpool stops at 80%, resets in 2 hr, 1[45] min$/);
-    expect(within(card).getByText("Reserve 20%: stops at 80%")).toBeTruthy();
+    expect(within(card).getByText("Reserve 20%: users stop at 80%")).toBeTruthy();
     const apiKey = screen.getByRole("article", { name: "Account key" });
     expect(within(apiKey).queryByRole("meter")).toBeNull();
     expect(within(apiKey).getByText(/no 5-hour or weekly windows/)).toBeTruthy();

@@ -13,6 +13,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** Seconds until trying again may succeed (`retry-after`, on a sign-in lockout). */
+    readonly retryAfter: number | null = null,
   ) {
     super(message);
     this.name = "ApiError";
@@ -76,6 +78,9 @@ export async function unwrap<T>(call: Promise<Answer<T>>): Promise<T> {
   try {
     answer = await call;
   } catch (cause) {
+    if (cause instanceof SyntaxError) {
+      throw new ApiError(0, "unreadable", `Carpool's answer could not be read (${cause.message}). Is something else answering at this address?`);
+    }
     throw new ApiError(0, "unreachable", `Carpool did not answer (${String(cause)}). Is it still running?`);
   }
   const { data, error, response } = answer;
@@ -84,9 +89,11 @@ export async function unwrap<T>(call: Promise<Answer<T>>): Promise<T> {
 }
 
 export function toApiError(response: Response, body: unknown): ApiError {
+  const retry = Number.parseInt(response.headers.get("retry-after") ?? "", 10);
+  const retryAfter = Number.isFinite(retry) && retry >= 0 ? retry : null;
   const detail = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
   if (detail && typeof detail.message === "string") {
-    return new ApiError(response.status, typeof detail.code === "string" ? detail.code : "error", detail.message);
+    return new ApiError(response.status, typeof detail.code === "string" ? detail.code : "error", detail.message, retryAfter);
   }
-  return new ApiError(response.status, "http", `Carpool answered ${response.status} ${response.statusText}`.trim());
+  return new ApiError(response.status, "http", `Carpool answered ${response.status} ${response.statusText}`.trim(), retryAfter);
 }
