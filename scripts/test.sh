@@ -199,8 +199,6 @@ section "e2e (Playwright, Chromium)"
 # page into ui/e2e/screenshots/. Playwright's "N passed" is the last line on success.
 CHROMIUM="${CARPOOL_CHROMIUM:-/usr/bin/chromium}"
 [ -x "$CHROMIUM" ] || die "no Chromium at $CHROMIUM for the e2e tests: install it (Debian/Ubuntu: apt install chromium; .ci/run does) or, on macOS, set CARPOOL_CHROMIUM to a Chrome/Chromium binary, e.g. \"/Applications/Google Chrome.app/Contents/MacOS/Google Chrome\""
+# cargo test built it already (a no-op then), unless the arguments narrowed the build.
 cargo build --bin carpool
-if [ ! -x "$ROOT/ui/node_modules/.bin/playwright" ]; then
-    (cd "$ROOT/ui" && npm ci --no-audit --no-fund --loglevel=error)
-fi
-(cd "$ROOT/ui" && CARPOOL_BIN="$ROOT/target/debug/carpool" CARPOOL_CHROMIUM="$CHROMIUM" npm run e2e)
+(cd "$UI" && CARPOOL_BIN="$ROOT/target/debug/carpool" CARPOOL_CHROMIUM="$CHROMIUM" npm run --silent e2e)
