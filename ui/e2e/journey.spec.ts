@@ -3,8 +3,9 @@
 // in the usage chart, table and CSV with the right totals, revoke them and see their next
 // request refused.
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import type { Page } from "@playwright/test";
-import { adminGet, expect, sendWithSdk, signIn, test, useStack, type SdkSummary, type Stack } from "./fixtures";
+import { adminGet, expect, SCREENSHOTS, sendWithSdk, signIn, test, useStack, type SdkSummary, type Stack } from "./fixtures";
 
 const stack = useStack();
 const FRIEND = "friend";
@@ -68,6 +69,8 @@ test("add a friend, copy their setup, see their requests live and in usage, revo
     token = ((await panel.getByText(/^cpk-/).first().textContent()) ?? "").trim();
     expect(token).toMatch(/^cpk-\S{20,}$/);
 
+    // The token, shown once, as the person sees it (saved next to the page screenshots).
+    await page.screenshot({ path: join(SCREENSHOTS, "users-token-light-wide.png"), fullPage: true });
     await panel.getByRole("button", { name: "Copy Claude Code setup" }).click();
     await expect(panel.getByText("Copied")).toBeVisible();
     const clipboard = await page.evaluate(() => navigator.clipboard.readText());
