@@ -22,6 +22,8 @@ describe("format", () => {
   it("counts down to a reset in the two largest units", () => {
     expect(span((2 * 60 + 14) * 60_000, "en")).toBe("2 hr, 14 min");
     expect(span((3 * 24 + 4) * 3_600_000 + 59_000, "en")).toBe("3 days, 4 hr");
+    expect(span(20_000, "en")).toBe("less than 1 min");
+    expect(span(0, "en")).toBe("less than 1 min");
     expect(resetsIn(new Date(now.getTime() + 45 * 60_000), now, "en")).toBe("resets in 45 min");
     expect(resetsIn(new Date(now.getTime() - 1000), now, "en")).toBe("resetting now");
   });

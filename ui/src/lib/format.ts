@@ -71,8 +71,11 @@ export function span(ms: number, locale?: Locale): string {
   const days = Math.floor(total / DAY);
   const hours = Math.floor((total % DAY) / HOUR);
   const minutes = Math.floor((total % HOUR) / MINUTE);
+  const format = new Intl.DurationFormat(locale, { style: "short" });
+  // DurationFormat leaves out units that are zero, which would leave nothing at all.
+  if (total === 0) return `less than ${format.format({ minutes: 1 })}`;
   const parts: Record<string, number> = days > 0 ? { days, hours } : hours > 0 ? { hours, minutes } : { minutes };
-  return new Intl.DurationFormat(locale, { style: "short" }).format(parts);
+  return format.format(parts);
 }
 
 /** "resets in 2 hr, 14 min", or "resetting now" once the time has come. */
