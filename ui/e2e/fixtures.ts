@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test as base, expect, type APIRequestContext, type Page } from "@playwright/test";
+import AxeBuilder from "@axe-core/playwright";
 import { sendRequests, startCarpool, startMockUpstream } from "../scripts/stack.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -231,6 +232,9 @@ export const VARIANTS = [
   { name: "dark-wide", colorScheme: "dark", viewport: { width: 1280, height: 800 } },
   { name: "light-narrow", colorScheme: "light", viewport: { width: 390, height: 844 } },
   { name: "dark-narrow", colorScheme: "dark", viewport: { width: 390, height: 844 } },
+  // The narrowest phone the dashboard is made for: the same checks (nothing wider than
+  // the screen but inside a table's scrolling region), one scheme.
+  { name: "light-360", colorScheme: "light", viewport: { width: 360, height: 740 } },
 ] as const;
 
 export const SCREENSHOTS = join(HERE, "screenshots");
@@ -269,4 +273,14 @@ export async function checkAndShoot(page: Page, name: string, variant: string, h
   await page.screenshot({ path: join(SCREENSHOTS, `${name}-${variant}.png`), fullPage: true });
   expect(overflow, "horizontal overflow").toBeNull();
   expect(problems(), "console errors / CSP violations").toEqual([]);
+  expect(await accessibilityProblems(page), "axe-core: WCAG 2.1 A/AA violations").toEqual([]);
+}
+
+/**
+ * What axe-core finds against WCAG 2.1 A and AA on the page as it is now — contrast in
+ * this colour scheme, names of controls, labels, landmarks — one line per element.
+ */
+export async function accessibilityProblems(page: Page): Promise<string[]> {
+  const { violations } = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
+  return violations.flatMap((v) => v.nodes.map((n) => `${v.id} (${v.impact}): ${n.target.join(" ")} — ${n.failureSummary?.split("\n").slice(1).join(" ").trim() ?? v.help}`));
 }

@@ -101,7 +101,7 @@ describe("AccountCard", () => {
     });
     const onchanged = vi.fn();
     render(AccountCard, { props: { account: work, now, usedBy: [], onchanged, onremove: vi.fn() } });
-    await fireEvent.click(screen.getByRole("button", { name: "Edit settings of work" }));
+    await fireEvent.click(screen.getByRole("button", { name: "Reserves, proxy, URL of work" }));
     await type("Weekly reserve (%)", "150");
     await fireEvent.click(screen.getByRole("button", { name: "Save" }));
     const alert = await screen.findByRole("alert");
@@ -120,7 +120,7 @@ describe("AccountCard", () => {
     const mock = await api;
     mock.on("PATCH /api/v1/accounts/work", { status: 200, body: { ...work, reserve_5h: null } });
     render(AccountCard, { props: { account: work, now, usedBy: [], onchanged: vi.fn(), onremove: vi.fn() } });
-    await fireEvent.click(screen.getByRole("button", { name: "Edit settings of work" }));
+    await fireEvent.click(screen.getByRole("button", { name: "Reserves, proxy, URL of work" }));
     await type("5-hour reserve (%)", "0");
     await fireEvent.click(screen.getByRole("button", { name: "Save" }));
     await waitFor(() => expect(mock.sent[0]?.body).toEqual({ reserve_5h: null }));
