@@ -6,6 +6,15 @@
 // fields and, for OAuth accounts, the unified rate-limit headers Claude sends
 // (docs/protocol.md: "anthropic-ratelimit-unified-*": utilization as a fraction 0…1,
 // resets as Unix seconds), so the dashboard's gauges have windows to show.
+//
+// It also plays Claude's OAuth side, as the Rust tests' mock does (tests/common/mock.rs),
+// at the paths of `oauth.claude` that startCarpool writes into the config: the login page
+// GET /oauth/authorize issues a code for the PKCE challenge and state it is given and
+// shows `<code>#<state>`, as Claude's page does; the token endpoint POST /v1/oauth/token
+// exchanges such a code (once, with the verifier of its challenge and its state) or a
+// refresh token it issued, and refuses anything else as Anthropic does
+// (`{"error":"invalid_grant","error_description":…}`); GET /api/oauth/profile tells an
+// issued access token's email and plan.
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -21,23 +30,157 @@ export function carpoolBin() {
   return process.env.CARPOOL_BIN ?? join(ROOT, "target/debug/carpool");
 }
 
+/** What the mock's profile endpoint says of every account that logs in. */
+export const MOCK_PROFILE = { email: "login@example.com", organizationType: "claude_max", plan: "max" };
+
+/** The access and refresh tokens of the account `work` that startCarpool writes. */
+const WORK_TOKENS = { access: "sk-ant-oat01-mock", refresh: "sk-ant-ort01-mock" };
+
 /**
- * Starts the mock upstream on a free loopback port.
+ * @param {import("node:http").ServerResponse} res
+ * @param {number} status
+ * @param {unknown} body
+ */
+function json(res, status, body) {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(body));
+}
+
+/**
+ * Claude's OAuth side: the login page, the token endpoint, the profile.
+ * @returns {{ handle: (req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse, raw: string) => boolean, issued: () => { access: string, refresh: string }[], refreshes: () => number }}
+ */
+function mockOAuth() {
+  /** Codes the login page issued and not exchanged yet: code → its PKCE challenge and state. */
+  const codes = /** @type {Map<string, { challenge: string, state: string }>} */ (new Map());
+  /** Every pair of tokens issued, in order; the access tokens the profile accepts. */
+  const issued = [{ ...WORK_TOKENS }];
+  let logins = 0;
+  let refreshes = 0;
+  let codesIssued = 0;
+  /**
+   * Anthropic's refusal of a code or refresh token; `true`: answered.
+   * @param {import("node:http").ServerResponse} res
+   * @param {string} why
+   */
+  const invalidGrant = (res, why) => {
+    json(res, 400, { error: "invalid_grant", error_description: why });
+    return true;
+  };
+  /**
+   * A token answer as Anthropic's, remembering the pair.
+   * @param {string} access
+   * @param {string} refresh
+   * @param {string} account the email it names
+   */
+  const issue = (access, refresh, account) => {
+    issued.push({ access, refresh });
+    return {
+      access_token: access,
+      refresh_token: refresh,
+      expires_in: 28800,
+      token_type: "Bearer",
+      scope: "user:inference user:profile",
+      account: { uuid: "acc-1", email_address: account },
+    };
+  };
+  return {
+    issued: () => issued.slice(1).map((t) => ({ ...t })),
+    refreshes: () => refreshes,
+    handle(req, res, raw) {
+      const url = new URL(req.url ?? "/", "http://mock");
+      if (req.method === "GET" && url.pathname === "/oauth/authorize") {
+        const challenge = url.searchParams.get("code_challenge");
+        const state = url.searchParams.get("state");
+        if (!challenge || !state || url.searchParams.get("code_challenge_method") !== "S256") {
+          json(res, 400, { error: "invalid_request" });
+          return true;
+        }
+        codesIssued += 1;
+        const code = `mock-code-${codesIssued}-${randomBytes(6).toString("hex")}`;
+        codes.set(code, { challenge, state });
+        res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+        res.end(`${code}#${state}`);
+        return true;
+      }
+      if (req.method === "POST" && url.pathname === "/v1/oauth/token") {
+        let body;
+        try {
+          body = JSON.parse(raw || "{}");
+        } catch {
+          json(res, 400, { error: "invalid_request", error_description: "Invalid JSON." });
+          return true;
+        }
+        if (body.grant_type === "authorization_code") {
+          const pending = codes.get(String(body.code ?? ""));
+          if (!pending) return invalidGrant(res, "Invalid 'code' in request.");
+          codes.delete(String(body.code));
+          const computed = createHash("sha256").update(String(body.code_verifier ?? "")).digest("base64url");
+          if (computed !== pending.challenge) return invalidGrant(res, "Invalid code_verifier.");
+          if (body.state !== pending.state) return invalidGrant(res, "Invalid state.");
+          logins += 1;
+          json(res, 200, issue(`sk-ant-oat01-mock-login-${logins}`, `sk-ant-ort01-mock-login-${logins}`, MOCK_PROFILE.email));
+          return true;
+        }
+        if (body.grant_type === "refresh_token") {
+          const known = issued.find((t) => t.refresh === body.refresh_token);
+          if (!known) return invalidGrant(res, "Refresh token not found or invalid");
+          refreshes += 1;
+          json(res, 200, issue(`sk-ant-oat01-mock-refreshed-${refreshes}`, `sk-ant-ort01-mock-rotated-${refreshes}`, MOCK_PROFILE.email));
+          return true;
+        }
+        json(res, 400, { error: "unsupported_grant_type", error_description: "Invalid grant_type." });
+        return true;
+      }
+      if (req.method === "GET" && url.pathname === "/api/oauth/profile") {
+        const bearer = req.headers.authorization ?? "";
+        if (!issued.some((t) => bearer === `Bearer ${t.access}`)) {
+          json(res, 401, {
+            type: "error",
+            error: { type: "authentication_error", message: "OAuth token has expired. Please obtain a new token or refresh your existing token." },
+          });
+          return true;
+        }
+        json(res, 200, {
+          account: { uuid: "acc-1", email: MOCK_PROFILE.email, email_address: MOCK_PROFILE.email, has_claude_max: true },
+          organization: {
+            uuid: "org-1",
+            name: "Mock Org",
+            organization_type: MOCK_PROFILE.organizationType,
+            rate_limit_tier: "default_claude_max_20x",
+            billing_type: "stripe",
+          },
+        });
+        return true;
+      }
+      return false;
+    },
+  };
+}
+
+/**
+ * Starts the mock upstream (and Claude's OAuth side) on a free loopback port.
  * @param {{ fiveHour?: number, sevenDay?: number }} [limits] utilization fractions reported
- * @returns {Promise<{ url: string, requests: () => number, close: () => Promise<void> }>}
+ * @returns {Promise<{ url: string, requests: () => number, lastAuthorization: () => string | null, issued: () => { access: string, refresh: string }[], refreshes: () => number, close: () => Promise<void> }>}
  */
 export async function startMockUpstream(limits = {}) {
   let seen = 0;
+  /** The credential header of the last POST /v1/messages: `Bearer …` or `x-api-key …`. */
+  let lastAuthorization = /** @type {string | null} */ (null);
+  const oauth = mockOAuth();
   const server = createServer((req, res) => {
     let raw = "";
     req.on("data", (chunk) => (raw += chunk));
     req.on("end", () => {
+      if (oauth.handle(req, res, raw)) return;
       if (req.method !== "POST" || !req.url?.startsWith("/v1/messages")) {
         res.writeHead(404, { "content-type": "application/json" });
         res.end(JSON.stringify({ type: "error", error: { type: "not_found_error", message: "mock: no such path" } }));
         return;
       }
       seen += 1;
+      const key = req.headers["x-api-key"];
+      lastAuthorization = req.headers.authorization ?? (typeof key === "string" ? `x-api-key ${key}` : null);
       const body = JSON.parse(raw || "{}");
       const model = body.model ?? "claude-sonnet-4-5";
       const input = 1000 + ((seen * 37) % 500);
@@ -76,6 +219,9 @@ export async function startMockUpstream(limits = {}) {
   return {
     url: `http://127.0.0.1:${port}`,
     requests: () => seen,
+    lastAuthorization: () => lastAuthorization,
+    issued: oauth.issued,
+    refreshes: oauth.refreshes,
     close: () => new Promise((ok) => server.close(() => ok())),
   };
 }
@@ -109,7 +255,8 @@ function run(args, env) {
 
 /**
  * Starts `carpool serve` on a config of its own: an OAuth account `work` and an API-key
- * account `key`, both relaying to the mock, and a user `me`.
+ * account `key`, both relaying to the mock, a user `me`, and Claude logins going to the
+ * mock's OAuth side.
  * @param {{ upstream: string, empty?: boolean }} options `empty`: no users, as a new install
  */
 export async function startCarpool({ upstream, empty = false }) {
@@ -121,8 +268,8 @@ export async function startCarpool({ upstream, empty = false }) {
     join(dir, "claude.json"),
     JSON.stringify({
       claudeAiOauth: {
-        accessToken: "sk-ant-oat01-mock",
-        refreshToken: "sk-ant-ort01-mock",
+        accessToken: WORK_TOKENS.access,
+        refreshToken: WORK_TOKENS.refresh,
         expiresAt: Date.now() + 365 * 86400_000,
         scopes: ["user:inference", "user:profile"],
         subscriptionType: "max",
@@ -140,6 +287,16 @@ export async function startCarpool({ upstream, empty = false }) {
           { tag: "key", type: "api_key", api_key: "sk-ant-api03-mock", base_url: upstream },
         ],
     users: empty ? [] : [{ name: "me", token_hash: hash, credential: "work" }],
+    // Claude logins go to the mock; what they obtain goes to files in data_dir, never to
+    // the keyring of the machine running the stack.
+    oauth: {
+      claude: {
+        authorize_url: `${upstream}/oauth/authorize`,
+        token_url: `${upstream}/v1/oauth/token`,
+        profile_url: `${upstream}/api/oauth/profile`,
+      },
+    },
+    secret_store: "file",
   };
   const configPath = join(dir, "config.json");
   writeFileSync(configPath, `// written by ui/scripts/stack.mjs\n${JSON.stringify(config, null, 2)}\n`);
@@ -208,7 +365,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   console.log(`Carpool:      ${carpool.url}/  (config ${carpool.configPath})`);
   console.log(`Admin secret: ${carpool.adminSecret}`);
   if (carpool.userToken) console.log(`User \`me\`:    ${carpool.userToken}`);
-  console.log(`Mock upstream ${upstream.url}. Ctrl-C stops both.`);
+  console.log(`Mock upstream ${upstream.url} (also Claude's login: ${upstream.url}/oauth/authorize). Ctrl-C stops both.`);
   const stop = async () => {
     await carpool.stop();
     await upstream.close();
