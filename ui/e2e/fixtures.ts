@@ -40,6 +40,12 @@ export interface Stack {
   userToken: string | null;
   /** How many requests reached the mock upstream. */
   upstreamRequests: () => number;
+  /** The mock upstream's address (also Claude's login, token and profile endpoints). */
+  upstream: string;
+  /** The credential header of the last request relayed to the mock: `Bearer …` or `x-api-key …`. */
+  upstreamAuthorization: () => string | null;
+  /** The tokens the mock's OAuth side issued (logins and refreshes), in order. */
+  oauthIssued: () => { access: string; refresh: string }[];
   /** carpool serve's output so far, for failure messages. */
   log: () => string;
 }
@@ -72,6 +78,9 @@ export function useStack(options: StackOptions = {}): () => Stack {
       adminSecret: carpool.adminSecret,
       userToken: carpool.userToken,
       upstreamRequests: upstream.requests,
+      upstream: upstream.url,
+      upstreamAuthorization: upstream.lastAuthorization,
+      oauthIssued: upstream.issued,
       log: carpool.log,
     };
   });
