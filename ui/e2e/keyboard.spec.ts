@@ -8,7 +8,8 @@ const stack = useStack({ history: 4 });
 
 test("signing in with the keyboard alone", async ({ page }) => {
   await open(page, stack());
-  // The field has the focus: type, then Enter.
+  // The field has the focus (once the page knows no one is signed in): type, then Enter.
+  await expect(page.getByLabel("Admin secret")).toBeFocused();
   await page.keyboard.type(stack().adminSecret);
   await page.keyboard.press("Enter");
   await expect(page.getByRole("navigation", { name: "Pages" })).toBeVisible();
