@@ -11,7 +11,7 @@ export function accountKind(account: Pick<Account, "kind" | "secret">): string {
 }
 
 const STORE: Record<Schemas["SecretStoreKind"], string> = {
-  credentials_file: "Claude Code's credentials file, shared with claude",
+  credentials_file: "Claude Code's credentials file, shared with Claude Code on that machine",
   keyring: "the OS keyring",
   data_dir: "a private file in Carpool's data directory",
   config_file: "the config file, in clear",
