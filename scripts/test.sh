@@ -199,6 +199,8 @@ section "e2e (Playwright, Chromium)"
 # page into ui/e2e/screenshots/. Playwright's "N passed" is the last line on success.
 CHROMIUM="${CARPOOL_CHROMIUM:-/usr/bin/chromium}"
 [ -x "$CHROMIUM" ] || die "no Chromium at $CHROMIUM for the e2e tests: install it (Debian/Ubuntu: apt install chromium; .ci/run does) or, on macOS, set CARPOOL_CHROMIUM to a Chrome/Chromium binary, e.g. \"/Applications/Google Chrome.app/Contents/MacOS/Google Chrome\""
-# cargo test built it already (a no-op then), unless the arguments narrowed the build.
-cargo build --bin carpool
+# The binary as cargo test builds it for the integration tests: a no-op after a whole
+# `cargo test`. (`cargo build --bin carpool` would compile ~40 s more: without the
+# dev-dependencies, some crates' features differ.)
+cargo test --no-run --test dashboard
 (cd "$UI" && CARPOOL_BIN="$ROOT/target/debug/carpool" CARPOOL_CHROMIUM="$CHROMIUM" npm run --silent e2e)

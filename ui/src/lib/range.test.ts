@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   DEFAULT_VIEW,
   apiQuery,
+  bucketFits,
   csvHref,
   customRangeProblem,
   daysIn,
@@ -38,6 +39,22 @@ describe("buckets", () => {
     const view = { ...DEFAULT_VIEW, bucket: "month" as const };
     expect(withRange(view, "today").bucket).toBe("hour");
     expect(withRange(view, "30d")).toMatchObject({ range: "30d", bucket: "day", since: "", until: "" });
+  });
+});
+
+describe("hourly buckets", () => {
+  it("fit every preset and a custom range of up to 31 days, not longer", () => {
+    for (const range of ["today", "yesterday", "7d", "30d", "this_month", "last_month"] as const) {
+      expect(bucketFits({ range, since: "", until: "" }, "hour")).toBe(true);
+    }
+    expect(bucketFits(custom("2026-11-01", "2026-12-01"), "hour")).toBe(true);
+    expect(bucketFits(custom("2026-11-01", "2026-12-02"), "hour")).toBe(false);
+    expect(bucketFits(custom("2025-01-01", "2026-12-02"), "day")).toBe(true);
+  });
+
+  it("asked for in the URL over a longer range give way to the range's own bucket", () => {
+    expect(parseView("range=custom&since=2026-01-01&until=2026-11-30&bucket=hour").bucket).toBe("month");
+    expect(parseView("range=custom&since=2026-11-01&until=2026-11-07&bucket=hour").bucket).toBe("hour");
   });
 });
 

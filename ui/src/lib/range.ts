@@ -72,6 +72,19 @@ export function defaultBucket(range: Preset, since = "", until = ""): BucketChoi
   return "day";
 }
 
+/**
+ * Hours only over a month at most: a chart of a year in hours would be 8,760 bars, too
+ * many to read or to draw quickly. Every preset fits; a longer custom range does not.
+ */
+export const MAX_HOURLY_DAYS = 31;
+
+/** Whether `bucket` suits the view's range. */
+export function bucketFits(view: Pick<UsageView, "range" | "since" | "until">, bucket: BucketChoice): boolean {
+  if (bucket !== "hour" || view.range !== "custom") return true;
+  const days = daysIn(view.since, view.until);
+  return !(days > MAX_HOURLY_DAYS);
+}
+
 export const DEFAULT_VIEW: UsageView = {
   range: "7d",
   since: "",
@@ -92,11 +105,12 @@ export function parseView(query: string): UsageView {
   const range = oneOf(PRESETS, q.get("range")) ?? DEFAULT_VIEW.range;
   const since = range === "custom" ? (q.get("since") ?? "") : "";
   const until = range === "custom" ? (q.get("until") ?? "") : "";
+  const asked = oneOf(BUCKETS, q.get("bucket"));
   return {
     range,
     since,
     until,
-    bucket: oneOf(BUCKETS, q.get("bucket")) ?? defaultBucket(range, since, until),
+    bucket: asked && bucketFits({ range, since, until }, asked) ? asked : defaultBucket(range, since, until),
     // `account` is what people call it; the API accepts both.
     group: oneOf(GROUPS, q.get("group") === "account" ? "credential" : q.get("group")) ?? DEFAULT_VIEW.group,
     metric: oneOf(METRICS, q.get("metric")) ?? DEFAULT_VIEW.metric,
