@@ -59,6 +59,8 @@ pub struct Admin {
     path: PathBuf,
     known: RwLock<Known>,
     pub(super) sessions: Sessions,
+    /// One-time tickets for the desktop app's window ([`super::session::Handovers`]).
+    pub(super) handovers: super::session::Handovers,
     lockout: Mutex<Lockout>,
     /// Whether the warning about remote admin access over plain HTTP was given.
     warned_plain: AtomicBool,
@@ -109,6 +111,7 @@ impl Admin {
                 stamp: None,
             }),
             sessions: Sessions::default(),
+            handovers: Default::default(),
             lockout: Mutex::new(Lockout::new(Rules::DEFAULT)),
             warned_plain: AtomicBool::new(false),
         };
@@ -137,6 +140,12 @@ impl Admin {
         }
         *write(&self.known) = Known { hash, stamp };
         hash
+    }
+
+    /// The admin secret's hash now, for a session opened without the secret (a
+    /// hand-over).
+    pub(super) fn current(&self) -> Option<TokenHash> {
+        self.refresh()
     }
 
     /// Whether `secret` is the admin secret.
@@ -228,6 +237,12 @@ pub async fn require_admin(
         && request.uri().path().strip_prefix(PREFIX) == Some("/session")
     {
         // Signing in: the handler checks the secret (and counts a wrong one).
+        return Ok(next.run(request).await);
+    }
+    if request.method() == Method::GET
+        && request.uri().path().strip_prefix(PREFIX) == Some("/session/handover")
+    {
+        // The desktop window's hand-over: the handler checks the ticket the same way.
         return Ok(next.run(request).await);
     }
     let access = authenticate(&api, &peer, request.headers(), changes_state, now)?;

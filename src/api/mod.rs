@@ -5,7 +5,8 @@
 //! served at `/api/v1/openapi.json`; `carpool openapi` prints it without a running
 //! server, which is what the dashboard's typed client is generated from.
 //!
-//! Every route needs admin access ([`auth`]), except signing in ([`session`]).
+//! Every route needs admin access ([`auth`]), except signing in and the desktop window's
+//! hand-over ([`session`]).
 
 pub mod accounts;
 mod auth;
@@ -62,6 +63,12 @@ impl Api {
             logins: Default::default(),
         })
     }
+
+    /// A one-time ticket that signs a window in at `GET /api/v1/session/handover`, for
+    /// the desktop app's own window: only code in this process can make one.
+    pub fn handover_ticket(&self) -> String {
+        self.admin.handovers.issue(Instant::now())
+    }
 }
 
 #[derive(OpenApi)]
@@ -100,6 +107,7 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
                 session::get_session,
                 session::sign_out
             ))
+            .routes(routes!(session::hand_over))
             .routes(routes!(usage::get_usage))
             .routes(routes!(live::watch_requests))
             .routes(routes!(requests::recent_requests))

@@ -7,6 +7,13 @@
 //! and DELETE made with the cookie must carry in [`CSRF_HEADER`]. `GET /session` answers
 //! it again (a reloaded page has lost it), `DELETE /session` signs out.
 //!
+//! The desktop app signs its own window in without the secret: the shell, in the same
+//! process, asks [`super::Api::handover_ticket`] for a one-time ticket and opens the
+//! window at `GET /session/handover?ticket=…`, which opens a session exactly as signing
+//! in does and sends the window on to the dashboard. A ticket works once, for
+//! [`HANDOVER_TTL`]; nothing but code in the process can make one (no route does), and a
+//! wrong ticket counts as a wrong secret toward the lockout.
+//!
 //! Sessions live in memory (a restart signs everyone out) for [`TTL`] after their last
 //! use; at most [`MAX_SESSIONS`] at once, the one closest to its end making room. The map
 //! is keyed by the SHA-256 of the session id, so it holds nothing a cookie could be made
@@ -42,6 +49,12 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const TTL: Duration = Duration::from_secs(12 * 3600);
 /// Most sessions open at once.
 pub const MAX_SESSIONS: usize = 256;
+
+/// How long a hand-over ticket can be used: the shell opens its window right after
+/// making one.
+pub const HANDOVER_TTL: Duration = Duration::from_secs(60);
+/// Most hand-over tickets waiting at once.
+pub const MAX_HANDOVERS: usize = 16;
 
 /// The open sessions.
 pub struct Sessions {
@@ -145,6 +158,36 @@ impl Sessions {
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// One-time tickets for the desktop app's window, kept (like sessions) only as hashes.
+#[derive(Default)]
+pub struct Handovers {
+    waiting: std::sync::Mutex<HashMap<TokenHashKey, Instant>>,
+}
+
+impl Handovers {
+    /// A new ticket, usable once until `now` + [`HANDOVER_TTL`].
+    pub fn issue(&self, now: Instant) -> String {
+        let ticket = random_token();
+        let mut waiting = lock(&self.waiting);
+        waiting.retain(|_, until| *until > now);
+        if waiting.len() >= MAX_HANDOVERS {
+            let first_to_end = waiting.iter().min_by_key(|(_, u)| **u).map(|(k, _)| *k);
+            if let Some(key) = first_to_end {
+                waiting.remove(&key);
+            }
+        }
+        waiting.insert(key_of(&ticket), now + HANDOVER_TTL);
+        ticket
+    }
+
+    /// Whether `ticket` is a waiting, unexpired ticket; either way it is used up.
+    pub fn redeem(&self, ticket: &str, now: Instant) -> bool {
+        lock(&self.waiting)
+            .remove(&key_of(ticket))
+            .is_some_and(|until| until > now)
     }
 }
 
@@ -328,6 +371,66 @@ pub async fn get_session(Extension(access): Extension<Access>) -> Response {
     response
 }
 
+/// The one-time ticket of a hand-over.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Handover {
+    /// The ticket the desktop app made for its own window.
+    pub ticket: String,
+}
+
+/// Sign the desktop app's window in with a one-time ticket.
+///
+/// The desktop app opens its dashboard window here with a ticket it made in-process (no
+/// route makes one). A valid ticket opens a session as signing in does and redirects to
+/// the dashboard; a ticket works once, within a minute. A wrong or used ticket counts as
+/// a wrong secret.
+#[utoipa::path(
+    get,
+    path = "/session/handover",
+    tag = "session",
+    operation_id = "handOver",
+    params(Handover),
+    responses(
+        (status = 303, description = "Signed in; the session cookie is set and the window goes on to the dashboard",
+            headers(("set-cookie" = String, description = "As with `POST /session`"), ("location" = String))),
+        (status = 401, description = "No ticket, or not a waiting one: unknown, used or expired", body = ErrorBody),
+        (status = 429, description = "Too many wrong secrets or tickets from this address; see `retry-after`", body = ErrorBody),
+    )
+)]
+pub async fn hand_over(
+    State(api): State<Arc<Api>>,
+    Extension(peer): Extension<Peer>,
+    query: Result<axum::extract::Query<Handover>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(axum::extract::Query(Handover { ticket })) = query else {
+        return Err(ApiError::unauthorized(
+            "a hand-over needs the `ticket` the desktop app made for its window",
+        ));
+    };
+    let now = Instant::now();
+    if !api.admin.handovers.redeem(&ticket, now) {
+        return Err(api.admin.failed(peer.addr.ip(), now));
+    }
+    let Some(hash) = api.admin.current() else {
+        return Err(ApiError::internal(
+            "the admin secret's file cannot be read; run `carpool admin reset`",
+        ));
+    };
+    let opened = api.admin.sessions.open(hash, now);
+    tracing::info!(peer = %peer.addr, "the desktop app's window signed in");
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::SET_COOKIE, set_cookie(&opened.id, peer.tls));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The ticket is in this page's address: no request from the next page tells it on.
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    Ok(response)
+}
+
 /// Sign out: ends the session and clears its cookie.
 #[utoipa::path(
     delete,
@@ -382,6 +485,26 @@ mod tests {
                 .is_none()
         );
         assert!(sessions.is_empty(), "an ended session is forgotten");
+    }
+
+    #[test]
+    fn a_handover_ticket_works_once_within_its_ttl() {
+        let handovers = Handovers::default();
+        let now = Instant::now();
+        let ticket = handovers.issue(now);
+        assert!(!handovers.redeem("made-up", now));
+        assert!(handovers.redeem(&ticket, now + Duration::from_secs(1)));
+        assert!(
+            !handovers.redeem(&ticket, now + Duration::from_secs(2)),
+            "used up"
+        );
+        let late = handovers.issue(now);
+        assert!(!handovers.redeem(&late, now + HANDOVER_TTL), "expired");
+        let waiting: Vec<String> = (0..MAX_HANDOVERS + 3)
+            .map(|_| handovers.issue(now))
+            .collect();
+        assert_eq!(lock(&handovers.waiting).len(), MAX_HANDOVERS);
+        assert!(handovers.redeem(waiting.last().unwrap(), now));
     }
 
     #[test]

@@ -9,13 +9,14 @@ mod usage;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::api::{self, Admin, Api};
+use crate::api;
 use crate::config::{self, Config, CreatedConfig};
 use crate::credentials::Status;
-use crate::engine::{Overrides, Server, StartError, shutdown_signal};
+use crate::engine::{Overrides, Server, shutdown_signal};
+use crate::launch::launch;
 use crate::logging::LogFile;
 use crate::pool::account::Source;
 
@@ -214,55 +215,28 @@ fn admin_reset(config_arg: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let path = config_path(config_arg)?;
-    let created = if path.exists() {
-        None
-    } else {
-        Some(config::create_default(&path)?)
-    };
-    let config = Config::load(&path)?;
-    if let Some(warning) = config.exposure_warning(&path) {
-        tracing::warn!("{warning}");
-    }
-    // Re-applied to every reading of the file by the config watcher.
-    let overrides = Overrides { listen };
-    let config = overrides.apply(config, &path)?;
-    let (admin, admin_secret) = Admin::open(&config.data_dir).with_context(|| {
-        format!(
-            "cannot keep the admin secret in {}",
-            config.data_dir.join(api::ADMIN_FILE).display()
-        )
-    })?;
-    let mut server = match Server::bind(config.clone()).await {
-        Ok(s) => s,
-        Err(e @ StartError::Listen { .. }) => {
-            bail!("{e} (change `listen`/`listen_port` in {})", path.display())
-        }
-        Err(e) => bail!("{e}"),
-    };
-    server.serve_also(api::router(Api::new(server.engine().clone(), admin)));
-    server.serve_also(crate::dashboard::router());
-    // Where secrets added from now on go: probed once now (off the start path: a keyring
-    // may take a moment), so the log says it before anyone adds an account. A keyring
-    // that cannot be used says so, and where the files go, from the probe itself.
-    let secrets = server.engine().secrets.clone();
-    drop(tokio::task::spawn_blocking(move || {
-        if let crate::secrets::Placement::Keyring = secrets.new_secrets_go() {
-            tracing::info!("secrets Carpool obtains itself go to the OS keyring")
-        }
-    }));
+    // Installed before the start, so a signal right after the banner stops gracefully.
     let stop = shutdown_signal();
-    server.watch_config(path.clone(), overrides);
-    print_banner(&server, &config, &path, created.as_ref());
-    if let Some(secret) = admin_secret {
+    let launched = launch(&path, Overrides { listen }).await?;
+    print_banner(
+        &launched.server,
+        &launched.config,
+        &path,
+        launched.created.as_ref(),
+    );
+    if let Some(secret) = launched.admin_secret {
         println!();
-        let url = client_url(server.local_addr(), server.engine().serves_tls());
+        let url = client_url(
+            launched.server.local_addr(),
+            launched.server.engine().serves_tls(),
+        );
         println!(
             "Sign in to the dashboard ({url}/) and the management API ({url}{}) with the admin secret. It is shown only this once (`carpool admin reset` makes a new one):",
             api::PREFIX
         );
         println!("  {secret}");
     }
-    server.run(stop).await;
+    launched.server.run(stop).await;
     Ok(())
 }
 
