@@ -234,6 +234,16 @@ async fn serve(config_arg: Option<PathBuf>, listen: Option<SocketAddr>) -> anyho
     })?;
     let mut server = match Server::bind(config.clone()).await {
         Ok(s) => s,
+        Err(
+            e @ StartError::Listen {
+                holder: Some(_), ..
+            },
+        ) => {
+            bail!(
+                "{e}; stop it, or change `listen`/`listen_port` in {}",
+                path.display()
+            )
+        }
         Err(e @ StartError::Listen { .. }) => {
             bail!("{e} (change `listen`/`listen_port` in {})", path.display())
         }
