@@ -57,6 +57,8 @@ async fn bounded<T: Send + 'static>(
     tokio::time::timeout(limit, rx).await.ok()?.ok()?
 }
 
+/// Only listening sockets count: on Unix tokio binds with `SO_REUSEADDR`, so connections
+/// still on the port (accepted ones, `TIME_WAIT`) do not keep it from a new listener.
 fn lookup(addr: SocketAddr) -> Option<PortHolder> {
     let all = listeners::get_all().ok()?;
     pick(
