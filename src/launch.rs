@@ -43,7 +43,7 @@ pub enum LaunchError {
     },
     /// The listener could not be bound: the port is taken, or the address is not this
     /// machine's.
-    #[error("{source} (change `listen`/`listen_port` in {})", path.display())]
+    #[error("{}", listen_message(source, path))]
     Listen {
         addr: SocketAddr,
         path: PathBuf,
@@ -51,6 +51,23 @@ pub enum LaunchError {
     },
     #[error(transparent)]
     Start(StartError),
+}
+
+/// What to do about a listener that could not be bound: with a known holder, stop it
+/// or move; else move.
+fn listen_message(source: &StartError, path: &Path) -> String {
+    match source {
+        StartError::Listen {
+            holder: Some(_), ..
+        } => format!(
+            "{source}; stop it, or change `listen`/`listen_port` in {}",
+            path.display()
+        ),
+        _ => format!(
+            "{source} (change `listen`/`listen_port` in {})",
+            path.display()
+        ),
+    }
 }
 
 /// Starts Carpool on the config file at `path` (created with a user and a token when

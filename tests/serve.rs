@@ -292,3 +292,74 @@ async fn logs_of_a_full_run_name_users_and_accounts_but_hold_no_secret() {
     );
     assert!(stderr.contains("refreshed the OAuth token"), "{stderr}");
 }
+
+/// This test process's executable name, as the error should show it.
+fn this_executable() -> String {
+    let exe = std::env::current_exe().unwrap();
+    exe.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[tokio::test]
+async fn a_port_in_use_names_the_process_that_holds_it() {
+    let mut setup = Setup::new().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    setup.config["listen_port"] = addr.port().into();
+    let text = serde_json::to_string(&setup.config).unwrap();
+    let config = carpool::Config::parse(&text, &setup.config_path()).unwrap();
+
+    let error = match carpool::Server::bind(config).await {
+        Ok(_) => panic!("bound {addr} twice"),
+        Err(e) => e,
+    };
+    let carpool::engine::StartError::Listen { holder, .. } = &error else {
+        panic!("not a listen error: {error}");
+    };
+    let holder = holder.as_ref().expect("the holder is found");
+    assert_eq!(holder.pid, std::process::id());
+    assert_eq!(holder.name, this_executable());
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "cannot listen on {addr}: the port is in use by `{}` (pid {})",
+            this_executable(),
+            std::process::id()
+        )
+    );
+    drop(taken);
+}
+
+#[test]
+fn carpool_serve_on_a_port_in_use_says_who_holds_it_and_what_to_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"listen": "127.0.0.1", "listen_port": {}}}"#,
+            addr.port()
+        ),
+    )
+    .unwrap();
+    let out = command(dir.path())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    drop(taken);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // After the log lines of the start (the usage database opened), the error.
+    let last = stderr.lines().last().unwrap_or("");
+    assert_eq!(
+        last,
+        format!(
+            "error: cannot listen on {addr}: the port is in use by `{}` (pid {}); stop it, or change `listen`/`listen_port` in {}",
+            this_executable(),
+            std::process::id(),
+            config.display()
+        )
+    );
+}

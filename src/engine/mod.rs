@@ -6,6 +6,7 @@
 //! use; nothing here depends on a terminal or a display.
 
 mod apply;
+mod holder;
 mod reload;
 
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ use crate::{listener, relay};
 pub use crate::config::edit::{ConfigDoc, EditError};
 pub use crate::state::State;
 pub use apply::{AccountError, ApplyError, Changes};
+pub use holder::PortHolder;
 pub use reload::{ConfigWatch, Edited, Overrides, Reloaded};
 
 /// Everything a request needs, shared by all requests. What the config decides lives in
@@ -69,10 +71,13 @@ pub struct Engine {
 /// Why Carpool could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
+    /// The address cannot be taken. When the port is in use, `holder` is the process that
+    /// listens on it, if it could be found (see [`PortHolder`]).
+    #[error("cannot listen on {addr}: {}", listen_problem(.source, .holder.as_ref()))]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
+        holder: Option<PortHolder>,
     },
     #[error(transparent)]
     Ledger(#[from] StoreError),
@@ -90,6 +95,33 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+}
+
+/// What follows "cannot listen on {addr}: ": who holds the port, else the OS's reason.
+fn listen_problem(source: &std::io::Error, holder: Option<&PortHolder>) -> String {
+    match holder {
+        Some(holder) => format!("the port is in use by {holder}"),
+        None if source.kind() == std::io::ErrorKind::AddrInUse => {
+            "the port is already in use".to_owned()
+        }
+        None => source.to_string(),
+    }
+}
+
+impl StartError {
+    /// The error for a failed bind of `addr`: when the port is in use, with the process
+    /// that holds it if it can be found in a moment ([`holder::LOOKUP_TIMEOUT`]).
+    async fn listen(addr: SocketAddr, source: std::io::Error) -> StartError {
+        let holder = match source.kind() {
+            std::io::ErrorKind::AddrInUse => holder::find(addr).await,
+            _ => None,
+        };
+        StartError::Listen {
+            addr,
+            source,
+            holder,
+        }
+    }
 }
 
 impl Engine {
@@ -282,7 +314,8 @@ pub struct Server {
 
 impl Server {
     /// Raises the open-file limit, opens the usage database, binds the listener and
-    /// starts watching the credential files.
+    /// starts watching the credential files. A port in use is a [`StartError::Listen`]
+    /// naming the process that holds it, when it can be found.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let addr = config.listen;
         // Every client connection is a file descriptor, and most need an upstream one
@@ -300,9 +333,10 @@ impl Server {
             );
         }
         let engine = Arc::new(Engine::new(config)?);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Listen { addr, source })?;
+        let listener = match TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(source) => return Err(StartError::listen(addr, source).await),
+        };
         warn_if_exposed(addr, engine.serves_tls());
         engine.start();
         Ok(Server {
