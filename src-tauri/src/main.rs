@@ -39,13 +39,12 @@ struct Shell {
     refresh: tokio::sync::Notify,
 }
 
-fn main() {
-    let config_path = match carpool::config::default_config_path() {
-        Some(path) => path,
-        None => {
-            eprintln!("cannot find the OS config directory; set CARPOOL_CONFIG to a config file's path");
-            std::process::exit(2);
-        }
+fn main() -> std::process::ExitCode {
+    let Some(config_path) = carpool::config::default_config_path() else {
+        eprintln!(
+            "cannot find the OS config directory; set CARPOOL_CONFIG to a config file's path"
+        );
+        return std::process::ExitCode::from(2);
     };
     let _log = init_logging(&config_path);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -68,7 +67,10 @@ fn main() {
             open_dashboard(app.clone());
         }))
         .plugin(tauri_plugin_notification::init())
-        .plugin(tauri_plugin_autostart::init(MacosLauncher::LaunchAgent, None))
+        .plugin(tauri_plugin_autostart::init(
+            MacosLauncher::LaunchAgent,
+            None,
+        ))
         .plugin(tauri_plugin_clipboard_manager::init())
         .manage(shell.clone())
         .setup(move |app| {
@@ -80,26 +82,37 @@ fn main() {
             }
             Ok(())
         })
-        .build(tauri::generate_context!("../tauri.conf.json"))
+        .build(context())
         .expect("the app starts");
 
-    app.run(|app, event| {
-        if let RunEvent::ExitRequested { code: None, api, .. } = event {
+    let code = app.run_return(|_app, event| {
+        if let RunEvent::ExitRequested {
+            code: None, api, ..
+        } = event
+        {
             // The last window closed: the tray app goes on (Quit ends it).
             api.prevent_exit();
             tracing::debug!("window closed; the tray stays");
-            let _ = app;
         }
     });
+    // Quit stopped the relay before asking the app to exit; the engine's tasks end with
+    // the runtime.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// The app's configuration, icons and capabilities, embedded at build time.
+// The macro's expansion holds a `std::process::exit` of Tauri's own (for a broken
+// embedded config), which clippy.toml refuses in our code.
+#[allow(clippy::disallowed_methods)]
+fn context() -> tauri::Context<Wry> {
+    tauri::generate_context!("../tauri.conf.json")
 }
 
 /// Log lines to stderr and to `logs/desktop.log` beside the config file (the tray app
 /// has no terminal), rotated daily, a week kept.
 fn init_logging(config_path: &std::path::Path) -> Option<impl Drop + use<>> {
-    let dir = config_path
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let dir = config_path.parent().map(PathBuf::from).unwrap_or_default();
     let file = carpool::logging::LogFile {
         path: dir.join("logs").join("desktop.log"),
         keep: carpool::logging::DEFAULT_KEEP as usize,
@@ -119,7 +132,10 @@ fn shell(app: &AppHandle) -> Arc<Shell> {
 }
 
 fn build_tray(app: &AppHandle) -> tauri::Result<TrayIcon> {
-    let menu = Menu::build(&carpool::desktop::menu::Relay::Stopped, autostart_enabled(app));
+    let menu = Menu::build(
+        &carpool::desktop::menu::Relay::Stopped,
+        autostart_enabled(app),
+    );
     let tray = TrayIconBuilder::with_id(TRAY)
         .icon(icons::for_look(menu.look))
         .tooltip(&menu.tooltip)
