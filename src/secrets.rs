@@ -183,6 +183,12 @@ impl SecretStore {
         }
     }
 
+    /// The OS keyring this store talks to (the memory one in tests): Claude Code's
+    /// Keychain login on a Mac is read through it too (`credentials::keychain`).
+    pub fn keyring(&self) -> Arc<dyn Keyring> {
+        self.keyring.clone()
+    }
+
     pub fn file_path(&self, id: &str) -> PathBuf {
         self.data_dir.join(SECRETS_DIR).join(id)
     }

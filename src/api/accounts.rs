@@ -244,7 +244,8 @@ pub struct SecretPlace {
     /// OS keyring), `data_dir` (a 0600 file in Carpool's data directory) or
     /// `config_file` (an API key written in the config in clear).
     pub store: SecretStoreKind,
-    /// The file's path or the keyring entry, in words.
+    /// The file's path or the keyring entry, in words (for Claude Code's login on a Mac:
+    /// its Keychain item, else its file).
     pub location: String,
     /// The reference the config holds (`keyring:carpool/<id>`, `file:<id>`), for stored
     /// secrets.
@@ -270,9 +271,13 @@ fn secret_place(source: &Source, secrets: &SecretStore, config_path: &str) -> Se
         reference: Some(reference.to_string()),
     };
     match source {
-        Source::OAuthFile { path, .. } => SecretPlace {
+        Source::OAuthFile { path, keychain, .. } => SecretPlace {
             store: SecretStoreKind::CredentialsFile,
-            location: path.display().to_string(),
+            // On a Mac, Claude Code's Keychain item first (docs/protocol.md §1.3).
+            location: match keychain {
+                Some(item) => format!("{}, else {}", item.describe(), path.display()),
+                None => path.display().to_string(),
+            },
             reference: None,
         },
         Source::OAuthStored { login, .. } => stored(login),
