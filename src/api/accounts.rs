@@ -244,8 +244,7 @@ pub struct SecretPlace {
     /// OS keyring), `data_dir` (a 0600 file in Carpool's data directory) or
     /// `config_file` (an API key written in the config in clear).
     pub store: SecretStoreKind,
-    /// The file's path or the keyring entry, in words (for Claude Code's login on a Mac:
-    /// its Keychain item, else its file).
+    /// The file's path or the keyring entry, in words.
     pub location: String,
     /// The reference the config holds (`keyring:carpool/<id>`, `file:<id>`), for stored
     /// secrets.

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod edit;
 pub mod file;
 mod ids;
+pub mod keychain;
 pub mod manage;
 pub mod raw;
 mod template;
@@ -21,13 +22,13 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use crate::credentials::keychain::KeychainItem;
 use crate::ledger::prices::PriceTable;
 use crate::secret::TokenHash;
 use crate::secrets::SecretRef;
 use raw::{HeaderValues, RawAdmin, RawConfig, RawConnections, RawCredential, RawTimeouts};
 
 pub use ids::{AccountTag, PoolTag, Target, UserName};
+pub use keychain::KeychainItem;
 pub use template::{CreatedConfig, create_default};
 
 pub const DEFAULT_PORT: u16 = 7676;

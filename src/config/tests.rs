@@ -717,7 +717,6 @@ fn a_user_token_with_the_admin_secrets_prefix_is_refused() {
 /// the process's own.
 #[test]
 fn a_claude_code_login_is_looked_for_in_the_keychain_only_on_a_mac_without_a_path() {
-    use crate::credentials::keychain::KeychainItem;
     use std::ffi::OsString;
     let env = |vars: &'static [(&'static str, &'static str)]| {
         move |key: &str| {

@@ -4,7 +4,8 @@
 //! Claude Code writes a generic-password item whose service is `Claude Code-credentials`
 //! (`Claude Code-credentials-<8 hex digits>` when `CLAUDE_CONFIG_DIR` is set), whose
 //! account is the user name, and whose payload is the JSON document of the file
-//! (§1.2). [`KeychainLogin`] reads it through Carpool's [`Keyring`] trait (the `keyring`
+//! (§1.2); which item that is, from the environment, is [`crate::config::keychain`]'s.
+//! [`KeychainLogin`] reads it through Carpool's [`Keyring`] trait (the `keyring`
 //! crate's default store on a Mac, the Keychain; [`crate::secrets::MemoryKeyring`] in
 //! tests), so the same code is compiled and tested on every OS; only the choice of this
 //! source (`config::claude_code_login`) depends on the OS.
@@ -37,78 +38,19 @@
 //! an invalid one, or one whose refresh token was refused), a look every
 //! [`POLL_WHILE_WAITING`], so logging in with `claude` is noticed without a restart.
 
-use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sha2::{Digest as _, Sha256};
-
 use super::file::{self, Digest, FileRead, Reader, Saved, Snapshot, Update};
+pub use crate::config::keychain::{KeychainItem, SERVICE};
 use crate::secrets::Keyring;
 use crate::tasks::lock;
-
-/// The service of Claude Code's Keychain item when `CLAUDE_CONFIG_DIR` is not set.
-pub const SERVICE: &str = "Claude Code-credentials";
 
 /// How often the Keychain is read while the account waits for a login (it is not
 /// watched).
 pub const POLL_WHILE_WAITING: Duration = Duration::from_secs(5);
-
-/// The service name Claude Code uses with `CLAUDE_CONFIG_DIR` set to `config_dir`
-/// (docs/protocol.md §1.3): `Claude Code-credentials-` and the first 8 hex digits of the
-/// SHA-256 of the raw value (no trailing-slash trimming, no canonicalization). `None` or
-/// an empty value counts as unset: `Claude Code-credentials`.
-pub fn service_name(config_dir: Option<&OsStr>) -> String {
-    match config_dir.filter(|d| !d.is_empty()) {
-        None => SERVICE.to_owned(),
-        Some(dir) => {
-            let hash = Sha256::digest(dir.as_encoded_bytes());
-            format!("{SERVICE}-{}", &hex::encode(hash)[..8])
-        }
-    }
-}
-
-/// Which Keychain item holds Claude Code's login.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeychainItem {
-    /// The services to look under, in order: the suffixed one when `CLAUDE_CONFIG_DIR`
-    /// is set, then `Claude Code-credentials`.
-    pub services: Vec<String>,
-    /// The user name.
-    pub account: String,
-}
-
-impl KeychainItem {
-    /// The item of Claude Code running with the environment `var` reads (in production
-    /// `std::env::var_os`; tests pass their own). The account is `$USER`, else
-    /// `$LOGNAME`; `None` when neither is set.
-    pub fn from_env(var: &dyn Fn(&str) -> Option<OsString>) -> Option<KeychainItem> {
-        let account = ["USER", "LOGNAME"]
-            .into_iter()
-            .filter_map(var)
-            .find(|v| !v.is_empty())?
-            .into_string()
-            .ok()?;
-        let suffixed = service_name(var("CLAUDE_CONFIG_DIR").as_deref());
-        let mut services = vec![suffixed];
-        if services[0] != SERVICE {
-            services.push(SERVICE.to_owned());
-        }
-        Some(KeychainItem { services, account })
-    }
-
-    /// "the macOS Keychain (service `…`, account `…`)", every service it looks under.
-    pub fn describe(&self) -> String {
-        let services: Vec<String> = self.services.iter().map(|s| format!("`{s}`")).collect();
-        format!(
-            "the macOS Keychain (service {}, account `{}`)",
-            services.join(" or "),
-            self.account
-        )
-    }
-}
 
 /// Where the last read found the login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,69 +191,6 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
     use crate::secrets::MemoryKeyring;
-
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
-        let vars: Vec<(String, OsString)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), OsString::from(v)))
-            .collect();
-        move |key: &str| vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
-    }
-
-    #[test]
-    fn the_service_is_suffixed_with_the_hash_of_the_raw_claude_config_dir() {
-        assert_eq!(service_name(None), "Claude Code-credentials");
-        assert_eq!(
-            service_name(Some(OsStr::new(""))),
-            "Claude Code-credentials",
-            "empty counts as unset"
-        );
-        // `printf %s /Users/test/.claude-work | sha256sum`: 03abf0ee…; the raw value is
-        // hashed, so a trailing slash is another item.
-        assert_eq!(
-            service_name(Some(OsStr::new("/Users/test/.claude-work"))),
-            "Claude Code-credentials-03abf0ee"
-        );
-        assert_eq!(
-            service_name(Some(OsStr::new("/Users/test/.claude-work/"))),
-            "Claude Code-credentials-8bd6f0f5"
-        );
-    }
-
-    #[test]
-    fn the_item_comes_from_the_environment() {
-        let item = KeychainItem::from_env(&env(&[("USER", "alice"), ("LOGNAME", "bob")])).unwrap();
-        assert_eq!(item.services, ["Claude Code-credentials"]);
-        assert_eq!(item.account, "alice");
-
-        let item = KeychainItem::from_env(&env(&[
-            ("USER", "alice"),
-            ("CLAUDE_CONFIG_DIR", "/Users/test/.claude-work"),
-        ]))
-        .unwrap();
-        assert_eq!(
-            item.services,
-            [
-                "Claude Code-credentials-03abf0ee",
-                "Claude Code-credentials"
-            ],
-            "the suffixed item first, then the unsuffixed one"
-        );
-        assert_eq!(
-            item.describe(),
-            "the macOS Keychain (service `Claude Code-credentials-03abf0ee` or `Claude Code-credentials`, account `alice`)"
-        );
-
-        let item = KeychainItem::from_env(&env(&[
-            ("USER", ""),
-            ("LOGNAME", "bob"),
-            ("CLAUDE_CONFIG_DIR", ""),
-        ]))
-        .unwrap();
-        assert_eq!(item.services, ["Claude Code-credentials"]);
-        assert_eq!(item.account, "bob", "an empty $USER is not a name");
-        assert_eq!(KeychainItem::from_env(&env(&[])), None, "no user name");
-    }
 
     const HOUR_MS: i64 = 3_600_000;
 
