@@ -21,7 +21,9 @@
 //! kernel's keys live in memory only and are gone after a reboot (and a service's session
 //! keyring with the service), which would lose a login whose refresh token has rotated
 //! since. The kernel keyring is used only by a test, for a real round trip through the
-//! `keyring` crate where no Secret Service runs (CI, under `keyctl session -`).
+//! `keyring` crate where no Secret Service runs (CI, under `keyctl session -`). The real
+//! Secret Service round trip is tests/secret_service.rs, which
+//! scripts/secret-service-test.sh runs against a throwaway gnome-keyring.
 //!
 //! Values, errors and log lines: errors name the place (a keyring entry, a file path),
 //! never the value.
@@ -181,6 +183,12 @@ impl SecretStore {
             keyring,
             probed: OnceLock::new(),
         }
+    }
+
+    /// The OS keyring this store talks to (the memory one in tests): Claude Code's
+    /// Keychain login on a Mac is read through it too (`credentials::keychain`).
+    pub fn keyring(&self) -> Arc<dyn Keyring> {
+        self.keyring.clone()
     }
 
     pub fn file_path(&self, id: &str) -> PathBuf {

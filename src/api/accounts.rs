@@ -270,9 +270,13 @@ fn secret_place(source: &Source, secrets: &SecretStore, config_path: &str) -> Se
         reference: Some(reference.to_string()),
     };
     match source {
-        Source::OAuthFile { path, .. } => SecretPlace {
+        Source::OAuthFile { path, keychain, .. } => SecretPlace {
             store: SecretStoreKind::CredentialsFile,
-            location: path.display().to_string(),
+            // On a Mac, Claude Code's Keychain item first (docs/protocol.md §1.3).
+            location: match keychain {
+                Some(item) => format!("{}, else {}", item.describe(), path.display()),
+                None => path.display().to_string(),
+            },
             reference: None,
         },
         Source::OAuthStored { login, .. } => stored(login),

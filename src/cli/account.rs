@@ -154,9 +154,22 @@ pub fn run(command: AccountCommand) -> anyhow::Result<()> {
 fn describe(source: &Source, secrets: &SecretStore, config: &Path) -> String {
     let stored = |r: &SecretRef| format!("kept in {}", r.describe(secrets));
     match source {
-        Source::OAuthFile { path, .. } => {
+        Source::OAuthFile {
+            path,
+            keychain: None,
+            ..
+        } => {
             format!("Claude Code credentials file {}", path.display())
         }
+        Source::OAuthFile {
+            path,
+            keychain: Some(item),
+            ..
+        } => format!(
+            "Claude Code's login in {}, else its credentials file {}",
+            item.describe(),
+            path.display()
+        ),
         Source::OAuthStored { login, .. } => stored(login),
         Source::ApiKeyStored(reference) => stored(reference),
         Source::ApiKey(_) => format!("key written in {}", config.display()),

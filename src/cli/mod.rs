@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api;
 use crate::config::{self, Config, CreatedConfig};
-use crate::credentials::Status;
+use crate::credentials::{LoginStore, Status};
 use crate::engine::{Overrides, Server, shutdown_signal};
 use crate::launch::launch;
 use crate::logging::LogFile;
@@ -262,15 +262,19 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
         match &account.source {
             Source::OAuth(credential) => {
                 let status = credential.status();
-                let hint = match status {
-                    Status::Missing => {
+                let hint = match (&status, credential.store()) {
+                    (Status::Missing, LoginStore::Secret { .. }) => {
+                        " — log in again with `carpool login claude`"
+                    }
+                    (Status::Missing, _) => {
                         " — run `claude` on this machine and log in; Carpool picks it up"
                     }
                     _ => "",
                 };
                 println!(
-                    "Claude account `{}`: {status} ({}){hint}",
+                    "Claude account `{}`: {} ({}){hint}",
                     account.tag,
+                    credential.store().status_words(&status),
                     credential.store()
                 );
             }

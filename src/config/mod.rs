@@ -9,10 +9,12 @@ pub mod accounts;
 pub mod edit;
 pub mod file;
 mod ids;
+pub mod keychain;
 pub mod manage;
 pub mod raw;
 mod template;
 
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use crate::secrets::SecretRef;
 use raw::{HeaderValues, RawAdmin, RawConfig, RawConnections, RawCredential, RawTimeouts};
 
 pub use ids::{AccountTag, PoolTag, Target, UserName};
+pub use keychain::KeychainItem;
 pub use template::{CreatedConfig, create_default};
 
 pub const DEFAULT_PORT: u16 = 7676;
@@ -117,7 +120,13 @@ pub struct CredentialConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// A Claude Code login (OAuth tokens in a credentials file), refreshed by Carpool.
-    OAuthFile { path: PathBuf, token_url: String },
+    /// On a Mac with no explicit `credential_path`, Claude Code's Keychain item
+    /// `keychain` first, the file `path` as fallback ([`claude_code_login`]).
+    OAuthFile {
+        path: PathBuf,
+        token_url: String,
+        keychain: Option<KeychainItem>,
+    },
     /// A Claude login Carpool obtained itself, in its secret store (`login_ref`),
     /// refreshed like a file's.
     OAuthStored { login: SecretRef, token_url: String },
@@ -738,15 +747,18 @@ fn credentials_from_raw(
         ));
     }
     if raw.credentials.is_empty() {
-        let path = match &raw.credential_path {
-            Some(p) => absolute(p, base_dir),
-            None => default_credential_path().map_err(|p| ("credential_path".into(), p))?,
-        };
+        let explicit = raw
+            .credential_path
+            .as_deref()
+            .map(|p| absolute(p, base_dir));
+        let (path, keychain) = claude_code_login(std::env::consts::OS, explicit, &env_var)
+            .map_err(|p| ("credential_path".into(), p))?;
         let account = CredentialConfig {
             tag: AccountTag::new("default"),
             source: Source::OAuthFile {
                 path,
                 token_url: DEFAULT_TOKEN_URL.into(),
+                keychain,
             },
             base_url: DEFAULT_BASE_URL.into(),
             proxy: None,
@@ -807,13 +819,15 @@ fn credentials_from_raw(
                         token_url,
                     },
                     (None, path) => {
-                        let path = match path {
-                            Some(p) => absolute(p, base_dir),
-                            None => {
-                                default_credential_path().map_err(|p| (at("credential_path"), p))?
-                            }
-                        };
-                        Source::OAuthFile { path, token_url }
+                        let explicit = path.as_deref().map(|p| absolute(p, base_dir));
+                        let (path, keychain) =
+                            claude_code_login(std::env::consts::OS, explicit, &env_var)
+                                .map_err(|p| (at("credential_path"), p))?;
+                        Source::OAuthFile {
+                            path,
+                            token_url,
+                            keychain,
+                        }
                     }
                 }
             }
@@ -1252,12 +1266,43 @@ fn absolute(path: &Path, base_dir: &Path) -> PathBuf {
 /// Where Claude Code keeps its login on Linux and Windows (and on macOS when it does not
 /// use the Keychain): `$CLAUDE_CONFIG_DIR/.credentials.json`, else `~/.claude/.credentials.json`.
 pub fn default_credential_path() -> Result<PathBuf, String> {
-    if let Some(dir) = std::env::var_os("CLAUDE_CONFIG_DIR").filter(|d| !d.is_empty()) {
+    default_credential_path_in(&env_var)
+}
+
+fn default_credential_path_in(var: &dyn Fn(&str) -> Option<OsString>) -> Result<PathBuf, String> {
+    if let Some(dir) = var("CLAUDE_CONFIG_DIR").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join(".credentials.json"));
     }
     dirs::home_dir()
         .map(|h| h.join(".claude").join(".credentials.json"))
         .ok_or_else(|| "cannot find the home directory; set `credential_path`".into())
+}
+
+fn env_var(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+/// Where a Claude Code login (an OAuth account without `login_ref`) is read from, as
+/// sing-box does (docs/protocol.md §1.3): the credentials file `credential_path` when it
+/// is given; else, on macOS (`os` is `std::env::consts::OS`), Claude Code's Keychain item
+/// first and the default file ([`default_credential_path`]) as fallback; else the default
+/// file. `var` reads the environment (`CLAUDE_CONFIG_DIR`, `USER`), so the choice is a
+/// function of its arguments, tested on every OS. Without a user name (`$USER`,
+/// `$LOGNAME`) there is no item to look up, and only the file is read.
+pub fn claude_code_login(
+    os: &str,
+    credential_path: Option<PathBuf>,
+    var: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<(PathBuf, Option<KeychainItem>), String> {
+    if let Some(path) = credential_path {
+        return Ok((path, None));
+    }
+    let path = default_credential_path_in(var)?;
+    let keychain = match os {
+        "macos" => KeychainItem::from_env(var),
+        _ => None,
+    };
+    Ok((path, keychain))
 }
 
 /// Where Carpool keeps its own data (the usage database): `$CARPOOL_DATA_DIR`, else

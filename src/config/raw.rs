@@ -20,7 +20,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub listen_port: Option<u16>,
     /// Single-account shorthand: path of a Claude Code credentials file. Cannot be
-    /// combined with `credentials`.
+    /// combined with `credentials`. Unset: Claude Code's login on this machine (on macOS
+    /// its Keychain item first: `super::claude_code_login`).
     #[serde(default)]
     pub credential_path: Option<PathBuf>,
     /// Accounts, in the shape of sing-box ccm's `credentials`. Empty: one `default`
@@ -164,7 +165,8 @@ pub struct RawCredential {
     #[serde(rename = "type", default)]
     pub kind: Option<String>,
     /// `default`: Claude Code credentials file. Default: `$CLAUDE_CONFIG_DIR/.credentials.json`
-    /// or `~/.claude/.credentials.json`.
+    /// or `~/.claude/.credentials.json`, after Claude Code's Keychain item on macOS
+    /// (`super::claude_code_login`).
     #[serde(default)]
     pub credential_path: Option<PathBuf>,
     /// `default`: a login Carpool obtained itself (`carpool login claude`, the API's

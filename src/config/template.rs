@@ -51,9 +51,10 @@ fn render(token_hash: &str) -> String {
   "listen_port": {DEFAULT_PORT},
 
   // The Claude accounts Carpool relays to. "default" with no credential_path uses the
-  // Claude Code login of this machine: $CLAUDE_CONFIG_DIR/.credentials.json, or
-  // ~/.claude/.credentials.json. Run `claude` and log in once if it does not exist yet;
-  // Carpool notices the file when it appears and refreshes its tokens for you.
+  // Claude Code login of this machine: on macOS its Keychain item, else (and elsewhere)
+  // $CLAUDE_CONFIG_DIR/.credentials.json, or ~/.claude/.credentials.json. Run `claude`
+  // and log in once if it does not exist yet; Carpool notices the login when it appears
+  // and refreshes its tokens for you.
   // More logins, API keys, pools (balancer, fallback), reserves and proxies: see
   // "Several accounts" in README.md.
   "credentials": [

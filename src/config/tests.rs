@@ -710,3 +710,102 @@ fn a_user_token_with_the_admin_secrets_prefix_is_refused() {
     assert_eq!(field, "users[0].token");
     assert!(problem.contains("admin secret"), "{problem}");
 }
+
+/// On a Mac, an OAuth account with no `credential_path` reads Claude Code's Keychain item
+/// first and the default file after it; with a path, or on any other OS, only the file
+/// (docs/protocol.md §1.3). The environment is an argument: nothing here reads or changes
+/// the process's own.
+#[test]
+fn a_claude_code_login_is_looked_for_in_the_keychain_only_on_a_mac_without_a_path() {
+    use std::ffi::OsString;
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |key: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| OsString::from(v))
+        }
+    };
+    let home_file = dirs::home_dir()
+        .unwrap()
+        .join(".claude")
+        .join(".credentials.json");
+    let alice = env(&[("USER", "alice")]);
+
+    let (path, keychain) = claude_code_login("macos", None, &alice).unwrap();
+    assert_eq!(path, home_file, "the fallback file");
+    assert_eq!(
+        keychain,
+        Some(KeychainItem {
+            services: vec!["Claude Code-credentials".into()],
+            account: "alice".into(),
+        })
+    );
+
+    let explicit = PathBuf::from("/Users/alice/elsewhere/.credentials.json");
+    assert_eq!(
+        claude_code_login("macos", Some(explicit.clone()), &alice).unwrap(),
+        (explicit.clone(), None),
+        "an explicit path is only the file"
+    );
+    for os in ["linux", "windows", "freebsd"] {
+        assert_eq!(
+            claude_code_login(os, None, &alice).unwrap(),
+            (home_file.clone(), None),
+            "{os}"
+        );
+        assert_eq!(
+            claude_code_login(os, Some(explicit.clone()), &alice).unwrap(),
+            (explicit.clone(), None)
+        );
+    }
+
+    let (path, keychain) = claude_code_login(
+        "macos",
+        None,
+        &env(&[
+            ("USER", "alice"),
+            ("CLAUDE_CONFIG_DIR", "/Users/test/.claude-work"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        path,
+        Path::new("/Users/test/.claude-work/.credentials.json")
+    );
+    assert_eq!(
+        keychain.unwrap().services,
+        [
+            "Claude Code-credentials-03abf0ee",
+            "Claude Code-credentials"
+        ]
+    );
+    let (path, keychain) = claude_code_login(
+        "macos",
+        None,
+        &env(&[("USER", "alice"), ("CLAUDE_CONFIG_DIR", "")]),
+    )
+    .unwrap();
+    assert_eq!(
+        path, home_file,
+        "an empty CLAUDE_CONFIG_DIR counts as unset"
+    );
+    assert_eq!(keychain.unwrap().services, ["Claude Code-credentials"]);
+
+    assert_eq!(
+        claude_code_login("macos", None, &env(&[])).unwrap(),
+        (home_file, None),
+        "no user name, no item to look up: the file"
+    );
+}
+
+/// The config a process parses picks the source for the OS it runs on: on Linux, the
+/// file, as before.
+#[cfg(not(target_os = "macos"))]
+#[test]
+fn off_a_mac_the_default_account_reads_only_the_file() {
+    let c = parse("{}").unwrap();
+    assert!(matches!(
+        &c.credentials[0].source,
+        Source::OAuthFile { keychain: None, .. }
+    ));
+}

@@ -1,8 +1,10 @@
 //! Claude accounts: where their tokens come from, keeping them fresh, and whether each
 //! one can serve a request right now.
 //!
-//! A [`Credential`] is one Claude Code login read from a credentials file. The file is the
-//! source of truth and is shared with the official CLI on the same machine, so:
+//! A [`Credential`] is one Claude Code login read from a credentials file (on a Mac, from
+//! Claude Code's Keychain item first, with the file as fallback: [`keychain`]; or a login
+//! Carpool stored itself: [`store`]). The file is the source of truth and is shared with
+//! the official CLI on the same machine, so:
 //!
 //! * the file is watched ([`watch`]); the credential becomes usable when it appears and
 //!   unusable at once when it is deleted or turns invalid. A read that fails for a
@@ -47,6 +49,7 @@
 //! Reasons and errors name files and directories, never token values.
 
 mod file;
+pub mod keychain;
 pub mod login;
 pub mod oauth;
 mod store;
@@ -233,6 +236,28 @@ impl Credential {
         )
     }
 
+    /// Claude Code's login on a Mac: its Keychain item `item`, read through `keyring`,
+    /// else the credentials file `path` (see [`keychain`]); refreshed tokens go back where
+    /// the login was found.
+    pub fn in_keychain(
+        tag: &str,
+        keyring: Arc<dyn crate::secrets::Keyring>,
+        item: keychain::KeychainItem,
+        path: &Path,
+        base_url: &str,
+        token_url: &str,
+        http: reqwest::Client,
+    ) -> Arc<Credential> {
+        Credential::with_reader(
+            tag,
+            LoginStore::Keychain(keychain::KeychainLogin::new(keyring, item, path.to_owned())),
+            base_url,
+            token_url,
+            http,
+            file::fs_reader(),
+        )
+    }
+
     fn with_reader(
         tag: &str,
         store: LoginStore,
@@ -345,8 +370,9 @@ impl Credential {
     }
 
     /// How long until the watcher should read the file again without an event: a
-    /// passing read error, refreshed tokens not saved yet, or a directory that refused
-    /// the write probe. `None`: only when the file changes.
+    /// passing read error, refreshed tokens not saved yet, a directory that refused
+    /// the write probe, or a Keychain login (not watched) while the account waits for a
+    /// new one. `None`: only when the file changes.
     pub fn next_retry(&self) -> Option<Duration> {
         let state = read(&self.state);
         let now = Instant::now();
@@ -357,7 +383,14 @@ impl Credential {
             .and_then(|p| p.retry.as_ref())
             .map(|r| r.at);
         let probe = state.unsaveable.as_ref().map(|_| now + SAVEABLE_RECHECK);
-        [read, save, probe]
+        let waiting = !matches!(state.current, FileRead::Loaded(_))
+            || state.failure.as_ref().is_some_and(|f| f.terminal);
+        let poll = self
+            .store
+            .poll_while_waiting()
+            .filter(|_| waiting)
+            .map(|every| now + every);
+        [read, save, probe, poll]
             .into_iter()
             .flatten()
             .min()
@@ -1237,5 +1270,335 @@ mod tests {
         let why = cred.needs_attention().unwrap();
         assert!(why.contains("carpool login claude"), "{why}");
         assert!(!why.contains("sk-ant-"), "{why}");
+    }
+
+    /// A token endpoint on 127.0.0.1 that answers every refresh with
+    /// `sk-ant-oat01-new` / `sk-ant-ort01-new` (8 hours) and records the refresh tokens it
+    /// was sent. Runs in `tasks`.
+    async fn token_endpoint(
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        let sent = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = sent.clone();
+        let app = axum::Router::new().route(
+            "/v1/oauth/token",
+            axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let seen = seen.clone();
+                async move {
+                    let refresh = body["refresh_token"].as_str().unwrap_or("").to_owned();
+                    seen.lock().unwrap().push(refresh);
+                    axum::Json(serde_json::json!({
+                        "access_token": "sk-ant-oat01-new", "refresh_token": "sk-ant-ort01-new",
+                        "expires_in": 28800, "token_type": "Bearer"}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/oauth/token", listener.local_addr().unwrap());
+        tasks.spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        (url, sent)
+    }
+
+    fn login_json(access: &str, refresh: &str, expires_at_ms: i64) -> String {
+        serde_json::json!({
+            "claudeAiOauth": {"accessToken": access, "refreshToken": refresh,
+                              "expiresAt": expires_at_ms, "subscriptionType": "max",
+                              "rateLimitTier": "default_claude_max_20x"},
+            "mcpOAuth": {"github": {"accessToken": "mcp-keep-me"}}})
+        .to_string()
+    }
+
+    const SERVICE: &str = keychain::SERVICE;
+
+    /// Claude Code's login on a Mac, read through `keyring` (item `Claude
+    /// Code-credentials` of `alice`), with `path` as its fallback file.
+    fn keychain_credential(
+        keyring: Arc<dyn crate::secrets::Keyring>,
+        path: &Path,
+        token_url: &str,
+    ) -> Arc<Credential> {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let item = keychain::KeychainItem {
+            services: vec![SERVICE.into()],
+            account: "alice".into(),
+        };
+        Credential::in_keychain(
+            "mac",
+            keyring,
+            item,
+            path,
+            "http://127.0.0.1:9",
+            token_url,
+            http,
+        )
+    }
+
+    /// The login in the Keychain item wins over the file, is refreshed through the token
+    /// endpoint when it expires, and the rotated tokens go back into the item with every
+    /// other field kept; the file is not touched.
+    #[tokio::test]
+    async fn a_keychain_login_is_refreshed_and_written_back_into_its_item() {
+        use crate::secrets::{Keyring as _, MemoryKeyring};
+        let mut tasks = tokio::task::JoinSet::new();
+        let (token_url, sent) = token_endpoint(&mut tasks).await;
+        let (_dir, path) = login_file("file", now_ms() + 8 * HOUR_MS);
+        let file_before = std::fs::read(&path).unwrap();
+        let keyring = Arc::new(MemoryKeyring::default());
+        keyring
+            .set(
+                SERVICE,
+                "alice",
+                &login_json("sk-ant-oat01-item", "sk-ant-ort01-item", now_ms() - 1000),
+            )
+            .unwrap();
+        let cred = keychain_credential(keyring.clone(), &path, &token_url);
+        assert_eq!(cred.status(), Status::Ready, "expired, but refreshable");
+        assert_eq!(cred.path(), None, "not a file login");
+        assert_eq!(cred.store().watched_file(), Some(path.as_path()));
+        assert_eq!(
+            cred.store().describe(),
+            "Claude Code's login in the macOS Keychain (service `Claude Code-credentials`, account `alice`)"
+        );
+
+        let token = cred.access_token(None).await.unwrap();
+        assert_eq!(token.expose(), "sk-ant-oat01-new");
+        assert_eq!(
+            *sent.lock().unwrap(),
+            ["sk-ant-ort01-item"],
+            "the item's refresh token, not the file's"
+        );
+        let stored: serde_json::Value =
+            serde_json::from_str(&keyring.get(SERVICE, "alice").unwrap().unwrap()).unwrap();
+        let oauth = &stored["claudeAiOauth"];
+        assert_eq!(oauth["accessToken"], "sk-ant-oat01-new");
+        assert_eq!(oauth["refreshToken"], "sk-ant-ort01-new");
+        assert!(oauth["expiresAt"].as_i64().unwrap() > now_ms() + 7 * HOUR_MS);
+        assert_eq!(oauth["subscriptionType"], "max");
+        assert_eq!(oauth["rateLimitTier"], "default_claude_max_20x");
+        assert_eq!(stored["mcpOAuth"]["github"]["accessToken"], "mcp-keep-me");
+        assert_eq!(keyring.len(), 1);
+        assert_eq!(std::fs::read(&path).unwrap(), file_before, "file untouched");
+        assert_eq!(
+            cred.next_retry(),
+            None,
+            "saved; a loaded login is not polled"
+        );
+
+        // Claude Code on this Mac rotates the tokens in the item: the next refresh reads
+        // the item first and adopts them instead of refreshing again.
+        keyring
+            .set(
+                SERVICE,
+                "alice",
+                &login_json(
+                    "sk-ant-oat01-cli",
+                    "sk-ant-ort01-cli",
+                    now_ms() + 8 * HOUR_MS,
+                ),
+            )
+            .unwrap();
+        let rejected = Secret::new("sk-ant-oat01-new");
+        let token = cred.access_token(Some(&rejected)).await.unwrap();
+        assert_eq!(token.expose(), "sk-ant-oat01-cli");
+        assert_eq!(sent.lock().unwrap().len(), 1, "no second refresh");
+        tasks.abort_all();
+    }
+
+    /// Without an item, the file is the login: a refresh writes the file, and nothing
+    /// goes into the Keychain.
+    #[tokio::test]
+    async fn without_a_keychain_item_the_file_is_read_and_refreshed_in_place() {
+        use crate::secrets::MemoryKeyring;
+        let mut tasks = tokio::task::JoinSet::new();
+        let (token_url, sent) = token_endpoint(&mut tasks).await;
+        let (_dir, path) = login_file("file", now_ms() - 1000);
+        let keyring = Arc::new(MemoryKeyring::default());
+        let cred = keychain_credential(keyring.clone(), &path, &token_url);
+        assert_eq!(
+            cred.store().describe(),
+            format!("its credentials file {}", path.display())
+        );
+
+        let token = cred.access_token(None).await.unwrap();
+        assert_eq!(token.expose(), "sk-ant-oat01-new");
+        assert_eq!(*sent.lock().unwrap(), ["sk-ant-ort01-file"]);
+        assert_eq!(file_refresh_token(&path), "sk-ant-ort01-new");
+        assert!(keyring.is_empty(), "nothing written to the Keychain");
+        tasks.abort_all();
+    }
+
+    /// A Keychain that cannot be read is a passing error: the account waits and says
+    /// why, no refresh is tried, and the file is not used in its place.
+    #[tokio::test]
+    async fn an_unreadable_keychain_is_a_passing_error() {
+        use crate::secrets::MemoryKeyring;
+        let mut tasks = tokio::task::JoinSet::new();
+        let (token_url, sent) = token_endpoint(&mut tasks).await;
+        let (_dir, path) = login_file("file", now_ms() - 1000);
+        let before = std::fs::read(&path).unwrap();
+        let cred = keychain_credential(
+            Arc::new(MemoryKeyring::broken("the keychain is locked")),
+            &path,
+            &token_url,
+        );
+        match cred.status() {
+            Status::Broken(why) => assert!(why.contains("the keychain is locked"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let why = cred.needs_attention().unwrap();
+        assert!(
+            why.contains("macOS Keychain (service `Claude Code-credentials`, account `alice`)")
+                && why.contains("trying again"),
+            "{why}"
+        );
+        let error = cred.access_token(None).await.unwrap_err();
+        assert!(error.retry_after.is_some(), "retryable");
+        assert!(
+            error.reason.contains("cannot be read right now"),
+            "{}",
+            error.reason
+        );
+        assert!(!error.reason.contains("sk-ant-"), "{}", error.reason);
+        assert!(sent.lock().unwrap().is_empty(), "no refresh tried");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert!(cred.next_retry().unwrap() <= READ_RETRY_MAX);
+        tasks.abort_all();
+    }
+
+    /// No item and no file: the account waits for a login, says where it looks and
+    /// how to log in, and looks again every few seconds (the Keychain is not watched);
+    /// a login that appears there is used.
+    #[test]
+    fn a_missing_keychain_login_is_looked_for_again_until_it_appears() {
+        use crate::secrets::{Keyring as _, MemoryKeyring};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        let keyring = Arc::new(MemoryKeyring::default());
+        let cred = keychain_credential(keyring.clone(), &path, "http://127.0.0.1:9/v1/oauth/token");
+        assert_eq!(cred.status(), Status::Missing);
+        assert_eq!(
+            cred.store().status_words(&cred.status()),
+            "waiting for Claude Code's login"
+        );
+        let why = cred.needs_attention().unwrap();
+        assert!(
+            why.contains("macOS Keychain (service `Claude Code-credentials`, account `alice`)")
+                && why.contains(&path.display().to_string())
+                && why.contains("run `claude` on this Mac and log in"),
+            "{why}"
+        );
+        let poll = cred.next_retry().unwrap();
+        assert!(
+            poll <= keychain::POLL_WHILE_WAITING && poll > Duration::ZERO,
+            "{poll:?}"
+        );
+
+        keyring
+            .set(
+                SERVICE,
+                "alice",
+                &login_json(
+                    "sk-ant-oat01-item",
+                    "sk-ant-ort01-item",
+                    now_ms() + 8 * HOUR_MS,
+                ),
+            )
+            .unwrap();
+        cred.reload();
+        assert_eq!(cred.status(), Status::Ready);
+        assert_eq!(cred.plan().0.as_deref(), Some("max"));
+        assert_eq!(cred.next_retry(), None, "found: no more polling");
+
+        // An invalid item is reported as the item's, and polled for a new login too.
+        keyring.set(SERVICE, "alice", "{}").unwrap();
+        cred.reload();
+        match cred.status() {
+            Status::Invalid(why) => assert!(why.contains("claudeAiOauth"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(cred.needs_attention().unwrap().contains("macOS Keychain"));
+        assert!(cred.next_retry().is_some());
+    }
+
+    /// Someone (Claude Code) replaced the item while a refresh ran: theirs wins, ours
+    /// is dropped, and the item is left as they wrote it.
+    #[tokio::test]
+    async fn a_keychain_item_changed_while_refreshing_is_never_overwritten() {
+        use crate::secrets::{Keyring as _, MemoryKeyring};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        let keyring = Arc::new(MemoryKeyring::default());
+        keyring
+            .set(
+                SERVICE,
+                "alice",
+                &login_json("sk-ant-oat01-old", "sk-ant-ort01-old", now_ms() - 1000),
+            )
+            .unwrap();
+        let cred = keychain_credential(keyring.clone(), &path, "http://127.0.0.1:9/v1/oauth/token");
+        let FileRead::Loaded(old) = cred.state.read().unwrap().current.clone() else {
+            panic!("loaded")
+        };
+        let theirs = login_json(
+            "sk-ant-oat01-theirs",
+            "sk-ant-ort01-theirs",
+            now_ms() + 8 * HOUR_MS,
+        );
+        keyring.set(SERVICE, "alice", &theirs).unwrap();
+        let token = {
+            let _single_flight = cred.refresh_lock.lock().await;
+            let new = refreshed("sk-ant-oat01-mine", "sk-ant-ort01-mine");
+            cred.store_refreshed(&old, FileRead::Loaded(old.clone()), new, None)
+                .await
+                .unwrap()
+        };
+        assert_eq!(token.expose(), "sk-ant-oat01-theirs");
+        assert_eq!(keyring.get(SERVICE, "alice").unwrap().unwrap(), theirs);
+        assert!(!path.exists(), "not written to the file either");
+    }
+
+    /// The banner's and the status snapshot's words name the Keychain login, not a file.
+    #[test]
+    fn a_keychain_logins_state_is_worded_for_the_keychain() {
+        use crate::pool::status::AccountState;
+        use crate::secrets::MemoryKeyring;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        let cred = keychain_credential(
+            Arc::new(MemoryKeyring::default()),
+            &path,
+            "http://127.0.0.1:9/v1/oauth/token",
+        );
+        let state =
+            serde_json::to_value(AccountState::of_login(Status::Missing, cred.store())).unwrap();
+        assert_eq!(state["state"], "waiting_for_owner", "no file to point at");
+        let reason = state["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("Claude Code's login (in the macOS Keychain")
+                && reason.contains("run `claude` on this Mac"),
+            "{reason}"
+        );
+        assert_eq!(
+            cred.store().to_string(),
+            format!(
+                "macOS Keychain: service `Claude Code-credentials`, account `alice`; else {}",
+                path.display()
+            )
+        );
+        let file = LoginStore::File(path.clone());
+        assert_eq!(
+            file.status_words(&Status::Missing),
+            "waiting for the credentials file"
+        );
+        assert_eq!(
+            file.status_words(&Status::Invalid("x".into())),
+            "invalid credentials file: x"
+        );
+        assert_eq!(
+            cred.store().status_words(&Status::Invalid("x".into())),
+            "invalid login: x"
+        );
     }
 }

@@ -1,5 +1,10 @@
 //! Watching a credentials file for changes.
 //!
+//! A Keychain login (on a Mac, [`super::keychain`]) has its fallback file watched the same
+//! way; its Keychain item is read again on each reload the watcher makes (an event, a
+//! retry) and, while the account waits for a login, every few seconds
+//! ([`Credential::next_retry`]).
+//!
 //! The parent directory is watched rather than the file: the file may not exist yet, and
 //! tools replace it by renaming a temporary file over it, which a watch on the old inode
 //! would miss. When the path is a symlink, the directory of its target is watched too
@@ -34,7 +39,7 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Starts the watcher in `tasks`; the handle stops it.
 pub fn spawn_watcher(credential: Arc<Credential>, tasks: &mut JoinSet<()>) -> AbortHandle {
-    let Some(path) = credential.path().map(|p| p.to_owned()) else {
+    let Some(path) = credential.store().watched_file().map(|p| p.to_owned()) else {
         return tasks.spawn(retry_only(credential));
     };
     tasks.spawn(async move {

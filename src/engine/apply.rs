@@ -329,8 +329,25 @@ fn new_account(
     };
     let http = upstream::client(&config.timeouts, c.proxy.as_deref(), roots).map_err(problem)?;
     let source = match &c.source {
-        ConfigSource::OAuthFile { path, token_url } => Source::OAuth(Credential::new(
+        ConfigSource::OAuthFile {
+            path,
+            token_url,
+            keychain: None,
+        } => Source::OAuth(Credential::new(
             &c.tag,
+            path,
+            &c.base_url,
+            token_url,
+            http.clone(),
+        )),
+        ConfigSource::OAuthFile {
+            path,
+            token_url,
+            keychain: Some(item),
+        } => Source::OAuth(Credential::in_keychain(
+            &c.tag,
+            secrets.keyring(),
+            item.clone(),
             path,
             &c.base_url,
             token_url,

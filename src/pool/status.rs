@@ -197,7 +197,7 @@ impl AccountState {
                 },
             },
             Status::Invalid(why) => AccountState::WaitingForOwner {
-                reason: format!("invalid credentials file: {why}"),
+                reason: store.status_words(&Status::Invalid(why)),
             },
             Status::Unsaveable(reason) => AccountState::WaitingForOwner { reason },
             Status::LoginExpired(reason) => AccountState::LoginExpired { reason },
