@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The tray app's end-to-end test (scripts/desktop_test.py): builds the shell
+# (src-tauri/), then runs it under a virtual X server and a private D-Bus session, with
+# the test playing the tray host, the notification server and a mock upstream.
+# Arguments go to desktop_test.py (`--memory 5` also measures memory over five
+# open/close cycles of the window, for bench/README.md).
+#
+# Needs (Debian): the Tauri build packages (libwebkit2gtk-4.1-dev
+# libayatana-appindicator3-dev librsvg2-dev libxdo-dev libsoup-3.0-dev), and to run it
+# xvfb xauth dbus python3-dbus python3-gi python3-xlib xclip imagemagick.
+# CARPOOL_TEST_PYTHON: a Python with the anthropic SDK (scripts/test.sh makes one).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+die() {
+    printf 'scripts/desktop-test.sh: %s\n' "$*" >&2
+    exit 1
+}
+for tool in xvfb-run dbus-run-session xclip import; do
+    command -v "$tool" >/dev/null || die "$tool not found (Debian: apt install xvfb dbus xclip imagemagick)"
+done
+/usr/bin/python3 -c 'import dbus, gi, Xlib' 2>/dev/null ||
+    die "Debian's python3-dbus, python3-gi and python3-xlib are needed (apt install python3-dbus python3-gi python3-xlib)"
+
+cargo build -p carpool-desktop
+export CARPOOL_DESKTOP="$ROOT/target/debug/carpool-desktop"
+export CARPOOL_SCREENSHOTS="${CARPOOL_SCREENSHOTS:-$ROOT/target/desktop-test}"
+export CARPOOL_TEST_PYTHON="${CARPOOL_TEST_PYTHON:-$ROOT/.test-deps/venv/bin/python}"
+# dbus-run-session: the app's D-Bus calls (tray, notifications, single instance) stay
+# in a session of the test's own that ends with it. HOME: a throwaway one for everything
+# in that session (services it starts, such as a keyring daemon, write under it).
+SESSION_HOME="$(mktemp -d)"
+trap 'rm -rf "$SESSION_HOME"' EXIT
+HOME="$SESSION_HOME" xvfb-run -a -s "-screen 0 1280x800x24" \
+    dbus-run-session -- /usr/bin/python3 scripts/desktop_test.py "$@"

@@ -1,0 +1,594 @@
+#!/usr/bin/python3
+"""The tray app, end to end, as a person uses it: run by scripts/desktop-test.sh under Xvfb
+and a private D-Bus session (`xvfb-run … dbus-run-session -- python3 scripts/desktop_test.py`).
+
+This process plays the desktop around the app:
+- the tray host: a minimal org.kde.StatusNotifierWatcher (after ../shared/tools/sni_watcher.py
+  of the project's notes), which reads the app's tray item and its menu (com.canonical.dbusmenu)
+  and clicks items by label, as a panel does;
+- the notification server (org.freedesktop.Notifications), recording every notification;
+- a mock Anthropic upstream on 127.0.0.1 that answers /v1/messages with usage figures;
+- the window manager's close button (WM_DELETE_WINDOW, through python3-xlib).
+
+Then it checks: the app starts stopped with the expected menu; Start on a port another
+program holds gives one notification naming the holder; Start makes the relay answer the
+Python SDK (through a user token) on its port and the menu shows that request's cost and a
+different icon; Copy Claude Code setup puts a working setup on the clipboard; Start at login
+writes and removes the XDG autostart entry; a second launch exits and shows the window;
+Open dashboard renders the dashboard signed in (screenshot saved); closing the window
+destroys its web view; Stop makes the port refuse; Quit exits 0 with the usage database
+intact, remembers that the relay ran, and leaves no process behind.
+
+With --memory N it also measures the app's memory (PSS and RSS of the app and every process
+it started) idle with no window, and after each of N open/close cycles of the window, and
+prints a table for bench/README.md.
+
+Needs Debian's python3-dbus, python3-gi, python3-xlib, xclip and ImageMagick's `import`
+(/usr/bin/python3). Environment: CARPOOL_DESKTOP (the app's binary), CARPOOL_TEST_PYTHON (a
+Python with the anthropic SDK), CARPOOL_SCREENSHOTS (where the screenshot goes).
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dbus
+import dbus.service
+from dbus.mainloop.glib import DBusGMainLoop
+from gi.repository import GLib
+from Xlib import X, display as xdisplay, protocol
+
+USER_TOKEN = "cpk-desktop-test-0000000000000001"
+MODEL = "claude-sonnet-4-5-20250929"
+INPUT_TOKENS, OUTPUT_TOKENS = 1200, 300
+
+
+def log(*parts):
+    print("desktop-test:", *parts, flush=True)
+
+
+class Failed(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise Failed(message)
+
+
+# --------------------------------------------------------------------------------------
+# The desktop's D-Bus side: tray host and notification server.
+
+class Watcher(dbus.service.Object):
+    """org.kde.StatusNotifierWatcher: the app registers its tray item here."""
+
+    IFACE = "org.kde.StatusNotifierWatcher"
+
+    def __init__(self, bus):
+        self.item = None  # (bus name, object path)
+        self.name = dbus.service.BusName(self.IFACE, bus)
+        super().__init__(self.name, "/StatusNotifierWatcher")
+
+    @dbus.service.method(IFACE, in_signature="s", out_signature="", sender_keyword="sender")
+    def RegisterStatusNotifierItem(self, service, sender=None):
+        path = service if service.startswith("/") else "/StatusNotifierItem"
+        name = sender if service.startswith("/") else service
+        self.item = (name, path)
+        self.StatusNotifierItemRegistered(f"{name}{path}")
+
+    @dbus.service.method(IFACE, in_signature="s", out_signature="")
+    def RegisterStatusNotifierHost(self, service):
+        pass
+
+    @dbus.service.signal(IFACE, signature="s")
+    def StatusNotifierItemRegistered(self, s):
+        pass
+
+    @dbus.service.method(dbus.PROPERTIES_IFACE, in_signature="ss", out_signature="v")
+    def Get(self, iface, prop):
+        return self.GetAll(iface)[prop]
+
+    @dbus.service.method(dbus.PROPERTIES_IFACE, in_signature="s", out_signature="a{sv}")
+    def GetAll(self, iface):
+        items = [f"{n}{p}" for n, p in [self.item] if self.item]
+        return {
+            "RegisteredStatusNotifierItems": dbus.Array(items, signature="s"),
+            "IsStatusNotifierHostRegistered": dbus.Boolean(True),
+            "ProtocolVersion": dbus.Int32(0),
+        }
+
+
+class Notifications(dbus.service.Object):
+    """org.freedesktop.Notifications: records what the app shows."""
+
+    IFACE = "org.freedesktop.Notifications"
+
+    def __init__(self, bus):
+        self.shown = []
+        self.name = dbus.service.BusName(self.IFACE, bus)
+        super().__init__(self.name, "/org/freedesktop/Notifications")
+
+    @dbus.service.method(IFACE, in_signature="susssasa{sv}i", out_signature="u")
+    def Notify(self, app_name, replaces_id, icon, summary, body, actions, hints, timeout):
+        self.shown.append((str(summary), str(body)))
+        log(f"notification: {summary} — {body}")
+        return dbus.UInt32(len(self.shown))
+
+    @dbus.service.method(IFACE, in_signature="", out_signature="as")
+    def GetCapabilities(self):
+        return dbus.Array(["body"], signature="s")
+
+    @dbus.service.method(IFACE, in_signature="", out_signature="ssss")
+    def GetServerInformation(self):
+        return ("desktop-test", "carpool", "1", "1.2")
+
+    @dbus.service.method(IFACE, in_signature="u", out_signature="")
+    def CloseNotification(self, id):
+        pass
+
+
+def pump(seconds=0.05):
+    """Runs the D-Bus main loop for a moment, so the app's calls are answered."""
+    context = GLib.MainContext.default()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        while context.pending():
+            context.iteration(False)
+        time.sleep(0.01)
+
+
+def wait_for(what, predicate, timeout=30):
+    """Pumps the main loop until `predicate()` is truthy; its value, or Failed."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        pump(0.1)
+    raise Failed(f"timed out after {timeout} s waiting for {what}")
+
+
+class Tray:
+    def __init__(self, bus, watcher):
+        self.bus, self.watcher = bus, watcher
+
+    def _item(self):
+        name, path = self.watcher.item
+        return self.bus.get_object(name, path)
+
+    def prop(self, name):
+        props = dbus.Interface(self._item(), dbus.PROPERTIES_IFACE)
+        return props.Get("org.kde.StatusNotifierItem", name)
+
+    def _menu(self):
+        name, _ = self.watcher.item
+        return dbus.Interface(self.bus.get_object(name, self.prop("Menu")), "com.canonical.dbusmenu")
+
+    def items(self):
+        """The menu now: [(id, label, enabled, toggle-state or None)], separators left out."""
+        _rev, layout = self._menu().GetLayout(0, -1, dbus.Array([], signature="s"))
+        found = []
+
+        def walk(node):
+            id_, props, children = node
+            label = str(props.get("label", "")).replace("_", "")
+            if label:
+                toggle = props.get("toggle-state")
+                found.append((int(id_), label, bool(props.get("enabled", True)),
+                              None if toggle is None else int(toggle)))
+            for child in children:
+                walk(child)
+
+        walk(layout)
+        return found
+
+    def labels(self):
+        try:
+            return [label for _, label, _, _ in self.items()]
+        except dbus.DBusException:
+            return []  # the menu is being replaced
+
+    def click(self, label):
+        """Clicks the item whose label starts with `label` (the menu is read afresh: ids
+        change whenever the app rebuilds its menu)."""
+        for attempt in range(20):
+            try:
+                for id_, text, enabled, _ in self.items():
+                    if text.startswith(label):
+                        check(enabled, f"`{text}` is greyed out")
+                        self._menu().Event(dbus.Int32(id_), "clicked",
+                                           dbus.Int32(0, variant_level=1), dbus.UInt32(0))
+                        log(f"clicked `{text}`")
+                        return
+            except dbus.DBusException as e:
+                # The menu was replaced between reading and clicking: read it again.
+                log(f"click on `{label}` missed ({e.get_dbus_name()}); again")
+            pump(0.2)
+        raise Failed(f"no menu item `{label}` in {self.labels()}")
+
+    def icon_digest(self):
+        """A digest of the icon the tray shows (the PNG file the item names)."""
+        name = str(self.prop("IconName"))
+        theme = str(self.prop("IconThemePath") or "")
+        for path in [name, os.path.join(theme, name + ".png"), os.path.join(theme, name)]:
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    return hashlib.sha256(f.read()).hexdigest()
+        raise Failed(f"the tray's icon `{name}` (theme path `{theme}`) is not a file")
+
+
+# --------------------------------------------------------------------------------------
+# A mock Anthropic upstream.
+
+class Upstream(BaseHTTPRequestHandler):
+    requests = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        length = int(self.headers.get("content-length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path != "/v1/messages" or self.headers.get("x-api-key") != "sk-ant-api03-mock":
+            self.send_error(401 if self.path == "/v1/messages" else 404)
+            return
+        Upstream.requests += 1
+        answer = json.dumps({
+            "id": f"msg_{Upstream.requests}", "type": "message", "role": "assistant",
+            "model": body.get("model", MODEL),
+            "content": [{"type": "text", "text": "Hello from the mock."}],
+            "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS,
+                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        }).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_answers(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------
+# Processes and memory.
+
+def marked_processes(marker):
+    """Pids of every process whose environment carries `marker` (the app and all it
+    started, even after they were re-parented)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def memory_kib(pids):
+    """(PSS, RSS) in KiB summed over `pids` (from /proc/PID/smaps_rollup)."""
+    pss = rss = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    key, _, rest = line.partition(":")
+                    if key == "Pss":
+                        pss += int(rest.split()[0])
+                    elif key == "Rss":
+                        rss += int(rest.split()[0])
+        except OSError:
+            pass
+    return pss, rss
+
+
+def process_names(pids):
+    names = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return names
+
+
+# --------------------------------------------------------------------------------------
+# The window.
+
+def find_window(title):
+    d = xdisplay.Display()
+    try:
+        stack = [d.screen().root]
+        while stack:
+            window = stack.pop()
+            try:
+                if window.get_wm_name() == title:
+                    attrs = window.get_attributes()
+                    if attrs.map_state == X.IsViewable:
+                        return window.id
+                stack.extend(window.query_tree().children)
+            except Exception:
+                continue
+        return None
+    finally:
+        d.close()
+
+
+def close_window(window_id):
+    """What a window manager does on the close button: WM_DELETE_WINDOW."""
+    d = xdisplay.Display()
+    try:
+        window = d.create_resource_object("window", window_id)
+        protocols = d.intern_atom("WM_PROTOCOLS")
+        delete = d.intern_atom("WM_DELETE_WINDOW")
+        event = protocol.event.ClientMessage(window=window, client_type=protocols,
+                                             data=(32, [delete, X.CurrentTime, 0, 0, 0]))
+        window.send_event(event, event_mask=X.NoEventMask)
+        d.flush()
+    finally:
+        d.close()
+
+
+def screenshot(path):
+    subprocess.run(["import", "-window", "root", path], check=True)
+    colours = int(subprocess.run(["identify", "-format", "%k", path], check=True,
+                                 capture_output=True, text=True).stdout.strip() or 0)
+    return colours
+
+
+# --------------------------------------------------------------------------------------
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--memory", type=int, default=0,
+                        help="also measure memory over this many open/close cycles of the window")
+    args = parser.parse_args()
+
+    app_bin = os.environ["CARPOOL_DESKTOP"]
+    sdk_python = os.environ.get("CARPOOL_TEST_PYTHON", "python3")
+    shots = os.environ.get("CARPOOL_SCREENSHOTS", "target/desktop-test")
+    os.makedirs(shots, exist_ok=True)
+
+    DBusGMainLoop(set_as_default=True)
+    bus = dbus.SessionBus()
+    watcher = Watcher(bus)
+    notifications = Notifications(bus)
+    tray = Tray(bus, watcher)
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    upstream_url = f"http://127.0.0.1:{upstream.server_address[1]}"
+
+    home = tempfile.mkdtemp(prefix="carpool-desktop-")
+    config_dir = os.path.join(home, ".config", "carpool")
+    data_dir = os.path.join(home, ".local", "share", "carpool")
+    os.makedirs(config_dir)
+    port = free_port()
+    database = os.path.join(data_dir, "usage.db")
+    with open(os.path.join(config_dir, "config.json"), "w") as f:
+        json.dump({
+            "listen": "127.0.0.1",
+            "listen_port": port,
+            "credentials": [{"tag": "key", "type": "api_key", "api_key": "sk-ant-api03-mock", "base_url": upstream_url}],
+            "users": [{"name": "friend", "token": USER_TOKEN, "credential": "key"}],
+            "data_dir": data_dir,
+            "database": database,
+            "secret_store": "file",
+        }, f, indent=2)
+    marker = f"CARPOOL_DESKTOP_TEST={uuid.uuid4()}"
+    env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=os.path.join(home, ".config"),
+               XDG_DATA_HOME=os.path.join(home, ".local", "share"),
+               XDG_CACHE_HOME=os.path.join(home, ".cache"))
+    env[marker.split("=")[0]] = marker.split("=")[1]
+    # No GPU under Xvfb: WebKit's compositing would only warn.
+    env.setdefault("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
+    app_log = open(os.path.join(shots, "app.log"), "w")
+    app = subprocess.Popen([app_bin], env=env, stdout=app_log, stderr=subprocess.STDOUT)
+    log(f"app started (pid {app.pid}), config in {config_dir}, relay port {port}")
+    blocker = None
+    try:
+        # The tray item appears, stopped.
+        wait_for("the tray item", lambda: watcher.item)
+        wait_for("the stopped menu", lambda: tray.labels() == [
+            "Carpool is stopped", "Start", "Open dashboard", "Copy Claude Code setup",
+            "Start at login", "Quit Carpool"])
+        items = {label: (enabled, toggle) for _, label, enabled, toggle in tray.items()}
+        check(not items["Open dashboard"][0], "Open dashboard is greyed out while stopped")
+        check(items["Start at login"][1] == 0, "Start at login is an unchecked check item")
+        stopped_icon = tray.icon_digest()
+        log("menu:", tray.labels())
+
+        # Start while another program holds the port: one notification naming it.
+        blocker = socket.socket()
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        tray.click("Start")
+        busy = wait_for("the port-busy notification",
+                        lambda: [n for n in notifications.shown if n[0] == "Carpool cannot start"])
+        check(len(busy) == 1, f"one notification, not {busy}")
+        check(f"cannot listen on 127.0.0.1:{port}" in busy[0][1], busy[0][1])
+        check(f"pid {os.getpid()}" in busy[0][1], f"the holder is named: {busy[0][1]}")
+        wait_for("the stopped menu again", lambda: tray.labels()[:2] == ["Carpool is stopped", "Start"])
+        blocker.close()
+        blocker = None
+
+        # Start: the relay answers the Python SDK on its port.
+        tray.click("Start")
+        address = f"http://127.0.0.1:{port}"
+        wait_for("the running menu", lambda: tray.labels()[:1] == [f"Carpool is running on {address}"])
+        check(port_answers(port), "the port answers")
+        running_icon = wait_for("the running icon", lambda: (d := tray.icon_digest()) != stopped_icon and d)
+        check("Stop" in tray.labels(), tray.labels())
+        sdk = subprocess.run([sdk_python, "-c", f"""
+import anthropic
+client = anthropic.Anthropic(base_url={address!r}, api_key={USER_TOKEN!r}, max_retries=0)
+message = client.messages.create(model={MODEL!r}, max_tokens=64,
+    messages=[{{"role": "user", "content": "hi"}}])
+print(message.content[0].text, message.usage.input_tokens, message.usage.output_tokens)
+"""], capture_output=True, text=True, timeout=60)
+        check(sdk.returncode == 0, f"the SDK's request failed: {sdk.stderr[-2000:]}")
+        check(sdk.stdout.split() == ["Hello", "from", "the", "mock.", str(INPUT_TOKENS), str(OUTPUT_TOKENS)],
+              sdk.stdout)
+        # Sonnet 4.5: $3 / MTok in, $15 / MTok out → 1200 in + 300 out = $0.0081.
+        wait_for("the request's cost in the menu", lambda: "Today: $0.008" in tray.labels())
+        check(any(l.startswith("key — ") for l in tray.labels()), tray.labels())
+        log("menu after a request:", tray.labels())
+
+        # Copy Claude Code setup: this machine's address and a token the relay takes.
+        tray.click("Copy Claude Code setup")
+        copied = wait_for("the setup on the clipboard", lambda: (subprocess.run(
+            ["xclip", "-o", "-selection", "clipboard"], capture_output=True, text=True, env=env
+        ).stdout or "").strip() or None)
+        lines = copied.splitlines()
+        check(lines[0] == f"export ANTHROPIC_BASE_URL={address}", copied)
+        check(lines[1].startswith("export ANTHROPIC_AUTH_TOKEN=cpk-"), "a token in the setup")
+        wait_for("the copy notification",
+                 lambda: any(n[0] == "Claude Code setup copied" for n in notifications.shown))
+
+        # Start at login: the XDG autostart entry comes and goes.
+        autostart = os.path.join(home, ".config", "autostart", "Carpool.desktop")
+        tray.click("Start at login")
+        wait_for("the autostart entry", lambda: os.path.isfile(autostart))
+        wait_for("Start at login checked", lambda: any(
+            label == "Start at login" and toggle == 1 for _, label, _, toggle in tray.items()))
+        with open(autostart) as f:
+            entry = f.read()
+        check(f"Exec={app_bin}" in entry, f"the entry starts this app: {entry}")
+        tray.click("Start at login")
+        wait_for("the autostart entry removed", lambda: not os.path.exists(autostart))
+
+        # A second launch hands over to the first (which shows its window) and exits.
+        second = subprocess.run([app_bin], env=env, capture_output=True, timeout=30)
+        check(second.returncode == 0, f"the second launch exits 0, not {second.returncode}")
+        check(app.poll() is None, "the first one still runs")
+        window = wait_for("the dashboard window", lambda: find_window("Carpool"))
+        close_window(window)
+        wait_for("the window closed", lambda: not find_window("Carpool"))
+
+        if args.memory:
+            measure_memory(args.memory, tray, marker, app)
+
+        # Open dashboard: the window shows the dashboard, signed in by the app.
+        tray.click("Open dashboard")
+        window = wait_for("the dashboard window", lambda: find_window("Carpool"))
+        wait_for("the window's sign-in", lambda: "the desktop app's window signed in" in open(
+            os.path.join(shots, "app.log")).read())
+        # The page renders: give it time to fetch and draw, then look.
+        time.sleep(4)
+        shot = os.path.join(shots, "dashboard-window.png")
+        colours = screenshot(shot)
+        check(colours > 64, f"the window shows a page ({colours} colours in {shot})")
+        log(f"screenshot: {shot} ({colours} colours)")
+        web_before = [n for n in process_names(marked_processes(marker)) if n.startswith("WebKitWeb")]
+        check(web_before, "a web process renders the window")
+        close_window(window)
+        wait_for("the window closed", lambda: not find_window("Carpool"))
+        wait_for("its web process gone", lambda: not [
+            n for n in process_names(marked_processes(marker)) if n.startswith("WebKitWeb")], timeout=20)
+        check(app.poll() is None, "closing the window leaves the tray app running")
+
+        # Stop: the port refuses.
+        tray.click("Stop")
+        wait_for("the stopped menu", lambda: tray.labels()[:2] == ["Carpool is stopped", "Start"])
+        check(not port_answers(port), "the port refuses once stopped")
+        check(tray.icon_digest() == stopped_icon, "the stopped icon is back")
+        with open(os.path.join(config_dir, "desktop.json")) as f:
+            check(json.load(f)["relay_running"] is False, "Stop is remembered")
+
+        # Start again, then Quit: graceful, the usage on disk, nothing left behind.
+        tray.click("Start")
+        wait_for("the running menu", lambda: tray.labels()[:1] == [f"Carpool is running on {address}"])
+        check(tray.icon_digest() == running_icon, "the running icon again")
+        tray.click("Quit Carpool")
+        code = app.wait(timeout=30)
+        check(code == 0, f"Quit exits 0, not {code}")
+        with open(os.path.join(config_dir, "desktop.json")) as f:
+            check(json.load(f)["relay_running"] is True, "that the relay ran is remembered")
+        db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        check(db.execute("PRAGMA integrity_check").fetchone()[0] == "ok", "the database is intact")
+        rows = db.execute("SELECT user, input_tokens, output_tokens FROM requests").fetchall()
+        check(rows == [("friend", INPUT_TOKENS, OUTPUT_TOKENS)], f"the request is recorded: {rows}")
+        db.close()
+        left = wait_for("no process left", lambda: not marked_processes(marker) or None, timeout=10) \
+            if marked_processes(marker) else True
+        check(left, "no process left")
+        check(len(notifications.shown) < 10, f"no storm of notifications: {notifications.shown}")
+        log("passed")
+        return 0
+    except Failed as e:
+        log(f"FAILED: {e}")
+        try:
+            screenshot(os.path.join(shots, "failure.png"))
+            log("menu at the failure:", tray.labels())
+        except Exception:
+            pass
+        return 1
+    finally:
+        if blocker:
+            blocker.close()
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        for pid in marked_processes(marker):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        upstream.shutdown()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def measure_memory(cycles, tray, marker, app):
+    """The app's memory idle without a window, and after each open/close cycle."""
+    def settle():
+        time.sleep(8)
+        pump(0.1)
+        return memory_kib(marked_processes(marker))
+
+    rows = [("idle, window never opened", *settle())]
+    for n in range(1, cycles + 1):
+        tray.click("Open dashboard")
+        window = wait_for("the dashboard window", lambda: find_window("Carpool"))
+        time.sleep(4)
+        if n == 1:
+            rows.append(("window open", *memory_kib(marked_processes(marker))))
+        close_window(window)
+        wait_for("the window closed", lambda: not find_window("Carpool"))
+        rows.append((f"idle after {n} open/close", *settle()))
+    check(app.poll() is None, "the app still runs")
+    print("\n| state | PSS (MiB) | RSS (MiB) |\n|---|---:|---:|")
+    for label, pss, rss in rows:
+        print(f"| {label} | {pss / 1024:.1f} | {rss / 1024:.1f} |")
+    print(flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
