@@ -3,7 +3,8 @@
 # (src-tauri/), then runs it under a virtual X server and a private D-Bus session, with
 # the test playing the tray host, the notification server and a mock upstream.
 # Arguments go to desktop_test.py (`--memory 5` also measures memory over five
-# open/close cycles of the window, for bench/README.md).
+# open/close cycles of the window, for bench/README.md; with CARPOOL_DESKTOP_RELEASE=1
+# the release build is tested).
 #
 # Needs (Debian): the Tauri build packages (libwebkit2gtk-4.1-dev
 # libayatana-appindicator3-dev librsvg2-dev libxdo-dev libsoup-3.0-dev), and to run it
@@ -23,8 +24,15 @@ done
 /usr/bin/python3 -c 'import dbus, gi, Xlib' 2>/dev/null ||
     die "Debian's python3-dbus, python3-gi and python3-xlib are needed (apt install python3-dbus python3-gi python3-xlib)"
 
-cargo build -p carpool-desktop
-export CARPOOL_DESKTOP="$ROOT/target/debug/carpool-desktop"
+# CARPOOL_DESKTOP_RELEASE=1: the release build (what a person installs; the memory
+# figures in bench/README.md are of it).
+if [ "${CARPOOL_DESKTOP_RELEASE:-}" = 1 ]; then
+    cargo build --release -p carpool-desktop
+    export CARPOOL_DESKTOP="$ROOT/target/release/carpool-desktop"
+else
+    cargo build -p carpool-desktop
+    export CARPOOL_DESKTOP="$ROOT/target/debug/carpool-desktop"
+fi
 export CARPOOL_SCREENSHOTS="${CARPOOL_SCREENSHOTS:-$ROOT/target/desktop-test}"
 export CARPOOL_TEST_PYTHON="${CARPOOL_TEST_PYTHON:-$ROOT/.test-deps/venv/bin/python}"
 # dbus-run-session: the app's D-Bus calls (tray, notifications, single instance) stay

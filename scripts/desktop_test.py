@@ -308,6 +308,15 @@ def memory_kib(pids):
     return pss, rss
 
 
+def breakdown(pids):
+    """`name PSS` per process, for the memory table's notes."""
+    parts = []
+    for pid, name in zip(pids, process_names(pids)):
+        pss, _ = memory_kib([pid])
+        parts.append(f"{name} {pss / 1024:.1f}")
+    return ", ".join(parts)
+
+
 def process_names(pids):
     names = []
     for pid in pids:
@@ -462,6 +471,9 @@ print(message.content[0].text, message.usage.input_tokens, message.usage.output_
         check(any(l.startswith("key — ") for l in tray.labels()), tray.labels())
         log("menu after a request:", tray.labels())
 
+        if args.memory:
+            measure_memory(args.memory, tray, marker, app)
+
         # Copy Claude Code setup: this machine's address and a token the relay takes.
         tray.click("Copy Claude Code setup")
         copied = wait_for("the setup on the clipboard", lambda: (subprocess.run(
@@ -492,9 +504,6 @@ print(message.content[0].text, message.usage.input_tokens, message.usage.output_
         window = wait_for("the dashboard window", lambda: find_window("Carpool"))
         close_window(window)
         wait_for("the window closed", lambda: not find_window("Carpool"))
-
-        if args.memory:
-            measure_memory(args.memory, tray, marker, app)
 
         # Open dashboard: the window shows the dashboard, signed in by the app.
         tray.click("Open dashboard")
@@ -571,15 +580,19 @@ def measure_memory(cycles, tray, marker, app):
     def settle():
         time.sleep(8)
         pump(0.1)
-        return memory_kib(marked_processes(marker))
+        pids = marked_processes(marker)
+        log("processes:", breakdown(pids))
+        return memory_kib(pids)
 
-    rows = [("idle, window never opened", *settle())]
+    rows = [("idle, relay running, window never opened", *settle())]
     for n in range(1, cycles + 1):
         tray.click("Open dashboard")
         window = wait_for("the dashboard window", lambda: find_window("Carpool"))
         time.sleep(4)
         if n == 1:
-            rows.append(("window open", *memory_kib(marked_processes(marker))))
+            pids = marked_processes(marker)
+            log("processes:", breakdown(pids))
+            rows.append(("window open", *memory_kib(pids)))
         close_window(window)
         wait_for("the window closed", lambda: not find_window("Carpool"))
         rows.append((f"idle after {n} open/close", *settle()))

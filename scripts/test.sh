@@ -9,7 +9,8 @@
 #   ui/node_modules/         npm ci of ui/package-lock.json (the dashboard's toolchain; build.rs
 #                            reads the same stamp, so cargo does not install it again)
 # Installs are skipped while a stamp shows they match the pinned files. Then the dashboard
-# (ui/) is type-checked, linted and unit-tested, and cargo builds it into the binary.
+# (ui/) is type-checked, linted and unit-tested, and cargo builds it into the binary. Last
+# come the dashboard in Chromium (ui/e2e) and the tray app under Xvfb (desktop-test.sh).
 #
 # Arguments are passed to `cargo test`, e.g. `bash scripts/test.sh --test real_clients`.
 # CARPOOL_PYTHON picks the Python to build the venv from (default: python3).
@@ -192,6 +193,18 @@ else
     cargo test "$@"
 fi
 
+section "Secret Service round trip"
+# The OS keyring Carpool uses on Linux, against a real gnome-keyring on a private D-Bus
+# session bus (scripts/secret-service-test.sh). Not on macOS, and skipped where the
+# daemon is missing unless CARPOOL_REQUIRE_DESKTOP=1 (.ci/run sets it).
+if command -v gnome-keyring-daemon >/dev/null && command -v dbus-run-session >/dev/null; then
+    scripts/secret-service-test.sh
+elif [ "${CARPOOL_REQUIRE_DESKTOP:-}" = 1 ]; then
+    die "gnome-keyring-daemon or dbus-run-session missing (Debian: apt install gnome-keyring dbus-daemon)"
+else
+    echo "gnome-keyring or dbus-run-session missing (Debian: apt install gnome-keyring dbus-daemon): the Secret Service round trip is skipped"
+fi
+
 # ---------------------------------------------------------------------------------------
 section "e2e (Playwright, Chromium)"
 # The dashboard in real Chromium against this checkout's carpool (which embeds the UI) on
@@ -204,3 +217,20 @@ CHROMIUM="${CARPOOL_CHROMIUM:-/usr/bin/chromium}"
 # dev-dependencies, some crates' features differ.)
 cargo test --no-run --test dashboard
 (cd "$UI" && CARPOOL_BIN="$ROOT/target/debug/carpool" CARPOOL_CHROMIUM="$CHROMIUM" npm run --silent e2e)
+
+# ---------------------------------------------------------------------------------------
+section "desktop app (src-tauri, Xvfb)"
+# The tray app: clippy, then scripts/desktop-test.sh builds it and runs it under Xvfb and a
+# private D-Bus session (tray, notifications, Start/Stop, the window, Quit). Built after
+# the engine's tests, once: building the two alternately recompiles shared crates.
+# Linux only; skipped where the Tauri libraries or Xvfb are missing, unless
+# CARPOOL_REQUIRE_DESKTOP=1 (.ci/run sets it).
+if [ "$(uname -s)" = Linux ] && pkg-config --exists webkit2gtk-4.1 ayatana-appindicator3-0.1 2>/dev/null &&
+    command -v xvfb-run >/dev/null; then
+    cargo clippy -p carpool-desktop --all-targets -- -D warnings
+    CARPOOL_TEST_PYTHON="$CARPOOL_TEST_PYTHON" scripts/desktop-test.sh
+elif [ "${CARPOOL_REQUIRE_DESKTOP:-}" = 1 ]; then
+    die "the desktop app's build or test packages are missing (see .ci/run's apt line)"
+else
+    echo "the Tauri libraries or Xvfb are missing (Debian: see .ci/run's apt line; not on macOS): the desktop app's test is skipped"
+fi
