@@ -148,3 +148,57 @@ fn references_are_read_from_code_not_comments() {
         ["auth", "config", "pool"]
     );
 }
+
+/// `cargo test` at the root builds the engine alone: no crate of the tray app's stack
+/// (Tauri, GTK, WebKit) is in the engine's dependency tree, dev and build dependencies
+/// included. The shell (`src-tauri/`) is a workspace member outside `default-members`.
+#[test]
+fn the_engine_depends_on_no_desktop_crate() {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "carpool",
+            "-e",
+            "normal,build,dev",
+        ])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tree = String::from_utf8(output.stdout).unwrap();
+    assert!(tree.lines().count() > 100, "the tree is listed: {tree}");
+    let desktop: Vec<&str> = tree
+        .lines()
+        .filter(|l| {
+            [
+                "tauri",
+                "gtk",
+                "gdk",
+                "webkit2gtk",
+                "wry",
+                "tao",
+                "libappindicator",
+            ]
+            .iter()
+            .any(|name| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}-")))
+        })
+        .collect();
+    assert!(desktop.is_empty(), "the engine depends on {desktop:?}");
+    let default_members =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("default-members"))
+            .map(str::to_owned);
+    assert_eq!(
+        default_members.as_deref(),
+        Some("default-members = [\".\"]")
+    );
+}
