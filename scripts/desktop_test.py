@@ -16,7 +16,7 @@ Python SDK (through a user token) on its port and the menu shows that request's 
 different icon; Copy Claude Code setup puts a working setup on the clipboard; Start at login
 writes and removes the XDG autostart entry; a second launch exits and shows the window;
 Open dashboard renders the dashboard signed in (screenshot saved); closing the window
-destroys its web view; Stop makes the port refuse; Quit exits 0 with the usage database
+ends its process and every WebKit process; Stop makes the port refuse; Quit exits 0 with the usage database
 intact, remembers that the relay ran, and leaves no process behind.
 
 With --memory N it also measures the app's memory (PSS and RSS of the app and every process
@@ -365,6 +365,19 @@ def close_window(window_id):
         d.close()
 
 
+def signed_in_windows(app_log):
+    """How many times a window signed in, by the app's log."""
+    with open(app_log) as f:
+        return f.read().count("the desktop app's window signed in")
+
+
+def wait_for_window(app_log, before):
+    """The dashboard window, once it has signed in (its page is loading)."""
+    window = wait_for("the dashboard window", lambda: find_window("Carpool"))
+    wait_for("the window's sign-in", lambda: signed_in_windows(app_log) > before)
+    return window
+
+
 def screenshot(path):
     subprocess.run(["import", "-window", "root", path], check=True)
     colours = int(subprocess.run(["identify", "-format", "%k", path], check=True,
@@ -418,7 +431,8 @@ def main():
     env[marker.split("=")[0]] = marker.split("=")[1]
     # No GPU under Xvfb: WebKit's compositing would only warn.
     env.setdefault("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
-    app_log = open(os.path.join(shots, "app.log"), "w")
+    app_log_path = os.path.join(shots, "app.log")
+    app_log = open(app_log_path, "w")
     app = subprocess.Popen([app_bin], env=env, stdout=app_log, stderr=subprocess.STDOUT)
     log(f"app started (pid {app.pid}), config in {config_dir}, relay port {port}")
     blocker = None
@@ -472,7 +486,7 @@ print(message.content[0].text, message.usage.input_tokens, message.usage.output_
         log("menu after a request:", tray.labels())
 
         if args.memory:
-            measure_memory(args.memory, tray, marker, app)
+            measure_memory(args.memory, tray, marker, app, app_log_path)
 
         # Copy Claude Code setup: this machine's address and a token the relay takes.
         tray.click("Copy Claude Code setup")
@@ -498,18 +512,18 @@ print(message.content[0].text, message.usage.input_tokens, message.usage.output_
         wait_for("the autostart entry removed", lambda: not os.path.exists(autostart))
 
         # A second launch hands over to the first (which shows its window) and exits.
+        before = signed_in_windows(app_log_path)
         second = subprocess.run([app_bin], env=env, capture_output=True, timeout=30)
         check(second.returncode == 0, f"the second launch exits 0, not {second.returncode}")
         check(app.poll() is None, "the first one still runs")
-        window = wait_for("the dashboard window", lambda: find_window("Carpool"))
+        window = wait_for_window(app_log_path, before)
         close_window(window)
         wait_for("the window closed", lambda: not find_window("Carpool"))
 
         # Open dashboard: the window shows the dashboard, signed in by the app.
+        before = signed_in_windows(app_log_path)
         tray.click("Open dashboard")
-        window = wait_for("the dashboard window", lambda: find_window("Carpool"))
-        wait_for("the window's sign-in", lambda: "the desktop app's window signed in" in open(
-            os.path.join(shots, "app.log")).read())
+        window = wait_for_window(app_log_path, before)
         # The page renders: give it time to fetch and draw, then look.
         time.sleep(4)
         shot = os.path.join(shots, "dashboard-window.png")
@@ -520,8 +534,10 @@ print(message.content[0].text, message.usage.input_tokens, message.usage.output_
         check(web_before, "a web process renders the window")
         close_window(window)
         wait_for("the window closed", lambda: not find_window("Carpool"))
-        wait_for("its web process gone", lambda: not [
-            n for n in process_names(marked_processes(marker)) if n.startswith("WebKitWeb")], timeout=20)
+        # The window is a process of its own (src-tauri/src/window.rs): it ends, and every
+        # WebKit process with it; the tray process is the one left.
+        wait_for("the window's processes gone", lambda: process_names(marked_processes(marker)) == [
+            "carpool-desktop"], timeout=20)
         check(app.poll() is None, "closing the window leaves the tray app running")
 
         # Stop: the port refuses.
@@ -575,7 +591,7 @@ print(message.content[0].text, message.usage.input_tokens, message.usage.output_
         shutil.rmtree(home, ignore_errors=True)
 
 
-def measure_memory(cycles, tray, marker, app):
+def measure_memory(cycles, tray, marker, app, app_log_path):
     """The app's memory idle without a window, and after each open/close cycle."""
     def settle():
         time.sleep(8)
@@ -586,8 +602,9 @@ def measure_memory(cycles, tray, marker, app):
 
     rows = [("idle, relay running, window never opened", *settle())]
     for n in range(1, cycles + 1):
+        before = signed_in_windows(app_log_path)
         tray.click("Open dashboard")
-        window = wait_for("the dashboard window", lambda: find_window("Carpool"))
+        window = wait_for_window(app_log_path, before)
         time.sleep(4)
         if n == 1:
             pids = marked_processes(marker)

@@ -11,6 +11,7 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod icons;
+mod window;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -19,14 +20,13 @@ use std::time::Duration;
 use carpool::desktop::{Desktop, ItemId, Menu, Notice, Notices};
 use tauri::menu::{CheckMenuItem, Menu as PlatformMenu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
-use tauri::{AppHandle, Manager, RunEvent, WebviewUrl, WebviewWindowBuilder, Wry};
+use tauri::{AppHandle, Manager, RunEvent, Wry};
 use tauri_plugin_autostart::{MacosLauncher, ManagerExt as _};
 use tauri_plugin_clipboard_manager::ClipboardExt as _;
 use tauri_plugin_notification::NotificationExt as _;
 
-/// The tray item's id, and the dashboard window's label.
+/// The tray item's id.
 const TRAY: &str = "carpool";
-const WINDOW: &str = "dashboard";
 /// The menu is rebuilt at least this often (countdowns move) and whenever a request
 /// finishes or the relay starts or stops.
 const REFRESH: Duration = Duration::from_secs(5);
@@ -37,9 +37,15 @@ struct Shell {
     shown: Mutex<Option<Menu>>,
     /// Wakes the refresher at once (after Start at login is toggled).
     refresh: tokio::sync::Notify,
+    /// The dashboard window's process, while it is open.
+    window: window::Window,
 }
 
 fn main() -> std::process::ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(window::FLAG) {
+        return window::run();
+    }
+    without_gdk_gl();
     let Some(config_path) = carpool::config::default_config_path() else {
         eprintln!(
             "cannot find the OS config directory; set CARPOOL_CONFIG to a config file's path"
@@ -58,6 +64,7 @@ fn main() -> std::process::ExitCode {
         desktop: Arc::new(Desktop::new(config_path)),
         shown: Mutex::new(None),
         refresh: tokio::sync::Notify::new(),
+        window: window::Window::default(),
     });
 
     let app = tauri::Builder::default()
@@ -90,9 +97,10 @@ fn main() -> std::process::ExitCode {
             code: None, api, ..
         } = event
         {
-            // The last window closed: the tray app goes on (Quit ends it).
+            // Only Quit ends the tray app (it exits with a code); the tray process has no
+            // window whose closing could ask (window.rs), but no platform may end it
+            // for one either.
             api.prevent_exit();
-            tracing::debug!("window closed; the tray stays");
         }
     });
     // Quit stopped the relay before asking the app to exit; the engine's tasks end with
@@ -105,7 +113,7 @@ fn main() -> std::process::ExitCode {
 // The macro's expansion holds a `std::process::exit` of Tauri's own (for a broken
 // embedded config), which clippy.toml refuses in our code.
 #[allow(clippy::disallowed_methods)]
-fn context() -> tauri::Context<Wry> {
+pub(crate) fn context() -> tauri::Context<Wry> {
     tauri::generate_context!("../tauri.conf.json")
 }
 
@@ -278,6 +286,7 @@ fn on_click(app: &AppHandle, id: &str) {
         ItemId::Quit => {
             tauri::async_runtime::spawn(async move {
                 show_busy(&app, "quitting");
+                shell(&app).window.close().await;
                 // Graceful: in-flight answers finish, usage is written to disk.
                 shell(&app).desktop.quit().await;
                 tracing::info!("quit");
@@ -315,17 +324,15 @@ async fn start(app: AppHandle) {
     }
 }
 
-/// Shows the dashboard window, signed in by a one-time hand-over ticket; a window
-/// already open is brought to the front instead.
+/// Shows the dashboard window, signed in by a one-time hand-over ticket, in a process
+/// of its own (window.rs); a window already open is brought to the front instead.
 fn open_dashboard(app: AppHandle) {
-    if let Some(window) = app.get_webview_window(WINDOW) {
-        let _ = window.unminimize();
-        let _ = window.show();
-        let _ = window.set_focus();
-        return;
-    }
     tauri::async_runtime::spawn(async move {
-        let Some(url) = shell(&app).desktop.dashboard_url().await else {
+        let shell = shell(&app);
+        if shell.window.focus().await {
+            return;
+        }
+        let Some(url) = shell.desktop.dashboard_url().await else {
             notify(
                 &app,
                 &Notice {
@@ -335,24 +342,28 @@ fn open_dashboard(app: AppHandle) {
             );
             return;
         };
-        let url = match url.parse() {
-            Ok(url) => url,
-            Err(e) => {
-                tracing::error!("the dashboard's address does not parse: {e}");
-                return;
-            }
-        };
-        // Closing the window destroys it and its webview: an idle tray app keeps no
-        // browser engine in memory. Opening it again makes a new one.
-        let built = WebviewWindowBuilder::new(&app, WINDOW, WebviewUrl::External(url))
-            .title("Carpool")
-            .inner_size(1200.0, 800.0)
-            .min_inner_size(360.0, 480.0)
-            .build();
-        if let Err(e) = built {
+        if let Err(e) = shell.window.open(&url).await {
             tracing::error!("cannot open the dashboard window: {e}");
         }
     });
+}
+
+/// On Linux, keeps GTK from loading the OpenGL driver in the tray process, which draws
+/// only a menu: GTK 3 otherwise opens a GL context at start to choose its visuals, and
+/// with it the driver (Mesa's software one alone maps ~30 MiB). `GDK_GL=disable` is
+/// GTK's own switch for that; a value the user set wins, and the window process (which
+/// renders a web page) gets the user's environment back (window.rs).
+fn without_gdk_gl() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("GDK_GL").is_none() {
+        // SAFETY: called first thing in `main`, before any thread exists, so nothing can
+        // read the environment while it changes.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("GDK_GL", "disable");
+        }
+        window::SET_GDK_GL.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn notify(app: &AppHandle, notice: &Notice) {
