@@ -397,10 +397,10 @@ async fn serve_connection<S>(
 /// Collects finished connection tasks, so the set does not grow with every connection.
 fn reap(connections: &mut JoinSet<()>) {
     while let Some(result) = connections.try_join_next() {
-        if let Err(e) = result {
-            if e.is_panic() {
-                tracing::error!("a connection task panicked: {e}");
-            }
+        if let Err(e) = result
+            && e.is_panic()
+        {
+            tracing::error!("a connection task panicked: {e}");
         }
     }
 }

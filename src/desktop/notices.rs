@@ -55,10 +55,10 @@ impl Notices {
                 .get(&account.tag)
                 .copied()
                 .unwrap_or(Condition::Fine);
-            if now != before {
-                if let Some(notice) = notice(&account.tag, before, now, &account.state) {
-                    notices.push(notice);
-                }
+            if now != before
+                && let Some(notice) = notice(&account.tag, before, now, &account.state)
+            {
+                notices.push(notice);
             }
             seen.insert(account.tag.clone(), now);
         }

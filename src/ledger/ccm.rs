@@ -383,10 +383,10 @@ impl CcmFile {
     /// Counts one request (if it is this file's credential's and sing-box would count
     /// it). Cheap: no I/O.
     pub fn record(&self, record: &UsageRecord) {
-        if let Some(credential) = &self.credential {
-            if *credential != record.credential {
-                return;
-            }
+        if let Some(credential) = &self.credential
+            && *credential != record.credential
+        {
+            return;
         }
         if !counts(record) {
             return;

@@ -544,7 +544,7 @@ fn fixed6_from_f64(value: f64) -> Result<u64, String> {
 /// Writes millionths as a JSON number: an integer when whole, else a float whose shortest
 /// form is the exact decimal (true below 2^53 millionths).
 fn serialize_fixed6<S: Serializer>(millionths: u64, serializer: S) -> Result<S::Ok, S::Error> {
-    if millionths % MICROS == 0 {
+    if millionths.is_multiple_of(MICROS) {
         serializer.serialize_u64(millionths / MICROS)
     } else {
         serializer.serialize_f64(millionths as f64 / MICROS as f64)

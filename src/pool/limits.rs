@@ -555,10 +555,10 @@ fn update_window(window: &mut Window, percent: Option<u32>, reset: Option<i64>, 
             Some(_) => {}
         }
     }
-    if let Some(percent) = percent {
-        if new_window || window.percent.is_none_or(|old| percent >= old) {
-            window.percent = Some(percent);
-        }
+    if let Some(percent) = percent
+        && (new_window || window.percent.is_none_or(|old| percent >= old))
+    {
+        window.percent = Some(percent);
     }
 }
 

@@ -229,14 +229,13 @@ impl Pool {
             if let Some(s) = sessions
                 .get_mut(&(target.clone(), session.to_owned()))
                 .filter(|s| s.alive(now))
+                && let Some(account) = candidates.iter().find(|a| a.tag == s.account)
+                && account.broken().is_none()
+                && account.availability(now).is_ready()
             {
-                if let Some(account) = candidates.iter().find(|a| a.tag == s.account) {
-                    if account.broken().is_none() && account.availability(now).is_ready() {
-                        s.last_used = now;
-                        s.ttl = self.session_ttl(target);
-                        return Choice::Use(Arc::clone(account));
-                    }
-                }
+                s.last_used = now;
+                s.ttl = self.session_ttl(target);
+                return Choice::Use(Arc::clone(account));
             }
         }
 

@@ -247,12 +247,11 @@ async fn failover<P: Protocol>(
             Choice::Unusable { reasons } => {
                 // Every account was tried or cannot be used. If some ran out of quota
                 // on the way, say when the first one is back.
-                if quota_hit {
-                    if let Choice::Exhausted { retry_at, accounts } =
+                if quota_hit
+                    && let Choice::Exhausted { retry_at, accounts } =
                         pool.choose(target, &context.session, &[], now)
-                    {
-                        return Err(exhausted::<P>(retry_at, accounts, now));
-                    }
+                {
+                    return Err(exhausted::<P>(retry_at, accounts, now));
                 }
                 return match last {
                     Some(Ok(response)) => Ok(Attempt::Buffered(response)),
@@ -562,10 +561,10 @@ async fn read_body(
                 )));
             }
         };
-        if let Ok(data) = frame.into_data() {
-            if !data.is_empty() {
-                chunks.push(data);
-            }
+        if let Ok(data) = frame.into_data()
+            && !data.is_empty()
+        {
+            chunks.push(data);
         }
     }
     // One piece (the common case for small bodies) is returned as it is, without a copy.

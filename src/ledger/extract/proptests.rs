@@ -372,13 +372,12 @@ proptest! {
         let mut with_junk = Vec::new();
         let mut junk = junk.into_iter();
         for (i, line) in text.split_inclusive(|&b| b == b'\n').enumerate() {
-            if i > 0 && layout.below(3) == 0 {
-                if let Some((field, bytes)) = junk.next() {
+            if i > 0 && layout.below(3) == 0
+                && let Some((field, bytes)) = junk.next() {
                     with_junk.extend_from_slice(field.as_bytes());
                     with_junk.extend_from_slice(&bytes);
                     with_junk.push(b'\n');
                 }
-            }
             with_junk.extend_from_slice(line);
         }
         let want = feed(BodyKind::Sse, [clean.as_slice()]);

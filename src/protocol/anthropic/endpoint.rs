@@ -78,10 +78,10 @@ impl crate::protocol::Endpoint for Endpoint {
         let expected = format!("{}{}", base.path().trim_end_matches('/'), self.path());
         let mut url = base.clone();
         url.set_path(&expected);
-        if let Some(query) = query {
-            if query.chars().any(|c| c == '#' || c.is_control()) {
-                return Err(format!("a query with `#` or control characters: {query:?}"));
-            }
+        if let Some(query) = query
+            && query.chars().any(|c| c == '#' || c.is_control())
+        {
+            return Err(format!("a query with `#` or control characters: {query:?}"));
         }
         url.set_query(query);
         url.set_fragment(None);

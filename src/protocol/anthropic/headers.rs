@@ -37,10 +37,10 @@ pub fn request_headers(
             .collect::<Vec<_>>()
             .join(",")
     };
-    if let Ok(v) = HeaderValue::from_str(&beta) {
-        if !beta.is_empty() {
-            out.insert(BETA, v);
-        }
+    if let Ok(v) = HeaderValue::from_str(&beta)
+        && !beta.is_empty()
+    {
+        out.insert(BETA, v);
     }
 
     upstream::apply_operator_headers(&mut out, operator);

@@ -246,10 +246,10 @@ pub fn client_ids(headers: &HeaderMap, user_id: Option<&str>) -> ClientIds {
     let (mut device, mut session) = user_id.map(parse_user_id).unwrap_or_default();
     if let Some(s) = header(headers, "x-claude-code-session-id") {
         session = s.to_owned();
-    } else if session.is_empty() {
-        if let Some(s) = header(headers, "x-session-id") {
-            session = s.to_owned();
-        }
+    } else if session.is_empty()
+        && let Some(s) = header(headers, "x-session-id")
+    {
+        session = s.to_owned();
     }
     truncate(&mut device);
     truncate(&mut session);
