@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The tray app's end-to-end test (scripts/desktop_test.py): builds the shell
-# (src-tauri/), then runs it under a virtual X server and a private D-Bus session, with
+# (src-tauri/) and its .deb package, then runs it under a virtual X server and a private D-Bus session, with
 # the test playing the tray host, the notification server and a mock upstream.
 # Arguments go to desktop_test.py (`--memory 5` also measures memory over five
 # open/close cycles of the window, for bench/README.md; with CARPOOL_DESKTOP_RELEASE=1
@@ -24,15 +24,29 @@ done
 /usr/bin/python3 -c 'import dbus, gi, Xlib' 2>/dev/null ||
     die "Debian's python3-dbus, python3-gi and python3-xlib are needed (apt install python3-dbus python3-gi python3-xlib)"
 
-# CARPOOL_DESKTOP_RELEASE=1: the release build (what a person installs; the memory
-# figures in bench/README.md are of it).
+# Built by Tauri's bundler, as a person's `.deb` is (the binary it patches is the one
+# tested), then the package's contents checked. CARPOOL_DESKTOP_RELEASE=1: the release
+# build (what a person installs; the memory figures in bench/README.md are of it).
+TAURI="$ROOT/ui/node_modules/.bin/tauri"
+[ -x "$TAURI" ] || die "Tauri's CLI is missing: run (cd ui && npm ci)"
 if [ "${CARPOOL_DESKTOP_RELEASE:-}" = 1 ]; then
-    cargo build --release -p carpool-desktop
-    export CARPOOL_DESKTOP="$ROOT/target/release/carpool-desktop"
+    PROFILE=release
+    TAURI_APP_PATH=src-tauri "$TAURI" build --bundles deb
 else
-    cargo build -p carpool-desktop
-    export CARPOOL_DESKTOP="$ROOT/target/debug/carpool-desktop"
+    PROFILE=debug
+    TAURI_APP_PATH=src-tauri "$TAURI" build --debug --bundles deb
 fi
+VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' src-tauri/Cargo.toml | head -n 1)"
+DEB="$ROOT/target/$PROFILE/bundle/deb/Carpool_${VERSION}_$(dpkg --print-architecture 2>/dev/null || echo amd64).deb"
+[ -f "$DEB" ] || die "no package at $DEB"
+CONTENTS="$(dpkg-deb -c "$DEB")"
+for file in usr/bin/carpool-desktop usr/share/applications/Carpool.desktop \
+    usr/share/icons/hicolor/128x128/apps/carpool-desktop.png; do
+    grep -q " \./$file\$\| $file\$" <<<"$CONTENTS" || die "$DEB lacks $file"
+done
+dpkg-deb -f "$DEB" Depends | grep -q libwebkit2gtk-4.1 || die "$DEB does not depend on WebKitGTK"
+echo "package: $DEB ($(du -h "$DEB" | cut -f1))"
+export CARPOOL_DESKTOP="$ROOT/target/$PROFILE/carpool-desktop"
 export CARPOOL_SCREENSHOTS="${CARPOOL_SCREENSHOTS:-$ROOT/target/desktop-test}"
 export CARPOOL_TEST_PYTHON="${CARPOOL_TEST_PYTHON:-$ROOT/.test-deps/venv/bin/python}"
 # dbus-run-session: the app's D-Bus calls (tray, notifications, single instance) stay

@@ -350,6 +350,26 @@ def find_window(title):
         d.close()
 
 
+def named_windows():
+    """(id, name, map state) of every named X window, for a failure's report."""
+    d = xdisplay.Display()
+    found = []
+    try:
+        stack = [d.screen().root]
+        while stack:
+            window = stack.pop()
+            try:
+                name = window.get_wm_name()
+                if name:
+                    found.append((hex(window.id), name, window.get_attributes().map_state))
+                stack.extend(window.query_tree().children)
+            except Exception:
+                continue
+    finally:
+        d.close()
+    return found
+
+
 def close_window(window_id):
     """What a window manager does on the close button: WM_DELETE_WINDOW."""
     d = xdisplay.Display()
@@ -429,6 +449,8 @@ def main():
                XDG_DATA_HOME=os.path.join(home, ".local", "share"),
                XDG_CACHE_HOME=os.path.join(home, ".cache"))
     env[marker.split("=")[0]] = marker.split("=")[1]
+    # The window process's own lines (close requests, its end) in app.log too.
+    env["CARPOOL_LOG"] = "info,carpool_desktop=debug"
     # No GPU under Xvfb: WebKit's compositing would only warn.
     env.setdefault("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
     app_log_path = os.path.join(shots, "app.log")
@@ -573,8 +595,10 @@ print(message.content[0].text, message.usage.input_tokens, message.usage.output_
         try:
             screenshot(os.path.join(shots, "failure.png"))
             log("menu at the failure:", tray.labels())
-        except Exception:
-            pass
+            log("processes at the failure:", breakdown(marked_processes(marker)))
+            log("windows at the failure:", named_windows())
+        except Exception as more:
+            log(f"(and while describing it: {more!r})")
         return 1
     finally:
         if blocker:

@@ -19,7 +19,7 @@ use std::process::{ExitCode, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tauri::{AppHandle, Manager, RunEvent, WebviewUrl, WebviewWindowBuilder};
+use tauri::{AppHandle, Manager, RunEvent, WebviewUrl, WebviewWindowBuilder, WindowEvent};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::oneshot;
@@ -34,6 +34,8 @@ const LABEL: &str = "dashboard";
 /// Runs the window process: opens the address read from stdin, ends when the window
 /// closes or stdin does.
 pub fn run() -> ExitCode {
+    // Its lines join the tray's stderr; the tray's log file is the tray's own.
+    let _ = carpool::logging::init(None);
     let mut lines = std::io::stdin().lock().lines();
     let url = match lines.next() {
         Some(Ok(line)) => line,
@@ -51,11 +53,17 @@ pub fn run() -> ExitCode {
     };
     let app = tauri::Builder::default()
         .setup(move |app| {
-            WebviewWindowBuilder::new(app, LABEL, WebviewUrl::External(url))
+            // Built hidden, then shown: on Linux the window's close handler is wired up
+            // by a request that follows the window's creation, and a window shown at
+            // creation can be asked to close before it is there (and then not close).
+            // Showing it is a request after that one.
+            let window = WebviewWindowBuilder::new(app, LABEL, WebviewUrl::External(url))
                 .title("Carpool")
                 .inner_size(1200.0, 800.0)
                 .min_inner_size(360.0, 480.0)
+                .visible(false)
                 .build()?;
+            window.show()?;
             let handle = app.handle().clone();
             // Blocking reads of the tray's commands, off the event loop.
             std::thread::spawn(move || follow_commands(handle));
@@ -64,7 +72,14 @@ pub fn run() -> ExitCode {
         .build(crate::context())
         .expect("the window process starts");
     // The window closed (the last one: the process ends), or `exit` from stdin's end.
-    let code = app.run_return(|_, _: RunEvent| {});
+    let code = app.run_return(|_, event: RunEvent| match event {
+        RunEvent::WindowEvent {
+            event: WindowEvent::CloseRequested { .. },
+            ..
+        } => tracing::debug!("the window is asked to close"),
+        RunEvent::Exit => tracing::debug!("the window process ends"),
+        _ => {}
+    });
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
@@ -137,9 +152,7 @@ impl Window {
                 }
             }
         });
-        let ended = match ended {
-            tauri::async_runtime::JoinHandle::Tokio(handle) => handle,
-        };
+        let tauri::async_runtime::JoinHandle::Tokio(ended) = ended;
         *self.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(Open { stdin, kill, ended });
         Ok(())
     }
