@@ -317,6 +317,22 @@ mod tests {
         }
     }
 
+    /// Running at `x`, nothing spent today.
+    fn running(status: &PoolStatus) -> Relay<'_> {
+        Relay::Running {
+            address: "x",
+            status,
+            today_micros: Some(0),
+        }
+    }
+
+    fn disabled() -> AccountState {
+        AccountState::Disabled {
+            reason: "off".into(),
+            since: NOW,
+        }
+    }
+
     fn labels(menu: &Menu) -> Vec<&str> {
         menu.items.iter().map(|i| i.label.as_str()).collect()
     }
@@ -416,24 +432,10 @@ mod tests {
         };
         let status = PoolStatus::new(
             NOW,
-            vec![
-                account("a", paused),
-                account(
-                    "b",
-                    AccountState::Disabled {
-                        reason: "off".into(),
-                        since: NOW,
-                    },
-                ),
-            ],
+            vec![account("a", paused), account("b", disabled())],
             vec![],
         );
-        let relay = Relay::Running {
-            address: "x",
-            status: &status,
-            today_micros: Some(0),
-        };
-        let menu = Menu::build(&relay, false);
+        let menu = Menu::build(&running(&status), false);
         assert_eq!(menu.look, Look::Attention);
         assert_eq!(
             labels(&menu)[1..4],
@@ -444,23 +446,8 @@ mod tests {
             ]
         );
         // A disabled account alone is the owner's choice: no attention.
-        let status = PoolStatus::new(
-            NOW,
-            vec![account(
-                "b",
-                AccountState::Disabled {
-                    reason: "off".into(),
-                    since: NOW,
-                },
-            )],
-            vec![],
-        );
-        let relay = Relay::Running {
-            address: "x",
-            status: &status,
-            today_micros: Some(0),
-        };
-        assert_eq!(Menu::build(&relay, false).look, Look::Running);
+        let status = PoolStatus::new(NOW, vec![account("b", disabled())], vec![]);
+        assert_eq!(Menu::build(&running(&status), false).look, Look::Running);
         let expired = account(
             "c",
             AccountState::LoginExpired {
@@ -476,13 +463,8 @@ mod tests {
     #[test]
     fn no_accounts_says_where_to_add_one_and_unknown_windows_say_ready() {
         let status = PoolStatus::new(NOW, vec![], vec![]);
-        let relay = Relay::Running {
-            address: "x",
-            status: &status,
-            today_micros: Some(0),
-        };
         assert_eq!(
-            Menu::build(&relay, false).items[1].label,
+            Menu::build(&running(&status), false).items[1].label,
             "No accounts yet: add one in the dashboard"
         );
         let mut key = account("key", AccountState::Ready);
