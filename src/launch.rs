@@ -36,18 +36,20 @@ pub struct Launched {
 pub enum LaunchError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot keep the admin secret in {}: {source}", path.display())]
+    // The fields are not named `source`: the message already says them, and an error
+    // chain printed with `{:#}` would say them twice.
+    #[error("cannot keep the admin secret in {}: {error}", path.display())]
     Admin {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The listener could not be bound: the port is taken, or the address is not this
     /// machine's.
-    #[error("{}", listen_message(source, path))]
+    #[error("{}", listen_message(error, path))]
     Listen {
         addr: SocketAddr,
         path: PathBuf,
-        source: StartError,
+        error: StartError,
     },
     #[error(transparent)]
     Start(StartError),
@@ -55,16 +57,16 @@ pub enum LaunchError {
 
 /// What to do about a listener that could not be bound: with a known holder, stop it
 /// or move; else move.
-fn listen_message(source: &StartError, path: &Path) -> String {
-    match source {
+fn listen_message(error: &StartError, path: &Path) -> String {
+    match error {
         StartError::Listen {
             holder: Some(_), ..
         } => format!(
-            "{source}; stop it, or change `listen`/`listen_port` in {}",
+            "{error}; stop it, or change `listen`/`listen_port` in {}",
             path.display()
         ),
         _ => format!(
-            "{source} (change `listen`/`listen_port` in {})",
+            "{error} (change `listen`/`listen_port` in {})",
             path.display()
         ),
     }
@@ -85,17 +87,17 @@ pub async fn launch(path: &Path, overrides: Overrides) -> Result<Launched, Launc
     // Re-applied to every reading of the file by the config watcher.
     let config = overrides.apply(config, path)?;
     let (admin, admin_secret) =
-        Admin::open(&config.data_dir).map_err(|source| LaunchError::Admin {
+        Admin::open(&config.data_dir).map_err(|error| LaunchError::Admin {
             path: config.data_dir.join(api::ADMIN_FILE),
-            source,
+            error,
         })?;
     let mut server = match Server::bind(config.clone()).await {
         Ok(server) => server,
-        Err(source @ StartError::Listen { addr, .. }) => {
+        Err(error @ StartError::Listen { addr, .. }) => {
             return Err(LaunchError::Listen {
                 addr,
                 path: path.to_owned(),
-                source,
+                error,
             });
         }
         Err(e) => return Err(LaunchError::Start(e)),
