@@ -179,6 +179,12 @@ async fn copy_setup_gives_a_working_token_for_this_machine_and_the_same_one_agai
     assert_eq!(answer.status(), StatusCode::OK);
     // Copying again, even after a restart of the app, gives the same token.
     assert_eq!(desktop.claude_code_setup().await.unwrap(), text);
+    let secrets = || {
+        std::fs::read_dir(setup.dir.path().join("secrets"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(secrets(), 1, "the token is kept in the secret store");
     desktop.quit().await;
     let again = Desktop::new(path.clone());
     again.start().await.unwrap();
@@ -187,6 +193,30 @@ async fn copy_setup_gives_a_working_token_for_this_machine_and_the_same_one_agai
         again.claude_code_setup().await.unwrap(),
         format!("export ANTHROPIC_BASE_URL={address}\nexport ANTHROPIC_AUTH_TOKEN={token}\n")
     );
+    // Its user removed, the next copy makes another and forgets the old token.
+    let config = std::fs::read_to_string(&path).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&config).unwrap();
+    value["users"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|u| u["name"] != "desktop");
+    std::fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+    let mut fresh = String::new();
+    for _ in 0..50 {
+        // The running Carpool reads the edit within a moment.
+        fresh = again.claude_code_setup().await.unwrap_or_default();
+        if !fresh.contains(&token) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        fresh.starts_with(&format!(
+            "export ANTHROPIC_BASE_URL={address}\nexport ANTHROPIC_AUTH_TOKEN=cpk-"
+        )) && !fresh.contains(&token),
+        "a new token: {fresh}"
+    );
+    assert_eq!(secrets(), 1, "the old token was deleted: {fresh}");
     again.stop().await;
 }
 

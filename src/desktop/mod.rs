@@ -317,11 +317,20 @@ impl Desktop {
             tokio::task::spawn_blocking(move || secrets.store_new("desktop-setup", &value)).await;
         match stored {
             Ok(Ok(reference)) => {
-                let mut state = lock(&self.state);
-                state.setup_user = Some(user.to_owned());
-                state.setup_token_ref = Some(reference.to_string());
-                if let Err(e) = state.save(&self.state_path) {
-                    tracing::warn!("cannot write {}: {e}", self.state_path.display());
+                let replaced = {
+                    let mut state = lock(&self.state);
+                    state.setup_user = Some(user.to_owned());
+                    let replaced = state.setup_token_ref.replace(reference.to_string());
+                    if let Err(e) = state.save(&self.state_path) {
+                        tracing::warn!("cannot write {}: {e}", self.state_path.display());
+                    }
+                    replaced
+                };
+                // The token kept before (its user was removed, or its token rotated) is
+                // of no use any more.
+                if let Some(old) = replaced.and_then(|r| SecretRef::parse(&r).ok()) {
+                    let secrets = server.engine.secrets.clone();
+                    let _ = tokio::task::spawn_blocking(move || secrets.delete(&old)).await;
                 }
             }
             Ok(Err(e)) => tracing::warn!("cannot keep the setup token of `{user}`: {e}"),
