@@ -10,7 +10,9 @@ This process plays the desktop around the app:
 - a mock Anthropic upstream on 127.0.0.1 that answers /v1/messages with usage figures;
 - the window manager's close button (WM_DELETE_WINDOW, through python3-xlib).
 
-Then it checks: the app starts stopped with the expected menu; Start on a port another
+Then it checks, first on a first launch with no config: Start creates the config as
+`carpool serve` does and Copy Claude Code setup copies the created user's token, which the
+relay takes; then on a prepared config: the app starts stopped with the expected menu; Start on a port another
 program holds gives one notification naming the holder; Start makes the relay answer the
 Python SDK (through a user token) on its port and the menu shows that request's cost and a
 different icon; Copy Claude Code setup puts a working setup on the clipboard; Start at login
@@ -193,10 +195,12 @@ class Tray:
         return found
 
     def labels(self):
+        if not self.watcher.item:
+            return []
         try:
             return [label for _, label, _, _ in self.items()]
         except dbus.DBusException:
-            return []  # the menu is being replaced
+            return []  # the menu is being replaced, or the app is gone
 
     def click(self, label):
         """Clicks the item whose label starts with `label` (the menu is read afresh: ids
@@ -407,6 +411,93 @@ def screenshot(path):
 
 # --------------------------------------------------------------------------------------
 
+def app_env(home, marker):
+    """The app's environment: its own HOME and XDG folders, and `marker`, by which
+    every process it starts is found."""
+    env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=os.path.join(home, ".config"),
+               XDG_DATA_HOME=os.path.join(home, ".local", "share"),
+               XDG_CACHE_HOME=os.path.join(home, ".cache"))
+    env[marker.split("=")[0]] = marker.split("=")[1]
+    # The window process's own lines (close requests, its end) in app.log too.
+    env["CARPOOL_LOG"] = "info,carpool_desktop=debug"
+    # No GPU under Xvfb: WebKit's compositing would only warn.
+    env.setdefault("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
+    return env
+
+
+def first_run(app_bin, tray, shots):
+    """A person's first launch, with no config: Start creates it as `carpool serve`
+    does (one user, on the default port), and Copy Claude Code setup copies that user's
+    token, which the relay takes. Then Quit."""
+    home = tempfile.mkdtemp(prefix="carpool-first-run-")
+    marker = f"CARPOOL_DESKTOP_TEST={uuid.uuid4()}"
+    env = app_env(home, marker)
+    config = os.path.join(home, ".config", "carpool", "config.json")
+    with open(os.path.join(shots, "first-run.log"), "w") as app_log:
+        app = subprocess.Popen([app_bin], env=env, stdout=app_log, stderr=subprocess.STDOUT)
+    try:
+        wait_for("the first run's tray item", lambda: tray.labels()[:2] == ["Carpool is stopped", "Start"])
+        check(not os.path.exists(config), "no config before Start")
+        tray.click("Start")
+        address = "http://127.0.0.1:7676"
+        wait_for("the first run's relay", lambda: tray.labels()[:1] == [f"Carpool is running on {address}"])
+        check(os.path.isfile(config), "Start created the config")
+        tray.click("Copy Claude Code setup")
+        copied = wait_for("the setup on the clipboard", lambda: (subprocess.run(
+            ["xclip", "-o", "-selection", "clipboard"], capture_output=True, text=True, env=env
+        ).stdout or "").strip() or None)
+        lines = copied.splitlines()
+        check(lines[0] == f"export ANTHROPIC_BASE_URL={address}", copied)
+        token = lines[1].removeprefix("export ANTHROPIC_AUTH_TOKEN=")
+        check(token.startswith("cpk-"), "a token in the setup")
+        with open(config) as f:
+            text = f.read()
+        check('"desktop"' not in text, "the created user's token was kept: no user added for the copy")
+        # The relay takes the token: refused for want of a Claude login (this HOME has
+        # none), not for the token.
+        status = relay_status(address, token)
+        check(status == 503, f"the copied token is taken: {status}, not 503 (no login)")
+        wrong = relay_status(address, "cpk-wrong")
+        check(wrong in (401, 403), f"a wrong token is refused: {wrong}")
+        log(f"first run: config created, copied token accepted (answer {status} without a login)")
+        tray.click("Quit Carpool")
+        check(app.wait(timeout=30) == 0, "the first run quits with 0")
+        wait_for("the first run's tray item gone", lambda: tray.labels() == [] or None, timeout=10)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        for pid in marked_processes(marker):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        shutil.rmtree(home, ignore_errors=True)
+    watcher_reset(tray)
+
+
+def watcher_reset(tray):
+    """Forgets the item of an app that quit, so the next one's is waited for."""
+    tray.watcher.item = None
+
+
+def relay_status(address, token):
+    """The HTTP status of a small /v1/messages request with `token`."""
+    import urllib.error
+    import urllib.request
+    request = urllib.request.Request(
+        f"{address}/v1/messages", method="POST",
+        data=json.dumps({"model": MODEL, "max_tokens": 8,
+                         "messages": [{"role": "user", "content": "hi"}]}).encode(),
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json",
+                 "anthropic-version": "2023-06-01"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory", type=int, default=0,
@@ -445,14 +536,13 @@ def main():
             "secret_store": "file",
         }, f, indent=2)
     marker = f"CARPOOL_DESKTOP_TEST={uuid.uuid4()}"
-    env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=os.path.join(home, ".config"),
-               XDG_DATA_HOME=os.path.join(home, ".local", "share"),
-               XDG_CACHE_HOME=os.path.join(home, ".cache"))
-    env[marker.split("=")[0]] = marker.split("=")[1]
-    # The window process's own lines (close requests, its end) in app.log too.
-    env["CARPOOL_LOG"] = "info,carpool_desktop=debug"
-    # No GPU under Xvfb: WebKit's compositing would only warn.
-    env.setdefault("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
+    env = app_env(home, marker)
+    try:
+        first_run(app_bin, tray, shots)
+    except Failed as e:
+        log(f"FAILED on the first run: {e}")
+        return 1
+
     app_log_path = os.path.join(shots, "app.log")
     app_log = open(app_log_path, "w")
     app = subprocess.Popen([app_bin], env=env, stdout=app_log, stderr=subprocess.STDOUT)
