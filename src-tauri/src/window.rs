@@ -53,17 +53,11 @@ pub fn run() -> ExitCode {
     };
     let app = tauri::Builder::default()
         .setup(move |app| {
-            // Built hidden, then shown: on Linux the window's close handler is wired up
-            // by a request that follows the window's creation, and a window shown at
-            // creation can be asked to close before it is there (and then not close).
-            // Showing it is a request after that one.
-            let window = WebviewWindowBuilder::new(app, LABEL, WebviewUrl::External(url))
+            WebviewWindowBuilder::new(app, LABEL, WebviewUrl::External(url))
                 .title("Carpool")
                 .inner_size(1200.0, 800.0)
                 .min_inner_size(360.0, 480.0)
-                .visible(false)
                 .build()?;
-            window.show()?;
             let handle = app.handle().clone();
             // Blocking reads of the tray's commands, off the event loop.
             std::thread::spawn(move || follow_commands(handle));
