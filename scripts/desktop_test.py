@@ -279,6 +279,25 @@ def port_answers(port):
 # --------------------------------------------------------------------------------------
 # Processes and memory.
 
+def end_app(app, marker):
+    """Kills what is left of an app: its process, and every process it started."""
+    if app.poll() is None:
+        app.kill()
+        app.wait()
+    for pid in marked_processes(marker):
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+
+
+def clipboard(env):
+    """The clipboard's text, stripped; None while empty."""
+    text = subprocess.run(["xclip", "-o", "-selection", "clipboard"],
+                          capture_output=True, text=True, env=env).stdout
+    return (text or "").strip() or None
+
+
 def marked_processes(marker):
     """Pids of every process whose environment carries `marker` (the app and all it
     started, even after they were re-parented)."""
@@ -448,9 +467,7 @@ def first_run(app_bin, tray, shots):
         wait_for("the first run's relay", lambda: tray.labels()[:1] == [f"Carpool is running on {address}"])
         check(os.path.isfile(config), "Start created the config")
         tray.click("Copy Claude Code setup")
-        copied = wait_for("the setup on the clipboard", lambda: (subprocess.run(
-            ["xclip", "-o", "-selection", "clipboard"], capture_output=True, text=True, env=env
-        ).stdout or "").strip() or None)
+        copied = wait_for("the setup on the clipboard", lambda: clipboard(env))
         lines = copied.splitlines()
         check(lines[0] == f"export ANTHROPIC_BASE_URL={address}", copied)
         token = lines[1].removeprefix("export ANTHROPIC_AUTH_TOKEN=")
@@ -469,14 +486,7 @@ def first_run(app_bin, tray, shots):
         check(app.wait(timeout=30) == 0, "the first run quits with 0")
         wait_for("the first run's tray item gone", lambda: tray.labels() == [] or None, timeout=10)
     finally:
-        if app.poll() is None:
-            app.kill()
-            app.wait()
-        for pid in marked_processes(marker):
-            try:
-                os.kill(pid, 9)
-            except OSError:
-                pass
+        end_app(app, marker)
         shutil.rmtree(home, ignore_errors=True)
     watcher_reset(tray)
 
@@ -607,9 +617,7 @@ print(message.content[0].text, message.usage.input_tokens, message.usage.output_
 
         # Copy Claude Code setup: this machine's address and a token the relay takes.
         tray.click("Copy Claude Code setup")
-        copied = wait_for("the setup on the clipboard", lambda: (subprocess.run(
-            ["xclip", "-o", "-selection", "clipboard"], capture_output=True, text=True, env=env
-        ).stdout or "").strip() or None)
+        copied = wait_for("the setup on the clipboard", lambda: clipboard(env))
         lines = copied.splitlines()
         check(lines[0] == f"export ANTHROPIC_BASE_URL={address}", copied)
         check(lines[1].startswith("export ANTHROPIC_AUTH_TOKEN=cpk-"), "a token in the setup")
@@ -698,14 +706,7 @@ print(message.content[0].text, message.usage.input_tokens, message.usage.output_
     finally:
         if blocker:
             blocker.close()
-        if app.poll() is None:
-            app.kill()
-            app.wait()
-        for pid in marked_processes(marker):
-            try:
-                os.kill(pid, 9)
-            except OSError:
-                pass
+        end_app(app, marker)
         upstream.shutdown()
         shutil.rmtree(home, ignore_errors=True)
 
