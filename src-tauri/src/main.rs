@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use carpool::desktop::{Desktop, ItemId, Menu, Notice, Notices};
+use carpool::tasks::lock;
 use tauri::menu::{CheckMenuItem, Menu as PlatformMenu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager, RunEvent, Wry};
@@ -151,7 +152,7 @@ fn build_tray(app: &AppHandle) -> tauri::Result<TrayIcon> {
         .show_menu_on_left_click(true)
         .on_menu_event(|app, event| on_click(app, event.id().as_ref()))
         .build(app)?;
-    *shell(app).shown.lock().unwrap_or_else(|p| p.into_inner()) = Some(menu);
+    *lock(&shell(app).shown) = Some(menu);
     Ok(tray)
 }
 
@@ -187,7 +188,7 @@ fn platform_menu(app: &AppHandle, menu: &Menu) -> tauri::Result<PlatformMenu<Wry
 /// Shows `menu` if it differs from what the tray shows.
 fn show(app: &AppHandle, menu: Menu) {
     let shell = shell(app);
-    let mut shown = shell.shown.lock().unwrap_or_else(|p| p.into_inner());
+    let mut shown = lock(&shell.shown);
     if shown.as_ref() == Some(&menu) {
         return;
     }

@@ -17,6 +17,8 @@
 use std::io::BufRead;
 use std::process::{ExitCode, Stdio};
 use std::sync::Mutex;
+
+use carpool::tasks::lock;
 use std::time::Duration;
 
 use tauri::{AppHandle, Manager, RunEvent, WebviewUrl, WebviewWindowBuilder, WindowEvent};
@@ -115,14 +117,14 @@ struct Open {
 impl Window {
     /// Whether a window process runs; if so it is asked to come to the front.
     pub async fn focus(&self) -> bool {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let open = lock(&self.open).take();
         let Some(mut open) = open else {
             return false;
         };
         if open.ended.is_finished() || open.stdin.write_all(b"focus\n").await.is_err() {
             return false;
         }
-        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(open);
+        *lock(&self.open) = Some(open);
         true
     }
 
@@ -147,14 +149,14 @@ impl Window {
             }
         });
         let tauri::async_runtime::JoinHandle::Tokio(ended) = ended;
-        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(Open { stdin, kill, ended });
+        *lock(&self.open) = Some(Open { stdin, kill, ended });
         Ok(())
     }
 
     /// Closes the window process (the app quits): its stdin ends, which closes it; if it
     /// has not ended within a few seconds it is killed.
     pub async fn close(&self) {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let open = lock(&self.open).take();
         let Some(Open { stdin, kill, ended }) = open else {
             return;
         };

@@ -16,7 +16,7 @@ use super::write::{client_base_url, edit};
 use super::{Api, ApiError, ErrorBody};
 use crate::config::manage::{self, NewToken};
 use crate::config::{Config, Target};
-use crate::ledger::query::{Dimension, Filter, Query, report};
+use crate::ledger::query::{Dimension, Query, report};
 use crate::ledger::store;
 
 /// A user of the relay. Never their token or its hash.
@@ -205,17 +205,11 @@ fn month_usage(database: &Path) -> HashMap<String, MonthUsage> {
         let conn = store::open_existing(database).ok()?;
         let now = jiff::Zoned::now();
         let since = now.first_of_month().and_then(|d| d.start_of_day()).ok()?;
-        let query = Query {
-            since_ms: since.timestamp().as_millisecond(),
-            // Include what was recorded this very millisecond.
-            until_ms: now.timestamp().as_millisecond() + 1,
-            tz: now.time_zone().clone(),
-            bucket: None,
-            group: Some(Dimension::User),
-            top: None,
-            filter: Filter::default(),
-        };
-        report(&conn, &query).ok()
+        report(
+            &conn,
+            &Query::up_to_now(&since, &now, Some(Dimension::User)),
+        )
+        .ok()
     })();
     let mut usage = HashMap::new();
     for row in answer.map(|r| r.rows).unwrap_or_default() {

@@ -28,7 +28,7 @@ use crate::config::{Config, manage};
 use crate::engine::{Overrides, RunningServer};
 use crate::launch::{LaunchError, launch, local_url};
 use crate::ledger::live::Recv;
-use crate::ledger::query::{Filter, Query, report};
+use crate::ledger::query::{Query, report};
 use crate::ledger::store;
 use crate::pool::StatusWatch;
 use crate::secret::{Secret, TokenHash};
@@ -183,9 +183,15 @@ impl Desktop {
         let mut state = lock(&self.state);
         if state.relay_running != running {
             state.relay_running = running;
-            if let Err(e) = state.save(&self.state_path) {
-                tracing::warn!("cannot write {}: {e}", self.state_path.display());
-            }
+            self.save(&state);
+        }
+    }
+
+    /// Writes `state` to `desktop.json`; a failure is logged (it only remembers
+    /// conveniences).
+    fn save(&self, state: &DesktopState) {
+        if let Err(e) = state.save(&self.state_path) {
+            tracing::warn!("cannot write {}: {e}", self.state_path.display());
         }
     }
 
@@ -314,16 +320,17 @@ impl Desktop {
         let secrets = server.engine.secrets.clone();
         let value = Secret::new(token.to_owned());
         let stored =
-            tokio::task::spawn_blocking(move || secrets.store_new("desktop-setup", &value)).await;
+            tokio::task::spawn_blocking(move || secrets.store_new("desktop-setup", &value))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|stored| stored.map_err(|e| e.to_string()));
         match stored {
-            Ok(Ok(reference)) => {
+            Ok(reference) => {
                 let replaced = {
                     let mut state = lock(&self.state);
                     state.setup_user = Some(user.to_owned());
                     let replaced = state.setup_token_ref.replace(reference.to_string());
-                    if let Err(e) = state.save(&self.state_path) {
-                        tracing::warn!("cannot write {}: {e}", self.state_path.display());
-                    }
+                    self.save(&state);
                     replaced
                 };
                 // The token kept before (its user was removed, or its token rotated) is
@@ -333,7 +340,6 @@ impl Desktop {
                     let _ = tokio::task::spawn_blocking(move || secrets.delete(&old)).await;
                 }
             }
-            Ok(Err(e)) => tracing::warn!("cannot keep the setup token of `{user}`: {e}"),
             Err(e) => tracing::warn!("cannot keep the setup token of `{user}`: {e}"),
         }
     }
@@ -363,15 +369,6 @@ pub fn today_cost(database: &Path) -> Option<i64> {
     let conn = store::open_read_only(database).ok()?;
     let now = jiff::Zoned::now();
     let since = now.start_of_day().ok()?;
-    let query = Query {
-        since_ms: since.timestamp().as_millisecond(),
-        // Include what was recorded this very millisecond.
-        until_ms: now.timestamp().as_millisecond() + 1,
-        tz: now.time_zone().clone(),
-        bucket: None,
-        group: None,
-        top: None,
-        filter: Filter::default(),
-    };
+    let query = Query::up_to_now(&since, &now, None);
     Some(report(&conn, &query).ok()?.total.cost_micros)
 }

@@ -122,6 +122,22 @@ pub struct Query {
     pub filter: Filter,
 }
 
+impl Query {
+    /// From `since` until now (what was recorded this very millisecond included), in
+    /// `now`'s time zone, one row per `group` (or one row), unfiltered.
+    pub fn up_to_now(since: &Zoned, now: &Zoned, group: Option<Dimension>) -> Query {
+        Query {
+            since_ms: since.timestamp().as_millisecond(),
+            until_ms: now.timestamp().as_millisecond() + 1,
+            tz: now.time_zone().clone(),
+            bucket: None,
+            group,
+            top: None,
+            filter: Filter::default(),
+        }
+    }
+}
+
 /// Sums over a set of requests. Serialized as [`Figures`], with the derived figures a
 /// reader wants (means, cost in dollars, cache hit rate).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
