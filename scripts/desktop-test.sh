@@ -52,7 +52,21 @@ export CARPOOL_TEST_PYTHON="${CARPOOL_TEST_PYTHON:-$ROOT/.test-deps/venv/bin/pyt
 # dbus-run-session: the app's D-Bus calls (tray, notifications, single instance) stay
 # in a session of the test's own that ends with it. HOME: a throwaway one for everything
 # in that session (services it starts, such as a keyring daemon, write under it).
+# Desktop services the session starts may mount FUSE file systems under it (GTK asks
+# xdg-desktop-portal, which starts xdg-document-portal and mounts ~/.cache/doc) and
+# outlive the bus: unmount those before removing the directory, and let a directory
+# that still cannot go be a warning, not the test's result.
 SESSION_HOME="$(mktemp -d)"
-trap 'rm -rf "$SESSION_HOME"' EXIT
+remove_session_home() {
+    local mount
+    while read -r _ mount _; do
+        case "$mount" in
+        "$SESSION_HOME"/*) fusermount3 -uz "$mount" 2>/dev/null || fusermount -uz "$mount" 2>/dev/null ||
+            umount -l "$mount" 2>/dev/null || true ;;
+        esac
+    done </proc/mounts
+    rm -rf "$SESSION_HOME" 2>/dev/null || echo "scripts/desktop-test.sh: warning: could not remove $SESSION_HOME" >&2
+}
+trap remove_session_home EXIT
 HOME="$SESSION_HOME" xvfb-run -a -s "-screen 0 1280x800x24" \
     dbus-run-session -- /usr/bin/python3 scripts/desktop_test.py "$@"
