@@ -17,7 +17,7 @@
 
 use http::HeaderMap;
 
-use crate::config::{Target, UserConfig, UserName};
+use crate::config::{Targets, UserConfig, UserName};
 use crate::secret::ADMIN_PREFIX;
 
 pub use crate::secret::{TOKEN_PREFIX, TokenHash, generate_token};
@@ -34,8 +34,8 @@ pub enum Caller<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct User {
     pub name: UserName,
-    /// What their requests go to.
-    pub target: Target,
+    /// What their Claude and OpenAI requests go to.
+    pub targets: Targets,
     hash: TokenHash,
 }
 
@@ -72,7 +72,7 @@ impl Users {
                 .iter()
                 .map(|u| User {
                     name: u.name.clone(),
-                    target: u.credential.clone(),
+                    targets: u.targets.clone(),
                     hash: u.token_hash,
                 })
                 .collect(),
@@ -177,7 +177,10 @@ mod tests {
                 .enumerate()
                 .map(|(i, t)| User {
                     name: UserName::from(format!("u{i}")),
-                    target: Target::Account("a".into()),
+                    targets: Targets {
+                        anthropic: Some(crate::config::Target::Account("a".into())),
+                        openai: None,
+                    },
                     hash: TokenHash::of(t),
                 })
                 .collect(),

@@ -36,6 +36,9 @@ pub enum Origin {
 pub enum ErrorKind {
     /// Missing or wrong Carpool token.
     BadToken,
+    /// A known user asking for something they may not use (a provider they have no
+    /// account of).
+    Forbidden,
     /// A path Carpool does not relay.
     NotFound,
     /// A relayed path with a method it does not take.
@@ -66,6 +69,7 @@ impl ErrorKind {
     pub fn origin(self) -> Origin {
         match self {
             ErrorKind::BadToken
+            | ErrorKind::Forbidden
             | ErrorKind::NotFound
             | ErrorKind::MethodNotAllowed
             | ErrorKind::TooLarge
@@ -99,6 +103,7 @@ impl ErrorKind {
     pub fn name(self) -> &'static str {
         match self {
             ErrorKind::BadToken => "bad_token",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::NotFound => "not_found",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::TooLarge => "too_large",
@@ -177,6 +182,10 @@ impl RelayError {
     /// Missing or wrong Carpool token.
     pub fn bad_token(message: String) -> Self {
         Self::new(ErrorKind::BadToken, message)
+    }
+
+    pub fn forbidden(message: String) -> Self {
+        RelayError::new(ErrorKind::Forbidden, message)
     }
 
     pub fn not_found(message: String) -> Self {

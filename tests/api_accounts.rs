@@ -88,7 +88,7 @@ async fn bind_bob_by_hand(setup: &Setup, api: &Managed, credential: &str) {
             .iter()
             .find(|u| *u.name == *"bob")
             .unwrap();
-        if user.credential.to_string() == credential {
+        if user.targets.names(credential) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

@@ -217,7 +217,9 @@ pub fn remove(target: &Target<'_>, secrets: &SecretStore, tag: &str) -> Result<(
 pub struct Account {
     /// Its tag: what users and pools refer to.
     pub tag: String,
-    /// `oauth` (a Claude login) or `api_key`.
+    /// Whose API it speaks: `anthropic` (Claude) or `openai` (Codex, GPT models).
+    pub provider: crate::config::Provider,
+    /// `oauth` (a Claude or Codex login) or `api_key`.
     pub kind: AccountKind,
     /// The upstream API it sends requests to.
     pub base_url: String,
@@ -279,6 +281,11 @@ fn secret_place(source: &Source, secrets: &SecretStore, config_path: &str) -> Se
             },
             reference: None,
         },
+        Source::CodexFile { path, .. } => SecretPlace {
+            store: SecretStoreKind::CredentialsFile,
+            location: path.display().to_string(),
+            reference: None,
+        },
         Source::OAuthStored { login, .. } => stored(login),
         Source::ApiKeyStored(reference) => stored(reference),
         Source::ApiKey(_) => SecretPlace {
@@ -324,8 +331,11 @@ fn views(api: &Api) -> Vec<Account> {
             };
             Account {
                 tag: c.tag.to_string(),
+                provider: c.provider,
                 kind: match c.source {
-                    Source::OAuthFile { .. } | Source::OAuthStored { .. } => AccountKind::OAuth,
+                    Source::OAuthFile { .. }
+                    | Source::OAuthStored { .. }
+                    | Source::CodexFile { .. } => AccountKind::OAuth,
                     Source::ApiKey(_) | Source::ApiKeyStored(_) => AccountKind::ApiKey,
                 },
                 base_url: c.base_url.clone(),

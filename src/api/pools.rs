@@ -77,7 +77,11 @@ fn view(config: &Config, tag: &str) -> Option<Pool> {
         users: config
             .users
             .iter()
-            .filter(|u| matches!(&u.credential, Target::Pool(p) if p.as_str() == tag))
+            .filter(|u| {
+                u.targets
+                    .iter()
+                    .any(|t| matches!(t, Target::Pool(p) if p.as_str() == tag))
+            })
             .map(|u| u.name.to_string())
             .collect(),
     })

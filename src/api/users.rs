@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::write::{client_base_url, edit};
 use super::{Api, ApiError, ErrorBody};
 use crate::config::manage::{self, NewToken};
-use crate::config::{Config, Target};
+use crate::config::{Config, Provider, Target};
 use crate::ledger::query::{Dimension, Query, report};
 use crate::ledger::store;
 
@@ -24,16 +24,27 @@ use crate::ledger::store;
 pub struct User {
     /// Their name, unique; the ledger records their requests under it.
     pub name: String,
-    /// The account or pool their requests go to.
+    /// The account or pool their requests go to (the Claude one when they have both).
     pub credential: String,
     /// Whether `credential` is an `account` or a `pool`.
     pub credential_kind: CredentialKind,
+    /// Where each provider's requests go: Claude's, then OpenAI's (Codex, GPT models).
+    pub bindings: Vec<Binding>,
     /// How the config keeps their token: `hashed` (`token_hash`, as Carpool writes it) or
     /// `clear` (`token`, written by hand; rotating it stores a hash).
     pub token_storage: TokenStorage,
     /// Their requests and cost since the start of this month (this machine's time zone);
     /// `null` when there is no usage history yet.
     pub this_month: Option<MonthUsage>,
+}
+
+/// Where one provider's requests of a user go.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Binding {
+    pub provider: Provider,
+    /// The account or pool.
+    pub credential: String,
+    pub credential_kind: CredentialKind,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -180,15 +191,31 @@ fn view(config: &Config, name: &str, usage: &HashMap<String, MonthUsage>) -> Opt
         .iter()
         .enumerate()
         .find(|(_, u)| u.name.as_str() == name)?;
-    let (credential, credential_kind) = match &user.credential {
+    let bound = |target: &Target| match target {
         Target::Account(tag) => (tag.to_string(), CredentialKind::Account),
         Target::Pool(tag) => (tag.to_string(), CredentialKind::Pool),
     };
+    let bindings: Vec<Binding> = Provider::ALL
+        .into_iter()
+        .filter_map(|provider| {
+            let (credential, credential_kind) = bound(user.targets.get(provider)?);
+            Some(Binding {
+                provider,
+                credential,
+                credential_kind,
+            })
+        })
+        .collect();
+    let (credential, credential_kind) = bindings
+        .first()
+        .map(|b| (b.credential.clone(), b.credential_kind))
+        .unwrap_or((String::new(), CredentialKind::Account));
     let clear = config.clear_secrets.contains(&format!("users[{i}].token"));
     Some(User {
         name: name.to_owned(),
         credential,
         credential_kind,
+        bindings,
         token_storage: if clear {
             TokenStorage::Clear
         } else {

@@ -11,7 +11,7 @@ use clap::Subcommand;
 
 use crate::api::ApiError;
 use crate::api::accounts::{self, NewSource, Target};
-use crate::config::{Config, Source};
+use crate::config::{Config, Provider as Upstream, Source};
 use crate::credentials::login::{AccountOptions, Logins, Provider};
 use crate::secret::Secret;
 use crate::secrets::{SecretRef, SecretStore};
@@ -128,9 +128,15 @@ pub fn run(command: AccountCommand) -> anyhow::Result<()> {
         AccountCommand::List { config } => {
             let (path, config, secrets) = load(config)?;
             for c in &config.credentials {
-                let kind = match c.source {
-                    Source::OAuthFile { .. } | Source::OAuthStored { .. } => "claude login",
-                    Source::ApiKey(_) | Source::ApiKeyStored(_) => "api key",
+                let kind = match (&c.source, c.provider) {
+                    (Source::OAuthFile { .. } | Source::OAuthStored { .. }, _) => "claude login",
+                    (Source::CodexFile { .. }, _) => "codex login",
+                    (Source::ApiKey(_) | Source::ApiKeyStored(_), Upstream::Anthropic) => {
+                        "anthropic api key"
+                    }
+                    (Source::ApiKey(_) | Source::ApiKeyStored(_), Upstream::OpenAi) => {
+                        "openai api key"
+                    }
                 };
                 println!(
                     "{}\t{kind}\t{}\t{}",
@@ -170,6 +176,7 @@ fn describe(source: &Source, secrets: &SecretStore, config: &Path) -> String {
             item.describe(),
             path.display()
         ),
+        Source::CodexFile { path, .. } => format!("Codex login file {}", path.display()),
         Source::OAuthStored { login, .. } => stored(login),
         Source::ApiKeyStored(reference) => stored(reference),
         Source::ApiKey(_) => format!("key written in {}", config.display()),

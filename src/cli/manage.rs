@@ -144,10 +144,15 @@ pub fn user(command: UserCommand, config: Option<PathBuf>) -> anyhow::Result<()>
                 println!("No users: anyone who reaches this Carpool on loopback may use it.");
             }
             for (i, u) in config.users.iter().enumerate() {
-                let bound = match &u.credential {
-                    Target::Account(tag) => format!("account `{tag}`"),
-                    Target::Pool(tag) => format!("pool `{tag}`"),
-                };
+                let bound = u
+                    .targets
+                    .iter()
+                    .map(|t| match t {
+                        Target::Account(tag) => format!("account `{tag}`"),
+                        Target::Pool(tag) => format!("pool `{tag}`"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let stored = if config.clear_secrets.contains(&format!("users[{i}].token")) {
                     "token in clear"
                 } else {
@@ -211,7 +216,11 @@ pub fn pool(command: PoolCommand, config: Option<PathBuf>) -> anyhow::Result<()>
                 let users: Vec<&str> = config
                     .users
                     .iter()
-                    .filter(|u| matches!(&u.credential, Target::Pool(t) if *t == p.tag))
+                    .filter(|u| {
+                        u.targets
+                            .iter()
+                            .any(|t| matches!(t, Target::Pool(t) if *t == p.tag))
+                    })
                     .map(|u| u.name.as_str())
                     .collect();
                 println!(

@@ -136,6 +136,87 @@ impl fmt::Display for Target {
     }
 }
 
+/// Whose API an account speaks, and so which client protocols it can answer: a Claude
+/// login or Anthropic key answers Anthropic Messages; a Codex login or OpenAI key answers
+/// the OpenAI endpoints (Responses, and Chat Completions for GPT models).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Anthropic,
+    #[serde(rename = "openai")]
+    OpenAi,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 2] = [Provider::Anthropic, Provider::OpenAi];
+
+    /// For messages: "Claude" or "OpenAI".
+    pub fn label(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "Claude",
+            Provider::OpenAi => "OpenAI",
+        }
+    }
+}
+
+/// What a user's requests go to, per provider: Claude requests to one target, OpenAI
+/// requests (Codex, GPT models) to another. A user without a target for a provider is
+/// refused that provider's requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Targets {
+    pub anthropic: Option<Target>,
+    pub openai: Option<Target>,
+}
+
+impl Targets {
+    /// Where `provider`'s requests go, if anywhere.
+    pub fn get(&self, provider: Provider) -> Option<&Target> {
+        match provider {
+            Provider::Anthropic => self.anthropic.as_ref(),
+            Provider::OpenAi => self.openai.as_ref(),
+        }
+    }
+
+    pub fn slot(&mut self, provider: Provider) -> &mut Option<Target> {
+        match provider {
+            Provider::Anthropic => &mut self.anthropic,
+            Provider::OpenAi => &mut self.openai,
+        }
+    }
+
+    /// Every target, Claude's first.
+    pub fn iter(&self) -> impl Iterator<Item = &Target> {
+        self.anthropic.iter().chain(self.openai.iter())
+    }
+
+    /// The first target (Claude's, else OpenAI's), for places that show one.
+    pub fn first(&self) -> Option<&Target> {
+        self.iter().next()
+    }
+
+    /// Whether any target is `tag`.
+    pub fn names(&self, tag: &str) -> bool {
+        self.iter().any(|t| t.tag() == tag)
+    }
+}
+
+impl fmt::Display for Targets {
+    /// The tags, joined: `max` or `max, codex`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for t in self.iter() {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            f.write_str(t.tag())?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

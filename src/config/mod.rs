@@ -27,7 +27,7 @@ use crate::secret::TokenHash;
 use crate::secrets::SecretRef;
 use raw::{HeaderValues, RawAdmin, RawConfig, RawConnections, RawCredential, RawTimeouts};
 
-pub use ids::{AccountTag, PoolTag, Target, UserName};
+pub use ids::{AccountTag, PoolTag, Provider, Target, Targets, UserName};
 pub use keychain::KeychainItem;
 pub use template::{CreatedConfig, create_default};
 
@@ -36,6 +36,13 @@ pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 pub const DEFAULT_TOKEN_URL: &str = "https://platform.claude.com/v1/oauth/token";
 pub const DEFAULT_AUTHORIZE_URL: &str = "https://claude.ai/oauth/authorize";
 pub const DEFAULT_PROFILE_URL: &str = "https://api.anthropic.com/api/oauth/profile";
+/// ChatGPT's Codex backend, where a Codex login's requests go (docs/protocol.md §7.4).
+pub const CODEX_BASE_URL: &str = "https://chatgpt.com/backend-api/codex";
+/// Where a Codex login is refreshed (docs/protocol.md §7.2).
+pub const CODEX_TOKEN_URL: &str = "https://auth.openai.com/oauth/token";
+/// The OpenAI API, for OpenAI API keys. With `/v1`: the relay appends the client's path
+/// without its `/v1`, as for the Codex backend (docs/protocol.md §7.4).
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The validated configuration the engine runs with.
@@ -105,6 +112,8 @@ pub struct UsageConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialConfig {
     pub tag: AccountTag,
+    /// Whose API it speaks: which client protocols it answers.
+    pub provider: Provider,
     pub source: Source,
     /// Without a trailing slash.
     pub base_url: String,
@@ -130,7 +139,10 @@ pub enum Source {
     /// A Claude login Carpool obtained itself, in its secret store (`login_ref`),
     /// refreshed like a file's.
     OAuthStored { login: SecretRef, token_url: String },
-    /// An Anthropic API key (or a compatible provider's), sent as `x-api-key`.
+    /// A Codex login (`~/.codex/auth.json`, docs/protocol.md §7.1), refreshed by Carpool.
+    CodexFile { path: PathBuf, token_url: String },
+    /// An API key, sent as the provider wants it (Anthropic: `x-api-key`; OpenAI:
+    /// `Authorization: Bearer`).
     ApiKey(crate::secret::Secret),
     /// An API key in Carpool's secret store (`api_key_ref`).
     ApiKeyStored(SecretRef),
@@ -159,6 +171,8 @@ impl LoginEndpoints {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
     pub tag: PoolTag,
+    /// The provider of all its accounts.
+    pub provider: Provider,
     pub strategy: Strategy,
     /// Its accounts, in the order the pool lists them.
     pub members: Vec<AccountTag>,
@@ -186,7 +200,9 @@ pub enum Strategy {
 pub struct UserConfig {
     pub name: UserName,
     pub token_hash: TokenHash,
-    pub credential: Target,
+    /// Where its Claude and its OpenAI requests go (`credential`: one tag, or one per
+    /// provider).
+    pub targets: Targets,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,13 +282,16 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Where anonymous requests go when no users are configured: the first pool if there
-    /// is one, else the first account.
-    pub fn anonymous_target(&self) -> Target {
-        match (self.pools.first(), self.credentials.first()) {
-            (Some(pool), _) => Target::Pool(pool.tag.clone()),
-            (None, Some(account)) => Target::Account(account.tag.clone()),
-            (None, None) => unreachable!("a config always has an account"),
+    /// Where anonymous requests for `provider` go when no users are configured: its first
+    /// pool if there is one, else its first account; `None` when the config has no
+    /// account of that provider.
+    pub fn anonymous_target(&self, provider: Provider) -> Option<Target> {
+        let pool = self.pools.iter().find(|p| p.provider == provider);
+        let account = self.credentials.iter().find(|c| c.provider == provider);
+        match (pool, account) {
+            (Some(pool), _) => Some(Target::Pool(pool.tag.clone())),
+            (None, Some(account)) => Some(Target::Account(account.tag.clone())),
+            (None, None) => None,
         }
     }
 
@@ -755,6 +774,7 @@ fn credentials_from_raw(
             .map_err(|p| ("credential_path".into(), p))?;
         let account = CredentialConfig {
             tag: AccountTag::new("default"),
+            provider: Provider::Anthropic,
             source: Source::OAuthFile {
                 path,
                 token_url: DEFAULT_TOKEN_URL.into(),
@@ -831,8 +851,11 @@ fn credentials_from_raw(
                     }
                 }
             }
-            "api_key" => {
-                refuse(RawCredential::POOL_FIELDS, "on an account (type `api_key`)")?;
+            "api_key" | "openai_api_key" => {
+                refuse(
+                    RawCredential::POOL_FIELDS,
+                    &format!("on an account (type `{kind}`)"),
+                )?;
                 refuse(&["credential_path", "login_ref"], "on an API-key account")?;
                 refuse(&["token_url"], "on an API-key account (nothing to refresh)")?;
                 refuse(
@@ -854,24 +877,54 @@ fn credentials_from_raw(
                         if key.is_empty() {
                             return Err((
                                 at("api_key"),
-                                "missing: an `api_key` account needs its key (`api_key`, or `api_key_ref` to one Carpool stored)".into(),
+                                format!(
+                                    "missing: an `{kind}` account needs its key (`api_key`, or `api_key_ref` to one Carpool stored)"
+                                ),
                             ));
                         }
                         Source::ApiKey(crate::secret::Secret::new(key.to_owned()))
                     }
                 }
             }
+            // `ocm`: sing-box's name for its Codex service, accepted as an account type
+            // so a sing-box ocm block's `credential_path` carries over.
+            "codex" | "ocm" => {
+                refuse(
+                    RawCredential::POOL_FIELDS,
+                    &format!("on an account (type `{kind}`)"),
+                )?;
+                refuse(
+                    &["api_key", "api_key_ref"],
+                    "on a Codex login; use `\"type\": \"openai_api_key\"` for an OpenAI API key",
+                )?;
+                refuse(
+                    &["login_ref"],
+                    "on a Codex login read from a file; set `credential_path` (default `$CODEX_HOME/auth.json` or `~/.codex/auth.json`)",
+                )?;
+                let token_url = check_url(c.token_url.as_deref().unwrap_or(CODEX_TOKEN_URL))
+                    .map_err(|p| (at("token_url"), p))?;
+                let path = match &c.credential_path {
+                    Some(p) => absolute(p, base_dir),
+                    None => codex_login_path(&env_var).map_err(|p| (at("credential_path"), p))?,
+                };
+                Source::CodexFile { path, token_url }
+            }
             "balancer" | "fallback" => continue,
             other => {
                 return Err((
                     at("type"),
                     format!(
-                        "unknown credential type `{other}`; use `default`, `api_key`, `balancer` or `fallback`"
+                        "unknown credential type `{other}`; use `default` (a Claude login), `api_key`, `codex`, `openai_api_key`, `balancer` or `fallback`"
                     ),
                 ));
             }
         };
-        let base_url = check_url(c.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL))
+        let (provider, default_base) = match (&source, kind) {
+            (Source::CodexFile { .. }, _) => (Provider::OpenAi, CODEX_BASE_URL),
+            (_, "openai_api_key") => (Provider::OpenAi, OPENAI_BASE_URL),
+            _ => (Provider::Anthropic, DEFAULT_BASE_URL),
+        };
+        let base_url = check_url(c.base_url.as_deref().unwrap_or(default_base))
             .map_err(|p| (at("base_url"), p))?;
         let proxy = c
             .proxy
@@ -892,6 +945,7 @@ fn credentials_from_raw(
         }
         accounts.push(CredentialConfig {
             tag: AccountTag::new(&c.tag),
+            provider,
             source,
             base_url,
             proxy,
@@ -976,6 +1030,20 @@ fn credentials_from_raw(
             if members.contains(&member) {
                 return Err((field, format!("`{tag}` is listed twice")));
             }
+            let provider_of =
+                |tag: &AccountTag| accounts.iter().find(|a| a.tag == *tag).map(|a| a.provider);
+            if let Some(first) = members.first()
+                && provider_of(first) != provider_of(&member)
+            {
+                return Err((
+                    field,
+                    format!(
+                        "`{tag}` serves {} and `{first}` serves {}; a pool holds accounts of one provider (make one pool per provider)",
+                        provider_of(&member).map_or("", Provider::label),
+                        provider_of(first).map_or("", Provider::label),
+                    ),
+                ));
+            }
             members.push(member);
         }
         let duration = |field: &str,
@@ -994,8 +1062,13 @@ fn credentials_from_raw(
                 },
             }
         };
+        let provider = accounts
+            .iter()
+            .find(|a| a.tag == members[0])
+            .map_or(Provider::Anthropic, |a| a.provider);
         pools.push(PoolConfig {
             tag: PoolTag::new(&c.tag),
+            provider,
             strategy,
             members,
             poll_interval: duration("poll_interval", &c.poll_interval, Duration::from_secs(60))?,
@@ -1018,6 +1091,82 @@ fn check_proxy(url: &str) -> Result<String, String> {
         return Err("the proxy URL needs a host".into());
     }
     Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// A user's `credential` (a tag, or a list of tags of different providers) as targets;
+/// without one, each provider's only account, when the config has exactly one account
+/// (and no pool) of that provider. The error's field is relative to the user.
+fn user_targets(
+    written: Option<&raw::Tags>,
+    credentials: &[CredentialConfig],
+    pools: &[PoolConfig],
+) -> Result<Targets, FieldProblem> {
+    let mut targets = Targets::default();
+    let Some(written) = written else {
+        for provider in Provider::ALL {
+            let accounts: Vec<_> = credentials
+                .iter()
+                .filter(|c| c.provider == provider)
+                .collect();
+            let has_pool = pools.iter().any(|p| p.provider == provider);
+            match (accounts.as_slice(), has_pool) {
+                ([], false) => {}
+                ([only], false) => {
+                    *targets.slot(provider) = Some(Target::Account(only.tag.clone()))
+                }
+                _ => {
+                    return Err((
+                        "credential".into(),
+                        format!(
+                            "missing: with several {} credentials every user must name one",
+                            provider.label()
+                        ),
+                    ));
+                }
+            }
+        }
+        return Ok(targets);
+    };
+    let tags = written.as_slice();
+    if tags.is_empty() {
+        return Err(("credential".into(), "must name at least one tag".into()));
+    }
+    for (j, tag) in tags.iter().enumerate() {
+        let field = match written {
+            raw::Tags::One(_) => "credential".to_owned(),
+            raw::Tags::Many(_) => format!("credential[{j}]"),
+        };
+        let (target, provider) = if let Some(c) = credentials.iter().find(|c| c.tag == **tag) {
+            (Target::Account(c.tag.clone()), c.provider)
+        } else if let Some(p) = pools.iter().find(|p| p.tag == **tag) {
+            (Target::Pool(p.tag.clone()), p.provider)
+        } else {
+            let known: Vec<_> = credentials
+                .iter()
+                .map(|c| c.tag.as_str())
+                .chain(pools.iter().map(|p| p.tag.as_str()))
+                .collect();
+            return Err((
+                field,
+                format!(
+                    "unknown credential tag `{tag}` (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let slot = targets.slot(provider);
+        if let Some(before) = slot {
+            return Err((
+                field,
+                format!(
+                    "`{tag}` and `{before}` both serve {}; name one per provider",
+                    provider.label()
+                ),
+            ));
+        }
+        *slot = Some(target);
+    }
+    Ok(targets)
 }
 
 fn users_from_raw(
@@ -1068,41 +1217,12 @@ fn users_from_raw(
         if let Some(other) = out.iter().find(|o| o.token_hash == token_hash) {
             return Err((at("token"), format!("same token as user `{}`", other.name)));
         }
-        let credential = match &u.credential {
-            Some(tag) => {
-                if let Some(c) = credentials.iter().find(|c| c.tag == **tag) {
-                    Target::Account(c.tag.clone())
-                } else if let Some(p) = pools.iter().find(|p| p.tag == **tag) {
-                    Target::Pool(p.tag.clone())
-                } else {
-                    let known: Vec<_> = credentials
-                        .iter()
-                        .map(|c| c.tag.as_str())
-                        .chain(pools.iter().map(|p| p.tag.as_str()))
-                        .collect();
-                    return Err((
-                        at("credential"),
-                        format!(
-                            "unknown credential tag `{tag}` (known: {})",
-                            known.join(", ")
-                        ),
-                    ));
-                }
-            }
-            None if credentials.len() == 1 && pools.is_empty() => {
-                Target::Account(credentials[0].tag.clone())
-            }
-            None => {
-                return Err((
-                    at("credential"),
-                    "missing: with several credentials every user must name one".into(),
-                ));
-            }
-        };
+        let targets = user_targets(u.credential.as_ref(), credentials, pools)
+            .map_err(|(field, problem)| (at(&field), problem))?;
         out.push(UserConfig {
             name: UserName::new(&u.name),
             token_hash,
-            credential,
+            targets,
         });
     }
     Ok(out)
@@ -1303,6 +1423,17 @@ pub fn claude_code_login(
         _ => None,
     };
     Ok((path, keychain))
+}
+
+/// Where Codex keeps its login (docs/protocol.md §7.1): `$CODEX_HOME/auth.json`, else
+/// `~/.codex/auth.json`. `var` reads the environment.
+pub fn codex_login_path(var: &dyn Fn(&str) -> Option<OsString>) -> Result<PathBuf, String> {
+    if let Some(dir) = var("CODEX_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("auth.json"));
+    }
+    dirs::home_dir()
+        .map(|h| h.join(".codex").join("auth.json"))
+        .ok_or_else(|| "cannot find the home directory; set `credential_path`".into())
 }
 
 /// Where Carpool keeps its own data (the usage database): `$CARPOOL_DATA_DIR`, else

@@ -161,7 +161,9 @@ pub enum HeaderValues {
 pub struct RawCredential {
     /// Name users and pools refer to.
     pub tag: String,
-    /// `default` (omitted), `api_key`, `balancer` or `fallback`.
+    /// `default` (omitted: a Claude login), `api_key` (an Anthropic key), `codex` (a Codex
+    /// login, `~/.codex/auth.json`; sing-box's `ocm` is accepted too), `openai_api_key`,
+    /// `balancer` or `fallback`.
     #[serde(rename = "type", default)]
     pub kind: Option<String>,
     /// `default`: Claude Code credentials file. Default: `$CLAUDE_CONFIG_DIR/.credentials.json`
@@ -277,9 +279,28 @@ pub struct RawUser {
     /// `sha256:<64 hex>` of the token, as `carpool serve` and `carpool token` write it.
     #[serde(default)]
     pub token_hash: Option<String>,
-    /// Tag of the credential this user's requests go to. Optional with one credential.
+    /// Tag of the account or pool this user's requests go to, or a list with one per
+    /// provider (`["max", "codex"]`: Claude requests to `max`, OpenAI ones to `codex`).
+    /// Optional when the config has one account per provider.
     #[serde(default)]
-    pub credential: Option<String>,
+    pub credential: Option<Tags>,
+}
+
+/// One tag, or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a tag, or a list of tags (one per provider)")]
+pub enum Tags {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Tags {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Tags::One(t) => std::slice::from_ref(t),
+            Tags::Many(ts) => ts,
+        }
+    }
 }
 
 /// Durations are strings like `"10s"`, `"2m"`, `"1h 30m"`.

@@ -75,10 +75,16 @@ fn users_bind_to_credentials_by_tag() {
             "users": [{"name": "x", "token": "0123456789abcdef0123", "credential": "b"}]}"#,
     )
     .unwrap();
-    assert_eq!(c.users[0].credential, Target::Account("b".into()));
+    assert_eq!(
+        c.users[0].targets.anthropic,
+        Some(Target::Account("b".into()))
+    );
     // With one credential the binding may be left out.
     let c = parse(&format!(r#"{{"users": [{USER}]}}"#)).unwrap();
-    assert_eq!(c.users[0].credential, Target::Account("default".into()));
+    assert_eq!(
+        c.users[0].targets.anthropic,
+        Some(Target::Account("default".into()))
+    );
 }
 
 #[test]
@@ -420,9 +426,18 @@ fn pools_bind_users_and_keep_their_accounts_in_order() {
     assert_eq!(c.pools[0].session_ttl, Duration::from_secs(7200));
     assert_eq!(c.pools[1].strategy, Strategy::Fallback);
     assert_eq!(c.pools[1].members, ["a", "b"]);
-    assert_eq!(c.users[0].credential, Target::Pool("pool".into()));
-    assert_eq!(c.users[1].credential, Target::Account("key".into()));
-    assert_eq!(c.anonymous_target(), Target::Pool("pool".into()));
+    assert_eq!(
+        c.users[0].targets.anthropic,
+        Some(Target::Pool("pool".into()))
+    );
+    assert_eq!(
+        c.users[1].targets.anthropic,
+        Some(Target::Account("key".into()))
+    );
+    assert_eq!(
+        c.anonymous_target(Provider::Anthropic),
+        Some(Target::Pool("pool".into()))
+    );
     // The API key never shows in Debug output.
     assert!(!format!("{c:?}").contains("sk-ant-api03-x"));
 }
@@ -808,4 +823,108 @@ fn off_a_mac_the_default_account_reads_only_the_file() {
         &c.credentials[0].source,
         Source::OAuthFile { keychain: None, .. }
     ));
+}
+
+/// Codex logins (sing-box's `ocm` type name too) and OpenAI keys are OpenAI accounts with
+/// their own default endpoints; users bind one target per provider.
+#[test]
+fn codex_and_openai_accounts_and_per_provider_bindings() {
+    let c = parse(
+        r#"{
+            "credentials": [
+                {"tag": "max", "credential_path": "claude.json"},
+                {"tag": "codex", "type": "codex", "credential_path": "codex/auth.json"},
+                {"tag": "ocm", "type": "ocm", "credential_path": "/srv/auth.json", "reserve_5h": 20},
+                {"tag": "gpt", "type": "openai_api_key", "api_key": "sk-proj-x"},
+                {"tag": "chatgpt", "type": "balancer", "credentials": ["codex", "ocm"]}
+            ],
+            "users": [
+                {"name": "both", "token": "0123456789abcdef0123", "credential": ["max", "chatgpt"]},
+                {"name": "gpt", "token": "0123456789abcdef0124", "credential": "gpt"}
+            ]
+        }"#,
+    )
+    .unwrap();
+    let provider = |i: usize| c.credentials[i].provider;
+    assert_eq!(provider(0), Provider::Anthropic);
+    assert_eq!(provider(1), Provider::OpenAi);
+    match &c.credentials[1].source {
+        Source::CodexFile { path, token_url } => {
+            assert_eq!(path, Path::new("/etc/carpool/codex/auth.json"));
+            assert_eq!(token_url, CODEX_TOKEN_URL);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.credentials[1].base_url, CODEX_BASE_URL);
+    assert_eq!(c.credentials[2].reserve_5h, Some(20));
+    assert_eq!(c.credentials[3].base_url, OPENAI_BASE_URL);
+    assert!(matches!(c.credentials[3].source, Source::ApiKey(_)));
+    assert_eq!(c.pools[0].provider, Provider::OpenAi);
+    let both = &c.users[0].targets;
+    assert_eq!(both.anthropic, Some(Target::Account("max".into())));
+    assert_eq!(both.openai, Some(Target::Pool("chatgpt".into())));
+    assert_eq!(both.to_string(), "max, chatgpt");
+    assert_eq!(c.users[1].targets.anthropic, None);
+    assert_eq!(
+        c.users[1].targets.openai,
+        Some(Target::Account("gpt".into()))
+    );
+    assert_eq!(
+        c.anonymous_target(Provider::OpenAi),
+        Some(Target::Pool("chatgpt".into()))
+    );
+    assert!(!format!("{c:?}").contains("sk-proj-x"));
+}
+
+#[test]
+fn codex_login_path_follows_codex_home() {
+    let var = |home: Option<&str>| {
+        let home = home.map(OsString::from);
+        move |name: &str| (name == "CODEX_HOME").then(|| home.clone()).flatten()
+    };
+    assert_eq!(
+        codex_login_path(&var(Some("/opt/codex"))).unwrap(),
+        Path::new("/opt/codex/auth.json")
+    );
+    let default = codex_login_path(&var(None)).unwrap();
+    assert!(default.ends_with(".codex/auth.json"), "{default:?}");
+    assert!(
+        codex_login_path(&var(Some("")))
+            .unwrap()
+            .ends_with(".codex/auth.json")
+    );
+}
+
+/// Without `credential`, a user gets each provider's only account; several accounts of
+/// one provider, a pool mixing providers, two targets of one provider are refused with the
+/// field named.
+#[test]
+fn provider_bindings_are_checked() {
+    let c = parse(&format!(
+        r#"{{"credentials": [{{"tag": "max"}}, {{"tag": "codex", "type": "codex"}}], "users": [{USER}]}}"#
+    ))
+    .unwrap();
+    assert_eq!(
+        c.users[0].targets.anthropic,
+        Some(Target::Account("max".into()))
+    );
+    assert_eq!(
+        c.users[0].targets.openai,
+        Some(Target::Account("codex".into()))
+    );
+
+    let two_codex = format!(
+        r#"{{"credentials": [{{"tag": "max"}}, {{"tag": "c1", "type": "codex"}}, {{"tag": "c2", "type": "codex"}}], "users": [{USER}]}}"#
+    );
+    assert_eq!(field_of(&two_codex), "users[0].credential");
+    let mixed = r#"{"credentials": [{"tag": "max"}, {"tag": "codex", "type": "codex"},
+        {"tag": "p", "type": "balancer", "credentials": ["max", "codex"]}]}"#;
+    assert_eq!(field_of(mixed), "credentials[2].credentials[1]");
+    let twice = r#"{"credentials": [{"tag": "a"}, {"tag": "b"}],
+        "users": [{"name": "me", "token": "0123456789abcdef0123", "credential": ["a", "b"]}]}"#;
+    assert_eq!(field_of(twice), "users[0].credential[1]");
+    let key_on_codex = r#"{"credentials": [{"tag": "c", "type": "codex", "api_key": "sk-x"}]}"#;
+    assert_eq!(field_of(key_on_codex), "credentials[0].api_key");
+    let no_key = r#"{"credentials": [{"tag": "k", "type": "openai_api_key"}]}"#;
+    assert_eq!(field_of(no_key), "credentials[0].api_key");
 }

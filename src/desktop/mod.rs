@@ -295,7 +295,11 @@ impl Desktop {
         let engine = server.engine.clone();
         let config = engine.state().config.clone();
         let name = free_name(&config, "desktop");
-        let credential = config.users.first().map(|u| u.credential.to_string());
+        let credential = config
+            .users
+            .first()
+            .and_then(|u| u.targets.first())
+            .map(ToString::to_string);
         let user = name.clone();
         let edited = tokio::task::spawn_blocking(move || {
             engine.edit_config(|doc| {

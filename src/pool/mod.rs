@@ -435,6 +435,7 @@ mod tests {
     fn team(strategy: Strategy, members: &[&str]) -> PoolConfig {
         PoolConfig {
             tag: "team".into(),
+            provider: crate::config::Provider::Anthropic,
             strategy,
             members: members.iter().map(|&m| m.into()).collect(),
             poll_interval: Duration::from_secs(60),

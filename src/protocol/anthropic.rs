@@ -29,6 +29,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::{Peek, Protocol, Refusal, Route, Triage};
+use crate::config::Provider;
 use crate::error::RelayError;
 use crate::ledger::extract::{BodyKind, UsageTap};
 use crate::pool::limits::LimitSignals;
@@ -41,6 +42,8 @@ impl Protocol for Anthropic {
     type Endpoint = endpoint::Endpoint;
 
     const ACCOUNT: &'static str = "Claude account";
+
+    const PROVIDER: Provider = Provider::Anthropic;
 
     /// `/v1/messages?beta=true` matches `/v1/messages`: the query is kept and forwarded.
     const ROUTES: &'static [Route] = &[

@@ -68,6 +68,7 @@ use axum::routing::MethodFilter;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
+use crate::config::Provider;
 use crate::error::RelayError;
 use crate::ledger::extract::UsageTap;
 use crate::pool::limits::LimitSignals;
@@ -89,6 +90,10 @@ pub trait Protocol: Send + Sync + 'static {
     /// What the users of this protocol's accounts call one, for messages
     /// ("Claude account").
     const ACCOUNT: &'static str;
+
+    /// Whose accounts answer this protocol: a user's requests go to their target for
+    /// this provider ([`crate::config::Targets`]).
+    const PROVIDER: Provider;
 
     /// Every method and path this protocol serves.
     const ROUTES: &'static [Route];

@@ -238,21 +238,9 @@ impl RequestContext {
     }
 }
 
-/// Why Carpool refused a request, as the live feed names it.
+/// Why Carpool refused a request, as the live feed names it: the kind's name.
 fn refusal_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::BadToken => "bad_token",
-        ErrorKind::NotFound => "not_found",
-        ErrorKind::MethodNotAllowed => "method_not_allowed",
-        ErrorKind::TooLarge => "too_large",
-        ErrorKind::BadRequest => "bad_request",
-        ErrorKind::BodyStalled => "body_stalled",
-        ErrorKind::NeedsOwner => "needs_owner",
-        ErrorKind::NoCredential => "no_credential",
-        ErrorKind::Exhausted => "exhausted",
-        ErrorKind::Unreachable => "unreachable",
-        ErrorKind::Timeout => "timeout",
-    }
+    kind.name()
 }
 
 /// Log lines for requests refused before authentication: at most

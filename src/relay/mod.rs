@@ -138,9 +138,17 @@ async fn relay<P: Protocol>(
     let target = match caller {
         Caller::User(user) => {
             context.user = user.name.to_string();
-            user.target.clone()
+            user.targets.get(P::PROVIDER).cloned().ok_or_else(|| {
+                RelayError::forbidden(format!(
+                    "Carpool: user `{}` has no {} in this Carpool; ask its owner to bind one to them",
+                    user.name,
+                    P::ACCOUNT
+                ))
+            })?
         }
-        Caller::Anonymous => config.anonymous_target(),
+        Caller::Anonymous => config.anonymous_target(P::PROVIDER).ok_or_else(|| {
+            RelayError::forbidden(format!("Carpool: this Carpool has no {}", P::ACCOUNT))
+        })?,
     };
     context.authenticated(state.recorder.clone());
 

@@ -21,6 +21,8 @@ pub fn status_and_type(kind: ErrorKind) -> (StatusCode, &'static str) {
         // 403, not 401: Claude Code retries a 401 for about three minutes before it shows
         // anything, while a 403 ends the run at once with our message.
         ErrorKind::BadToken => (StatusCode::FORBIDDEN, "authentication_error"),
+        // 403: not retried; the message says what the user lacks.
+        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "permission_error"),
         ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found_error"),
         ErrorKind::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error"),
         // 413 is not retried by Claude Code.
