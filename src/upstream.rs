@@ -98,10 +98,24 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
 
 /// How a request authenticates upstream.
 pub enum UpstreamAuth<'a> {
-    /// A subscription's OAuth access token.
-    OAuth(&'a Secret),
+    /// A subscription's OAuth access token, and for a ChatGPT login its account id
+    /// (`ChatGPT-Account-Id`).
+    OAuth {
+        token: &'a Secret,
+        account_id: Option<&'a str>,
+    },
     /// An API key.
     ApiKey(&'a Secret),
+}
+
+impl<'a> UpstreamAuth<'a> {
+    /// An OAuth token without an account id (a Claude login).
+    pub fn oauth(token: &'a Secret) -> UpstreamAuth<'a> {
+        UpstreamAuth::OAuth {
+            token,
+            account_id: None,
+        }
+    }
 }
 
 /// The client's request headers that may go upstream: all but hop-by-hop, reverse-proxy

@@ -33,14 +33,21 @@ pub enum Source {
 
 /// A token to send, owned (the OAuth one may be refreshed at any time).
 pub enum Auth {
-    OAuth(Secret),
+    OAuth {
+        token: Secret,
+        /// A ChatGPT login's account (`ChatGPT-Account-Id`).
+        account_id: Option<String>,
+    },
     ApiKey(Secret),
 }
 
 impl Auth {
     pub fn upstream(&self) -> UpstreamAuth<'_> {
         match self {
-            Auth::OAuth(t) => UpstreamAuth::OAuth(t),
+            Auth::OAuth { token, account_id } => UpstreamAuth::OAuth {
+                token,
+                account_id: account_id.as_deref(),
+            },
             Auth::ApiKey(k) => UpstreamAuth::ApiKey(k),
         }
     }
@@ -221,7 +228,10 @@ impl Account {
     /// token the upstream just refused).
     pub async fn auth(&self, rejected: Option<&Secret>) -> Result<Auth, Unavailable> {
         match &self.source {
-            Source::OAuth(c) => c.access_token(rejected).await.map(Auth::OAuth),
+            Source::OAuth(c) => c.access_token(rejected).await.map(|token| Auth::OAuth {
+                token,
+                account_id: None,
+            }),
             Source::ApiKey(k) => Ok(Auth::ApiKey(k.clone())),
         }
     }

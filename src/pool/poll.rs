@@ -183,7 +183,7 @@ async fn keep_polled<P, F>(
 
 async fn poll(account: &Account) {
     let token = match account.auth(None).await {
-        Ok(Auth::OAuth(token)) => token,
+        Ok(Auth::OAuth { token, .. }) => token,
         _ => return, // no usable login: nothing to ask with; the account shows as broken
     };
     let url = format!("{}/api/oauth/usage", account.base_url);

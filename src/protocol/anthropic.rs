@@ -46,6 +46,8 @@ impl Protocol for Anthropic {
     const PROVIDER: Provider = Provider::Anthropic;
 
     /// `/v1/messages?beta=true` matches `/v1/messages`: the query is kept and forwarded.
+    /// `GET /v1/models` is OpenAI's path too: the relay routes it by who asks
+    /// ([`super::models_provider`]).
     const ROUTES: &'static [Route] = &[
         Route {
             method: MethodFilter::POST,
@@ -54,10 +56,6 @@ impl Protocol for Anthropic {
         Route {
             method: MethodFilter::POST,
             path: "/v1/messages/count_tokens",
-        },
-        Route {
-            method: MethodFilter::GET,
-            path: "/v1/models",
         },
         Route {
             method: MethodFilter::GET,

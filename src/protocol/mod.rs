@@ -62,6 +62,8 @@
 //! protocol's provider (an associated `PROVIDER` the pool filters by).
 
 pub mod anthropic;
+pub mod openai;
+pub mod values;
 
 use axum::response::Response;
 use axum::routing::MethodFilter;
@@ -233,7 +235,47 @@ pub trait Visit {
 /// Every protocol Carpool speaks.
 pub fn each(visitor: &mut impl Visit) {
     visitor.protocol::<anthropic::Anthropic>();
+    visitor.protocol::<openai::OpenAi>();
+}
+
+/// Whose model list a `GET /v1/models` asks for: both APIs have the path. Every
+/// Anthropic client sends `anthropic-version` (the SDKs and Claude Code alike); no OpenAI
+/// client does.
+pub fn models_provider(headers: &HeaderMap) -> Provider {
+    if headers.contains_key("anthropic-version") {
+        Provider::Anthropic
+    } else {
+        Provider::OpenAi
+    }
 }
 
 /// The protocol whose error shape answers requests no route claims (unknown paths).
 pub type Fallback = anthropic::Anthropic;
+
+/// `base` with `path` after the base's own path, and the client's query: what
+/// [`Endpoint::upstream_url`] builds for an endpoint whose upstream path is fixed. Refused
+/// unless the resulting URL's path is exactly that: the URL parser resolves `..`, `%2e%2e`
+/// and backslashes while it sets the path, and the check sees the result.
+pub fn upstream_url_at(
+    base: &reqwest::Url,
+    path: &str,
+    query: Option<&str>,
+) -> Result<reqwest::Url, String> {
+    let expected = format!("{}{}", base.path().trim_end_matches('/'), path);
+    let mut url = base.clone();
+    url.set_path(&expected);
+    if let Some(query) = query
+        && query.chars().any(|c| c == '#' || c.is_control())
+    {
+        return Err(format!("a query with `#` or control characters: {query:?}"));
+    }
+    url.set_query(query);
+    url.set_fragment(None);
+    if url.path() != expected {
+        return Err(format!(
+            "the upstream path would be {} instead of {expected}",
+            url.path()
+        ));
+    }
+    Ok(url)
+}

@@ -65,7 +65,7 @@ use bytes::Bytes;
 use http::header;
 
 use crate::auth::Caller;
-use crate::config::{AccountTag, Config, Target};
+use crate::config::{AccountTag, Config, Provider, Target};
 use crate::credentials::Unavailable;
 use crate::error::{Origin, RelayError};
 use crate::pool::account::{Account, Auth};
@@ -92,7 +92,12 @@ pub fn routes() -> Router<Arc<Current>> {
     }
     let mut routes = Routes(Router::new());
     protocol::each(&mut routes);
-    routes.0.fallback(not_found::<protocol::Fallback>)
+    let models = on(axum::routing::MethodFilter::GET, models)
+        .fallback(method_not_allowed::<protocol::Fallback>);
+    routes
+        .0
+        .route("/v1/models", models)
+        .fallback(not_found::<protocol::Fallback>)
 }
 
 /// The axum handler for every relayed endpoint of protocol `P`.
@@ -116,6 +121,15 @@ pub async fn handle<P: Protocol>(
             context.refused(error.kind, response.status());
             response
         }
+    }
+}
+
+/// `GET /v1/models`, a path of both APIs: the list of the provider whose client asks
+/// ([`protocol::models_provider`]).
+async fn models(state: State<Arc<Current>>, request: Request) -> Response {
+    match protocol::models_provider(request.headers()) {
+        Provider::Anthropic => handle::<protocol::anthropic::Anthropic>(state, request).await,
+        Provider::OpenAi => handle::<protocol::openai::OpenAi>(state, request).await,
     }
 }
 
@@ -371,7 +385,7 @@ async fn send_to<P: Protocol>(
         match P::triage(response.status()) {
             Triage::CredentialRefused if rejected.is_none() && account.is_oauth() => {
                 tracing::warn!(account = %account.tag, status = response.status().as_u16(), "upstream rejected the access token; refreshing and retrying once");
-                if let Auth::OAuth(token) = auth {
+                if let Auth::OAuth { token, .. } = auth {
                     rejected = Some(token);
                 }
             }

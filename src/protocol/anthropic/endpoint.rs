@@ -75,23 +75,7 @@ impl crate::protocol::Endpoint for Endpoint {
         base: &reqwest::Url,
         query: Option<&str>,
     ) -> Result<reqwest::Url, String> {
-        let expected = format!("{}{}", base.path().trim_end_matches('/'), self.path());
-        let mut url = base.clone();
-        url.set_path(&expected);
-        if let Some(query) = query
-            && query.chars().any(|c| c == '#' || c.is_control())
-        {
-            return Err(format!("a query with `#` or control characters: {query:?}"));
-        }
-        url.set_query(query);
-        url.set_fragment(None);
-        if url.path() != expected {
-            return Err(format!(
-                "the upstream path would be {} instead of {expected}",
-                url.path()
-            ));
-        }
-        Ok(url)
+        crate::protocol::upstream_url_at(base, &self.path(), query)
     }
 }
 

@@ -46,7 +46,7 @@ pub fn request_headers(
     upstream::apply_operator_headers(&mut out, operator);
 
     let (name, mut value) = match auth {
-        UpstreamAuth::OAuth(token) => (
+        UpstreamAuth::OAuth { token, .. } => (
             header::AUTHORIZATION,
             HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                 .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token")),
@@ -94,7 +94,7 @@ mod tests {
         let out = request_headers(
             &client,
             &[],
-            UpstreamAuth::OAuth(&Secret::new("sk-ant-oat01-acct")),
+            UpstreamAuth::oauth(&Secret::new("sk-ant-oat01-acct")),
         );
         assert_eq!(out["authorization"], "Bearer sk-ant-oat01-acct");
         assert!(out["authorization"].is_sensitive());
@@ -136,7 +136,7 @@ mod tests {
             ("x-app", "cli"),
             ("idempotency-key", "k-1"),
         ]);
-        let out = request_headers(&client, &[], UpstreamAuth::OAuth(&Secret::new("acct")));
+        let out = request_headers(&client, &[], UpstreamAuth::oauth(&Secret::new("acct")));
         let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
         assert_eq!(
             names,
@@ -155,7 +155,7 @@ mod tests {
     #[test]
     fn oauth_beta_is_prepended_once() {
         let secret = Secret::new("t");
-        let none = request_headers(&HeaderMap::new(), &[], UpstreamAuth::OAuth(&secret));
+        let none = request_headers(&HeaderMap::new(), &[], UpstreamAuth::oauth(&secret));
         assert_eq!(none["anthropic-beta"], OAUTH_BETA);
         let some = request_headers(
             &map(&[(
@@ -163,7 +163,7 @@ mod tests {
                 "claude-code-20250219, context-1m-2025-08-07",
             )]),
             &[],
-            UpstreamAuth::OAuth(&secret),
+            UpstreamAuth::oauth(&secret),
         );
         assert_eq!(
             some["anthropic-beta"],
@@ -175,7 +175,7 @@ mod tests {
                 ("anthropic-beta", "oauth-2025-04-20"),
             ]),
             &[],
-            UpstreamAuth::OAuth(&secret),
+            UpstreamAuth::oauth(&secret),
         );
         assert_eq!(already["anthropic-beta"], "a,oauth-2025-04-20");
     }
@@ -212,7 +212,7 @@ mod tests {
                 HeaderValue::from_static("b"),
             ),
         ];
-        let out = request_headers(&client, &operator, UpstreamAuth::OAuth(&Secret::new("tok")));
+        let out = request_headers(&client, &operator, UpstreamAuth::oauth(&Secret::new("tok")));
         assert_eq!(out["user-agent"], "op");
         assert_eq!(out["x-keep"], "1");
         let multi: Vec<_> = out.get_all("x-multi").iter().collect();

@@ -11,6 +11,7 @@ use crate::pool::limits::{
     LimitSignals, MAX_RESET_AHEAD_SECS, MAX_UNBACKED_PAUSE_SECS, Window, percent_from_percent,
 };
 use crate::protocol::Refusal;
+use crate::protocol::values::{header_seconds, header_str, retry_after};
 
 /// How long a quota 429 pauses the account when the upstream says nothing about when.
 const DEFAULT_QUOTA_PAUSE_SECS: i64 = 60;
@@ -201,15 +202,6 @@ fn quota_reset(headers: &HeaderMap, now: i64) -> i64 {
         .unwrap_or(now.saturating_add(DEFAULT_QUOTA_PAUSE_SECS))
 }
 
-/// A header's value, trimmed, if it is present and visible ASCII.
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name)?.to_str().ok().map(str::trim)
-}
-
-fn is_rejected(headers: &HeaderMap, name: &str) -> bool {
-    header_str(headers, name).is_some_and(|value| value.eq_ignore_ascii_case("rejected"))
-}
-
 /// A utilization header (a fraction 0..1) as a whole percent.
 fn header_fraction(headers: &HeaderMap, name: &str) -> Option<u32> {
     let fraction: f64 = header_str(headers, name)?.parse().ok()?;
@@ -218,20 +210,8 @@ fn header_fraction(headers: &HeaderMap, name: &str) -> Option<u32> {
         .then(|| percent_from_percent(fraction * 100.0))
 }
 
-/// A Unix-seconds header (integer, or decimal rounded down).
-fn header_seconds(headers: &HeaderMap, name: &str) -> Option<i64> {
-    let text = header_str(headers, name)?;
-    if let Ok(secs) = text.parse::<i64>() {
-        return Some(secs);
-    }
-    let secs: f64 = text.parse().ok()?;
-    secs.is_finite().then_some(secs.floor() as i64)
-}
-
-/// `retry-after` in whole seconds (rounded up), if it is a non-negative number.
-fn retry_after(headers: &HeaderMap) -> Option<i64> {
-    let secs: f64 = header_str(headers, "retry-after")?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then_some(secs.ceil() as i64)
+fn is_rejected(headers: &HeaderMap, name: &str) -> bool {
+    header_str(headers, name).is_some_and(|value| value.eq_ignore_ascii_case("rejected"))
 }
 
 #[cfg(test)]
