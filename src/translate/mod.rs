@@ -137,11 +137,16 @@ pub(crate) fn error_from_responses(error: Option<&Value>) -> ChatError {
             .map(str::to_owned)
     };
     let code = text("code");
-    let kind = text("type").unwrap_or_else(|| match code.as_deref() {
-        Some("rate_limit_exceeded") => "rate_limit_error".into(),
-        Some("invalid_prompt") | Some("context_length_exceeded") => "invalid_request_error".into(),
-        _ => "server_error".into(),
-    });
+    // An `error` event's own `type` is the event's name, not an error type.
+    let kind = text("type")
+        .filter(|t| t != "error")
+        .unwrap_or_else(|| match code.as_deref() {
+            Some("rate_limit_exceeded") => "rate_limit_error".into(),
+            Some("invalid_prompt") | Some("context_length_exceeded") => {
+                "invalid_request_error".into()
+            }
+            _ => "server_error".into(),
+        });
     let status = match kind.as_str() {
         "invalid_request_error" => 400,
         "rate_limit_error" => 429,
