@@ -90,8 +90,8 @@ fn apply(
 ///   parts); its `tool_calls` → `function_call` items (`call_id`, `name`, `arguments`);
 /// - `tool` messages → `function_call_output` items;
 /// - function tools flattened to `{type, name, description, parameters, strict}`, with
-///   `strict` sent explicitly (`false` when absent: Chat's default, where Responses'
-///   own default differs); `tool_choice` auto/none/required as is, a named function →
+///   `strict` sent explicitly (`false` when absent: Chat's default holds whatever
+///   Responses' own default is); `tool_choice` auto/none/required as is, a named function →
 ///   `{type: function, name}`; `parallel_tool_calls` as is;
 /// - `max_completion_tokens` (else `max_tokens`) → `max_output_tokens`, `temperature`,
 ///   `top_p` (each per [`ResponsesOptions`]); `reasoning_effort` → `reasoning.effort`;
