@@ -84,7 +84,7 @@ fn data_url(url: &str) -> Option<(&str, &str)> {
 /// Anthropic counterpart and are not forwarded. Refused with a 400 naming the param:
 /// everything [`super::chat_to_responses`] refuses except `stop`, and also
 /// `reasoning_effort`, `response_format` other than text, `verbosity`, non-empty
-/// `metadata`, `store: true`, `service_tier`, a message's `name`.
+/// `metadata`, `store: true`, `service_tier`.
 pub fn chat_to_messages(body: &[u8], options: &MessagesOptions) -> Result<Translated, ChatError> {
     let request = chat::parse(body)?;
     request.refuse_rest(TARGET)?;
@@ -113,7 +113,8 @@ pub fn chat_to_messages(body: &[u8], options: &MessagesOptions) -> Result<Transl
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (i, message) in request.messages.iter().enumerate() {
         let at = format!("messages.[{i}]");
-        if message.name.is_some() {
+        // A tool message's `name` repeats its call's (LangChain sends it): nothing is lost.
+        if message.name.is_some() && message.role != Role::Tool {
             return Err(ChatError::unsupported(format!("{at}.name"), TARGET));
         }
         let content = message.content.as_ref();

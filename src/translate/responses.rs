@@ -101,7 +101,8 @@ fn apply(
 ///
 /// Refused with a 400 naming the param: `stop`, `n` > 1, `logprobs`, `top_logprobs`,
 /// `audio`, `modalities` beyond text, `seed`, penalties, `logit_bias`, `prediction`,
-/// `web_search_options`, `functions`/`function_call`, a message's `name`, audio parts,
+/// `web_search_options`, `functions`/`function_call`, a `name` on a message other than a
+/// tool result, audio parts,
 /// images outside user messages, non-function tools.
 pub fn chat_to_responses(body: &[u8], options: &ResponsesOptions) -> Result<Translated, ChatError> {
     let request = chat::parse(body)?;
@@ -113,7 +114,8 @@ pub fn chat_to_responses(body: &[u8], options: &ResponsesOptions) -> Result<Tran
     let mut input = Vec::with_capacity(request.messages.len());
     for (i, message) in request.messages.iter().enumerate() {
         let at = format!("messages.[{i}]");
-        if message.name.is_some() {
+        // A tool message's `name` repeats its call's (LangChain sends it): nothing is lost.
+        if message.name.is_some() && message.role != Role::Tool {
             return Err(ChatError::unsupported(format!("{at}.name"), TARGET));
         }
         let content = message.content.as_ref();

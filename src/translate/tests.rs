@@ -225,6 +225,11 @@ fn what_responses_cannot_express_is_refused_by_name() {
     let named = br#"{"model":"gpt-5","messages":[{"role":"user","name":"bob","content":"x"}]}"#;
     let err = chat_to_responses(named, &ResponsesOptions::API).unwrap_err();
     assert_eq!(err.param.as_deref(), Some("messages.[0].name"));
+    let named_tool = br#"{"model":"gpt-5","messages":[{"role":"tool","name":"f","tool_call_id":"c","content":"x"}]}"#;
+    assert!(chat_to_responses(named_tool, &ResponsesOptions::API).is_ok());
+    assert!(chat_to_messages(named_tool, &MessagesOptions::default()).is_ok());
+    let err = chat_to_messages(named, &MessagesOptions::default()).unwrap_err();
+    assert_eq!(err.param.as_deref(), Some("messages.[0].name"));
     let tool = br#"{"model":"gpt-5","messages":[{"role":"tool","content":"x"}]}"#;
     let err = chat_to_responses(tool, &ResponsesOptions::API).unwrap_err();
     assert_eq!(err.param.as_deref(), Some("messages.[0].tool_call_id"));
