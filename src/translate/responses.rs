@@ -102,8 +102,7 @@ fn apply(
 /// Refused with a 400 naming the param: `stop`, `n` > 1, `logprobs`, `top_logprobs`,
 /// `audio`, `modalities` beyond text, `seed`, penalties, `logit_bias`, `prediction`,
 /// `web_search_options`, `functions`/`function_call`, a `name` on a message other than a
-/// tool result, audio parts,
-/// images outside user messages, non-function tools.
+/// tool result, audio parts, images outside user messages, non-function tools.
 pub fn chat_to_responses(body: &[u8], options: &ResponsesOptions) -> Result<Translated, ChatError> {
     let request = chat::parse(body)?;
     if request.stop.as_ref().is_some_and(|s| !s.is_null()) {
