@@ -25,6 +25,7 @@ pub mod secrets;
 pub mod state;
 pub mod tasks;
 pub mod tls;
+pub mod translate;
 pub mod upstream;
 
 pub use config::Config;
