@@ -53,6 +53,8 @@ pub struct Config {
     pub credentials: Vec<CredentialConfig>,
     pub pools: Vec<PoolConfig>,
     pub users: Vec<UserConfig>,
+    /// Model aliases (`aliases`): a name clients may use → the model it stands for.
+    pub aliases: std::collections::BTreeMap<String, String>,
     /// Operator headers, applied after the client's and before `Authorization`.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub max_body_bytes: usize,
@@ -429,6 +431,23 @@ impl Config {
                 profile_url: url("profile_url", &e.profile_url, DEFAULT_PROFILE_URL)?,
             }
         };
+        for (alias, model) in &raw.aliases {
+            let field = format!("aliases.{alias}");
+            if alias.trim().is_empty() {
+                return Err(invalid("aliases", "an alias must not be empty".into()));
+            }
+            if model.trim().is_empty() {
+                return Err(invalid(&field, "must name a model".into()));
+            }
+            if raw.aliases.contains_key(model) {
+                return Err(invalid(
+                    &field,
+                    format!("`{model}` is an alias itself; an alias names a model"),
+                ));
+            }
+        }
+
+        let aliases = raw.aliases.clone();
         let usage = usage_from_raw(raw, &data_dir, base_dir).map_err(|(f, p)| invalid(&f, p))?;
 
         Ok(Config {
@@ -436,6 +455,7 @@ impl Config {
             credentials,
             pools,
             users,
+            aliases,
             headers,
             max_body_bytes,
             timeouts,
