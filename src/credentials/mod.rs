@@ -47,8 +47,14 @@
 //!   new login), and the timer does not try again before that either.
 //!
 //! Reasons and errors name files and directories, never token values.
+//!
+//! All of the above is the credential's own and holds for every kind of login; what
+//! differs between login documents (how they parse, when a refresh is due, the refresh
+//! request and which of its errors are final, how new tokens merge back, the words for
+//! the owner) is its [`LoginFormat`] ([`format`]).
 
 mod file;
+mod format;
 pub mod keychain;
 pub mod login;
 pub mod oauth;
@@ -65,12 +71,14 @@ use crate::secret::Secret;
 use crate::tasks::{read, write};
 pub use file::{FileRead, OAuthTokens};
 use file::{Reader, Saved, Snapshot};
+pub use format::LoginFormat;
+#[cfg(test)]
+use format::REFRESH_MARGIN_MS;
+use format::Renewal;
 pub use store::LoginStore;
 pub use timer::keep_fresh;
 pub use watch::spawn_watcher;
 
-/// Refresh this long before `expiresAt`.
-const REFRESH_MARGIN_MS: i64 = 60_000;
 /// First retry delay after a failed refresh; doubles per failure up to [`BACKOFF_MAX`].
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -126,6 +134,8 @@ pub struct Credential {
     pub tag: String,
     /// Where the login is kept: a credentials file, or Carpool's secret store.
     store: LoginStore,
+    /// What kind of login it is: how it parses, refreshes and is written back.
+    format: LoginFormat,
     /// Upstream API base, without a trailing slash.
     pub base_url: String,
     token_url: String,
@@ -258,6 +268,7 @@ impl Credential {
         )
     }
 
+    /// A Claude login in `store`, read through `reader`.
     fn with_reader(
         tag: &str,
         store: LoginStore,
@@ -266,7 +277,27 @@ impl Credential {
         http: reqwest::Client,
         reader: Reader,
     ) -> Arc<Credential> {
-        let (on_disk, read_error) = match store.read(&reader) {
+        Credential::with_format(
+            LoginFormat::Claude,
+            tag,
+            store,
+            base_url,
+            token_url,
+            http,
+            reader,
+        )
+    }
+
+    fn with_format(
+        format: LoginFormat,
+        tag: &str,
+        store: LoginStore,
+        base_url: &str,
+        token_url: &str,
+        http: reqwest::Client,
+        reader: Reader,
+    ) -> Arc<Credential> {
+        let (on_disk, read_error) = match store.read(format, &reader) {
             Ok(snapshot) => (snapshot, None),
             Err(reason) => (
                 Snapshot {
@@ -279,6 +310,7 @@ impl Credential {
         Arc::new(Credential {
             tag: tag.to_owned(),
             store,
+            format,
             base_url: base_url.to_owned(),
             token_url: token_url.to_owned(),
             http,
@@ -303,6 +335,11 @@ impl Credential {
     /// Where the login is kept.
     pub fn store(&self) -> &LoginStore {
         &self.store
+    }
+
+    /// What kind of login it is.
+    pub fn format(&self) -> LoginFormat {
+        self.format
     }
 
     /// The credentials file, for a file login.
@@ -410,17 +447,11 @@ impl Credential {
         let FileRead::Loaded(tokens) = &state.current else {
             return None;
         };
-        if tokens.expires_at_ms == 0
-            || tokens.refresh.is_empty()
-            || state.read_error.is_some()
-            || state.unsaveable.is_some()
-        {
+        let refresh_at_ms = self.format.refresh_at_ms(tokens)?;
+        if tokens.refresh.is_empty() || state.read_error.is_some() || state.unsaveable.is_some() {
             return None;
         }
-        let until_margin = tokens
-            .expires_at_ms
-            .saturating_sub(REFRESH_MARGIN_MS)
-            .saturating_sub(now_ms());
+        let until_margin = refresh_at_ms.saturating_sub(now_ms());
         let mut due = Duration::from_millis(u64::try_from(until_margin).unwrap_or(0));
         if let Some(failure) = &state.failure {
             if failure.terminal {
@@ -433,7 +464,7 @@ impl Credential {
 
     /// `Err`: the reason of a passing read error.
     fn reload_now(&self, holding_refresh_lock: bool) -> Result<(), String> {
-        let snapshot = match self.store.read(&self.reader) {
+        let snapshot = match self.store.read(self.format, &self.reader) {
             Ok(s) => s,
             Err(reason) => {
                 let mut state = write(&self.state);
@@ -531,13 +562,13 @@ impl Credential {
                 self.adopt(state, snapshot, true);
                 return;
             }
-            let update = file::Update {
-                access: &pending.tokens.access,
-                refresh: &pending.tokens.refresh,
-                expires_at_ms: pending.tokens.expires_at_ms,
-                scopes: pending.scopes.as_deref(),
+            let saved = {
+                let update = self
+                    .format
+                    .change(&pending.tokens, pending.scopes.as_deref());
+                self.store.write_back(&snapshot.digest, &*update)
             };
-            match self.store.write_back(&snapshot.digest, &update) {
+            match saved {
                 Ok(Saved::Written(wrote)) => {
                     let valid_for_s = (pending.tokens.expires_at_ms - now_ms()) / 1000;
                     tracing::info!(credential = %self.tag, valid_for_s, "refreshed the OAuth token and saved it");
@@ -545,7 +576,7 @@ impl Credential {
                     state.pending = None;
                     return;
                 }
-                Ok(Saved::Changed) => match self.store.read(&self.reader) {
+                Ok(Saved::Changed) => match self.store.read(self.format, &self.reader) {
                     Ok(again) => snapshot = again,
                     Err(reason) => {
                         self.note_read_error(state, reason);
@@ -629,7 +660,7 @@ impl Credential {
         if tokens.refresh.is_empty() {
             return Err(self.unavailable(format!(
                 "its access token expired and the login has no refresh token; {}",
-                self.store.login_hint()
+                self.format.login_hint(&self.store)
             )));
         }
         if let Err((dir, e)) = self.store.check_saveable() {
@@ -644,7 +675,11 @@ impl Credential {
         }
         write(&self.state).unsaveable = None;
 
-        match oauth::refresh(&self.http, &self.token_url, &tokens.refresh).await {
+        match self
+            .format
+            .refresh(&self.http, &self.token_url, &tokens)
+            .await
+        {
             Ok(new) => self.store_refreshed(&tokens, baseline, new, rejected).await,
             Err(error) => {
                 let retry_after = self.record_failure(&tokens, &error);
@@ -665,8 +700,7 @@ impl Credential {
         match &state.current {
             FileRead::Loaded(t)
                 if Some(&t.access) != rejected
-                    && (t.expires_at_ms == 0
-                        || now_ms() < t.expires_at_ms.saturating_sub(REFRESH_MARGIN_MS)) =>
+                    && self.format.refresh_at_ms(t).is_none_or(|at| now_ms() < at) =>
             {
                 Some(t.access.clone())
             }
@@ -688,26 +722,19 @@ impl Credential {
         &self,
         old: &OAuthTokens,
         baseline: FileRead,
-        new: oauth::Refreshed,
+        new: impl Into<Renewal>,
         rejected: Option<&Secret>,
     ) -> Result<Secret, Unavailable> {
-        // `expires_in` is bounded to a year by `oauth`; saturate all the same.
-        let lifetime_ms = i64::try_from(new.expires_in.as_millis()).unwrap_or(i64::MAX);
-        let tokens = OAuthTokens {
-            access: new.access,
-            refresh: new.refresh.unwrap_or_else(|| old.refresh.clone()),
-            expires_at_ms: now_ms().saturating_add(lifetime_ms),
-            subscription_type: old.subscription_type.clone(),
-            rate_limit_tier: old.rate_limit_tier.clone(),
-            email: old.email.clone(),
-        };
+        let new = new.into();
+        let scopes = new.scopes.clone();
+        let tokens = self.format.renewed(old, new, now_ms());
         {
             let mut state = write(&self.state);
             state.current = FileRead::Loaded(tokens.clone());
             state.failure = None;
             state.pending = Some(Pending {
                 tokens,
-                scopes: new.scopes,
+                scopes,
                 baseline,
                 retry: None,
             });
@@ -754,7 +781,7 @@ impl Credential {
             .map(|r| r.clamp(BACKOFF_BASE, BACKOFF_MAX))
             .unwrap_or(backoff);
         let hint = if terminal {
-            format!("; {}", self.store.login_hint())
+            format!("; {}", self.format.login_hint(&self.store))
         } else {
             String::new()
         };
@@ -778,7 +805,7 @@ impl Credential {
         self.unavailable(format!(
             "{} {}",
             self.store.describe(),
-            self.store.missing_hint()
+            self.format.missing_hint(&self.store)
         ))
     }
 
@@ -788,7 +815,7 @@ impl Credential {
 
     fn unavailable(&self, why: String) -> Unavailable {
         Unavailable {
-            reason: format!("Claude account `{}`: {why}", self.tag),
+            reason: format!("{} `{}`: {why}", self.format.account_words(), self.tag),
             retry_after: None,
         }
     }
