@@ -33,8 +33,8 @@ const ROOT_KEY: &str = "claudeAiOauth";
 /// The profile of the account, as Claude Code names it in `~/.claude.json`.
 pub const ACCOUNT_KEY: &str = "oauthAccount";
 
-/// The tokens of one Claude login.
-#[derive(Clone, PartialEq, Eq, Debug)]
+/// The tokens of one login (Claude's, or Codex's: [`super::codex`]).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct OAuthTokens {
     pub access: Secret,
     pub refresh: Secret,
@@ -44,15 +44,26 @@ pub struct OAuthTokens {
     /// `rateLimitTier`, e.g. `default_claude_max_20x`: which Max plan.
     pub rate_limit_tier: Option<String>,
     /// `oauthAccount.emailAddress`: the account's email, in the logins Carpool stores
-    /// itself (Claude Code keeps it in `~/.claude.json`, not in this file).
+    /// itself (Claude Code keeps it in `~/.claude.json`, not in this file). Codex: the
+    /// id_token's `email` claim.
     pub email: Option<String>,
+    /// Codex: the OpenID `id_token`, whose claims give the plan, the email and the
+    /// account id.
+    pub id_token: Option<Secret>,
+    /// Codex: `tokens.account_id`, else the id_token's `chatgpt_account_id` claim; sent
+    /// upstream as `ChatGPT-Account-Id`.
+    pub account_id: Option<String>,
+    /// Codex: `last_refresh` as Unix ms; `None` when missing or unreadable.
+    pub last_refresh_ms: Option<i64>,
+    /// Codex in API-key mode: `access` is the file's `OPENAI_API_KEY`, never refreshed.
+    pub api_key: bool,
 }
 
 /// What reading the file found.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum FileRead {
     Missing,
-    /// Unreadable or not a Claude Code credentials file; the reason never holds secrets.
+    /// Unreadable or not a login of the expected format; the reason never holds secrets.
     Invalid(String),
     Loaded(OAuthTokens),
 }
@@ -176,6 +187,7 @@ pub(super) fn parse(bytes: &[u8]) -> FileRead {
             .pointer(&format!("/{ACCOUNT_KEY}/emailAddress"))
             .and_then(Value::as_str)
             .map(str::to_owned),
+        ..OAuthTokens::default()
     })
 }
 
@@ -199,6 +211,10 @@ impl Change for Update<'_> {
 
 /// What [`write_back`] did.
 #[derive(Debug, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a short-lived answer, once per write; boxing buys nothing"
+)]
 pub enum Saved {
     /// The file now holds the update; this is what was written.
     Written(Snapshot),

@@ -15,6 +15,7 @@
 
 use std::io;
 
+use super::codex;
 use super::file::{self, Digest, FileRead, OAuthTokens, Snapshot};
 use super::oauth::{self, RefreshError};
 use super::store::LoginStore;
@@ -28,6 +29,8 @@ pub const REFRESH_MARGIN_MS: i64 = 60_000;
 pub enum LoginFormat {
     /// Claude Code's credentials document (docs/protocol.md §1.2).
     Claude,
+    /// Codex's `auth.json` (docs/protocol.md §7.1, [`super::codex`]).
+    Codex,
 }
 
 /// A change to a login document: merged into its current bytes (`None`: no document
@@ -67,6 +70,7 @@ impl LoginFormat {
     pub fn parse(self, bytes: &[u8]) -> FileRead {
         match self {
             LoginFormat::Claude => file::parse(bytes),
+            LoginFormat::Codex => codex::parse(bytes),
         }
     }
 
@@ -85,6 +89,8 @@ impl LoginFormat {
             // One minute before `expiresAt`, as Claude Code does (docs/protocol.md §2.3).
             LoginFormat::Claude => (tokens.expires_at_ms != 0)
                 .then(|| tokens.expires_at_ms.saturating_sub(REFRESH_MARGIN_MS)),
+            // After 8 days, or near the access token's expiry (docs/protocol.md §7.2).
+            LoginFormat::Codex => codex::refresh_at_ms(tokens),
         }
     }
 
@@ -100,6 +106,7 @@ impl LoginFormat {
             LoginFormat::Claude => oauth::refresh(http, token_url, &tokens.refresh)
                 .await
                 .map(Renewal::from),
+            LoginFormat::Codex => codex::refresh(http, token_url, &tokens.refresh).await,
         }
     }
 
@@ -116,6 +123,7 @@ impl LoginFormat {
                 expires_at_ms: now_ms.saturating_add(lifetime_ms.unwrap_or(0)),
                 ..old.clone()
             },
+            LoginFormat::Codex => codex::renewed(old, new, now_ms),
         }
     }
 
@@ -132,6 +140,12 @@ impl LoginFormat {
                 expires_at_ms: tokens.expires_at_ms,
                 scopes,
             }),
+            LoginFormat::Codex => Box::new(codex::Update {
+                access: &tokens.access,
+                refresh: &tokens.refresh,
+                id_token: tokens.id_token.as_ref(),
+                last_refresh_ms: tokens.last_refresh_ms.unwrap_or(0),
+            }),
         }
     }
 
@@ -139,6 +153,7 @@ impl LoginFormat {
     pub fn account_words(self) -> &'static str {
         match self {
             LoginFormat::Claude => "Claude account",
+            LoginFormat::Codex => "Codex account",
         }
     }
 
@@ -146,6 +161,8 @@ impl LoginFormat {
     pub fn missing_hint(self, store: &LoginStore) -> &'static str {
         match self {
             LoginFormat::Claude => store.missing_hint(),
+            // Only a file holds a Codex login so far.
+            LoginFormat::Codex => "does not exist yet; run `codex login` on the Carpool machine",
         }
     }
 
@@ -153,6 +170,7 @@ impl LoginFormat {
     pub fn login_hint(self, store: &LoginStore) -> &'static str {
         match self {
             LoginFormat::Claude => store.login_hint(),
+            LoginFormat::Codex => "log in again with `codex login` on the Carpool machine",
         }
     }
 }

@@ -1,10 +1,11 @@
-//! Claude accounts: where their tokens come from, keeping them fresh, and whether each
-//! one can serve a request right now.
+//! Claude and Codex accounts: where their tokens come from, keeping them fresh, and
+//! whether each one can serve a request right now.
 //!
 //! A [`Credential`] is one Claude Code login read from a credentials file (on a Mac, from
 //! Claude Code's Keychain item first, with the file as fallback: [`keychain`]; or a login
-//! Carpool stored itself: [`store`]). The file is the source of truth and is shared with
-//! the official CLI on the same machine, so:
+//! Carpool stored itself: [`store`]), or one Codex login read from its `auth.json`
+//! ([`codex`]). The file is the source of truth and is shared with the official CLI on
+//! the same machine, so:
 //!
 //! * the file is watched ([`watch`]); the credential becomes usable when it appears and
 //!   unusable at once when it is deleted or turns invalid. A read that fails for a
@@ -36,15 +37,19 @@
 //! * tokens that cannot be saved yet (the file could not be read after the refresh, or
 //!   the write failed) are used from memory and saved, under the same comparison, when
 //!   the watcher next reads the file;
-//! * refresh happens one minute before expiry, the margin the official CLI uses, so a
-//!   running `claude` on this machine usually refreshes first and Carpool just follows.
+//! * refresh happens when the login's format says it is due, as the official CLI does it,
+//!   so a running CLI on this machine usually refreshes first and Carpool just follows:
+//!   for Claude one minute before expiry; for Codex 8 days after `last_refresh` (or one
+//!   minute before the access token's expiry, if that comes first). An access token the
+//!   upstream rejects (401) is refreshed at once, after the same re-read.
 //!   It happens even when no request comes: a timer per login ([`keep_fresh`]) refreshes
 //!   an idle account's token through the same single flight, so an idle account is
 //!   never found expired and a request and the timer never refresh twice;
 //! * a failed refresh makes the credential unavailable with a reason, leaves the file
 //!   alone and is retried with exponential backoff (by the next request or the timer,
-//!   whichever comes first after it); `invalid_grant` is final until the file changes (a
-//!   new login), and the timer does not try again before that either.
+//!   whichever comes first after it); a refused refresh token (`invalid_grant`; Codex's
+//!   `refresh_token_expired` / `_reused` / `_invalidated`) is final until the file
+//!   changes (a new login), and the timer does not try again before that either.
 //!
 //! Reasons and errors name files and directories, never token values.
 //!
@@ -53,6 +58,7 @@
 //! request and which of its errors are final, how new tokens merge back, the words for
 //! the owner) is its [`LoginFormat`] ([`format`]).
 
+pub mod codex;
 mod file;
 mod format;
 pub mod keychain;
@@ -69,6 +75,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::secret::Secret;
 use crate::tasks::{read, write};
+pub use codex::{codex_auth_path, codex_auth_path_in};
 pub use file::{FileRead, OAuthTokens};
 use file::{Reader, Saved, Snapshot};
 pub use format::LoginFormat;
@@ -217,6 +224,27 @@ impl Credential {
         http: reqwest::Client,
     ) -> Arc<Credential> {
         Credential::with_reader(
+            tag,
+            LoginStore::File(path.to_owned()),
+            base_url,
+            token_url,
+            http,
+            file::fs_reader(),
+        )
+    }
+
+    /// Codex's login read from its `auth.json` at `path` (see [`codex_auth_path`] for
+    /// the default), refreshed through `token_url` (OpenAI's is [`codex::TOKEN_URL`])
+    /// with `http`. The same machinery as a Claude file's, in [`LoginFormat::Codex`].
+    pub fn codex(
+        tag: &str,
+        path: &Path,
+        base_url: &str,
+        token_url: &str,
+        http: reqwest::Client,
+    ) -> Arc<Credential> {
+        Credential::with_format(
+            LoginFormat::Codex,
             tag,
             LoginStore::File(path.to_owned()),
             base_url,
@@ -384,7 +412,23 @@ impl Credential {
         }
     }
 
-    /// The login's plan: `subscriptionType` and `rateLimitTier` from the file.
+    /// The account id a Codex login sends upstream as `ChatGPT-Account-Id`
+    /// (docs/protocol.md §7.5): `tokens.account_id`, else the id_token's claim.
+    pub fn account_id(&self) -> Option<String> {
+        match &read(&self.state).current {
+            FileRead::Loaded(t) => t.account_id.clone(),
+            _ => None,
+        }
+    }
+
+    /// Whether the login is an API key (Codex's `OPENAI_API_KEY` mode): served by
+    /// [`Credential::access_token`] like a token, never refreshed.
+    pub fn is_api_key(&self) -> bool {
+        matches!(&read(&self.state).current, FileRead::Loaded(t) if t.api_key)
+    }
+
+    /// The login's plan: `subscriptionType` and `rateLimitTier` from Claude's file;
+    /// Codex's `chatgpt_plan_type` claim and `None`.
     pub fn plan(&self) -> (Option<String>, Option<String>) {
         match &read(&self.state).current {
             FileRead::Loaded(t) => (t.subscription_type.clone(), t.rate_limit_tier.clone()),
@@ -657,6 +701,13 @@ impl Credential {
             (tokens, baseline)
         };
 
+        if tokens.api_key {
+            // Only a rejected key gets here: a key is never due for a refresh.
+            return Err(self.unavailable(format!(
+                "the upstream rejected the API key (`OPENAI_API_KEY`) in {}; put a working key there, or log in with `codex login`",
+                self.store.describe()
+            )));
+        }
         if tokens.refresh.is_empty() {
             return Err(self.unavailable(format!(
                 "its access token expired and the login has no refresh token; {}",
