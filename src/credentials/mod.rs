@@ -479,10 +479,10 @@ impl Credential {
     }
 
     /// How long until the background timer ([`keep_fresh`]) should refresh the token:
-    /// when it enters the refresh margin, or after the back-off of a failed refresh,
-    /// whichever is later; zero when that is now. `None` while no refresh can succeed
-    /// without something else happening first: no loaded login, no known expiry, no
-    /// refresh token, a failure only a new login fixes, a directory that refuses the
+    /// when it is due ([`LoginFormat::refresh_at_ms`]), or after the back-off of a failed
+    /// refresh, whichever is later; zero when that is now. `None` while no refresh can
+    /// succeed without something else happening first: no loaded login, no known due
+    /// time (no expiry known, an API key), no refresh token, a failure only a new login fixes, a directory that refuses the
     /// save (the watcher checks it again), or a read error (the watcher reads again).
     /// Agrees with [`Credential::access_token`]: whenever this is zero, a request would
     /// refresh too.
