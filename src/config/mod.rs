@@ -925,7 +925,8 @@ fn credentials_from_raw(
                     .map_err(|p| (at("token_url"), p))?;
                 let path = match &c.credential_path {
                     Some(p) => absolute(p, base_dir),
-                    None => codex_login_path(&env_var).map_err(|p| (at("credential_path"), p))?,
+                    None => codex_login_path(&env_var, dirs::home_dir())
+                        .map_err(|p| (at("credential_path"), p))?,
                 };
                 Source::CodexFile { path, token_url }
             }
@@ -1447,12 +1448,15 @@ pub fn claude_code_login(
 
 /// Where Codex keeps its login (docs/protocol.md §7.1): `$CODEX_HOME/auth.json`, else
 /// `~/.codex/auth.json`. `var` reads the environment.
-pub fn codex_login_path(var: &dyn Fn(&str) -> Option<OsString>) -> Result<PathBuf, String> {
+/// `home` is the home directory.
+pub fn codex_login_path(
+    var: &dyn Fn(&str) -> Option<OsString>,
+    home: Option<PathBuf>,
+) -> Result<PathBuf, String> {
     if let Some(dir) = var("CODEX_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("auth.json"));
     }
-    dirs::home_dir()
-        .map(|h| h.join(".codex").join("auth.json"))
+    home.map(|h| h.join(".codex").join("auth.json"))
         .ok_or_else(|| "cannot find the home directory; set `credential_path`".into())
 }
 

@@ -37,9 +37,7 @@
 //!   `tokens.account_id`, …), their order and the file's mode, by a temporary file and a
 //!   rename ([`super::file::write_back`]).
 
-use std::ffi::OsString;
 use std::io;
-use std::path::PathBuf;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -67,25 +65,6 @@ const FINAL_CODES: [&str; 3] = [
 /// The id_token's namespaced claims.
 const AUTH_CLAIMS: &str = "https://api.openai.com/auth";
 const PROFILE_CLAIMS: &str = "https://api.openai.com/profile";
-
-/// Where Codex keeps its login: `$CODEX_HOME/auth.json` when `CODEX_HOME` is set (and not
-/// empty), else `~/.codex/auth.json` (docs/protocol.md §7.1).
-pub fn codex_auth_path() -> Result<PathBuf, String> {
-    codex_auth_path_in(&|name| std::env::var_os(name), dirs::home_dir())
-}
-
-/// [`codex_auth_path`] with the environment read through `var` and the home directory
-/// given, so the rule is tested without touching the process's environment.
-pub fn codex_auth_path_in(
-    var: &dyn Fn(&str) -> Option<OsString>,
-    home: Option<PathBuf>,
-) -> Result<PathBuf, String> {
-    if let Some(dir) = var("CODEX_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("auth.json"));
-    }
-    home.map(|h| h.join(".codex").join("auth.json"))
-        .ok_or_else(|| "cannot find the home directory; set `credential_path`".into())
-}
 
 /// The payload of a JWT as JSON, decoded without verifying the signature (see the module
 /// doc); `None` when it is not a JWT with a JSON object payload.

@@ -75,7 +75,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::secret::Secret;
 use crate::tasks::{read, write};
-pub use codex::{codex_auth_path, codex_auth_path_in};
 pub use file::{FileRead, OAuthTokens};
 use file::{Reader, Saved, Snapshot};
 pub use format::LoginFormat;
@@ -233,7 +232,7 @@ impl Credential {
         )
     }
 
-    /// Codex's login read from its `auth.json` at `path` (see [`codex_auth_path`] for
+    /// Codex's login read from its `auth.json` at `path` (see [`crate::config::codex_login_path`] for
     /// the default), refreshed through `token_url` (OpenAI's is [`codex::TOKEN_URL`])
     /// with `http`. The same machinery as a Claude file's, in [`LoginFormat::Codex`].
     pub fn codex(

@@ -261,13 +261,16 @@ fn sse_type() -> HeaderValue {
     HeaderValue::from_static("text/event-stream")
 }
 
+/// What turns a whole upstream body into the client's JSON.
+type WholeFinish = dyn FnMut(&[u8]) -> Vec<u8> + Send;
+
 /// A refusal's body, kept whole (up to [`MAX_WHOLE`]) and written in OpenAI's shape at
 /// the end; also used for a body that is not what the translation expects.
 struct Whole {
     bytes: Vec<u8>,
     overflow: bool,
     /// Turns the whole body into the client's JSON.
-    finish: Box<dyn FnMut(&[u8]) -> Vec<u8> + Send>,
+    finish: Box<WholeFinish>,
 }
 
 impl Whole {

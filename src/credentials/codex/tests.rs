@@ -166,28 +166,6 @@ fn loaded(read: FileRead) -> OAuthTokens {
     }
 }
 
-#[test]
-fn the_default_path_is_codex_home_else_the_home_directory() {
-    let home = Some(PathBuf::from("/home/alice"));
-    let none = |_: &str| None;
-    assert_eq!(
-        codex_auth_path_in(&none, home.clone()).unwrap(),
-        PathBuf::from("/home/alice/.codex/auth.json")
-    );
-    let set = |name: &str| (name == "CODEX_HOME").then(|| OsString::from("/srv/codex"));
-    assert_eq!(
-        codex_auth_path_in(&set, home.clone()).unwrap(),
-        PathBuf::from("/srv/codex/auth.json")
-    );
-    let empty = |_: &str| Some(OsString::new());
-    assert_eq!(
-        codex_auth_path_in(&empty, home).unwrap(),
-        PathBuf::from("/home/alice/.codex/auth.json"),
-        "an empty CODEX_HOME is not set"
-    );
-    assert!(codex_auth_path_in(&none, None).is_err());
-}
-
 /// The login, the account id (the file's, else the claim), the plan and email from the
 /// id_token, the access token's expiry and `last_refresh`.
 #[test]
