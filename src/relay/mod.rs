@@ -60,7 +60,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::on;
 use bytes::Bytes;
 use http::header;
@@ -130,11 +130,73 @@ pub async fn handle<P: Protocol>(
 
 /// `GET /v1/models`, a path of both APIs: the list of the provider whose client asks
 /// ([`protocol::models_provider`]).
+///
+/// Codex asks with `client_version` for its backend's own list, which is relayed. Other
+/// OpenAI clients (the SDKs, Cursor, Continue) get an OpenAI list of what they can ask
+/// for through `/v1/chat/completions`: the priced models of each provider the user is
+/// bound to, and the aliases that lead to one of them.
 async fn models(state: State<Arc<Current>>, request: Request) -> Response {
     match protocol::models_provider(request.headers()) {
         Provider::Anthropic => handle::<protocol::anthropic::Anthropic>(state, request).await,
-        Provider::OpenAi => handle::<protocol::openai::OpenAi>(state, request).await,
+        Provider::OpenAi
+            if request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p.starts_with("client_version="))) =>
+        {
+            handle::<protocol::openai::OpenAi>(state, request).await
+        }
+        Provider::OpenAi => {
+            use protocol::openai::OpenAi;
+            let State(current) = state;
+            let mut context =
+                RequestContext::start(request.method(), request.uri().path(), current.feed());
+            context.endpoint = "models";
+            let state = current.state();
+            let caller = match authenticate(&state, request.headers(), &mut context) {
+                Ok(caller) => caller,
+                Err(error) => {
+                    let response = OpenAi::error_response(&error);
+                    context.refused(error.kind, response.status());
+                    return response;
+                }
+            };
+            let bound = |provider| target_of(&caller, &state.config, provider, "account").is_ok();
+            let list = model_list(&state.config, bound);
+            context.status = 200;
+            context.outcome = log::Outcome::Completed;
+            axum::Json(list).into_response()
+        }
     }
+}
+
+/// An OpenAI model list (`{"object":"list","data":[{"id","object":"model","created",
+/// "owned_by"}]}`) of the priced models and aliases of the providers `bound` says yes to.
+fn model_list(config: &Config, bound: impl Fn(Provider) -> bool) -> serde_json::Value {
+    let owner = |provider| match provider {
+        Provider::Anthropic => "anthropic",
+        Provider::OpenAi => "openai",
+    };
+    let mut ids: std::collections::BTreeMap<String, &str> = Default::default();
+    for (id, _) in config.usage.prices.models() {
+        let provider = chat::provider_of(id);
+        if bound(provider) {
+            ids.insert(id.to_owned(), owner(provider));
+        }
+    }
+    for (alias, model) in &config.aliases {
+        let provider = chat::provider_of(model);
+        if bound(provider) {
+            ids.insert(alias.clone(), owner(provider));
+        }
+    }
+    let data: Vec<serde_json::Value> = ids
+        .into_iter()
+        .map(|(id, owned_by)| {
+            serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": owned_by})
+        })
+        .collect();
+    serde_json::json!({"object": "list", "data": data})
 }
 
 async fn relay<P: Protocol>(
