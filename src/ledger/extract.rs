@@ -46,12 +46,26 @@ use super::{Billing, Tokens, Usage};
 
 /// An SSE event whose data would grow beyond this is dropped.
 const MAX_EVENT: usize = 1 << 20;
+/// A Responses stream event whose data would grow beyond this is dropped (its terminal
+/// event holds the whole Response, output text and tool calls included).
+const MAX_RESPONSE_EVENT: usize = 16 << 20;
 /// The most of an unfinished `event:` line kept: longer than any name the tap knows.
 const EVENT_LINE: usize = 32;
 /// Buffers that grew for a large event are shrunk back to this once it is done.
 const KEEP_CAPACITY: usize = 64 << 10;
 /// Bytes that may start an event stream and are not part of it.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Which API's answers the tap reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Anthropic Messages (docs/protocol.md §6.1).
+    Anthropic,
+    /// OpenAI Responses, `/v1/responses` (docs/protocol.md §7.6).
+    Responses,
+    /// OpenAI Chat Completions, `/v1/chat/completions` (docs/protocol.md §7.6).
+    ChatCompletions,
+}
 
 /// What kind of body the tap reads, from the response's `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +79,15 @@ pub enum BodyKind {
 }
 
 impl BodyKind {
+    /// The kind of a body of `dialect`: as [`BodyKind::of`], except that a Responses
+    /// answer without a `Content-Type` is an event stream (docs/protocol.md §7.6).
+    pub fn for_dialect(dialect: Dialect, content_type: Option<&str>) -> BodyKind {
+        match (dialect, content_type) {
+            (Dialect::Responses, None) => BodyKind::Sse,
+            _ => BodyKind::of(content_type),
+        }
+    }
+
     pub fn of(content_type: Option<&str>) -> BodyKind {
         let Some(content_type) = content_type else {
             return BodyKind::Other;
@@ -94,10 +117,22 @@ enum Body {
 }
 
 impl UsageTap {
+    /// A tap for an Anthropic Messages answer.
     pub fn new(kind: BodyKind) -> UsageTap {
+        UsageTap::for_dialect(Dialect::Anthropic, kind)
+    }
+
+    /// A tap for an answer of `dialect`.
+    pub fn for_dialect(dialect: Dialect, kind: BodyKind) -> UsageTap {
         let body = match kind {
-            BodyKind::Sse => Body::Sse(Box::default()),
-            BodyKind::Json => Body::Json(JsonTap::default()),
+            BodyKind::Sse => Body::Sse(Box::new(SseTap {
+                dialect,
+                ..SseTap::default()
+            })),
+            BodyKind::Json => Body::Json(JsonTap {
+                dialect,
+                ..JsonTap::default()
+            }),
             BodyKind::Other => Body::Other,
         };
         UsageTap { body }
@@ -176,6 +211,96 @@ struct WireServerToolUse {
     web_fetch_requests: Option<u64>,
 }
 
+/// An OpenAI `usage` object: Responses names (`input_tokens`, …) or Chat Completions
+/// names (`prompt_tokens`, …); each answer uses one set.
+#[derive(Deserialize)]
+struct WireOpenAiUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    input_tokens_details: Option<WireDetails>,
+    output_tokens_details: Option<WireDetails>,
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<WireDetails>,
+    completion_tokens_details: Option<WireDetails>,
+}
+
+#[derive(Deserialize)]
+struct WireDetails {
+    cached_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
+}
+
+/// A Responses `Response` object, or a Chat Completions completion or chunk, reduced to
+/// what the ledger reads.
+#[derive(Deserialize)]
+struct WireOpenAiObject {
+    model: Option<String>,
+    service_tier: Option<String>,
+    usage: Option<WireOpenAiUsage>,
+}
+
+/// The data of a Responses stream event (`response.created`, `response.completed`, …).
+#[derive(Deserialize)]
+struct WireResponseEvent {
+    response: Option<WireOpenAiObject>,
+}
+
+/// The data of a Chat Completions chunk: only whether it is an error.
+#[derive(Deserialize)]
+struct WireChatError {
+    error: Option<serde::de::IgnoredAny>,
+}
+
+/// OpenAI counts as reported so far, each the largest value seen. Cached input is part
+/// of `input`, reasoning part of `output` (docs/protocol.md §7.6).
+#[derive(Debug, Default, Clone, Copy)]
+struct OpenAiCounts {
+    input: u64,
+    cached: u64,
+    output: u64,
+    reasoning: u64,
+}
+
+impl OpenAiCounts {
+    fn fold(&mut self, usage: &WireOpenAiUsage) {
+        fn max(count: &mut u64, value: Option<u64>) {
+            *count = (*count).max(value.unwrap_or(0));
+        }
+        let details = |d: &Option<WireDetails>, cached: bool| {
+            d.as_ref().and_then(|d| {
+                if cached {
+                    d.cached_tokens
+                } else {
+                    d.reasoning_tokens
+                }
+            })
+        };
+        max(&mut self.input, usage.input_tokens.or(usage.prompt_tokens));
+        max(
+            &mut self.output,
+            usage.output_tokens.or(usage.completion_tokens),
+        );
+        let cached = details(&usage.input_tokens_details, true)
+            .or(details(&usage.prompt_tokens_details, true));
+        max(&mut self.cached, cached);
+        let reasoning = details(&usage.output_tokens_details, false)
+            .or(details(&usage.completion_tokens_details, false));
+        max(&mut self.reasoning, reasoning);
+    }
+
+    /// As ledger tokens: fresh input = input − cached, cache read = cached.
+    fn tokens(&self) -> Tokens {
+        Tokens {
+            input: self.input.saturating_sub(self.cached),
+            cache_read: self.cached,
+            output: self.output,
+            reasoning: self.reasoning,
+            ..Tokens::default()
+        }
+    }
+}
+
 /// The counts of one message, as reported so far (each the largest value seen).
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
@@ -232,6 +357,7 @@ impl Counts {
             cache_write_1h,
             web_search_requests: self.web_search,
             web_fetch_requests: self.web_fetch,
+            reasoning: 0,
         }
     }
 }
@@ -258,6 +384,7 @@ fn sum(a: Tokens, b: Tokens) -> Tokens {
         cache_write_1h: a.cache_write_1h.saturating_add(b.cache_write_1h),
         web_search_requests: a.web_search_requests.saturating_add(b.web_search_requests),
         web_fetch_requests: a.web_fetch_requests.saturating_add(b.web_fetch_requests),
+        reasoning: a.reasoning.saturating_add(b.reasoning),
     }
 }
 
@@ -270,14 +397,22 @@ enum Field {
     Type,
     Model,
     Usage,
+    /// OpenAI's `service_tier`.
+    ServiceTier,
+    /// OpenAI's `error` (an error body, or `null` on a Response).
+    Error,
 }
 
 impl Field {
-    fn of(key: &[u8]) -> Option<Field> {
-        match key {
-            b"type" => Some(Field::Type),
-            b"model" => Some(Field::Model),
-            b"usage" => Some(Field::Usage),
+    fn of(dialect: Dialect, key: &[u8]) -> Option<Field> {
+        match (dialect, key) {
+            (_, b"model") => Some(Field::Model),
+            (_, b"usage") => Some(Field::Usage),
+            (Dialect::Anthropic, b"type") => Some(Field::Type),
+            (Dialect::Responses | Dialect::ChatCompletions, b"service_tier") => {
+                Some(Field::ServiceTier)
+            }
+            (Dialect::Responses | Dialect::ChatCompletions, b"error") => Some(Field::Error),
             _ => None,
         }
     }
@@ -285,7 +420,7 @@ impl Field {
     /// Room for the raw JSON of a usual value of this field.
     fn usual_size(self) -> usize {
         match self {
-            Field::Type => 16,
+            Field::Type | Field::ServiceTier | Field::Error => 16,
             Field::Model => 64,
             Field::Usage => 384,
         }
@@ -317,8 +452,9 @@ enum At {
 /// Scans a non-streaming body once, as it passes, keeping only the raw JSON of the
 /// top-level `type`, `model` and `usage` values (at most [`MAX_JSON_VALUE`] bytes each).
 /// What it holds does not grow with the body: a 1 GB Message costs a few hundred bytes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct JsonTap {
+    dialect: Dialect,
     at: At,
     /// Container depth: 1 inside the top-level object.
     depth: u32,
@@ -337,14 +473,38 @@ struct JsonTap {
     kind: Option<Vec<u8>>,
     model: Option<Vec<u8>>,
     usage: Option<Vec<u8>>,
+    service_tier: Option<Vec<u8>>,
+    error: Option<Vec<u8>>,
     /// Not one JSON object: nothing is reported.
     invalid: bool,
 }
 
+impl Default for JsonTap {
+    fn default() -> JsonTap {
+        JsonTap {
+            dialect: Dialect::Anthropic,
+            at: At::default(),
+            depth: 0,
+            in_string: false,
+            escape: false,
+            key: Vec::new(),
+            field: None,
+            value: Vec::new(),
+            value_too_long: false,
+            kind: None,
+            model: None,
+            usage: None,
+            service_tier: None,
+            error: None,
+            invalid: false,
+        }
+    }
+}
+
 /// Longest top-level value kept (Anthropic's `usage` object is a few hundred bytes).
 const MAX_JSON_VALUE: usize = 64 << 10;
-/// Longest top-level key worth reading (the wanted ones are shorter).
-const MAX_KEY: usize = 8;
+/// Longest top-level key worth reading (the wanted ones are no longer).
+const MAX_KEY: usize = "service_tier".len();
 
 impl JsonTap {
     fn feed(&mut self, chunk: &[u8]) {
@@ -421,7 +581,7 @@ impl JsonTap {
             (At::Colon, b':') => self.at = At::Value,
             (At::Comma, b',') => self.at = At::Key,
             (At::Value, _) => {
-                self.field = Field::of(&self.key);
+                self.field = Field::of(self.dialect, &self.key);
                 self.value.clear();
                 if let Some(field) = self.field {
                     // One allocation for a usual value rather than a doubling series
@@ -479,6 +639,8 @@ impl JsonTap {
             Some(Field::Type) => &mut self.kind,
             Some(Field::Model) => &mut self.model,
             Some(Field::Usage) => &mut self.usage,
+            Some(Field::ServiceTier) => &mut self.service_tier,
+            Some(Field::Error) => &mut self.error,
             None => return,
         };
         *slot = if self.value_too_long {
@@ -522,18 +684,13 @@ impl JsonTap {
             tracing::debug!("usage tap: JSON body not whole, not read");
             return Usage::default();
         }
-        fn parse<'a, T: Deserialize<'a>>(raw: &'a Option<Vec<u8>>) -> Result<Option<T>, ()> {
-            match raw {
-                None => Ok(None),
-                Some(raw) => serde_json::from_slice::<Option<T>>(raw).map_err(|error| {
-                    tracing::debug!(%error, "usage tap: JSON field not read");
-                }),
-            }
+        if self.dialect != Dialect::Anthropic {
+            return self.openai_usage();
         }
         let (Ok(kind), Ok(model), Ok(usage)) = (
-            parse::<String>(&self.kind),
-            parse::<String>(&self.model),
-            parse::<WireUsage>(&self.usage),
+            parse_field::<String>(&self.kind),
+            parse_field::<String>(&self.model),
+            parse_field::<WireUsage>(&self.usage),
         ) else {
             return Usage::default();
         };
@@ -557,6 +714,51 @@ impl JsonTap {
             complete: true,
         }
     }
+
+    /// A whole Responses `Response` or Chat Completions completion (or an OpenAI error
+    /// body, `{"error": {…}}`: complete, nothing used).
+    fn openai_usage(&self) -> Usage {
+        let error = match &self.error {
+            None => false,
+            Some(raw) => raw.as_slice() != b"null",
+        };
+        if error {
+            return Usage {
+                complete: true,
+                ..Usage::default()
+            };
+        }
+        let (Ok(model), Ok(usage), Ok(service_tier)) = (
+            parse_field::<String>(&self.model),
+            parse_field::<WireOpenAiUsage>(&self.usage),
+            parse_field::<String>(&self.service_tier),
+        ) else {
+            return Usage::default();
+        };
+        let mut counts = OpenAiCounts::default();
+        if let Some(usage) = &usage {
+            counts.fold(usage);
+        }
+        Usage {
+            model,
+            tokens: counts.tokens(),
+            billing: Billing {
+                service_tier,
+                ..Billing::default()
+            },
+            complete: true,
+        }
+    }
+}
+
+/// Reads one kept top-level value; `Err` (logged) when it is not of the expected shape.
+fn parse_field<'a, T: Deserialize<'a>>(raw: &'a Option<Vec<u8>>) -> Result<Option<T>, ()> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => serde_json::from_slice::<Option<T>>(raw).map_err(|error| {
+            tracing::debug!(%error, "usage tap: JSON field not read");
+        }),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -572,19 +774,32 @@ enum Name {
     MessageDelta,
     MessageStop,
     Error,
-    /// `ping`, `content_block_*` and anything else.
+    /// Responses: `response.created` or `response.in_progress` (the model, no usage yet).
+    ResponseStarted,
+    /// Responses: `response.completed`.
+    ResponseCompleted,
+    /// Responses: `response.incomplete` or `response.failed` (usage, not complete).
+    ResponseEnded,
+    /// `ping`, `content_block_*`, `response.output_text.delta` and anything else.
     Other,
 }
 
 impl Name {
-    fn of(value: &[u8]) -> Name {
-        match value {
+    fn of(dialect: Dialect, value: &[u8]) -> Name {
+        match (dialect, value) {
             // `message` is the type of an event without a name.
-            b"" | b"message" => Name::Unnamed,
-            b"message_start" => Name::MessageStart,
-            b"message_delta" => Name::MessageDelta,
-            b"message_stop" => Name::MessageStop,
-            b"error" => Name::Error,
+            (_, b"" | b"message") => Name::Unnamed,
+            (_, b"error") => Name::Error,
+            (Dialect::Anthropic, b"message_start") => Name::MessageStart,
+            (Dialect::Anthropic, b"message_delta") => Name::MessageDelta,
+            (Dialect::Anthropic, b"message_stop") => Name::MessageStop,
+            (Dialect::Responses, b"response.created" | b"response.in_progress") => {
+                Name::ResponseStarted
+            }
+            (Dialect::Responses, b"response.completed") => Name::ResponseCompleted,
+            (Dialect::Responses, b"response.incomplete" | b"response.failed") => {
+                Name::ResponseEnded
+            }
             _ => Name::Other,
         }
     }
@@ -593,7 +808,12 @@ impl Name {
     fn wants_data(self) -> bool {
         matches!(
             self,
-            Name::Unnamed | Name::MessageStart | Name::MessageDelta
+            Name::Unnamed
+                | Name::MessageStart
+                | Name::MessageDelta
+                | Name::ResponseStarted
+                | Name::ResponseCompleted
+                | Name::ResponseEnded
         )
     }
 }
@@ -606,8 +826,10 @@ enum LineUse {
     Undecided,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SseTap {
+    dialect: Dialect,
+
     // Splitting lines.
     /// How many bytes at the start of the stream were checked for a byte-order mark.
     bom_checked: usize,
@@ -636,8 +858,34 @@ struct SseTap {
     current: Counts,
     model: Option<String>,
     billing: Billing,
-    /// The last message reached `message_stop`, and no `error` came after it.
+    /// The last message reached `message_stop` (a Responses stream `response.completed`,
+    /// a Chat Completions stream `[DONE]`), and no `error` came after it.
     stopped: bool,
+    /// What an OpenAI stream reported.
+    openai: OpenAiCounts,
+}
+
+impl Default for SseTap {
+    fn default() -> SseTap {
+        SseTap {
+            dialect: Dialect::Anthropic,
+            bom_checked: 0,
+            after_cr: false,
+            partial: Vec::new(),
+            keep_line: false,
+            skip_line: false,
+            name: Name::default(),
+            data: Vec::new(),
+            has_data: false,
+            dropped: false,
+            earlier: Tokens::default(),
+            current: Counts::default(),
+            model: None,
+            billing: Billing::default(),
+            stopped: false,
+            openai: OpenAiCounts::default(),
+        }
+    }
 }
 
 impl SseTap {
@@ -727,7 +975,7 @@ impl SseTap {
         }
         self.partial.extend_from_slice(part);
         // The limit `line` applies to a whole line, checked as the line grows.
-        if self.partial.len() + self.data.len() > MAX_EVENT {
+        if self.partial.len() + self.data.len() > self.max_event() {
             self.drop_event();
             reuse(&mut self.partial);
             self.skip_line = true;
@@ -773,7 +1021,7 @@ impl SseTap {
         };
         match field {
             b"event" => {
-                self.name = Name::of(value);
+                self.name = Name::of(self.dialect, value);
                 if !self.name.wants_data() {
                     self.data.clear();
                 }
@@ -785,7 +1033,7 @@ impl SseTap {
                 }
                 // Counted with the field name, as `carry` counts a line that comes in
                 // pieces, so that where chunks end never decides.
-                if self.data.len() + line.len() > MAX_EVENT {
+                if self.data.len() + line.len() > self.max_event() {
                     self.drop_event();
                     return;
                 }
@@ -797,10 +1045,19 @@ impl SseTap {
         }
     }
 
+    /// The most one event may buffer. A Responses `response.completed` carries the whole
+    /// Response, output included, so it is allowed more than Anthropic's small events.
+    fn max_event(&self) -> usize {
+        match self.dialect {
+            Dialect::Responses => MAX_RESPONSE_EVENT,
+            Dialect::Anthropic | Dialect::ChatCompletions => MAX_EVENT,
+        }
+    }
+
     fn drop_event(&mut self) {
         if !self.dropped {
             tracing::debug!(
-                limit = MAX_EVENT,
+                limit = self.max_event(),
                 event = ?self.name,
                 "usage tap: SSE event too large, dropped"
             );
@@ -824,12 +1081,94 @@ impl SseTap {
     }
 
     fn event(&mut self, name: Name, data: &[u8]) {
+        match self.dialect {
+            Dialect::Anthropic => self.anthropic_event(name, data),
+            Dialect::Responses => self.responses_event(name, data),
+            Dialect::ChatCompletions => self.chat_event(name, data),
+        }
+    }
+
+    /// An event of a Responses stream (docs/protocol.md §7.6).
+    fn responses_event(&mut self, name: Name, data: &[u8]) {
+        match name {
+            Name::ResponseStarted | Name::ResponseCompleted | Name::ResponseEnded => {
+                let event = match serde_json::from_slice::<WireResponseEvent>(data) {
+                    Ok(event) => event,
+                    Err(error) => {
+                        tracing::debug!(%error, "usage tap: SSE event data not read");
+                        return;
+                    }
+                };
+                if let Some(response) = event.response {
+                    self.fold_openai(response);
+                }
+                self.stopped = name == Name::ResponseCompleted;
+            }
+            Name::Error => self.stopped = false,
+            Name::Unnamed => {
+                // A stream without `event:` lines: the data's type names the event.
+                if !contains(data, b"\"response.") && !contains(data, b"\"error\"") {
+                    return;
+                }
+                let kind = match serde_json::from_slice::<WireKind>(data) {
+                    Ok(WireKind { kind }) => kind,
+                    Err(error) => {
+                        tracing::debug!(%error, "usage tap: SSE event data not read");
+                        return;
+                    }
+                };
+                match Name::of(self.dialect, kind.as_bytes()) {
+                    Name::Unnamed => {}
+                    name => self.responses_event(name, data),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A chunk of a Chat Completions stream: the model from the first, the usage from
+    /// the one that carries it (`stream_options.include_usage`), complete at `[DONE]`.
+    fn chat_event(&mut self, name: Name, data: &[u8]) {
+        if name != Name::Unnamed {
+            return;
+        }
+        if data == b"[DONE]" {
+            self.stopped = true;
+            return;
+        }
+        if contains(data, b"\"error\"")
+            && let Ok(WireChatError { error: Some(_) }) = serde_json::from_slice(data)
+        {
+            self.stopped = false;
+            return;
+        }
+        // Only the first chunk (for the model) and the usage chunk are parsed: the usage
+        // of the others is `null`, and `prompt_tokens` appears only in a real one.
+        if self.model.is_some() && !contains(data, b"\"prompt_tokens\"") {
+            return;
+        }
+        match serde_json::from_slice::<WireOpenAiObject>(data) {
+            Ok(chunk) => self.fold_openai(chunk),
+            Err(error) => tracing::debug!(%error, "usage tap: SSE event data not read"),
+        }
+    }
+
+    fn fold_openai(&mut self, object: WireOpenAiObject) {
+        latest(&mut self.model, object.model);
+        latest(&mut self.billing.service_tier, object.service_tier);
+        if let Some(usage) = &object.usage {
+            self.openai.fold(usage);
+        }
+    }
+
+    fn anthropic_event(&mut self, name: Name, data: &[u8]) {
         match name {
             Name::MessageStart => self.message_start(parse(data)),
             Name::MessageDelta => self.message_delta(parse(data)),
             Name::MessageStop => self.stopped = true,
             Name::Error => self.stopped = false,
-            Name::Other => {}
+            Name::Other | Name::ResponseStarted | Name::ResponseCompleted | Name::ResponseEnded => {
+            }
             Name::Unnamed => {
                 // Only the events that matter are parsed; `[DONE]`, pings and content
                 // deltas (almost) never contain these.
@@ -844,9 +1183,9 @@ impl SseTap {
                         return;
                     }
                 };
-                match Name::of(kind.as_bytes()) {
+                match Name::of(self.dialect, kind.as_bytes()) {
                     Name::Unnamed => {}
-                    name => self.event(name, data),
+                    name => self.anthropic_event(name, data),
                 }
             }
         }
@@ -879,9 +1218,13 @@ impl SseTap {
     }
 
     fn usage(&self) -> Usage {
+        let tokens = match self.dialect {
+            Dialect::Anthropic => sum(self.earlier, self.current.tokens()),
+            Dialect::Responses | Dialect::ChatCompletions => self.openai.tokens(),
+        };
         Usage {
             model: self.model.clone(),
-            tokens: sum(self.earlier, self.current.tokens()),
+            tokens,
             billing: self.billing.clone(),
             complete: self.stopped,
         }

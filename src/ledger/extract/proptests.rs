@@ -153,6 +153,7 @@ impl Message {
             cache_write_1h,
             web_search_requests: self.web_search,
             web_fetch_requests: 0,
+            reasoning: 0,
         }
     }
 
