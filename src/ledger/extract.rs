@@ -1959,6 +1959,267 @@ mod tests {
         assert_eq!(usage.tokens.cache_write_5m, 0);
     }
 
+    const RESPONSES_STREAM: &str = include_str!("testdata/responses_stream.sse");
+    const RESPONSES_INCOMPLETE: &str = include_str!("testdata/responses_incomplete.sse");
+    const RESPONSES_JSON: &str = include_str!("testdata/responses.json");
+    const CHAT_JSON: &str = include_str!("testdata/chat_completion.json");
+    const CHAT_STREAM: &str = include_str!("testdata/chat_stream.sse");
+    const OPENAI_ERROR: &str = include_str!("testdata/openai_error.json");
+
+    const OPENAI_FIXTURES: &[(Dialect, BodyKind, &str)] = &[
+        (Dialect::Responses, BodyKind::Sse, RESPONSES_STREAM),
+        (Dialect::Responses, BodyKind::Sse, RESPONSES_INCOMPLETE),
+        (Dialect::Responses, BodyKind::Json, RESPONSES_JSON),
+        (Dialect::Responses, BodyKind::Json, OPENAI_ERROR),
+        (Dialect::ChatCompletions, BodyKind::Json, CHAT_JSON),
+        (Dialect::ChatCompletions, BodyKind::Sse, CHAT_STREAM),
+        (Dialect::ChatCompletions, BodyKind::Json, OPENAI_ERROR),
+    ];
+
+    /// Feeds an OpenAI body whole and byte by byte (which must agree).
+    fn openai(dialect: Dialect, kind: BodyKind, body: &str) -> Usage {
+        let feed = |chunks: Vec<&[u8]>| {
+            let mut tap = UsageTap::for_dialect(dialect, kind);
+            for chunk in chunks {
+                tap.feed(&Bytes::copy_from_slice(chunk));
+            }
+            tap.usage()
+        };
+        let whole = feed(vec![body.as_bytes()]);
+        assert_eq!(feed(body.as_bytes().chunks(1).collect()), whole);
+        whole
+    }
+
+    fn tier(model: &str, tier: &str, tokens: Tokens, complete: bool) -> Usage {
+        Usage {
+            model: Some(model.into()),
+            tokens,
+            billing: Billing {
+                service_tier: Some(tier.into()),
+                ..Billing::default()
+            },
+            complete,
+        }
+    }
+
+    #[test]
+    fn responses_stream_reads_response_completed() {
+        // 5210 input of which 4096 cached; 812 output of which 640 reasoning.
+        let tokens = Tokens {
+            input: 1114,
+            cache_read: 4096,
+            output: 812,
+            reasoning: 640,
+            ..Tokens::default()
+        };
+        assert_eq!(
+            openai(Dialect::Responses, BodyKind::Sse, RESPONSES_STREAM),
+            tier("gpt-5.4", "default", tokens, true)
+        );
+        // The same stream without `event:` lines.
+        let data_only: String = RESPONSES_STREAM
+            .split_inclusive('\n')
+            .filter(|line| !line.starts_with("event:"))
+            .collect();
+        assert_eq!(
+            openai(Dialect::Responses, BodyKind::Sse, &data_only),
+            tier("gpt-5.4", "default", tokens, true)
+        );
+    }
+
+    #[test]
+    fn responses_stream_cut_before_completed_keeps_the_model_only() {
+        let end = RESPONSES_STREAM.find("event: response.completed").unwrap();
+        let usage = openai(Dialect::Responses, BodyKind::Sse, &RESPONSES_STREAM[..end]);
+        assert_eq!(usage.model.as_deref(), Some("gpt-5.4"));
+        assert_eq!(usage.billing.service_tier.as_deref(), Some("auto"));
+        assert_eq!(usage.tokens, Tokens::default());
+        assert!(!usage.complete);
+        // An error event after response.completed marks the stream broken.
+        let error = "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\"}\n\n";
+        let usage = openai(
+            Dialect::Responses,
+            BodyKind::Sse,
+            &format!("{RESPONSES_STREAM}{error}"),
+        );
+        assert_eq!(usage.tokens.output, 812);
+        assert!(!usage.complete);
+    }
+
+    #[test]
+    fn responses_incomplete_has_usage_but_is_not_complete() {
+        let tokens = Tokens {
+            input: 300,
+            output: 64,
+            reasoning: 64,
+            ..Tokens::default()
+        };
+        assert_eq!(
+            openai(Dialect::Responses, BodyKind::Sse, RESPONSES_INCOMPLETE),
+            tier("gpt-5.3-codex", "priority", tokens, false)
+        );
+        let failed = RESPONSES_INCOMPLETE.replace("response.incomplete", "response.failed");
+        assert_eq!(
+            openai(Dialect::Responses, BodyKind::Sse, &failed),
+            tier("gpt-5.3-codex", "priority", tokens, false)
+        );
+    }
+
+    #[test]
+    fn responses_json_reads_the_response_object() {
+        let tokens = Tokens {
+            input: 200_000,
+            cache_read: 100_000,
+            output: 2000,
+            reasoning: 1500,
+            ..Tokens::default()
+        };
+        assert_eq!(
+            openai(Dialect::Responses, BodyKind::Json, RESPONSES_JSON),
+            tier("gpt-5.4-2026-03-05", "flex", tokens, true)
+        );
+    }
+
+    #[test]
+    fn a_responses_answer_without_content_type_is_a_stream() {
+        assert_eq!(
+            BodyKind::for_dialect(Dialect::Responses, None),
+            BodyKind::Sse
+        );
+        assert_eq!(
+            BodyKind::for_dialect(Dialect::ChatCompletions, None),
+            BodyKind::Other
+        );
+        assert_eq!(
+            BodyKind::for_dialect(Dialect::Anthropic, None),
+            BodyKind::Other
+        );
+        assert_eq!(
+            BodyKind::for_dialect(Dialect::Responses, Some("application/json")),
+            BodyKind::Json
+        );
+    }
+
+    #[test]
+    fn chat_completion_json() {
+        let tokens = Tokens {
+            input: 476,
+            cache_read: 1024,
+            output: 12,
+            ..Tokens::default()
+        };
+        assert_eq!(
+            openai(Dialect::ChatCompletions, BodyKind::Json, CHAT_JSON),
+            tier("gpt-4.1-mini-2025-04-14", "default", tokens, true)
+        );
+    }
+
+    #[test]
+    fn chat_stream_reads_the_usage_chunk_and_ends_at_done() {
+        let tokens = Tokens {
+            input: 42,
+            output: 230,
+            reasoning: 192,
+            ..Tokens::default()
+        };
+        assert_eq!(
+            openai(Dialect::ChatCompletions, BodyKind::Sse, CHAT_STREAM),
+            tier("o4-mini-2025-04-16", "default", tokens, true)
+        );
+        // Without include_usage: the model, no tokens, still complete.
+        let no_usage: String = CHAT_STREAM
+            .split_inclusive("\n\n")
+            .filter(|event| !event.contains("\"usage\":{"))
+            .collect();
+        let usage = openai(Dialect::ChatCompletions, BodyKind::Sse, &no_usage);
+        assert_eq!(usage.tokens, Tokens::default());
+        assert_eq!(usage.model.as_deref(), Some("o4-mini-2025-04-16"));
+        assert!(usage.complete);
+        // Cut before [DONE]: the usage is kept, not complete.
+        let cut = &CHAT_STREAM[..CHAT_STREAM.find("data: [DONE]").unwrap()];
+        let usage = openai(Dialect::ChatCompletions, BodyKind::Sse, cut);
+        assert_eq!(usage.tokens, tokens);
+        assert!(!usage.complete);
+        // An error chunk after the content.
+        let error = "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n";
+        let usage = openai(
+            Dialect::ChatCompletions,
+            BodyKind::Sse,
+            &format!("{cut}{error}"),
+        );
+        assert!(!usage.complete);
+    }
+
+    #[test]
+    fn openai_error_bodies_report_nothing_but_are_whole() {
+        for dialect in [Dialect::Responses, Dialect::ChatCompletions] {
+            let usage = openai(dialect, BodyKind::Json, OPENAI_ERROR);
+            assert_eq!(
+                usage,
+                Usage {
+                    complete: true,
+                    ..Usage::default()
+                }
+            );
+            // Cut short: nothing, not complete.
+            let cut = &OPENAI_ERROR[..OPENAI_ERROR.len() / 2];
+            assert_eq!(openai(dialect, BodyKind::Json, cut), Usage::default());
+        }
+        // An Anthropic tap ignores OpenAI's fields and keys.
+        let usage = json(CHAT_JSON);
+        assert_eq!(usage.billing.service_tier, None);
+        assert_eq!(usage.tokens.input, 0);
+    }
+
+    #[test]
+    fn openai_bodies_read_the_same_however_cut() {
+        let mut rng = Rng(0x5EED);
+        for &(dialect, kind, body) in OPENAI_FIXTURES {
+            let bytes = body.as_bytes();
+            let expected = openai(dialect, kind, body);
+            for at in 0..=bytes.len() {
+                let mut tap = UsageTap::for_dialect(dialect, kind);
+                let (head, tail) = bytes.split_at(at);
+                tap.feed(&Bytes::copy_from_slice(head));
+                tap.feed(&Bytes::copy_from_slice(tail));
+                assert_eq!(tap.usage(), expected, "split at {at}");
+            }
+            for max in [2, 7, 64] {
+                let mut tap = UsageTap::for_dialect(dialect, kind);
+                for chunk in random_chunks(&mut rng, bytes, max) {
+                    tap.feed(&Bytes::copy_from_slice(chunk));
+                }
+                assert_eq!(tap.usage(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_response_completed_is_read_and_an_oversized_one_dropped() {
+        let text = "x".repeat(4 << 20);
+        let big = RESPONSES_STREAM.replace(
+            r#""text":"Here is \"response.completed\" as text""#,
+            &format!(r#""text":"{text}""#),
+        );
+        assert!(big.len() > MAX_EVENT);
+        let usage = openai(Dialect::Responses, BodyKind::Sse, &big);
+        assert_eq!(usage.tokens.output, 812);
+        assert!(usage.complete);
+        let huge = "x".repeat(MAX_RESPONSE_EVENT);
+        let too_big = RESPONSES_STREAM.replace(
+            r#""text":"Here is \"response.completed\" as text""#,
+            &format!(r#""text":"{huge}""#),
+        );
+        let mut tap = UsageTap::for_dialect(Dialect::Responses, BodyKind::Sse);
+        for chunk in too_big.as_bytes().chunks(1 << 20) {
+            tap.feed(&Bytes::copy_from_slice(chunk));
+            assert!(buffered(&tap) <= MAX_RESPONSE_EVENT);
+        }
+        let usage = tap.usage();
+        assert_eq!(usage.tokens, Tokens::default());
+        assert!(!usage.complete);
+    }
+
     #[test]
     fn garbage_never_panics() {
         let mut rng = Rng(42);
