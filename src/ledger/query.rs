@@ -269,7 +269,8 @@ impl Totals {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
 #[schema(as = UsageFigures)]
 pub struct Figures {
-    /// Model calls (`messages` requests that passed authentication).
+    /// Model calls (`messages`, `responses`, `chat_completions` requests that passed
+    /// authentication).
     pub requests: i64,
     /// Answered with status 400 or above.
     pub errors: i64,
@@ -745,11 +746,7 @@ fn read_requests(
         slot: q.bucket.map(|_| "(at_ms / 900000) * 900000"),
         key: q.group.map(Dimension::column),
         sums: SUMS_REQUESTS,
-        conditions: {
-            let mut c = q.filter.conditions();
-            c.push(("endpoint", store::REPORTED_ENDPOINT));
-            c
-        },
+        conditions: q.filter.conditions(),
     };
     run(conn, &read, out)
 }
@@ -770,6 +767,14 @@ fn run(conn: &Connection, read: &Read, out: &mut Slots) -> rusqlite::Result<()> 
         slot.unwrap_or("0"),
         key.unwrap_or("NULL"),
     );
+    if *table == "requests" {
+        // Only model calls (the rollups hold nothing else). The names are constants.
+        let names: Vec<String> = store::REPORTED_ENDPOINTS
+            .iter()
+            .map(|name| format!("'{name}'"))
+            .collect();
+        sql.push_str(&format!(" AND endpoint IN ({})", names.join(", ")));
+    }
     for (i, (column, _)) in read.conditions.iter().enumerate() {
         sql.push_str(&format!(" AND {column} = ?{}", i + 3));
     }
@@ -1244,7 +1249,16 @@ mod tests {
         let mut count_tokens = rec("2026-11-01T10:08:00Z", "alice", "m", 0);
         count_tokens.endpoint = "count_tokens".into();
         count_tokens.status = 500;
-        let (_d, conn) = db(&[unpriced, failed, cut, count_tokens]);
+        let mut models = rec("2026-11-01T10:08:30Z", "alice", "m", 0);
+        models.endpoint = "models".into();
+        // OpenAI model calls count like `messages`, their reasoning tokens too.
+        let mut responses = rec("2026-11-01T10:09:00Z", "alice", "gpt-5.4", 20);
+        responses.endpoint = "responses".into();
+        responses.tokens.reasoning = 40;
+        let mut chat = rec("2026-11-01T10:10:00Z", "bob", "gpt-5.4", 30);
+        chat.endpoint = "chat_completions".into();
+        chat.tokens.reasoning = 2;
+        let (_d, conn) = db(&[unpriced, failed, cut, count_tokens, models, responses, chat]);
         let q = query("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "UTC");
         let rollup = report(&conn, &q).unwrap();
         let requests = report_from(&conn, &q, true).unwrap();
@@ -1260,9 +1274,10 @@ mod tests {
                 t.unpriced,
                 t.cost_micros
             ),
-            (3, 1, 1, 1, 7)
+            (5, 1, 1, 1, 57)
         );
-        assert_eq!((t.ttfb_count, t.mean_ttfb_ms()), (2, Some(5)));
+        assert_eq!(t.reasoning_tokens, 42);
+        assert_eq!((t.ttfb_count, t.mean_ttfb_ms()), (4, Some(5)));
     }
 
     /// The rollup and the requests table agree on any range, zone, bucket and group.

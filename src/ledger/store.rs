@@ -319,8 +319,20 @@ ON CONFLICT (dimension, hour, key)",
 
 /// Reports count model calls only: `count_tokens` and model-list requests are kept in
 /// `requests` (an audit of everything that passed authentication) but cost nothing and
-/// would only inflate the request counts people compare with their client's own.
-pub const REPORTED_ENDPOINT: &str = "messages";
+/// would only inflate the request counts people compare with their client's own. Model
+/// calls are Anthropic's `messages` and OpenAI's `responses`, `responses_compact` and
+/// `chat_completions` (the relay's endpoint names, `Endpoint::name`).
+pub const REPORTED_ENDPOINTS: &[&str] = &[
+    "messages",
+    "responses",
+    "responses_compact",
+    "chat_completions",
+];
+
+/// Whether requests to `endpoint` count in reports (see [`REPORTED_ENDPOINTS`]).
+pub fn is_reported(endpoint: &str) -> bool {
+    REPORTED_ENDPOINTS.contains(&endpoint)
+}
 
 /// Writes `records` and their rollup in one transaction: all of them or none.
 pub fn insert_batch(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite::Result<()> {
@@ -356,7 +368,7 @@ pub fn insert_batch(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite:
                 r.week_reset,
                 t.reasoning as i64,
             ])?;
-            if r.endpoint != REPORTED_ENDPOINT {
+            if !is_reported(&r.endpoint) {
                 continue;
             }
             let hour = r.at_ms.div_euclid(3_600_000) * 3600;
