@@ -405,15 +405,28 @@ enum Field {
 
 impl Field {
     fn of(dialect: Dialect, key: &[u8]) -> Option<Field> {
-        match (dialect, key) {
-            (_, b"model") => Some(Field::Model),
-            (_, b"usage") => Some(Field::Usage),
-            (Dialect::Anthropic, b"type") => Some(Field::Type),
-            (Dialect::Responses | Dialect::ChatCompletions, b"service_tier") => {
-                Some(Field::ServiceTier)
-            }
-            (Dialect::Responses | Dialect::ChatCompletions, b"error") => Some(Field::Error),
-            _ => None,
+        match dialect {
+            Dialect::Anthropic => match key {
+                b"type" => Some(Field::Type),
+                b"model" => Some(Field::Model),
+                b"usage" => Some(Field::Usage),
+                _ => None,
+            },
+            Dialect::Responses | Dialect::ChatCompletions => match key {
+                b"model" => Some(Field::Model),
+                b"usage" => Some(Field::Usage),
+                b"service_tier" => Some(Field::ServiceTier),
+                b"error" => Some(Field::Error),
+                _ => None,
+            },
+        }
+    }
+
+    /// Longest top-level key worth reading: the wanted ones are no longer.
+    fn max_key(dialect: Dialect) -> usize {
+        match dialect {
+            Dialect::Anthropic => "usage".len(),
+            Dialect::Responses | Dialect::ChatCompletions => "service_tier".len(),
         }
     }
 
@@ -503,8 +516,6 @@ impl Default for JsonTap {
 
 /// Longest top-level value kept (Anthropic's `usage` object is a few hundred bytes).
 const MAX_JSON_VALUE: usize = 64 << 10;
-/// Longest top-level key worth reading (the wanted ones are no longer).
-const MAX_KEY: usize = "service_tier".len();
 
 impl JsonTap {
     fn feed(&mut self, chunk: &[u8]) {
@@ -659,7 +670,7 @@ impl JsonTap {
         if self.at == At::Key {
             // The closing quote is not part of the key.
             let text = bytes.strip_suffix(b"\"").unwrap_or(bytes);
-            if self.key.len() + text.len() > MAX_KEY {
+            if self.key.len() + text.len() > Field::max_key(self.dialect) {
                 // Longer than any wanted key: a NUL first means "unwanted" for good.
                 self.key.clear();
                 self.key.push(0);
@@ -786,13 +797,28 @@ enum Name {
 
 impl Name {
     fn of(dialect: Dialect, value: &[u8]) -> Name {
-        match (dialect, value) {
+        match dialect {
+            Dialect::Anthropic => Name::anthropic(value),
+            Dialect::Responses | Dialect::ChatCompletions => Name::openai(dialect, value),
+        }
+    }
+
+    fn anthropic(value: &[u8]) -> Name {
+        match value {
             // `message` is the type of an event without a name.
+            b"" | b"message" => Name::Unnamed,
+            b"message_start" => Name::MessageStart,
+            b"message_delta" => Name::MessageDelta,
+            b"message_stop" => Name::MessageStop,
+            b"error" => Name::Error,
+            _ => Name::Other,
+        }
+    }
+
+    fn openai(dialect: Dialect, value: &[u8]) -> Name {
+        match (dialect, value) {
             (_, b"" | b"message") => Name::Unnamed,
             (_, b"error") => Name::Error,
-            (Dialect::Anthropic, b"message_start") => Name::MessageStart,
-            (Dialect::Anthropic, b"message_delta") => Name::MessageDelta,
-            (Dialect::Anthropic, b"message_stop") => Name::MessageStop,
             (Dialect::Responses, b"response.created" | b"response.in_progress") => {
                 Name::ResponseStarted
             }
@@ -1081,6 +1107,10 @@ impl SseTap {
     }
 
     fn event(&mut self, name: Name, data: &[u8]) {
+        // Most events (content deltas, pings) say nothing the tap reads, in any dialect.
+        if name == Name::Other {
+            return;
+        }
         match self.dialect {
             Dialect::Anthropic => self.anthropic_event(name, data),
             Dialect::Responses => self.responses_event(name, data),
