@@ -38,6 +38,29 @@
 //! message reached `message_stop` and no `error` event came after; cut short, it still
 //! reports every token seen. Cache writes are split by TTL as Claude Code does (see
 //! `Counts::tokens`).
+//!
+//! # OpenAI dialects
+//!
+//! [`UsageTap::for_dialect`] reads OpenAI's answers with the same guarantees (one pass,
+//! bounded buffers, chunks split anywhere); docs/protocol.md §7.6 has the fields.
+//!
+//! - **Responses**, JSON: the Response object's top-level `model`, `service_tier`,
+//!   `usage` and `error` (an error body, `{"error": {…}}`, is whole and used nothing).
+//!   SSE: `response.created` / `response.in_progress` give the model early;
+//!   `response.completed`, `response.incomplete` and `response.failed` carry the final
+//!   Response with its usage; the stream is `complete` only at `response.completed` with
+//!   no `error` event after it. Their data holds the whole Response, output included, so
+//!   one of these events may buffer up to 16 MiB (a larger one is dropped); content
+//!   deltas are skipped unread as Anthropic's are. A Responses answer without a
+//!   `Content-Type` is a stream ([`BodyKind::for_dialect`]).
+//! - **Chat Completions**, JSON: the completion's `model`, `service_tier`, `usage`. SSE:
+//!   unnamed chunks; the first is parsed for the model, then only a chunk containing
+//!   `"prompt_tokens"` (the `stream_options.include_usage` chunk) or an `"error"`; the
+//!   stream is `complete` at `data: [DONE]`.
+//! - Tokens: OpenAI counts cached input inside `input_tokens` / `prompt_tokens` and
+//!   reasoning inside `output_tokens` / `completion_tokens`; the ledger's `input` is the
+//!   fresh part (input − cached), `cache_read` the cached part, `output` all output, and
+//!   `reasoning` the reasoning part of it (for reports; priced as output).
 
 use bytes::Bytes;
 use serde::Deserialize;

@@ -238,7 +238,8 @@ impl OcmUsage {
         })
     }
 
-    /// Adds one request if sing-box would count it ([`counts`]).
+    /// Adds one request if sing-box ocm would count it: a 200 that named a model and
+    /// reported input or output tokens.
     pub fn add(&mut self, record: &UsageRecord) {
         if !counts(record) {
             return;
