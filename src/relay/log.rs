@@ -388,6 +388,7 @@ impl Drop for RequestContext {
             ttfb_ms: self.first_byte.map(|t| ms(t.duration_since(self.started))),
             messages: self.messages,
             week_reset: self.week_reset,
+            service_tier: usage.billing.service_tier.clone().unwrap_or_default(),
         };
         if let Some(account) = &self.account {
             let tokens = record.tokens.total_input() + record.tokens.output;
