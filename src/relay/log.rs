@@ -22,10 +22,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{Method, StatusCode};
 
+use crate::config::Provider;
 use crate::error::ErrorKind;
 use crate::ledger::extract::UsageTap;
 use crate::ledger::live::{LiveFeed, RequestEvent};
-use crate::ledger::{Recorder, Usage, UsageRecord, context_window};
+use crate::ledger::{Recorder, Usage, UsageRecord, context_window, openai_context_window};
 use crate::pool::account::Account;
 use crate::protocol::Peek;
 use crate::tasks::lock;
@@ -87,6 +88,8 @@ pub struct RequestContext {
     path: String,
     /// Which relayed endpoint ([`crate::protocol::Endpoint::name`]).
     pub endpoint: &'static str,
+    /// Whose API answered: how the context window is told.
+    pub provider: Provider,
     /// Set once the caller authenticated: only then is the request recorded.
     recorder: Option<Recorder>,
     /// The user's name; empty for anonymous use on loopback.
@@ -133,6 +136,7 @@ impl RequestContext {
             method: method.clone(),
             path: path.to_owned(),
             endpoint: "",
+            provider: Provider::Anthropic,
             recorder: None,
             user: String::new(),
             model: String::new(),
@@ -382,7 +386,10 @@ impl Drop for RequestContext {
             } else {
                 String::new()
             },
-            context_window: context_window(&usage.tokens),
+            context_window: match self.provider {
+                Provider::Anthropic => context_window(&usage.tokens),
+                Provider::OpenAi => openai_context_window(&usage.tokens),
+            },
             tokens: usage.tokens,
             duration_ms: ms(duration),
             ttfb_ms: self.first_byte.map(|t| ms(t.duration_since(self.started))),

@@ -275,6 +275,7 @@ async fn forward<P: Protocol>(
     context: &mut RequestContext,
 ) -> Result<Response, RelayError> {
     let config = &state.config;
+    context.provider = P::PROVIDER;
     let peek = P::peek(&parts.headers, &body);
     let streaming = peek.stream;
     context.peeked(peek);
