@@ -77,7 +77,8 @@ pub enum OpenAiReply {
     /// A 500 in OpenAI's error shape.
     ServerError,
     /// A turn that calls the client's shell tool (whichever the request offers:
-    /// `shell_command`, `shell`, `exec_command`) to run `command`; streamed, or the
+    /// `shell_command`, `shell`, or `exec_command` as Codex 0.169 offers it) to run
+    /// `command`; streamed, or the
     /// Response object when not streaming.
     ShellCall { command: String },
 }
