@@ -481,3 +481,167 @@ async fn models_go_to_the_provider_whose_client_asks() {
     assert_eq!(openai.mocks[0].requests().len(), 1);
     carpool.shutdown().await;
 }
+
+/// The `(event name, data)` pairs of an SSE body.
+fn sse(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let name = e.lines().find_map(|l| l.strip_prefix("event: ")).unwrap();
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            (name.to_owned(), serde_json::from_str(data).unwrap())
+        })
+        .collect()
+}
+
+/// The mock's ChatGPT mode, which a `codex` account points at (its `base_url`
+/// `codex_base()`, its `token_url` `token_url()`): the token *and* the account id are
+/// required, the stream is framed as the Responses API frames it, a quota 429 looks like
+/// ChatGPT's, and a refresh rotates the accepted token.
+#[tokio::test]
+async fn the_mocks_chatgpt_backend_speaks_codexs_wire_format() {
+    use openai_mock::{CODEX_ACCESS, CODEX_ACCOUNT_ID, CODEX_REFRESH, OpenAiTokenReply};
+    let mock = OpenAiMock::start(&key(0)).await;
+    let http = client();
+    let turn = |token: &str, account: Option<&str>| {
+        let mut r = http
+            .post(format!("{}/responses", mock.codex_base()))
+            .bearer_auth(token)
+            .json(&responses_body(true));
+        if let Some(a) = account {
+            r = r.header("chatgpt-account-id", a);
+        }
+        r.send()
+    };
+    // The token alone, or the API key, is not enough.
+    assert_eq!(turn(CODEX_ACCESS, None).await.unwrap().status(), 401);
+    assert_eq!(
+        turn(&key(0), Some(CODEX_ACCOUNT_ID))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // The API-key paths do not take the ChatGPT token.
+    let r = http
+        .post(format!("{}/responses", mock.api_base()))
+        .bearer_auth(CODEX_ACCESS)
+        .json(&responses_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_openai_error(&r.json().await.unwrap(), "invalid_request_error");
+
+    mock.set_headers(&openai_mock::codex_windows(12.0, 3600, 34.0, 86_400));
+    let r = turn(CODEX_ACCESS, Some(CODEX_ACCOUNT_ID)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    assert_eq!(r.headers()["x-codex-primary-used-percent"], "12");
+    assert_eq!(r.headers()["x-codex-secondary-window-minutes"], "10080");
+    let events = sse(&r.text().await.unwrap());
+    for (i, (name, data)) in events.iter().enumerate() {
+        assert_eq!(data["type"], name.as_str());
+        assert_eq!(data["sequence_number"], i);
+    }
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.first(), Some(&"response.created"));
+    assert_eq!(names.last(), Some(&"response.completed"));
+    let deltas: String = events
+        .iter()
+        .filter(|(n, _)| n == "response.output_text.delta")
+        .map(|(_, d)| d["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, openai_mock::REPLY_TEXT);
+    let usage = &events.last().unwrap().1["response"]["usage"];
+    assert_eq!(usage["input_tokens"], openai_mock::INPUT_TOKENS);
+    assert_eq!(
+        usage["input_tokens_details"]["cached_tokens"],
+        openai_mock::CACHED_TOKENS
+    );
+    assert_eq!(
+        usage["output_tokens_details"]["reasoning_tokens"],
+        openai_mock::REASONING_TOKENS
+    );
+
+    // A quota 429, as ChatGPT sends it.
+    mock.push(OpenAiReply::UsageLimit { resets_in: 600 });
+    let r = turn(CODEX_ACCESS, Some(CODEX_ACCOUNT_ID)).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["x-codex-primary-used-percent"], "100");
+    assert_eq!(r.headers()["x-codex-rate-limit-reached-type"], "primary");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "usage_limit_reached");
+    assert_eq!(body["error"]["resets_in_seconds"], 600);
+
+    // Compaction, Codex's model list and the usage endpoint.
+    let get = |path: &str| {
+        http.get(format!("{}{path}", mock.url()))
+            .bearer_auth(CODEX_ACCESS)
+            .header("chatgpt-account-id", CODEX_ACCOUNT_ID)
+            .send()
+    };
+    let compact: Value = http
+        .post(format!("{}/responses/compact", mock.codex_base()))
+        .bearer_auth(CODEX_ACCESS)
+        .header("chatgpt-account-id", CODEX_ACCOUNT_ID)
+        .json(&json!({"model": "gpt-5.1-codex", "input": []}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(compact["output"].as_array().is_some_and(|o| !o.is_empty()));
+    let models: Value = get("/backend-api/codex/models?client_version=0.169.0")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["models"][0]["slug"], openai_mock::DEFAULT_MODEL);
+    let usage: Value = get("/backend-api/wham/usage")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["rate_limit"]["primary_window"]["used_percent"], 12.0);
+    assert_eq!(mock.usage_polls(), 1);
+
+    // A refresh (Codex's JSON body) rotates the accepted token; a refused one says why.
+    let refresh = |token: &str| {
+        http.post(mock.token_url())
+            .json(
+                &json!({"client_id": "app_mock", "grant_type": "refresh_token",
+                          "refresh_token": token}),
+            )
+            .send()
+    };
+    let tokens: Value = refresh(CODEX_REFRESH).await.unwrap().json().await.unwrap();
+    let (access, rotated) = mock.last_issued().unwrap();
+    assert_eq!(tokens["access_token"], access.as_str());
+    assert_eq!(tokens["refresh_token"], rotated.as_str());
+    assert_eq!(tokens["id_token"].as_str().unwrap().split('.').count(), 3);
+    assert_eq!(mock.refreshes(), 1);
+    assert_eq!(
+        turn(CODEX_ACCESS, Some(CODEX_ACCOUNT_ID))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        turn(&access, Some(CODEX_ACCOUNT_ID))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    mock.push_token(OpenAiTokenReply::Refused("refresh_token_reused".into()));
+    let r = refresh(&rotated).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "refresh_token_reused");
+    assert_eq!(mock.refreshes(), 2);
+}
