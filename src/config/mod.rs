@@ -53,6 +53,8 @@ pub struct Config {
     pub credentials: Vec<CredentialConfig>,
     pub pools: Vec<PoolConfig>,
     pub users: Vec<UserConfig>,
+    /// Model aliases (`aliases`): a name clients may use → the model it stands for.
+    pub aliases: std::collections::BTreeMap<String, String>,
     /// Operator headers, applied after the client's and before `Authorization`.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub max_body_bytes: usize,
@@ -429,6 +431,23 @@ impl Config {
                 profile_url: url("profile_url", &e.profile_url, DEFAULT_PROFILE_URL)?,
             }
         };
+        for (alias, model) in &raw.aliases {
+            let field = format!("aliases.{alias}");
+            if alias.trim().is_empty() {
+                return Err(invalid("aliases", "an alias must not be empty".into()));
+            }
+            if model.trim().is_empty() {
+                return Err(invalid(&field, "must name a model".into()));
+            }
+            if raw.aliases.contains_key(model) {
+                return Err(invalid(
+                    &field,
+                    format!("`{model}` is an alias itself; an alias names a model"),
+                ));
+            }
+        }
+
+        let aliases = raw.aliases.clone();
         let usage = usage_from_raw(raw, &data_dir, base_dir).map_err(|(f, p)| invalid(&f, p))?;
 
         Ok(Config {
@@ -436,6 +455,7 @@ impl Config {
             credentials,
             pools,
             users,
+            aliases,
             headers,
             max_body_bytes,
             timeouts,
@@ -905,7 +925,8 @@ fn credentials_from_raw(
                     .map_err(|p| (at("token_url"), p))?;
                 let path = match &c.credential_path {
                     Some(p) => absolute(p, base_dir),
-                    None => codex_login_path(&env_var).map_err(|p| (at("credential_path"), p))?,
+                    None => codex_login_path(&env_var, dirs::home_dir())
+                        .map_err(|p| (at("credential_path"), p))?,
                 };
                 Source::CodexFile { path, token_url }
             }
@@ -1427,12 +1448,15 @@ pub fn claude_code_login(
 
 /// Where Codex keeps its login (docs/protocol.md §7.1): `$CODEX_HOME/auth.json`, else
 /// `~/.codex/auth.json`. `var` reads the environment.
-pub fn codex_login_path(var: &dyn Fn(&str) -> Option<OsString>) -> Result<PathBuf, String> {
+/// `home` is the home directory.
+pub fn codex_login_path(
+    var: &dyn Fn(&str) -> Option<OsString>,
+    home: Option<PathBuf>,
+) -> Result<PathBuf, String> {
     if let Some(dir) = var("CODEX_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("auth.json"));
     }
-    dirs::home_dir()
-        .map(|h| h.join(".codex").join("auth.json"))
+    home.map(|h| h.join(".codex").join("auth.json"))
         .ok_or_else(|| "cannot find the home directory; set `credential_path`".into())
 }
 

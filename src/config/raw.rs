@@ -61,6 +61,11 @@ pub struct RawConfig {
     /// Usage records that may wait for the disk before new ones are dropped (default 10000).
     #[serde(default)]
     pub usage_queue: Option<usize>,
+    /// Model names clients may use for others, for `/v1/chat/completions` and
+    /// `/v1/responses` (`{"fast": "claude-haiku-4-5", "smart": "gpt-5.1-codex"}`): the
+    /// request goes upstream with the model the alias names, to that model's provider.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
     /// Model prices (USD per million tokens) replacing or adding to the built-in table.
     #[serde(default)]
     pub prices: BTreeMap<String, crate::ledger::prices::ModelPrices>,

@@ -877,22 +877,25 @@ fn codex_and_openai_accounts_and_per_provider_bindings() {
 }
 
 #[test]
-fn codex_login_path_follows_codex_home() {
-    let var = |home: Option<&str>| {
-        let home = home.map(OsString::from);
-        move |name: &str| (name == "CODEX_HOME").then(|| home.clone()).flatten()
-    };
+fn the_codex_login_is_in_codex_home_else_the_home_directory() {
+    let home = Some(PathBuf::from("/home/alice"));
+    let none = |_: &str| None;
     assert_eq!(
-        codex_login_path(&var(Some("/opt/codex"))).unwrap(),
-        Path::new("/opt/codex/auth.json")
+        codex_login_path(&none, home.clone()).unwrap(),
+        PathBuf::from("/home/alice/.codex/auth.json")
     );
-    let default = codex_login_path(&var(None)).unwrap();
-    assert!(default.ends_with(".codex/auth.json"), "{default:?}");
-    assert!(
-        codex_login_path(&var(Some("")))
-            .unwrap()
-            .ends_with(".codex/auth.json")
+    let set = |name: &str| (name == "CODEX_HOME").then(|| OsString::from("/srv/codex"));
+    assert_eq!(
+        codex_login_path(&set, home.clone()).unwrap(),
+        PathBuf::from("/srv/codex/auth.json")
     );
+    let empty = |_: &str| Some(OsString::new());
+    assert_eq!(
+        codex_login_path(&empty, home).unwrap(),
+        PathBuf::from("/home/alice/.codex/auth.json"),
+        "an empty CODEX_HOME is not set"
+    );
+    assert!(codex_login_path(&none, None).is_err());
 }
 
 /// Without `credential`, a user gets each provider's only account; several accounts of

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
+use super::format::{Change, LoginFormat};
 use crate::fsutil::{file_mode, write_atomic_if};
 use crate::secret::Secret;
 
@@ -32,8 +33,8 @@ const ROOT_KEY: &str = "claudeAiOauth";
 /// The profile of the account, as Claude Code names it in `~/.claude.json`.
 pub const ACCOUNT_KEY: &str = "oauthAccount";
 
-/// The tokens of one Claude login.
-#[derive(Clone, PartialEq, Eq, Debug)]
+/// The tokens of one login (Claude's, or Codex's: [`super::codex`]).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct OAuthTokens {
     pub access: Secret,
     pub refresh: Secret,
@@ -43,15 +44,26 @@ pub struct OAuthTokens {
     /// `rateLimitTier`, e.g. `default_claude_max_20x`: which Max plan.
     pub rate_limit_tier: Option<String>,
     /// `oauthAccount.emailAddress`: the account's email, in the logins Carpool stores
-    /// itself (Claude Code keeps it in `~/.claude.json`, not in this file).
+    /// itself (Claude Code keeps it in `~/.claude.json`, not in this file). Codex: the
+    /// id_token's `email` claim.
     pub email: Option<String>,
+    /// Codex: the OpenID `id_token`, whose claims give the plan, the email and the
+    /// account id.
+    pub id_token: Option<Secret>,
+    /// Codex: `tokens.account_id`, else the id_token's `chatgpt_account_id` claim; sent
+    /// upstream as `ChatGPT-Account-Id`.
+    pub account_id: Option<String>,
+    /// Codex: `last_refresh` as Unix ms; `None` when missing or unreadable.
+    pub last_refresh_ms: Option<i64>,
+    /// Codex in API-key mode: `access` is the file's `OPENAI_API_KEY`, never refreshed.
+    pub api_key: bool,
 }
 
 /// What reading the file found.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum FileRead {
     Missing,
-    /// Unreadable or not a Claude Code credentials file; the reason never holds secrets.
+    /// Unreadable or not a login of the expected format; the reason never holds secrets.
     Invalid(String),
     Loaded(OAuthTokens),
 }
@@ -87,8 +99,17 @@ pub fn read_with(
     path: &Path,
     reader: &(dyn Fn(&Path) -> io::Result<Vec<u8>> + Send + Sync),
 ) -> Result<Snapshot, String> {
+    read_as(LoginFormat::Claude, path, reader)
+}
+
+/// [`read_with`] for a document in `format`.
+pub fn read_as(
+    format: LoginFormat,
+    path: &Path,
+    reader: &(dyn Fn(&Path) -> io::Result<Vec<u8>> + Send + Sync),
+) -> Result<Snapshot, String> {
     match reader(path) {
-        Ok(bytes) => Ok(snapshot_of(&bytes)),
+        Ok(bytes) => Ok(format.snapshot(&bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Snapshot {
             read: FileRead::Missing,
             digest: None,
@@ -126,7 +147,8 @@ pub fn digest(bytes: &[u8]) -> Digest {
     Sha256::digest(bytes).into()
 }
 
-fn parse(bytes: &[u8]) -> FileRead {
+/// Claude Code's document ([`LoginFormat::Claude`]).
+pub(super) fn parse(bytes: &[u8]) -> FileRead {
     let doc: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         // serde_json's message names a line and column, never the content.
@@ -165,6 +187,7 @@ fn parse(bytes: &[u8]) -> FileRead {
             .pointer(&format!("/{ACCOUNT_KEY}/emailAddress"))
             .and_then(Value::as_str)
             .map(str::to_owned),
+        ..OAuthTokens::default()
     })
 }
 
@@ -176,8 +199,22 @@ pub struct Update<'a> {
     pub scopes: Option<&'a [String]>,
 }
 
+impl Change for Update<'_> {
+    fn format(&self) -> LoginFormat {
+        LoginFormat::Claude
+    }
+
+    fn apply(&self, current: Option<&[u8]>) -> io::Result<Vec<u8>> {
+        merge(current, self)
+    }
+}
+
 /// What [`write_back`] did.
 #[derive(Debug, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a short-lived answer, once per write; boxing buys nothing"
+)]
 pub enum Saved {
     /// The file now holds the update; this is what was written.
     Written(Snapshot),
@@ -236,7 +273,7 @@ pub fn check_saveable(path: &Path) -> Result<(), (PathBuf, io::Error)> {
     }
 }
 
-/// Merges `update` into the document at `path` (through symlinks) and replaces it
+/// Merges `update` (a change in any [`LoginFormat`]) into the document at `path` (through symlinks) and replaces it
 /// atomically, but only if its bytes still have the digest `expected` (`None`: no file):
 /// checked when reading it and once more just before the rename. Otherwise nothing is
 /// written and the answer is [`Saved::Changed`].
@@ -247,20 +284,20 @@ pub fn check_saveable(path: &Path) -> Result<(), (PathBuf, io::Error)> {
 pub fn write_back(
     path: &Path,
     expected: &Option<Digest>,
-    update: &Update<'_>,
+    update: &dyn Change,
 ) -> io::Result<Saved> {
     let target = write_target(path);
     let current = read_if_exists(&target)?;
     if current.as_deref().map(digest) != *expected {
         return Ok(Saved::Changed);
     }
-    let text = merge(current.as_deref(), update)?;
+    let text = update.apply(current.as_deref())?;
     let mode = file_mode(&target).unwrap_or(0o600);
     let mut unchanged = || Ok(read_if_exists(&target)?.as_deref().map(digest) == *expected);
     if !write_atomic_if(&target, &text, mode, &mut unchanged)? {
         return Ok(Saved::Changed);
     }
-    Ok(Saved::Written(snapshot_of(&text)))
+    Ok(Saved::Written(update.format().snapshot(&text)))
 }
 
 /// The document `current` (`None`: none yet) with `update`'s tokens in `claudeAiOauth`,
@@ -289,12 +326,9 @@ pub fn merge(current: Option<&[u8]>, update: &Update<'_>) -> io::Result<Vec<u8>>
     serde_json::to_vec_pretty(&doc).map_err(io::Error::other)
 }
 
-/// What a read of `bytes` finds, with their digest.
+/// What a read of Claude Code's document `bytes` finds, with their digest.
 pub fn snapshot_of(bytes: &[u8]) -> Snapshot {
-    Snapshot {
-        read: parse(bytes),
-        digest: Some(digest(bytes)),
-    }
+    LoginFormat::Claude.snapshot(bytes)
 }
 
 fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {

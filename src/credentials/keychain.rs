@@ -43,7 +43,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::file::{self, Digest, FileRead, Reader, Saved, Snapshot, Update};
+#[cfg(test)]
+use super::file::Update;
+use super::file::{self, Digest, FileRead, Reader, Saved, Snapshot};
+use super::format::Change;
 pub use crate::config::keychain::{KeychainItem, SERVICE};
 use crate::secrets::Keyring;
 use crate::tasks::lock;
@@ -115,7 +118,7 @@ impl KeychainLogin {
     /// [`file::write_back`]). A login that moved (an item that appeared, or went away)
     /// no longer has the expected digest there: [`Saved::Changed`], and the caller
     /// adopts what it finds.
-    pub fn write_back(&self, expected: &Option<Digest>, update: &Update<'_>) -> io::Result<Saved> {
+    pub fn write_back(&self, expected: &Option<Digest>, update: &dyn Change) -> io::Result<Saved> {
         for service in &self.item.services {
             let current = self
                 .keyring
@@ -125,12 +128,12 @@ impl KeychainLogin {
             if Some(file::digest(current.as_bytes())) != *expected {
                 return Ok(Saved::Changed);
             }
-            let text = file::merge(Some(current.as_bytes()), update)?;
+            let text = update.apply(Some(current.as_bytes()))?;
             let text = String::from_utf8(text).map_err(io::Error::other)?;
             self.keyring
                 .set(service, &self.item.account, &text)
                 .map_err(|e| io::Error::other(format!("{}: {e}", self.item_words(service))))?;
-            return Ok(Saved::Written(file::snapshot_of(text.as_bytes())));
+            return Ok(Saved::Written(update.format().snapshot(text.as_bytes())));
         }
         file::write_back(&self.file, expected, update)
     }

@@ -1,10 +1,11 @@
-//! Claude accounts: where their tokens come from, keeping them fresh, and whether each
-//! one can serve a request right now.
+//! Claude and Codex accounts: where their tokens come from, keeping them fresh, and
+//! whether each one can serve a request right now.
 //!
 //! A [`Credential`] is one Claude Code login read from a credentials file (on a Mac, from
 //! Claude Code's Keychain item first, with the file as fallback: [`keychain`]; or a login
-//! Carpool stored itself: [`store`]). The file is the source of truth and is shared with
-//! the official CLI on the same machine, so:
+//! Carpool stored itself: [`store`]), or one Codex login read from its `auth.json`
+//! ([`codex`]). The file is the source of truth and is shared with the official CLI on
+//! the same machine, so:
 //!
 //! * the file is watched ([`watch`]); the credential becomes usable when it appears and
 //!   unusable at once when it is deleted or turns invalid. A read that fails for a
@@ -36,19 +37,30 @@
 //! * tokens that cannot be saved yet (the file could not be read after the refresh, or
 //!   the write failed) are used from memory and saved, under the same comparison, when
 //!   the watcher next reads the file;
-//! * refresh happens one minute before expiry, the margin the official CLI uses, so a
-//!   running `claude` on this machine usually refreshes first and Carpool just follows.
+//! * refresh happens when the login's format says it is due, as the official CLI does it,
+//!   so a running CLI on this machine usually refreshes first and Carpool just follows:
+//!   for Claude one minute before expiry; for Codex 8 days after `last_refresh` (or one
+//!   minute before the access token's expiry, if that comes first). An access token the
+//!   upstream rejects (401) is refreshed at once, after the same re-read.
 //!   It happens even when no request comes: a timer per login ([`keep_fresh`]) refreshes
 //!   an idle account's token through the same single flight, so an idle account is
 //!   never found expired and a request and the timer never refresh twice;
 //! * a failed refresh makes the credential unavailable with a reason, leaves the file
 //!   alone and is retried with exponential backoff (by the next request or the timer,
-//!   whichever comes first after it); `invalid_grant` is final until the file changes (a
-//!   new login), and the timer does not try again before that either.
+//!   whichever comes first after it); a refused refresh token (`invalid_grant`; Codex's
+//!   `refresh_token_expired` / `_reused` / `_invalidated`) is final until the file
+//!   changes (a new login), and the timer does not try again before that either.
 //!
 //! Reasons and errors name files and directories, never token values.
+//!
+//! All of the above is the credential's own and holds for every kind of login; what
+//! differs between login documents (how they parse, when a refresh is due, the refresh
+//! request and which of its errors are final, how new tokens merge back, the words for
+//! the owner) is its [`LoginFormat`] ([`format`]).
 
+pub mod codex;
 mod file;
+mod format;
 pub mod keychain;
 pub mod login;
 pub mod oauth;
@@ -65,12 +77,14 @@ use crate::secret::Secret;
 use crate::tasks::{read, write};
 pub use file::{FileRead, OAuthTokens};
 use file::{Reader, Saved, Snapshot};
+pub use format::LoginFormat;
+#[cfg(test)]
+use format::REFRESH_MARGIN_MS;
+use format::Renewal;
 pub use store::LoginStore;
 pub use timer::keep_fresh;
 pub use watch::spawn_watcher;
 
-/// Refresh this long before `expiresAt`.
-const REFRESH_MARGIN_MS: i64 = 60_000;
 /// First retry delay after a failed refresh; doubles per failure up to [`BACKOFF_MAX`].
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -126,6 +140,8 @@ pub struct Credential {
     pub tag: String,
     /// Where the login is kept: a credentials file, or Carpool's secret store.
     store: LoginStore,
+    /// What kind of login it is: how it parses, refreshes and is written back.
+    format: LoginFormat,
     /// Upstream API base, without a trailing slash.
     pub base_url: String,
     token_url: String,
@@ -216,6 +232,27 @@ impl Credential {
         )
     }
 
+    /// Codex's login read from its `auth.json` at `path` (see [`crate::config::codex_login_path`] for
+    /// the default), refreshed through `token_url` (OpenAI's is [`codex::TOKEN_URL`])
+    /// with `http`. The same machinery as a Claude file's, in [`LoginFormat::Codex`].
+    pub fn codex(
+        tag: &str,
+        path: &Path,
+        base_url: &str,
+        token_url: &str,
+        http: reqwest::Client,
+    ) -> Arc<Credential> {
+        Credential::with_format(
+            LoginFormat::Codex,
+            tag,
+            LoginStore::File(path.to_owned()),
+            base_url,
+            token_url,
+            http,
+            file::fs_reader(),
+        )
+    }
+
     /// A login Carpool obtained itself, kept in its secret store under `reference`
     /// (see [`store`]); refreshed and saved back there by the same code as a file's.
     pub fn stored(
@@ -258,6 +295,7 @@ impl Credential {
         )
     }
 
+    /// A Claude login in `store`, read through `reader`.
     fn with_reader(
         tag: &str,
         store: LoginStore,
@@ -266,7 +304,27 @@ impl Credential {
         http: reqwest::Client,
         reader: Reader,
     ) -> Arc<Credential> {
-        let (on_disk, read_error) = match store.read(&reader) {
+        Credential::with_format(
+            LoginFormat::Claude,
+            tag,
+            store,
+            base_url,
+            token_url,
+            http,
+            reader,
+        )
+    }
+
+    fn with_format(
+        format: LoginFormat,
+        tag: &str,
+        store: LoginStore,
+        base_url: &str,
+        token_url: &str,
+        http: reqwest::Client,
+        reader: Reader,
+    ) -> Arc<Credential> {
+        let (on_disk, read_error) = match store.read(format, &reader) {
             Ok(snapshot) => (snapshot, None),
             Err(reason) => (
                 Snapshot {
@@ -279,6 +337,7 @@ impl Credential {
         Arc::new(Credential {
             tag: tag.to_owned(),
             store,
+            format,
             base_url: base_url.to_owned(),
             token_url: token_url.to_owned(),
             http,
@@ -303,6 +362,11 @@ impl Credential {
     /// Where the login is kept.
     pub fn store(&self) -> &LoginStore {
         &self.store
+    }
+
+    /// What kind of login it is.
+    pub fn format(&self) -> LoginFormat {
+        self.format
     }
 
     /// The credentials file, for a file login.
@@ -347,7 +411,23 @@ impl Credential {
         }
     }
 
-    /// The login's plan: `subscriptionType` and `rateLimitTier` from the file.
+    /// The account id a Codex login sends upstream as `ChatGPT-Account-Id`
+    /// (docs/protocol.md §7.5): `tokens.account_id`, else the id_token's claim.
+    pub fn account_id(&self) -> Option<String> {
+        match &read(&self.state).current {
+            FileRead::Loaded(t) => t.account_id.clone(),
+            _ => None,
+        }
+    }
+
+    /// Whether the login is an API key (Codex's `OPENAI_API_KEY` mode): served by
+    /// [`Credential::access_token`] like a token, never refreshed.
+    pub fn is_api_key(&self) -> bool {
+        matches!(&read(&self.state).current, FileRead::Loaded(t) if t.api_key)
+    }
+
+    /// The login's plan: `subscriptionType` and `rateLimitTier` from Claude's file;
+    /// Codex's `chatgpt_plan_type` claim and `None`.
     pub fn plan(&self) -> (Option<String>, Option<String>) {
         match &read(&self.state).current {
             FileRead::Loaded(t) => (t.subscription_type.clone(), t.rate_limit_tier.clone()),
@@ -398,10 +478,10 @@ impl Credential {
     }
 
     /// How long until the background timer ([`keep_fresh`]) should refresh the token:
-    /// when it enters the refresh margin, or after the back-off of a failed refresh,
-    /// whichever is later; zero when that is now. `None` while no refresh can succeed
-    /// without something else happening first: no loaded login, no known expiry, no
-    /// refresh token, a failure only a new login fixes, a directory that refuses the
+    /// when it is due ([`LoginFormat::refresh_at_ms`]), or after the back-off of a failed
+    /// refresh, whichever is later; zero when that is now. `None` while no refresh can
+    /// succeed without something else happening first: no loaded login, no known due
+    /// time (no expiry known, an API key), no refresh token, a failure only a new login fixes, a directory that refuses the
     /// save (the watcher checks it again), or a read error (the watcher reads again).
     /// Agrees with [`Credential::access_token`]: whenever this is zero, a request would
     /// refresh too.
@@ -410,17 +490,11 @@ impl Credential {
         let FileRead::Loaded(tokens) = &state.current else {
             return None;
         };
-        if tokens.expires_at_ms == 0
-            || tokens.refresh.is_empty()
-            || state.read_error.is_some()
-            || state.unsaveable.is_some()
-        {
+        let refresh_at_ms = self.format.refresh_at_ms(tokens)?;
+        if tokens.refresh.is_empty() || state.read_error.is_some() || state.unsaveable.is_some() {
             return None;
         }
-        let until_margin = tokens
-            .expires_at_ms
-            .saturating_sub(REFRESH_MARGIN_MS)
-            .saturating_sub(now_ms());
+        let until_margin = refresh_at_ms.saturating_sub(now_ms());
         let mut due = Duration::from_millis(u64::try_from(until_margin).unwrap_or(0));
         if let Some(failure) = &state.failure {
             if failure.terminal {
@@ -433,7 +507,7 @@ impl Credential {
 
     /// `Err`: the reason of a passing read error.
     fn reload_now(&self, holding_refresh_lock: bool) -> Result<(), String> {
-        let snapshot = match self.store.read(&self.reader) {
+        let snapshot = match self.store.read(self.format, &self.reader) {
             Ok(s) => s,
             Err(reason) => {
                 let mut state = write(&self.state);
@@ -531,13 +605,13 @@ impl Credential {
                 self.adopt(state, snapshot, true);
                 return;
             }
-            let update = file::Update {
-                access: &pending.tokens.access,
-                refresh: &pending.tokens.refresh,
-                expires_at_ms: pending.tokens.expires_at_ms,
-                scopes: pending.scopes.as_deref(),
+            let saved = {
+                let update = self
+                    .format
+                    .change(&pending.tokens, pending.scopes.as_deref());
+                self.store.write_back(&snapshot.digest, &*update)
             };
-            match self.store.write_back(&snapshot.digest, &update) {
+            match saved {
                 Ok(Saved::Written(wrote)) => {
                     let valid_for_s = (pending.tokens.expires_at_ms - now_ms()) / 1000;
                     tracing::info!(credential = %self.tag, valid_for_s, "refreshed the OAuth token and saved it");
@@ -545,7 +619,7 @@ impl Credential {
                     state.pending = None;
                     return;
                 }
-                Ok(Saved::Changed) => match self.store.read(&self.reader) {
+                Ok(Saved::Changed) => match self.store.read(self.format, &self.reader) {
                     Ok(again) => snapshot = again,
                     Err(reason) => {
                         self.note_read_error(state, reason);
@@ -626,10 +700,17 @@ impl Credential {
             (tokens, baseline)
         };
 
+        if tokens.api_key {
+            // Only a rejected key gets here: a key is never due for a refresh.
+            return Err(self.unavailable(format!(
+                "the upstream rejected the API key (`OPENAI_API_KEY`) in {}; put a working key there, or log in with `codex login`",
+                self.store.describe()
+            )));
+        }
         if tokens.refresh.is_empty() {
             return Err(self.unavailable(format!(
                 "its access token expired and the login has no refresh token; {}",
-                self.store.login_hint()
+                self.format.login_hint(&self.store)
             )));
         }
         if let Err((dir, e)) = self.store.check_saveable() {
@@ -644,7 +725,11 @@ impl Credential {
         }
         write(&self.state).unsaveable = None;
 
-        match oauth::refresh(&self.http, &self.token_url, &tokens.refresh).await {
+        match self
+            .format
+            .refresh(&self.http, &self.token_url, &tokens)
+            .await
+        {
             Ok(new) => self.store_refreshed(&tokens, baseline, new, rejected).await,
             Err(error) => {
                 let retry_after = self.record_failure(&tokens, &error);
@@ -665,8 +750,7 @@ impl Credential {
         match &state.current {
             FileRead::Loaded(t)
                 if Some(&t.access) != rejected
-                    && (t.expires_at_ms == 0
-                        || now_ms() < t.expires_at_ms.saturating_sub(REFRESH_MARGIN_MS)) =>
+                    && self.format.refresh_at_ms(t).is_none_or(|at| now_ms() < at) =>
             {
                 Some(t.access.clone())
             }
@@ -688,26 +772,19 @@ impl Credential {
         &self,
         old: &OAuthTokens,
         baseline: FileRead,
-        new: oauth::Refreshed,
+        new: impl Into<Renewal>,
         rejected: Option<&Secret>,
     ) -> Result<Secret, Unavailable> {
-        // `expires_in` is bounded to a year by `oauth`; saturate all the same.
-        let lifetime_ms = i64::try_from(new.expires_in.as_millis()).unwrap_or(i64::MAX);
-        let tokens = OAuthTokens {
-            access: new.access,
-            refresh: new.refresh.unwrap_or_else(|| old.refresh.clone()),
-            expires_at_ms: now_ms().saturating_add(lifetime_ms),
-            subscription_type: old.subscription_type.clone(),
-            rate_limit_tier: old.rate_limit_tier.clone(),
-            email: old.email.clone(),
-        };
+        let new = new.into();
+        let scopes = new.scopes.clone();
+        let tokens = self.format.renewed(old, new, now_ms());
         {
             let mut state = write(&self.state);
             state.current = FileRead::Loaded(tokens.clone());
             state.failure = None;
             state.pending = Some(Pending {
                 tokens,
-                scopes: new.scopes,
+                scopes,
                 baseline,
                 retry: None,
             });
@@ -754,7 +831,7 @@ impl Credential {
             .map(|r| r.clamp(BACKOFF_BASE, BACKOFF_MAX))
             .unwrap_or(backoff);
         let hint = if terminal {
-            format!("; {}", self.store.login_hint())
+            format!("; {}", self.format.login_hint(&self.store))
         } else {
             String::new()
         };
@@ -778,7 +855,7 @@ impl Credential {
         self.unavailable(format!(
             "{} {}",
             self.store.describe(),
-            self.store.missing_hint()
+            self.format.missing_hint(&self.store)
         ))
     }
 
@@ -788,7 +865,7 @@ impl Credential {
 
     fn unavailable(&self, why: String) -> Unavailable {
         Unavailable {
-            reason: format!("Claude account `{}`: {why}", self.tag),
+            reason: format!("{} `{}`: {why}", self.format.account_words(), self.tag),
             retry_after: None,
         }
     }

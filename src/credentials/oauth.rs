@@ -1,5 +1,6 @@
 //! The OAuth refresh call to Anthropic's token endpoint (docs/protocol.md §2). Its answer is
-//! read whole but at most 64 KiB ([`MAX_TOKEN_RESPONSE`]).
+//! read whole but at most 64 KiB ([`MAX_TOKEN_RESPONSE`]); [`post_json`], which does that,
+//! serves Codex's refresh too ([`super::codex`]).
 
 use std::time::Duration;
 
@@ -44,8 +45,9 @@ pub struct Refreshed {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
-    /// The refresh token is dead (revoked, rotated by someone else, expired). Only a new
-    /// login fixes that.
+    /// The refresh token is dead (revoked, rotated by someone else, expired): Anthropic's
+    /// `invalid_grant`, Codex's `refresh_token_expired` / `_reused` / `_invalidated`.
+    /// Only a new login fixes that.
     /// The credential adds how to log in again, which depends on where the login is.
     #[error("the refresh token was rejected ({0})")]
     InvalidGrant(String),
@@ -121,25 +123,22 @@ pub async fn refresh(
     Ok(answer.tokens)
 }
 
-/// A token endpoint's answer: the tokens, and the account it names (docs/protocol.md
-/// §2.2), which a login uses when the profile cannot be read.
-#[derive(Debug)]
-pub struct TokenAnswer {
-    pub tokens: Refreshed,
-    /// `account.email_address`.
-    pub email: Option<String>,
+/// A token endpoint's answer as it came: its status, `Retry-After` (seconds) and body.
+pub struct TokenHttp {
+    pub status: http::StatusCode,
+    pub retry_after: Option<Duration>,
+    /// The body, at most [`MAX_TOKEN_RESPONSE`] bytes; empty for an error status whose
+    /// body was longer.
+    pub bytes: Bytes,
 }
 
-/// POSTs `body` as JSON to the token endpoint and reads its answer (refresh and login
-/// alike). Error answers are reduced to `error` and `error_description`.
-pub async fn token_request(
-    http: &reqwest::Client,
-    token_url: &str,
+/// Sends `request` (a POST to a token endpoint, with the caller's headers) with `body`
+/// as JSON, and reads the answer whole but capped. Used by every login format's refresh.
+pub async fn post_json(
+    request: reqwest::RequestBuilder,
     body: &serde_json::Value,
-) -> Result<TokenAnswer, RefreshError> {
-    let response = http
-        .post(token_url)
-        .header(http::header::USER_AGENT, USER_AGENT)
+) -> Result<TokenHttp, RefreshError> {
+    let response = request
         .header(http::header::ACCEPT, "application/json")
         .json(body)
         .timeout(Duration::from_secs(30))
@@ -161,6 +160,37 @@ pub async fn token_request(
         Err(CappedRead::TooLong(_)) if !status.is_success() => Bytes::new(),
         Err(e @ CappedRead::TooLong(_)) => return Err(RefreshError::BadResponse(e.to_string())),
     };
+    Ok(TokenHttp {
+        status,
+        retry_after,
+        bytes,
+    })
+}
+
+/// A token endpoint's answer: the tokens, and the account it names (docs/protocol.md
+/// §2.2), which a login uses when the profile cannot be read.
+#[derive(Debug)]
+pub struct TokenAnswer {
+    pub tokens: Refreshed,
+    /// `account.email_address`.
+    pub email: Option<String>,
+}
+
+/// POSTs `body` as JSON to the token endpoint and reads its answer (refresh and login
+/// alike). Error answers are reduced to `error` and `error_description`.
+pub async fn token_request(
+    http: &reqwest::Client,
+    token_url: &str,
+    body: &serde_json::Value,
+) -> Result<TokenAnswer, RefreshError> {
+    let request = http
+        .post(token_url)
+        .header(http::header::USER_AGENT, USER_AGENT);
+    let TokenHttp {
+        status,
+        retry_after,
+        bytes,
+    } = post_json(request, body).await?;
 
     if !status.is_success() {
         let err: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();

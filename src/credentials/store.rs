@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Status;
-use super::file::{self, Digest, Reader, Saved, Snapshot, Update};
+use super::file::{self, Digest, Reader, Saved, Snapshot};
+use super::format::{Change, LoginFormat};
 use super::keychain::KeychainLogin;
 use crate::secret::Secret;
 use crate::secrets::{SecretRef, SecretStore};
@@ -93,7 +94,8 @@ impl LoginStore {
         }
     }
 
-    /// What to do when there is no login at all.
+    /// What to do when there is no Claude login at all (a credential words it through
+    /// its [`LoginFormat`]).
     pub fn missing_hint(&self) -> &'static str {
         match self {
             LoginStore::File(_) => {
@@ -106,7 +108,7 @@ impl LoginStore {
         }
     }
 
-    /// How to log in again when the refresh token is dead.
+    /// How to log in again when a Claude login's refresh token is dead.
     pub fn login_hint(&self) -> &'static str {
         match self {
             LoginStore::File(_) | LoginStore::Keychain(_) => {
@@ -116,13 +118,14 @@ impl LoginStore {
         }
     }
 
-    /// Reads the login. `Err`: a passing failure (try again later), with its reason.
-    pub fn read(&self, reader: &Reader) -> Result<Snapshot, String> {
+    /// Reads the login, a document in `format` (Claude Code's Keychain item is always
+    /// Claude's). `Err`: a passing failure (try again later), with its reason.
+    pub fn read(&self, format: LoginFormat, reader: &Reader) -> Result<Snapshot, String> {
         match self {
-            LoginStore::File(path) => file::read_with(path, &**reader),
+            LoginStore::File(path) => file::read_as(format, path, &**reader),
             LoginStore::Keychain(k) => k.read(reader),
             LoginStore::Secret { secrets, reference } => match secrets.get(reference) {
-                Ok(Some(text)) => Ok(file::snapshot_of(text.expose().as_bytes())),
+                Ok(Some(text)) => Ok(format.snapshot(text.expose().as_bytes())),
                 Ok(None) => Ok(Snapshot {
                     read: file::FileRead::Missing,
                     digest: None,
@@ -145,7 +148,7 @@ impl LoginStore {
 
     /// Merges `update` into the stored login if it still has the digest `expected`;
     /// see [`file::write_back`].
-    pub fn write_back(&self, expected: &Option<Digest>, update: &Update<'_>) -> io::Result<Saved> {
+    pub fn write_back(&self, expected: &Option<Digest>, update: &dyn Change) -> io::Result<Saved> {
         match self {
             LoginStore::File(path) => file::write_back(path, expected, update),
             LoginStore::Keychain(k) => k.write_back(expected, update),
@@ -155,12 +158,12 @@ impl LoginStore {
                 if current.map(file::digest) != *expected {
                     return Ok(Saved::Changed);
                 }
-                let text = file::merge(current, update)?;
+                let text = update.apply(current)?;
                 let value = String::from_utf8(text).map_err(io::Error::other)?;
                 secrets
                     .set(reference, &Secret::new(value.clone()))
                     .map_err(io::Error::other)?;
-                Ok(Saved::Written(file::snapshot_of(value.as_bytes())))
+                Ok(Saved::Written(update.format().snapshot(value.as_bytes())))
             }
         }
     }

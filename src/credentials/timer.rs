@@ -3,8 +3,9 @@
 //! Requests refresh a token lazily, when they need one inside the refresh margin. An
 //! account nobody uses would then hold an expired token until the next request, which
 //! pays for the refresh; its usage poll could not run either. So each login also has a
-//! timer: it sleeps until the token enters the margin (the same one minute before
-//! `expiresAt` the lazy path uses) and then refreshes through [`Credential::access_token`],
+//! timer: it sleeps until the token is due (when the login's format says so, as the lazy
+//! path does: one minute before `expiresAt` for Claude, 8 days after `last_refresh` for
+//! Codex) and then refreshes through [`Credential::access_token`],
 //! the requests' own single flight. A request and the timer therefore never refresh the
 //! same token twice, the file is read again before refreshing (tokens the official CLI
 //! rotated are adopted, not refreshed), and the write-back rules are the same.

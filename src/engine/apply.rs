@@ -361,13 +361,13 @@ fn new_account(
             token_url,
             http.clone(),
         )),
-        // The Codex login source lands with the Codex credential (issue 13); until then
-        // such an account is refused with its reason, never served with the wrong reader.
-        ConfigSource::CodexFile { .. } => {
-            return Err(problem(
-                "Codex logins cannot be served by this build yet".into(),
-            ));
-        }
+        ConfigSource::CodexFile { path, token_url } => Source::OAuth(Credential::codex(
+            &c.tag,
+            path,
+            &c.base_url,
+            token_url,
+            http.clone(),
+        )),
         ConfigSource::ApiKey(key) => Source::ApiKey(key.clone()),
         // Read when the account is built: a key that is not there refuses the config
         // (at start, or the edit that refers to it) with where it was looked for.

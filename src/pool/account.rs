@@ -228,9 +228,11 @@ impl Account {
     /// token the upstream just refused).
     pub async fn auth(&self, rejected: Option<&Secret>) -> Result<Auth, Unavailable> {
         match &self.source {
+            // A Codex login in API-key mode (`OPENAI_API_KEY` in its auth.json) is a key.
+            Source::OAuth(c) if c.is_api_key() => c.access_token(rejected).await.map(Auth::ApiKey),
             Source::OAuth(c) => c.access_token(rejected).await.map(|token| Auth::OAuth {
                 token,
-                account_id: None,
+                account_id: c.account_id(),
             }),
             Source::ApiKey(k) => Ok(Auth::ApiKey(k.clone())),
         }

@@ -337,9 +337,12 @@ impl LimitState {
                 )
             } else if let Some(limits) = object.get("limits") {
                 usage_limits(limits)?
+            } else if let Some(rate_limit) = object.get("rate_limit") {
+                codex_usage(rate_limit, now)?
             } else {
                 return Err(
-                    "usage response has neither `five_hour`/`seven_day` nor `limits`".to_owned(),
+                    "usage response has neither `five_hour`/`seven_day`, `limits` nor `rate_limit`"
+                        .to_owned(),
                 );
             };
         self.five_hour = trusted(five_hour, now);
@@ -625,6 +628,52 @@ fn usage_limits(limits: &Value) -> Result<(Window, Window), String> {
     Ok((five_hour.unwrap_or_default(), weekly.unwrap_or_default()))
 }
 
+/// Codex's usage answer (`GET /backend-api/wham/usage`, docs/protocol.md §7.6):
+/// `rate_limit.primary_window` and `secondary_window`, each `{used_percent, reset_at,
+/// limit_window_seconds, reset_after_seconds}`. Which is the 5-hour window is told by
+/// `limit_window_seconds` (12 hours or less), as for the `x-codex-*` headers; without it,
+/// primary is the 5-hour one.
+fn codex_usage(rate_limit: &Value, now: i64) -> Result<(Window, Window), String> {
+    let Some(rate_limit) = rate_limit.as_object() else {
+        return Err("usage `rate_limit` is not an object".to_owned());
+    };
+    let (mut five_hour, mut weekly) = (Window::default(), Window::default());
+    for (field, primary) in [("primary_window", true), ("secondary_window", false)] {
+        let window = match rate_limit.get(field) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Object(w)) => w,
+            Some(other) => {
+                return Err(format!(
+                    "usage `rate_limit.{field}` is not an object: {other}"
+                ));
+            }
+        };
+        let number = |name: &str| {
+            window
+                .get(name)
+                .and_then(Value::as_f64)
+                .filter(|n| n.is_finite())
+        };
+        let resets_at = number("reset_at").map(|t| t as i64).or_else(|| {
+            number("reset_after_seconds").map(|s| now.saturating_add(s.max(0.0) as i64))
+        });
+        let parsed = Window {
+            percent: number("used_percent").map(percent_from_percent),
+            resets_at,
+        };
+        let is_five_hour = match number("limit_window_seconds") {
+            Some(seconds) if seconds > 0.0 => seconds <= 12.0 * 3600.0,
+            _ => primary,
+        };
+        if is_five_hour {
+            five_hour = parsed;
+        } else {
+            weekly = parsed;
+        }
+    }
+    Ok((five_hour, weekly))
+}
+
 /// A percent (maybe fractional) as a whole percent, rounded up, 0..=100. The small
 /// tolerance keeps float noise (`0.07 × 100 = 7.000000000000001`) from adding a percent.
 pub fn percent_from_percent(percent: f64) -> u32 {
@@ -637,6 +686,30 @@ pub fn percent_from_percent(percent: f64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Codex's `wham/usage`: windows told apart by their length in either order, a
+    /// relative reset read against now.
+    #[test]
+    fn codex_usage_answers_fill_both_windows() {
+        let answer = |primary: Value, secondary: Value| {
+            serde_json::json!({"plan_type": "pro", "rate_limit": {
+                "allowed": true, "limit_reached": false,
+                "primary_window": primary, "secondary_window": secondary}})
+            .to_string()
+        };
+        let five = serde_json::json!({"used_percent": 12.5, "reset_at": NOW + HOUR, "limit_window_seconds": 18_000});
+        let week = serde_json::json!({"used_percent": 40, "reset_after_seconds": 86_400, "limit_window_seconds": 604_800});
+        for body in [answer(five.clone(), week.clone()), answer(week, five)] {
+            let mut state = LimitState::default();
+            state.observe_usage(body.as_bytes(), NOW).unwrap();
+            assert_eq!(state.five_hour(NOW).percent, Some(13), "{body}");
+            assert_eq!(state.five_hour(NOW).resets_at, Some(NOW + HOUR));
+            assert_eq!(state.weekly(NOW).percent, Some(40));
+            assert_eq!(state.weekly(NOW).resets_at, Some(NOW + 86_400));
+        }
+        let mut state = LimitState::default();
+        assert!(state.observe_usage(br#"{"rate_limit": 3}"#, NOW).is_err());
+    }
 
     const NOW: i64 = 1_800_000_000;
     const HOUR: i64 = 3600;

@@ -24,9 +24,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::account::{Account, Auth};
+use super::account::{Account, Auth, Source};
 use super::{Pool, unix_now};
 use crate::config::Target;
+use crate::credentials::LoginFormat;
 use crate::credentials::oauth::{OAUTH_BETA, USER_AGENT};
 use crate::tasks::Tasks;
 use crate::upstream::read_capped;
@@ -182,17 +183,30 @@ async fn keep_polled<P, F>(
 }
 
 async fn poll(account: &Account) {
-    let token = match account.auth(None).await {
-        Ok(Auth::OAuth { token, .. }) => token,
+    let (token, account_id) = match account.auth(None).await {
+        Ok(Auth::OAuth { token, account_id }) => (token, account_id),
         _ => return, // no usable login: nothing to ask with; the account shows as broken
     };
-    let url = format!("{}/api/oauth/usage", account.base_url);
-    let sent = account
-        .http
-        .get(&url)
-        .bearer_auth(token.expose())
-        .header("anthropic-beta", OAUTH_BETA)
-        .header("user-agent", USER_AGENT)
+    let codex = matches!(&account.source, Source::OAuth(c) if c.format() == LoginFormat::Codex);
+    let request = if codex {
+        // ChatGPT's usage endpoint, beside the Codex backend (docs/protocol.md §7.6).
+        let request = account
+            .http
+            .get(codex_usage_url(&account.base_url))
+            .bearer_auth(token.expose());
+        match account_id {
+            Some(id) => request.header("chatgpt-account-id", id),
+            None => request,
+        }
+    } else {
+        account
+            .http
+            .get(format!("{}/api/oauth/usage", account.base_url))
+            .bearer_auth(token.expose())
+            .header("anthropic-beta", OAUTH_BETA)
+            .header("user-agent", USER_AGENT)
+    };
+    let sent = request
         .header("accept", "application/json")
         .timeout(POLL_TIMEOUT)
         .send()
@@ -224,9 +238,33 @@ async fn poll(account: &Account) {
     }
 }
 
+/// `…/backend-api/wham/usage` for a Codex backend at `…/backend-api/codex`: the base
+/// without its last `/codex`, then `/wham/usage`.
+fn codex_usage_url(base_url: &str) -> String {
+    let base = base_url.trim_end_matches('/');
+    let base = base.strip_suffix("/codex").unwrap_or(base);
+    format!("{base}/wham/usage")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codex_usage_is_asked_beside_the_codex_backend() {
+        assert_eq!(
+            codex_usage_url("https://chatgpt.com/backend-api/codex"),
+            "https://chatgpt.com/backend-api/wham/usage"
+        );
+        assert_eq!(
+            codex_usage_url("http://127.0.0.1:9/backend-api/codex/"),
+            "http://127.0.0.1:9/backend-api/wham/usage"
+        );
+        assert_eq!(
+            codex_usage_url("http://127.0.0.1:9"),
+            "http://127.0.0.1:9/wham/usage"
+        );
+    }
     use crate::credentials::Credential;
     use crate::pool::account::{Settings, Source};
     use crate::pool::limits::Reserves;

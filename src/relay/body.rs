@@ -23,6 +23,16 @@ use crate::error::RelayError;
 /// Writes an error as the last event of an event stream, in the client's protocol.
 pub type StreamError = fn(&RelayError) -> Bytes;
 
+/// Rewrites an answer's body on its way to the client (a translated request's answer):
+/// fed each upstream chunk, it returns what to send now (maybe nothing, while it waits for
+/// more); at the end of the upstream body, `finish` returns the rest; a failure midway
+/// (timeout, broken upstream) is written by `error`, in the client's terms, and ends it.
+pub trait Transform: Send {
+    fn push(&mut self, chunk: &[u8]) -> Vec<u8>;
+    fn finish(&mut self) -> Vec<u8>;
+    fn error(&mut self, error: &RelayError) -> Vec<u8>;
+}
+
 pub struct BodyLimits {
     pub idle: Duration,
     pub deadline: Option<Instant>,
@@ -33,6 +43,8 @@ struct Relay {
     limits: BodyLimits,
     /// How to end the stream with an error; `None` when the body is not an event stream.
     stream_error: Option<StreamError>,
+    /// Rewrites the body for the client; it also writes errors then.
+    transform: Option<Box<dyn Transform>>,
     context: RequestContext,
     /// The upstream's `content-length`, passed on to the client: hyper stops polling
     /// once that many bytes went out, so reaching it is how such a body completes.
@@ -66,6 +78,7 @@ pub fn relay(
     upstream: Upstream,
     limits: BodyLimits,
     stream_error: Option<StreamError>,
+    transform: Option<Box<dyn Transform>>,
     mut context: RequestContext,
 ) -> impl futures_util::Stream<Item = Chunk> + Send + 'static {
     let length = upstream.length;
@@ -77,6 +90,7 @@ pub fn relay(
         upstream: upstream.chunks,
         limits,
         stream_error,
+        transform,
         context,
         done: false,
     };
@@ -84,6 +98,18 @@ pub fn relay(
 }
 
 async fn next(mut s: Relay) -> Option<(Chunk, Relay)> {
+    loop {
+        let (chunk, after) = step(s).await?;
+        // A transform may have nothing to send yet: read on.
+        if matches!(&chunk, Ok(bytes) if bytes.is_empty()) && !after.done {
+            s = after;
+            continue;
+        }
+        return Some((chunk, after));
+    }
+}
+
+async fn step(mut s: Relay) -> Option<(Chunk, Relay)> {
     if s.done {
         return None;
     }
@@ -102,11 +128,19 @@ async fn next(mut s: Relay) -> Option<(Chunk, Relay)> {
             if s.length == Some(c.bytes) {
                 c.outcome = Outcome::Completed;
             }
-            Some((Ok(bytes), s))
+            match &mut s.transform {
+                Some(t) => {
+                    let out = Bytes::from(t.push(&bytes));
+                    Some((Ok(out), s))
+                }
+                None => Some((Ok(bytes), s)),
+            }
         }
         Ok(None) => {
             s.context.outcome = Outcome::Completed;
-            None
+            let rest = s.transform.as_mut().map(|t| t.finish())?;
+            s.done = true;
+            Some((Ok(Bytes::from(rest)), s))
         }
         Ok(Some(Err(e))) => {
             let error = RelayError::unreachable(
@@ -139,9 +173,10 @@ fn fail(mut s: Relay, outcome: Outcome, error: RelayError) -> Option<(Chunk, Rel
     tracing::warn!(credential = %s.context.credential(), "{}", error.detail());
     s.done = true;
     s.context.outcome = outcome;
-    let chunk = match s.stream_error {
-        Some(render) => Ok(render(&error)),
-        None => Err(std::io::Error::other(error.detail())),
+    let chunk = match (&mut s.transform, s.stream_error) {
+        (Some(t), _) => Ok(Bytes::from(t.error(&error))),
+        (None, Some(render)) => Ok(render(&error)),
+        (None, None) => Err(std::io::Error::other(error.detail())),
     };
     Some((chunk, s))
 }

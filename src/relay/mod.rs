@@ -51,6 +51,7 @@
 //! `tests/hostile_upstream.rs` holds Carpool to this with multi-GB and endless answers.
 
 mod body;
+mod chat;
 mod log;
 
 use std::sync::Arc;
@@ -94,9 +95,12 @@ pub fn routes() -> Router<Arc<Current>> {
     protocol::each(&mut routes);
     let models = on(axum::routing::MethodFilter::GET, models)
         .fallback(method_not_allowed::<protocol::Fallback>);
+    let chat = on(axum::routing::MethodFilter::POST, chat::handle)
+        .fallback(method_not_allowed::<protocol::openai::OpenAi>);
     routes
         .0
         .route("/v1/models", models)
+        .route(chat::PATH, chat)
         .fallback(not_found::<protocol::Fallback>)
 }
 
@@ -142,32 +146,73 @@ async fn relay<P: Protocol>(
     let (parts, body) = request.into_parts();
     // The configuration this request runs on to its end, whatever a reload does meanwhile.
     let state = current.state();
-    let config = &state.config;
-
     // 1. authenticate
+    let caller = authenticate(&state, &parts.headers, context)?;
+    let target = target_of(&caller, &state.config, P::PROVIDER, P::ACCOUNT)?;
+    // 2. read the body
+    let config = &state.config;
+    let body = read_body(body, config.max_body_bytes, config.connections.body_timeout).await?;
+    forward::<P>(
+        current, &state, &target, endpoint, &parts, body, None, context,
+    )
+    .await
+}
+
+/// Step 1: who sent the request (the ledger records them from here on).
+fn authenticate<'s>(
+    state: &'s state::State,
+    headers: &http::HeaderMap,
+    context: &mut RequestContext,
+) -> Result<Caller<'s>, RelayError> {
     let caller = state
         .users
-        .authenticate(&parts.headers)
+        .authenticate(headers)
         .map_err(|e| RelayError::bad_token(e.message()))?;
-    let target = match caller {
-        Caller::User(user) => {
-            context.user = user.name.to_string();
-            user.targets.get(P::PROVIDER).cloned().ok_or_else(|| {
-                RelayError::forbidden(format!(
-                    "Carpool: user `{}` has no {} in this Carpool; ask its owner to bind one to them",
-                    user.name,
-                    P::ACCOUNT
-                ))
-            })?
-        }
-        Caller::Anonymous => config.anonymous_target(P::PROVIDER).ok_or_else(|| {
-            RelayError::forbidden(format!("Carpool: this Carpool has no {}", P::ACCOUNT))
-        })?,
-    };
+    if let Caller::User(user) = &caller {
+        context.user = user.name.to_string();
+    }
     context.authenticated(state.recorder.clone());
+    Ok(caller)
+}
 
-    // 2. read the body
-    let body = read_body(body, config.max_body_bytes, config.connections.body_timeout).await?;
+/// Where `caller`'s requests for `provider` go: their target for it, or for anonymous
+/// loopback use the config's first of that provider. `account` names what is missing
+/// ("Claude account").
+fn target_of(
+    caller: &Caller<'_>,
+    config: &Config,
+    provider: Provider,
+    account: &str,
+) -> Result<Target, RelayError> {
+    match caller {
+        Caller::User(user) => user.targets.get(provider).cloned().ok_or_else(|| {
+            RelayError::forbidden(format!(
+                "Carpool: user `{}` has no {account} in this Carpool; ask its owner to bind one to them",
+                user.name
+            ))
+        }),
+        Caller::Anonymous => config
+            .anonymous_target(provider)
+            .ok_or_else(|| RelayError::forbidden(format!("Carpool: this Carpool has no {account}"))),
+    }
+}
+
+/// Steps 3 to 5 for a request whose caller, target and body are known: pick an account,
+/// send, fail over, stream back. `transform`, when given, rewrites the answer's body on
+/// its way to the client (a translated request: [`chat`]); the usage is read from the
+/// upstream's bytes before it.
+#[allow(clippy::too_many_arguments)]
+async fn forward<P: Protocol>(
+    current: &Current,
+    state: &state::State,
+    target: &Target,
+    endpoint: P::Endpoint,
+    parts: &http::request::Parts,
+    body: Bytes,
+    transform: Option<&dyn chat::MakeTransform>,
+    context: &mut RequestContext,
+) -> Result<Response, RelayError> {
+    let config = &state.config;
     let peek = P::peek(&parts.headers, &body);
     let streaming = peek.stream;
     context.peeked(peek);
@@ -185,27 +230,19 @@ async fn relay<P: Protocol>(
     // try the next eligible account before anything reached the client.
     let outgoing = Outgoing::<P> {
         endpoint: &endpoint,
-        parts: &parts,
+        parts,
         body: &body,
     };
-    let (head, upstream) = match failover(
-        current.tasks(),
-        &state,
-        &target,
-        &outgoing,
-        deadline,
-        context,
-    )
-    .await?
-    {
-        Attempt::Answer(response) => body::Upstream::split(response),
-        // An error answer whose first bytes were read to judge it: they go first.
-        Attempt::Buffered(kept) => kept.split(),
-    };
+    let (head, upstream) =
+        match failover(current.tasks(), state, target, &outgoing, deadline, context).await? {
+            Attempt::Answer(response) => body::Upstream::split(response),
+            // An error answer whose first bytes were read to judge it: they go first.
+            Attempt::Buffered(kept) => kept.split(),
+        };
     let (status, upstream_headers) = (head.status, head.headers);
 
     // 5. stream back
-    let headers = upstream::response_headers(&upstream_headers);
+    let mut headers = upstream::response_headers(&upstream_headers);
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -216,10 +253,21 @@ async fn relay<P: Protocol>(
     if status.is_success() {
         context.tap = P::usage_tap(&endpoint, content_type);
     }
-    let stream_error = sse.then_some(P::stream_error as body::StreamError);
-    let upstream_body = body::relay(upstream, limits, stream_error, context.take());
+    let mut status_out = status;
+    let (stream_error, transform) = match transform {
+        None => (sse.then_some(P::stream_error as body::StreamError), None),
+        Some(make) => {
+            let made = make.make(status, sse);
+            status_out = made.status;
+            headers.remove(header::CONTENT_LENGTH);
+            headers.remove(header::CONTENT_ENCODING);
+            headers.insert(header::CONTENT_TYPE, made.content_type);
+            (None, Some(made.transform))
+        }
+    };
+    let upstream_body = body::relay(upstream, limits, stream_error, transform, context.take());
     let mut out = Response::new(Body::from_stream(upstream_body));
-    *out.status_mut() = status;
+    *out.status_mut() = status_out;
     *out.headers_mut() = headers;
     Ok(out)
 }
