@@ -5,7 +5,9 @@
 //! What a client sees (the Responses API relayed byte for byte, OpenAI's error shape,
 //! `/v1/models` by who asks) and what the upstream sees (the key as the bearer, never the
 //! Carpool token); the pool's behaviour for OpenAI accounts (stickiness on `session-id`,
-//! failover after a quota 429 or a 500, Codex's windows in the status snapshot).
+//! failover after a quota 429 or a 500, Codex's windows in the status snapshot). Last, the
+//! mock's own ChatGPT mode, and a Codex login (`"type": "codex"`) on it: its token and
+//! account id upstream, a refresh after a 401 written back into auth.json.
 
 mod common;
 
@@ -644,4 +646,90 @@ async fn the_mocks_chatgpt_backend_speaks_codexs_wire_format() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "refresh_token_reused");
     assert_eq!(mock.refreshes(), 2);
+}
+
+/// A Codex login (`"type": "codex"`) on the mock's ChatGPT mode: the turn goes to
+/// `…/backend-api/codex/responses` with the login's token and its account id, relayed byte
+/// for byte; when ChatGPT rejects the token, Carpool refreshes it (Codex's JSON refresh)
+/// and sends the request again, and the new tokens are written back into auth.json with
+/// every other field kept.
+#[tokio::test]
+async fn a_codex_login_reaches_chatgpt_and_refreshes_after_a_401() {
+    use openai_mock::{CODEX_ACCESS, CODEX_ACCOUNT_ID, CODEX_REFRESH};
+    let mut setup = Setup::new().await;
+    let mock = OpenAiMock::start(&key(0)).await;
+    let auth = setup.dir.path().join("codex-auth.json");
+    let last_refresh = jiff::Timestamp::now().to_string();
+    std::fs::write(
+        &auth,
+        openai_mock::auth_json(CODEX_ACCESS, CODEX_REFRESH, &last_refresh),
+    )
+    .unwrap();
+    setup.config["credentials"].as_array_mut().unwrap().push(
+        json!({"tag": "codex", "type": "codex", "credential_path": auth,
+                     "base_url": mock.codex_base(), "token_url": mock.token_url()}),
+    );
+    setup.config["users"][0]["credential"] = json!(["main", "codex"]);
+    setup.config["users"][1]["credential"] = json!("main");
+    let carpool = setup.start().await;
+
+    let r = responses(&carpool.url(), ALICE_TOKEN, Some("s-1"), true).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), mock.answers()[0]);
+    // (Besides the turns, Carpool may poll the login's usage at wham/usage.)
+    let seen: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.uri != "/backend-api/wham/usage")
+        .collect();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].uri, "/backend-api/codex/responses");
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("Bearer {CODEX_ACCESS}")
+    );
+    assert_eq!(seen[0].headers["chatgpt-account-id"], CODEX_ACCOUNT_ID);
+    assert_eq!(seen[0].headers["session-id"], "s-1");
+    assert_eq!(mock.refreshes(), 0);
+
+    // The first request started a poll of the login's usage in the background (its
+    // figures were unknown): let it finish with the old token before that one goes stale.
+    eventually(5, || async { mock.usage_polls() >= 1 }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    // ChatGPT no longer takes the token (refreshed elsewhere, say): one refresh, one resend.
+    mock.set_access("codex-mock-access-rotated-elsewhere");
+    let r = responses(&carpool.url(), ALICE_TOKEN, Some("s-1"), true).await;
+    assert_eq!(r.status(), 200);
+    assert!(String::from_utf8_lossy(&r.bytes().await.unwrap()).contains("response.completed"));
+    assert_eq!(mock.refreshes(), 1);
+    let refresh_body = mock.state.refresh_bodies.lock().unwrap()[0].clone();
+    assert_eq!(refresh_body["grant_type"], "refresh_token");
+    assert_eq!(refresh_body["refresh_token"], CODEX_REFRESH);
+    let (access, rotated) = mock.last_issued().unwrap();
+    let seen = mock.requests();
+    let turns: Vec<_> = seen
+        .iter()
+        .filter(|r| r.uri == "/backend-api/codex/responses")
+        .collect();
+    assert_eq!(turns.len(), 3, "the first, its 401, the resend");
+    assert_eq!(
+        turns[2].headers["authorization"],
+        format!("Bearer {access}")
+    );
+    assert_eq!(turns[2].headers["chatgpt-account-id"], CODEX_ACCOUNT_ID);
+    for r in &seen {
+        let everything = format!("{:?} {}", r.headers, String::from_utf8_lossy(&r.body));
+        assert!(!everything.contains(ALICE_TOKEN), "{} {}", r.method, r.uri);
+    }
+
+    // auth.json holds the new tokens and everything else as it was.
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&auth).unwrap()).unwrap();
+    assert_eq!(written["tokens"]["access_token"], access.as_str());
+    assert_eq!(written["tokens"]["refresh_token"], rotated.as_str());
+    assert_eq!(written["tokens"]["account_id"], CODEX_ACCOUNT_ID);
+    assert_eq!(written["auth_mode"], "chatgpt");
+    assert_eq!(written["agent_identity"], json!({"keep": "me"}));
+    assert_ne!(written["last_refresh"], last_refresh.as_str());
+    carpool.shutdown().await;
 }

@@ -1,7 +1,8 @@
 //! Real OpenAI clients against Carpool: the official Python `openai` SDK and the Codex CLI,
 //! each pointed at an in-process Carpool in front of the OpenAI mock
-//! (tests/common/openai_mock.rs) through an OpenAI key account, and for Chat Completions
-//! on Claude models the Anthropic mock through a Claude login.
+//! (tests/common/openai_mock.rs) through an OpenAI key account (Codex also through a Codex
+//! login on the mock's ChatGPT backend), and for Chat Completions on Claude models the
+//! Anthropic mock through a Claude login.
 //!
 //! The clients are installed by `scripts/test.sh` (pinned in tests/clients/), which passes
 //! their paths in `CARPOOL_TEST_PYTHON` and `CARPOOL_TEST_CODEX`. Without them a test
@@ -405,30 +406,24 @@ enabled = false
     )
 }
 
-/// `codex exec` through Carpool: a turn in which the model (the mock) calls Codex's shell
-/// tool, Codex runs it and sends the output back, and the model answers with text. Codex
-/// prints the final text and the turn's usage (`--json`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn codex_exec_with_a_tool_round_trip_through_carpool() {
-    let Some(codex) = client_from_env("CARPOOL_TEST_CODEX", "the Codex CLI") else {
-        return;
-    };
-    let (setup, mock) = setup().await;
-    let carpool = setup.start().await;
+/// Runs `codex exec --json` on `prompt` with Carpool at `base_url` as its provider and
+/// checks it succeeded; the JSON events it printed, what the mock saw, and a context for
+/// failure messages.
+async fn codex_exec(
+    codex: &Path,
+    base_url: &str,
+    prompt: &str,
+    mock: &OpenAiMock,
+) -> (Vec<Value>, Vec<Recorded>, String) {
     // CODEX_HOME outside /tmp (Codex refuses some state under it: §12).
     let codex_home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     std::fs::write(
         codex_home.path().join("config.toml"),
-        codex_config(&carpool.url()),
+        codex_config(base_url),
     )
     .unwrap();
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    // The shell computes the marker, so the output can only come from running it.
-    mock.push(OpenAiReply::ShellCall {
-        command: "echo carpool-tool-$((6*7))".into(),
-    });
-
-    let mut cmd = command(&codex);
+    let mut cmd = command(codex);
     cmd.args([
         "exec",
         "--json",
@@ -439,7 +434,7 @@ async fn codex_exec_with_a_tool_round_trip_through_carpool() {
     .args(["--sandbox", "read-only"])
     .arg("-C")
     .arg(work.path())
-    .arg("Run the marker command and tell me what it printed.")
+    .arg(prompt)
     .current_dir(work.path())
     .env("HOME", codex_home.path())
     .env("CODEX_HOME", codex_home.path())
@@ -452,6 +447,64 @@ async fn codex_exec_with_a_tool_round_trip_through_carpool() {
         describe(&seen)
     );
     assert!(output.status.success(), "codex exec failed\n{context}");
+    let events = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (events, seen, context)
+}
+
+/// What Codex said (its `agent_message` items).
+fn agent_messages(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "item.completed" && e["item"]["type"] == "agent_message")
+        .filter_map(|e| e["item"]["text"].as_str())
+        .collect()
+}
+
+/// The usage of the turn (`turn.completed`), summed over its requests by Codex.
+fn turn_usage(events: &[Value], context: &str) -> Value {
+    events
+        .iter()
+        .find(|e| e["type"] == "turn.completed")
+        .map(|e| e["usage"].clone())
+        .unwrap_or_else(|| panic!("no turn.completed\n{context}"))
+}
+
+/// The usage Codex shows for `requests` answers of the mock.
+fn assert_usage(usage: &Value, requests: u64) {
+    for (field, each) in [
+        ("input_tokens", openai_mock::INPUT_TOKENS),
+        ("cached_input_tokens", openai_mock::CACHED_TOKENS),
+        ("output_tokens", openai_mock::OUTPUT_TOKENS),
+        ("reasoning_output_tokens", openai_mock::REASONING_TOKENS),
+    ] {
+        assert_eq!(usage[field], requests * each, "{field}: {usage}");
+    }
+}
+
+/// `codex exec` through Carpool: a turn in which the model (the mock) calls Codex's shell
+/// tool, Codex runs it and sends the output back, and the model answers with text. Codex
+/// prints the final text and the turn's usage (`--json`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_exec_with_a_tool_round_trip_through_carpool() {
+    let Some(codex) = client_from_env("CARPOOL_TEST_CODEX", "the Codex CLI") else {
+        return;
+    };
+    let (setup, mock) = setup().await;
+    let carpool = setup.start().await;
+    // The shell computes the marker, so the output can only come from running it.
+    mock.push(OpenAiReply::ShellCall {
+        command: "echo carpool-tool-$((6*7))".into(),
+    });
+    let (events, seen, context) = codex_exec(
+        &codex,
+        &carpool.url(),
+        "Run the marker command and tell me what it printed.",
+        &mock,
+    )
+    .await;
 
     // Two model turns upstream: the tool call, then the answer with the tool's output.
     let turns: Vec<&Recorded> = seen
@@ -485,40 +538,65 @@ async fn codex_exec_with_a_tool_round_trip_through_carpool() {
     assert_key_only(&seen);
 
     // Codex printed the final text and the turn's usage: both answers' tokens.
-    let events: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let said: Vec<&str> = events
+    assert_eq!(
+        agent_messages(&events),
+        [openai_mock::REPLY_TEXT],
+        "{context}"
+    );
+    assert_usage(&turn_usage(&events, &context), 2);
+    carpool.shutdown().await;
+}
+
+/// `codex exec` through Carpool to a Codex login (`"type": "codex"`): the turn reaches
+/// the mock's ChatGPT backend with the login's token and account id, and Codex shows the
+/// answer and its usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_exec_through_carpool_on_a_codex_login() {
+    use openai_mock::{CODEX_ACCESS, CODEX_ACCOUNT_ID, CODEX_REFRESH};
+    let Some(codex) = client_from_env("CARPOOL_TEST_CODEX", "the Codex CLI") else {
+        return;
+    };
+    let mut setup = Setup::new().await;
+    let mock = OpenAiMock::start(KEY).await;
+    let auth = setup.dir.path().join("codex-auth.json");
+    std::fs::write(
+        &auth,
+        openai_mock::auth_json(
+            CODEX_ACCESS,
+            CODEX_REFRESH,
+            &jiff::Timestamp::now().to_string(),
+        ),
+    )
+    .unwrap();
+    setup.config["credentials"].as_array_mut().unwrap().push(
+        json!({"tag": "codex", "type": "codex", "credential_path": auth,
+                     "base_url": mock.codex_base(), "token_url": mock.token_url()}),
+    );
+    setup.config["users"][0]["credential"] = json!(["main", "codex"]);
+    setup.config["users"][1]["credential"] = json!("main");
+    let carpool = setup.start().await;
+
+    let (events, seen, context) = codex_exec(&codex, &carpool.url(), "Say hello.", &mock).await;
+    let turns: Vec<&Recorded> = seen
         .iter()
-        .filter(|e| e["type"] == "item.completed" && e["item"]["type"] == "agent_message")
-        .filter_map(|e| e["item"]["text"].as_str())
+        .filter(|r| r.method == "POST" && r.uri == "/backend-api/codex/responses")
         .collect();
-    assert_eq!(said, [openai_mock::REPLY_TEXT], "{context}");
-    let usage = events
-        .iter()
-        .find(|e| e["type"] == "turn.completed")
-        .map(|e| e["usage"].clone())
-        .unwrap_or_else(|| panic!("no turn.completed\n{context}"));
+    assert_eq!(turns.len(), 1, "{context}");
     assert_eq!(
-        usage["input_tokens"],
-        2 * openai_mock::INPUT_TOKENS,
-        "{usage}"
+        turns[0].headers["authorization"],
+        format!("Bearer {CODEX_ACCESS}")
     );
+    assert_eq!(turns[0].headers["chatgpt-account-id"], CODEX_ACCOUNT_ID);
+    for r in &seen {
+        let everything = format!("{:?} {}", r.headers, String::from_utf8_lossy(&r.body));
+        assert!(!everything.contains(ALICE_TOKEN), "{context}");
+    }
     assert_eq!(
-        usage["cached_input_tokens"],
-        2 * openai_mock::CACHED_TOKENS,
-        "{usage}"
+        agent_messages(&events),
+        [openai_mock::REPLY_TEXT],
+        "{context}"
     );
-    assert_eq!(
-        usage["output_tokens"],
-        2 * openai_mock::OUTPUT_TOKENS,
-        "{usage}"
-    );
-    assert_eq!(
-        usage["reasoning_output_tokens"],
-        2 * openai_mock::REASONING_TOKENS,
-        "{usage}"
-    );
+    assert_usage(&turn_usage(&events, &context), 1);
+    assert_eq!(mock.refreshes(), 0);
     carpool.shutdown().await;
 }
