@@ -459,8 +459,32 @@ async fn models_go_to_the_provider_whose_client_asks() {
         r.send()
     };
 
-    // An OpenAI client (no anthropic-version): the OpenAI list, from the key's upstream.
+    // An OpenAI SDK (no anthropic-version, no client_version): Carpool's own OpenAI list
+    // of what the user's bindings reach, asking no upstream.
     let r = models(false).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let list: Value = r.json().await.unwrap();
+    assert_eq!(list["object"], "list");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.iter().any(|id| id.starts_with("gpt-5")), "{ids:?}");
+    assert!(ids.iter().any(|id| id.starts_with("claude-")), "{ids:?}");
+    assert!(openai.mocks[0].requests().is_empty());
+
+    // Codex asks with `client_version`: its backend's list, relayed with the key.
+    let r = client()
+        .get(format!(
+            "{}/v1/models?client_version=0.169.0",
+            carpool.url()
+        ))
+        .bearer_auth(ALICE_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let list: Value = r.json().await.unwrap();
     assert_eq!(list, openai_mock::api_model_list());
@@ -468,7 +492,7 @@ async fn models_go_to_the_provider_whose_client_asks() {
     assert_eq!(seen.len(), 1);
     assert_eq!(
         (seen[0].method.as_str(), seen[0].uri.as_str()),
-        ("GET", "/v1/models")
+        ("GET", "/v1/models?client_version=0.169.0")
     );
     assert_key_only(&openai.mocks[0], &key(0));
     assert!(openai.setup.mock.requests().is_empty());
