@@ -12,9 +12,7 @@ use clap::Subcommand;
 use crate::api::ApiError;
 use crate::api::accounts::{self, NewSource, Target};
 use crate::config::{Config, Provider as Upstream, Source};
-use crate::credentials::login::{
-    AccountOptions, CODEX_CALLBACK_PATH, Finished, Logins, Provider,
-};
+use crate::credentials::login::{AccountOptions, CODEX_CALLBACK_PATH, Finished, Logins, Provider};
 use tokio::sync::{mpsc, watch};
 
 use super::callback::{Callback, Page, Visit};

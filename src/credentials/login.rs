@@ -744,4 +744,230 @@ mod tests {
         assert_eq!(t.rate_limit_tier.as_deref(), Some("default_claude_max_20x"));
         assert_eq!(t.email.as_deref(), Some("a@example.com"));
     }
+
+    fn codex_at(authorize_url: &str, token_url: &str) -> Provider {
+        Provider::Codex {
+            endpoints: CodexLoginEndpoints {
+                authorize_url: authorize_url.into(),
+                token_url: token_url.into(),
+            },
+            port: 4567,
+        }
+    }
+
+    #[test]
+    fn the_codex_authorize_url_is_codex_clis() {
+        let logins = Logins::new();
+        let provider = Provider::codex(CodexLoginEndpoints::codex());
+        assert_eq!(
+            provider.redirect_uri(),
+            "http://localhost:1455/auth/callback"
+        );
+        assert_eq!(provider.account_type(), Some("codex"));
+        assert_eq!(provider.format(), LoginFormat::Codex);
+        assert_eq!(provider.token_url(), CODEX_TOKEN_URL);
+        let started = logins.start(provider, "cx", AccountOptions::default());
+        let url = reqwest::Url::parse(&started.authorize_url).unwrap();
+        assert_eq!(
+            format!(
+                "{}://{}{}",
+                url.scheme(),
+                url.host_str().unwrap(),
+                url.path()
+            ),
+            "https://auth.openai.com/oauth/authorize"
+        );
+        let q: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let keys: Vec<&str> = q.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "response_type",
+                "client_id",
+                "redirect_uri",
+                "scope",
+                "code_challenge",
+                "code_challenge_method",
+                "id_token_add_organizations",
+                "codex_cli_simplified_flow",
+                "state"
+            ]
+        );
+        let q: HashMap<String, String> = q.into_iter().collect();
+        assert_eq!(q["response_type"], "code");
+        assert_eq!(q["client_id"], "app_EMoamEEZ73f0CkXaXp7hrann");
+        assert_eq!(q["redirect_uri"], "http://localhost:1455/auth/callback");
+        assert_eq!(q["scope"], "openid profile email offline_access");
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert_eq!(q["id_token_add_organizations"], "true");
+        assert_eq!(q["codex_cli_simplified_flow"], "true");
+        let pending = lock(&logins.pending);
+        let login = &pending[&started.login_id];
+        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(login.verifier.expose().as_bytes()));
+        assert_eq!(q["code_challenge"], expected);
+        assert_eq!(q["state"], login.state.expose());
+        // Another port (tests): the redirect names it, for the authorize URL and the
+        // exchange alike.
+        assert_eq!(
+            codex_at("http://127.0.0.1:1/a", "http://127.0.0.1:1/t").redirect_uri(),
+            "http://localhost:4567/auth/callback"
+        );
+    }
+
+    /// A token endpoint on 127.0.0.1 that takes the code `good` with the verifier whose
+    /// challenge it was told, answers a JWT id_token with the account's claims, refuses
+    /// the code `spent` and fails on `boom`. Returns its URL and the bodies sent.
+    async fn codex_token_endpoint(
+        tasks: &mut tokio::task::JoinSet<()>,
+        challenge: std::sync::Arc<Mutex<String>>,
+    ) -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
+        let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let seen = sent.clone();
+        let app = axum::Router::new().route(
+            "/oauth/token",
+            axum::routing::post(move |body: String| {
+                let seen = seen.clone();
+                let challenge = challenge.clone();
+                async move {
+                    lock(&seen).push(body.clone());
+                    let form: HashMap<String, String> =
+                        reqwest::Url::parse(&format!("http://x/?{body}"))
+                            .unwrap()
+                            .query_pairs()
+                            .into_owned()
+                            .collect();
+                    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+                        Sha256::digest(form.get("code_verifier").cloned().unwrap_or_default()),
+                    );
+                    let b64 = |v: serde_json::Value| {
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .encode(v.to_string().as_bytes())
+                    };
+                    let id_token = format!(
+                        "{}.{}.sig",
+                        b64(serde_json::json!({"alg": "RS256"})),
+                        b64(serde_json::json!({"email": "cx@example.com",
+                            "https://api.openai.com/auth": {"chatgpt_plan_type": "pro",
+                                                            "chatgpt_account_id": "acct-9"}}))
+                    );
+                    match form.get("code").map(String::as_str) {
+                        Some("good") if computed == *lock(&challenge) => (
+                            http::StatusCode::OK,
+                            axum::Json(serde_json::json!({"access_token": "at-login",
+                                "refresh_token": "rt-login", "id_token": id_token})),
+                        ),
+                        Some("boom") => (
+                            http::StatusCode::BAD_GATEWAY,
+                            axum::Json(serde_json::json!({})),
+                        ),
+                        _ => (
+                            http::StatusCode::BAD_REQUEST,
+                            axum::Json(serde_json::json!({"error": "invalid_grant"})),
+                        ),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/oauth/token", listener.local_addr().unwrap());
+        tasks.spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        (url, sent)
+    }
+
+    /// The Codex login from the pasted redirect: the state is checked, the code exchanged
+    /// with its verifier at the redirect the authorize URL named, a refused code or a
+    /// provider failure keeps the login waiting, and what it obtained is stored as an
+    /// auth.json naming the account, its plan and email.
+    #[tokio::test]
+    async fn a_codex_login_finishes_from_the_pasted_redirect() {
+        let mut tasks = tokio::task::JoinSet::new();
+        let challenge = std::sync::Arc::new(Mutex::new(String::new()));
+        let (token_url, sent) = codex_token_endpoint(&mut tasks, challenge.clone()).await;
+        let logins = Logins::new();
+        let started = logins.start(
+            codex_at("http://127.0.0.1:1/oauth/authorize", &token_url),
+            "cx",
+            AccountOptions::default(),
+        );
+        let q: HashMap<String, String> = reqwest::Url::parse(&started.authorize_url)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        *lock(&challenge) = q["code_challenge"].clone();
+        let state = &q["state"];
+        let redirect = |code: &str, state: &str| {
+            format!("http://localhost:4567/auth/callback?code={code}&scope=openid&state={state}")
+        };
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+
+        let error = logins
+            .finish(&started.login_id, &redirect("good", "other"), &http)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, LoginError::StateMismatch), "{error}");
+        assert!(lock(&sent).is_empty(), "refused before any exchange");
+        let error = logins
+            .finish(&started.login_id, &redirect("spent", state), &http)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, LoginError::CodeRefused(_)), "{error}");
+        let error = logins
+            .finish(&started.login_id, &redirect("boom", state), &http)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, LoginError::Provider(_)), "{error}");
+        let error = logins
+            .finish(
+                &started.login_id,
+                "http://localhost:4567/auth/callback?state=x",
+                &http,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, LoginError::NoCode), "{error}");
+
+        let finished = logins
+            .finish(&started.login_id, &redirect("good", state), &http)
+            .await
+            .unwrap();
+        assert_eq!(finished.tag, "cx");
+        assert_eq!(finished.provider.name(), "codex");
+        let form: HashMap<String, String> =
+            reqwest::Url::parse(&format!("http://x/?{}", lock(&sent).last().unwrap()))
+                .unwrap()
+                .query_pairs()
+                .into_owned()
+                .collect();
+        assert_eq!(form["grant_type"], "authorization_code");
+        assert_eq!(form["client_id"], codex::CLIENT_ID);
+        assert_eq!(form["redirect_uri"], "http://localhost:4567/auth/callback");
+        assert!(!form.contains_key("state"));
+        let obtained = &finished.obtained;
+        assert_eq!(obtained.account_id.as_deref(), Some("acct-9"));
+        assert_eq!(obtained.profile.plan.as_deref(), Some("pro"));
+        assert_eq!(obtained.profile.email.as_deref(), Some("cx@example.com"));
+        assert!(
+            !format!("{obtained:?}").contains("rt-login"),
+            "secrets are redacted"
+        );
+
+        let doc = obtained.document();
+        let super::super::file::FileRead::Loaded(t) =
+            LoginFormat::Codex.parse(doc.expose().as_bytes())
+        else {
+            panic!("loads")
+        };
+        assert_eq!(t.access.expose(), "at-login");
+        assert_eq!(t.refresh.expose(), "rt-login");
+        assert_eq!(t.account_id.as_deref(), Some("acct-9"));
+        assert_eq!(t.subscription_type.as_deref(), Some("pro"));
+        assert!(t.last_refresh_ms.is_some());
+        // Finished: the login is gone.
+        assert!(logins.tag_of(&started.login_id).is_none());
+        tasks.abort_all();
+    }
 }
