@@ -439,7 +439,7 @@ pub async fn create_account(
 }
 
 /// Who a login is with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LoginProvider {
     /// A Claude account (Pro, Max, Team, Enterprise).
@@ -476,8 +476,6 @@ pub struct LoginStarted {
     pub expires_at: i64,
     /// The tag the account will get.
     pub tag: String,
-    /// Who the login is with.
-    pub provider: LoginProvider,
 }
 
 /// The code the login page showed, or the address the browser was sent to.
@@ -534,7 +532,6 @@ pub async fn start_login(
         authorize_url,
         expires_at,
         tag: body.tag,
-        provider: body.provider,
     }))
 }
 
