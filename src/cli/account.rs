@@ -12,12 +12,14 @@ use clap::Subcommand;
 use crate::api::ApiError;
 use crate::api::accounts::{self, NewSource, Target};
 use crate::config::{Config, Provider as Upstream, Source};
-use crate::credentials::login::{AccountOptions, CODEX_CALLBACK_PATH, Finished, Logins, Provider};
+use crate::credentials::login::{
+    AccountOptions, CODEX_CALLBACK_PATH, Finished, LOGIN_TTL, Logins, Provider,
+};
+use crate::secret::Secret;
+use crate::secrets::{SecretRef, SecretStore};
 use tokio::sync::{mpsc, watch};
 
 use super::callback::{Callback, Page, Visit};
-use crate::secret::Secret;
-use crate::secrets::{SecretRef, SecretStore};
 
 #[derive(Subcommand, Debug)]
 pub enum AccountCommand {
@@ -386,7 +388,18 @@ impl Login<'_> {
         let (done_tx, done) = watch::channel(false);
         let server = callback.serve(visits_tx, done);
         let login = async {
-            let result = self.by_paste("Address", Some(&mut visits)).await;
+            // Once stdin has ended only the browser can finish it: not after the login
+            // expired.
+            let result =
+                match tokio::time::timeout(LOGIN_TTL, self.by_paste("Address", Some(&mut visits)))
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(anyhow::anyhow!(
+                        "the login expired ({} minutes); start a new one",
+                        LOGIN_TTL.as_secs() / 60
+                    )),
+                };
             let _ = done_tx.send(true);
             result
         };
@@ -491,4 +504,26 @@ fn read_line(what: &str) -> anyhow::Result<String> {
         )));
     }
     Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_in_the_redirect_is_told_in_words() {
+        assert_eq!(
+            provider_refusal("error=access_denied&error_description=The+user+said+no&state=s")
+                .as_deref(),
+            Some("the login was refused (access_denied: The user said no); start a new one")
+        );
+        assert_eq!(
+            provider_refusal("error=server_error").as_deref(),
+            Some("the login was refused (server_error); start a new one")
+        );
+        assert_eq!(provider_refusal("code=c&state=s"), None);
+        assert_eq!(provider_refusal("error="), None);
+        let long = format!("error=x&error_description={}", "a".repeat(1000));
+        assert!(provider_refusal(&long).unwrap().len() < 400, "capped");
+    }
 }
