@@ -225,6 +225,7 @@ fn history_record(
             cache_write_1h: 0,
             web_search_requests: 0,
             web_fetch_requests: 0,
+            reasoning: 0,
         },
         speed: String::new(),
         context_window: 200_000,
@@ -233,6 +234,7 @@ fn history_record(
         ttfb_ms: Some(rng.random_range(200..2_000)),
         messages: rng.random_range(1..200),
         week_reset: None,
+        service_tier: String::new(),
     }
 }
 

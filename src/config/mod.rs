@@ -323,13 +323,14 @@ impl Config {
     }
 
     /// The sing-box usage files to keep: `usages_path` for every request, then each
-    /// account's own, with its tag.
-    pub fn usage_files(&self) -> Vec<(&Path, Option<&AccountTag>)> {
+    /// account's own, with its tag and provider (a Claude account's file has sing-box
+    /// ccm's layout, an OpenAI account's ocm's; the file for every request has ccm's).
+    pub fn usage_files(&self) -> Vec<(&Path, Option<(&AccountTag, Provider)>)> {
         let all = self.usage.usages_path.as_deref().map(|p| (p, None));
         let per_account = self
             .credentials
             .iter()
-            .filter_map(|c| Some((c.usages_path.as_deref()?, Some(&c.tag))));
+            .filter_map(|c| Some((c.usages_path.as_deref()?, Some((&c.tag, c.provider)))));
         all.into_iter().chain(per_account).collect()
     }
 

@@ -165,7 +165,12 @@ impl Engine {
             .usage_files()
             .into_iter()
             .map(|(path, credential)| {
-                CcmFile::open(path.to_owned(), credential.map(|t| t.to_string()))
+                let layout = match credential {
+                    Some((_, crate::config::Provider::OpenAi)) => crate::ledger::ccm::Layout::Ocm,
+                    _ => crate::ledger::ccm::Layout::Ccm,
+                };
+                let tag = credential.map(|(t, _)| t.to_string());
+                CcmFile::open_with_layout(path.to_owned(), tag, layout)
                     .map(Arc::new)
                     .map_err(|source| StartError::UsagesFile {
                         path: path.to_owned(),

@@ -56,15 +56,16 @@ use jiff::tz::{Offset, TimeZone};
 use serde::{Deserialize, Deserializer};
 
 use super::UsageRecord;
+use super::ocm::OcmUsage;
 use crate::tasks::lock;
 
 /// Length of the weekly rate-limit window, in seconds.
-const WEEK_SECONDS: i64 = 7 * 24 * 60 * 60;
+pub(super) const WEEK_SECONDS: i64 = 7 * 24 * 60 * 60;
 /// Mode of the written file. sing-box writes 0644; the file names every user and what
 /// they spent, so Carpool keeps it to its owner.
 const FILE_MODE: u32 = 0o600;
 /// What Go writes for a zero `time.Time` (a file nothing was ever recorded in).
-const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+pub(super) const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// Token counts and cost of a group of requests: sing-box's `UsageStats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -340,7 +341,53 @@ fn counts(record: &UsageRecord) -> bool {
         && record.context_window > 0
 }
 
-/// A usages_path file kept up to date: sing-box's save policy.
+/// Which sing-box layout a usages_path file has: ccm's for Claude accounts, ocm's for
+/// Codex and OpenAI accounts ([`super::ocm`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Layout {
+    #[default]
+    Ccm,
+    Ocm,
+}
+
+/// What a file aggregates, in its layout.
+enum Aggregate {
+    Ccm(CcmUsage),
+    Ocm(OcmUsage),
+}
+
+impl Aggregate {
+    fn load(path: &Path, layout: Layout) -> io::Result<Aggregate> {
+        Ok(match layout {
+            Layout::Ccm => Aggregate::Ccm(CcmUsage::load(path)?),
+            Layout::Ocm => Aggregate::Ocm(OcmUsage::load(path)?),
+        })
+    }
+
+    fn counts(&self, record: &UsageRecord) -> bool {
+        match self {
+            Aggregate::Ccm(_) => counts(record),
+            Aggregate::Ocm(_) => super::ocm::counts(record),
+        }
+    }
+
+    fn add(&mut self, record: &UsageRecord) {
+        match self {
+            Aggregate::Ccm(usage) => usage.add(record),
+            Aggregate::Ocm(usage) => usage.add(record),
+        }
+    }
+
+    fn to_json(&self, tz: &TimeZone) -> String {
+        match self {
+            Aggregate::Ccm(usage) => usage.to_json(tz),
+            Aggregate::Ocm(usage) => usage.to_json(tz),
+        }
+    }
+}
+
+/// A usages_path file kept up to date: sing-box's save policy. Its layout is ccm's
+/// ([`CcmFile::open`]) or ocm's ([`CcmFile::open_with_layout`]).
 pub struct CcmFile {
     path: PathBuf,
     credential: Option<String>,
@@ -351,7 +398,7 @@ pub struct CcmFile {
 }
 
 struct FileState {
-    usage: CcmUsage,
+    usage: Aggregate,
     /// Something was counted since the last successful save.
     dirty: bool,
 }
@@ -361,7 +408,17 @@ impl CcmFile {
     /// per-credential usages_path), None for all. Loads what the file holds; week keys
     /// and `last_updated` are written in the system's time zone.
     pub fn open(path: PathBuf, credential: Option<String>) -> io::Result<CcmFile> {
-        let usage = CcmUsage::load(&path)?;
+        CcmFile::open_with_layout(path, credential, Layout::Ccm)
+    }
+
+    /// As [`CcmFile::open`], in `layout`: [`Layout::Ocm`] for a Codex or OpenAI account's
+    /// file (sing-box ocm's `usages_path`).
+    pub fn open_with_layout(
+        path: PathBuf,
+        credential: Option<String>,
+        layout: Layout,
+    ) -> io::Result<CcmFile> {
+        let usage = Aggregate::load(&path, layout)?;
         Ok(CcmFile {
             path,
             credential,
@@ -388,10 +445,10 @@ impl CcmFile {
         {
             return;
         }
-        if !counts(record) {
+        let mut state = self.state();
+        if !state.usage.counts(record) {
             return;
         }
-        let mut state = self.state();
         state.usage.add(record);
         state.dirty = true;
     }
@@ -469,14 +526,14 @@ async fn save_all(files: &[Arc<CcmFile>]) {
 }
 
 /// Micro-dollars to cents, rounding half away from zero (Go's `math.Round`).
-fn micros_to_cents(micros: i64) -> i64 {
+pub(super) fn micros_to_cents(micros: i64) -> i64 {
     let cents = (micros.unsigned_abs() + 5_000) / 10_000;
     let cents = i64::try_from(cents).unwrap_or(i64::MAX);
     if micros < 0 { -cents } else { cents }
 }
 
 /// Dollars from a file, as micro-dollars.
-fn usd_to_micros<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+pub(super) fn usd_to_micros<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     let usd = f64::deserialize(deserializer)?;
     // `as` saturates; no cost in a real file comes near.
     Ok((usd * 1_000_000.0).round() as i64)
@@ -496,7 +553,7 @@ fn format_usd(cents: i64) -> String {
 }
 
 /// The key of a week in `costs`: its start in `tz`, `2026-03-09 08:00:00 UTC+8`.
-fn week_key(week_start_unix: i64, tz: &TimeZone) -> String {
+pub(super) fn week_key(week_start_unix: i64, tz: &TimeZone) -> String {
     let Ok(start) = Timestamp::from_second(week_start_unix) else {
         // Beyond year 9999: no real file has one; keep it distinct and readable.
         return week_start_unix.to_string();
@@ -517,7 +574,7 @@ fn week_key(week_start_unix: i64, tz: &TimeZone) -> String {
 
 /// `at` the way Go's `time.Time` marshals to JSON (RFC 3339 with nanoseconds, trailing
 /// zeros dropped, `Z` for a zero offset): `2026-03-09T08:00:00.123+08:00`.
-fn go_time(at: Timestamp, offset: Offset) -> String {
+pub(super) fn go_time(at: Timestamp, offset: Offset) -> String {
     let mut text = offset
         .to_datetime(at)
         .strftime("%Y-%m-%dT%H:%M:%S")
@@ -541,7 +598,7 @@ fn go_time(at: Timestamp, offset: Offset) -> String {
 }
 
 /// Reads a Go `time.Time` JSON string: the instant and the offset it was written with.
-fn parse_go_time(text: &str) -> Result<(Timestamp, Offset), jiff::Error> {
+pub(super) fn parse_go_time(text: &str) -> Result<(Timestamp, Offset), jiff::Error> {
     let at: Timestamp = text.parse()?;
     let offset = jiff::fmt::temporal::Pieces::parse(text)?
         .to_numeric_offset()
@@ -550,7 +607,7 @@ fn parse_go_time(text: &str) -> Result<(Timestamp, Offset), jiff::Error> {
 }
 
 /// A JSON value in the shape Go's encoder writes it.
-enum Json {
+pub(super) enum Json {
     /// A number, already formatted.
     Number(String),
     Str(String),
@@ -560,12 +617,12 @@ enum Json {
     Array(Vec<Json>),
 }
 
-fn field(name: &str, value: Json) -> (String, Json) {
+pub(super) fn field(name: &str, value: Json) -> (String, Json) {
     (name.to_owned(), value)
 }
 
 /// A map of dollar amounts (cents in) as a JSON object.
-fn usd_object<K: Into<String>>(cents: BTreeMap<K, i64>) -> Json {
+pub(super) fn usd_object<K: Into<String>>(cents: BTreeMap<K, i64>) -> Json {
     Json::Object(
         cents
             .into_iter()
@@ -575,16 +632,16 @@ fn usd_object<K: Into<String>>(cents: BTreeMap<K, i64>) -> Json {
 }
 
 impl Json {
-    fn number(value: impl std::fmt::Display) -> Json {
+    pub(super) fn number(value: impl std::fmt::Display) -> Json {
         Json::Number(value.to_string())
     }
 
-    fn usd(cents: i64) -> Json {
+    pub(super) fn usd(cents: i64) -> Json {
         Json::Number(format_usd(cents))
     }
 
     /// The text `json.MarshalIndent(value, "", "  ")` produces.
-    fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let mut out = String::new();
         self.write(&mut out, 0);
         out

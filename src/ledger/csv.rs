@@ -70,6 +70,7 @@ pub fn to_csv(report: &Report) -> String {
             "incomplete",
             "input_tokens",
             "output_tokens",
+            "reasoning_tokens",
             "cache_write_5m_tokens",
             "cache_write_1h_tokens",
             "cache_read_tokens",
@@ -97,6 +98,7 @@ pub fn to_csv(report: &Report) -> String {
                 t.incomplete,
                 t.input_tokens,
                 t.output_tokens,
+                t.reasoning_tokens,
                 t.cache_write_5m_tokens,
                 t.cache_write_1h_tokens,
                 t.cache_read_tokens,
@@ -186,10 +188,10 @@ mod tests {
         ];
         assert_eq!(
             to_csv(&r),
-            "bucket,user,requests,errors,incomplete,input_tokens,output_tokens,cache_write_5m_tokens,cache_write_1h_tokens,cache_read_tokens,web_search_requests,cost_usd,unpriced_requests\n\
-             2026-11-01,\"a,b\",1,0,0,0,0,0,0,0,0,1.500000,0\n\
-             2026-11-01,(anonymous),1,0,0,0,0,0,0,0,0,0.000001,0\n\
-             2026-11-01,(other),1,0,0,0,0,0,0,0,0,0.000002,0\n"
+            "bucket,user,requests,errors,incomplete,input_tokens,output_tokens,reasoning_tokens,cache_write_5m_tokens,cache_write_1h_tokens,cache_read_tokens,web_search_requests,cost_usd,unpriced_requests\n\
+             2026-11-01,\"a,b\",1,0,0,0,0,0,0,0,0,0,1.500000,0\n\
+             2026-11-01,(anonymous),1,0,0,0,0,0,0,0,0,0,0.000001,0\n\
+             2026-11-01,(other),1,0,0,0,0,0,0,0,0,0,0.000002,0\n"
         );
     }
 

@@ -38,6 +38,29 @@
 //! message reached `message_stop` and no `error` event came after; cut short, it still
 //! reports every token seen. Cache writes are split by TTL as Claude Code does (see
 //! `Counts::tokens`).
+//!
+//! # OpenAI dialects
+//!
+//! [`UsageTap::for_dialect`] reads OpenAI's answers with the same guarantees (one pass,
+//! bounded buffers, chunks split anywhere); docs/protocol.md §7.6 has the fields.
+//!
+//! - **Responses**, JSON: the Response object's top-level `model`, `service_tier`,
+//!   `usage` and `error` (an error body, `{"error": {…}}`, is whole and used nothing).
+//!   SSE: `response.created` / `response.in_progress` give the model early;
+//!   `response.completed`, `response.incomplete` and `response.failed` carry the final
+//!   Response with its usage; the stream is `complete` only at `response.completed` with
+//!   no `error` event after it. Their data holds the whole Response, output included, so
+//!   one of these events may buffer up to 16 MiB (a larger one is dropped); content
+//!   deltas are skipped unread as Anthropic's are. A Responses answer without a
+//!   `Content-Type` is a stream ([`BodyKind::for_dialect`]).
+//! - **Chat Completions**, JSON: the completion's `model`, `service_tier`, `usage`. SSE:
+//!   unnamed chunks; the first is parsed for the model, then only a chunk containing
+//!   `"prompt_tokens"` (the `stream_options.include_usage` chunk) or an `"error"`; the
+//!   stream is `complete` at `data: [DONE]`.
+//! - Tokens: OpenAI counts cached input inside `input_tokens` / `prompt_tokens` and
+//!   reasoning inside `output_tokens` / `completion_tokens`; the ledger's `input` is the
+//!   fresh part (input − cached), `cache_read` the cached part, `output` all output, and
+//!   `reasoning` the reasoning part of it (for reports; priced as output).
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -46,12 +69,26 @@ use super::{Billing, Tokens, Usage};
 
 /// An SSE event whose data would grow beyond this is dropped.
 const MAX_EVENT: usize = 1 << 20;
+/// A Responses stream event whose data would grow beyond this is dropped (its terminal
+/// event holds the whole Response, output text and tool calls included).
+const MAX_RESPONSE_EVENT: usize = 16 << 20;
 /// The most of an unfinished `event:` line kept: longer than any name the tap knows.
 const EVENT_LINE: usize = 32;
 /// Buffers that grew for a large event are shrunk back to this once it is done.
 const KEEP_CAPACITY: usize = 64 << 10;
 /// Bytes that may start an event stream and are not part of it.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Which API's answers the tap reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Anthropic Messages (docs/protocol.md §6.1).
+    Anthropic,
+    /// OpenAI Responses, `/v1/responses` (docs/protocol.md §7.6).
+    Responses,
+    /// OpenAI Chat Completions, `/v1/chat/completions` (docs/protocol.md §7.6).
+    ChatCompletions,
+}
 
 /// What kind of body the tap reads, from the response's `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +102,15 @@ pub enum BodyKind {
 }
 
 impl BodyKind {
+    /// The kind of a body of `dialect`: as [`BodyKind::of`], except that a Responses
+    /// answer without a `Content-Type` is an event stream (docs/protocol.md §7.6).
+    pub fn for_dialect(dialect: Dialect, content_type: Option<&str>) -> BodyKind {
+        match (dialect, content_type) {
+            (Dialect::Responses, None) => BodyKind::Sse,
+            _ => BodyKind::of(content_type),
+        }
+    }
+
     pub fn of(content_type: Option<&str>) -> BodyKind {
         let Some(content_type) = content_type else {
             return BodyKind::Other;
@@ -94,10 +140,22 @@ enum Body {
 }
 
 impl UsageTap {
+    /// A tap for an Anthropic Messages answer.
     pub fn new(kind: BodyKind) -> UsageTap {
+        UsageTap::for_dialect(Dialect::Anthropic, kind)
+    }
+
+    /// A tap for an answer of `dialect`.
+    pub fn for_dialect(dialect: Dialect, kind: BodyKind) -> UsageTap {
         let body = match kind {
-            BodyKind::Sse => Body::Sse(Box::default()),
-            BodyKind::Json => Body::Json(JsonTap::default()),
+            BodyKind::Sse => Body::Sse(Box::new(SseTap {
+                dialect,
+                ..SseTap::default()
+            })),
+            BodyKind::Json => Body::Json(JsonTap {
+                dialect,
+                ..JsonTap::default()
+            }),
             BodyKind::Other => Body::Other,
         };
         UsageTap { body }
@@ -176,6 +234,96 @@ struct WireServerToolUse {
     web_fetch_requests: Option<u64>,
 }
 
+/// An OpenAI `usage` object: Responses names (`input_tokens`, …) or Chat Completions
+/// names (`prompt_tokens`, …); each answer uses one set.
+#[derive(Deserialize)]
+struct WireOpenAiUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    input_tokens_details: Option<WireDetails>,
+    output_tokens_details: Option<WireDetails>,
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<WireDetails>,
+    completion_tokens_details: Option<WireDetails>,
+}
+
+#[derive(Deserialize)]
+struct WireDetails {
+    cached_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
+}
+
+/// A Responses `Response` object, or a Chat Completions completion or chunk, reduced to
+/// what the ledger reads.
+#[derive(Deserialize)]
+struct WireOpenAiObject {
+    model: Option<String>,
+    service_tier: Option<String>,
+    usage: Option<WireOpenAiUsage>,
+}
+
+/// The data of a Responses stream event (`response.created`, `response.completed`, …).
+#[derive(Deserialize)]
+struct WireResponseEvent {
+    response: Option<WireOpenAiObject>,
+}
+
+/// The data of a Chat Completions chunk: only whether it is an error.
+#[derive(Deserialize)]
+struct WireChatError {
+    error: Option<serde::de::IgnoredAny>,
+}
+
+/// OpenAI counts as reported so far, each the largest value seen. Cached input is part
+/// of `input`, reasoning part of `output` (docs/protocol.md §7.6).
+#[derive(Debug, Default, Clone, Copy)]
+struct OpenAiCounts {
+    input: u64,
+    cached: u64,
+    output: u64,
+    reasoning: u64,
+}
+
+impl OpenAiCounts {
+    fn fold(&mut self, usage: &WireOpenAiUsage) {
+        fn max(count: &mut u64, value: Option<u64>) {
+            *count = (*count).max(value.unwrap_or(0));
+        }
+        let details = |d: &Option<WireDetails>, cached: bool| {
+            d.as_ref().and_then(|d| {
+                if cached {
+                    d.cached_tokens
+                } else {
+                    d.reasoning_tokens
+                }
+            })
+        };
+        max(&mut self.input, usage.input_tokens.or(usage.prompt_tokens));
+        max(
+            &mut self.output,
+            usage.output_tokens.or(usage.completion_tokens),
+        );
+        let cached = details(&usage.input_tokens_details, true)
+            .or(details(&usage.prompt_tokens_details, true));
+        max(&mut self.cached, cached);
+        let reasoning = details(&usage.output_tokens_details, false)
+            .or(details(&usage.completion_tokens_details, false));
+        max(&mut self.reasoning, reasoning);
+    }
+
+    /// As ledger tokens: fresh input = input − cached, cache read = cached.
+    fn tokens(&self) -> Tokens {
+        Tokens {
+            input: self.input.saturating_sub(self.cached),
+            cache_read: self.cached,
+            output: self.output,
+            reasoning: self.reasoning,
+            ..Tokens::default()
+        }
+    }
+}
+
 /// The counts of one message, as reported so far (each the largest value seen).
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
@@ -232,6 +380,7 @@ impl Counts {
             cache_write_1h,
             web_search_requests: self.web_search,
             web_fetch_requests: self.web_fetch,
+            reasoning: 0,
         }
     }
 }
@@ -258,6 +407,7 @@ fn sum(a: Tokens, b: Tokens) -> Tokens {
         cache_write_1h: a.cache_write_1h.saturating_add(b.cache_write_1h),
         web_search_requests: a.web_search_requests.saturating_add(b.web_search_requests),
         web_fetch_requests: a.web_fetch_requests.saturating_add(b.web_fetch_requests),
+        reasoning: a.reasoning.saturating_add(b.reasoning),
     }
 }
 
@@ -270,22 +420,43 @@ enum Field {
     Type,
     Model,
     Usage,
+    /// OpenAI's `service_tier`.
+    ServiceTier,
+    /// OpenAI's `error` (an error body, or `null` on a Response).
+    Error,
 }
 
 impl Field {
-    fn of(key: &[u8]) -> Option<Field> {
-        match key {
-            b"type" => Some(Field::Type),
-            b"model" => Some(Field::Model),
-            b"usage" => Some(Field::Usage),
-            _ => None,
+    fn of(dialect: Dialect, key: &[u8]) -> Option<Field> {
+        match dialect {
+            Dialect::Anthropic => match key {
+                b"type" => Some(Field::Type),
+                b"model" => Some(Field::Model),
+                b"usage" => Some(Field::Usage),
+                _ => None,
+            },
+            Dialect::Responses | Dialect::ChatCompletions => match key {
+                b"model" => Some(Field::Model),
+                b"usage" => Some(Field::Usage),
+                b"service_tier" => Some(Field::ServiceTier),
+                b"error" => Some(Field::Error),
+                _ => None,
+            },
+        }
+    }
+
+    /// Longest top-level key worth reading: the wanted ones are no longer.
+    fn max_key(dialect: Dialect) -> usize {
+        match dialect {
+            Dialect::Anthropic => "usage".len(),
+            Dialect::Responses | Dialect::ChatCompletions => "service_tier".len(),
         }
     }
 
     /// Room for the raw JSON of a usual value of this field.
     fn usual_size(self) -> usize {
         match self {
-            Field::Type => 16,
+            Field::Type | Field::ServiceTier | Field::Error => 16,
             Field::Model => 64,
             Field::Usage => 384,
         }
@@ -317,8 +488,9 @@ enum At {
 /// Scans a non-streaming body once, as it passes, keeping only the raw JSON of the
 /// top-level `type`, `model` and `usage` values (at most [`MAX_JSON_VALUE`] bytes each).
 /// What it holds does not grow with the body: a 1 GB Message costs a few hundred bytes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct JsonTap {
+    dialect: Dialect,
     at: At,
     /// Container depth: 1 inside the top-level object.
     depth: u32,
@@ -337,14 +509,36 @@ struct JsonTap {
     kind: Option<Vec<u8>>,
     model: Option<Vec<u8>>,
     usage: Option<Vec<u8>>,
+    service_tier: Option<Vec<u8>>,
+    error: Option<Vec<u8>>,
     /// Not one JSON object: nothing is reported.
     invalid: bool,
 }
 
+impl Default for JsonTap {
+    fn default() -> JsonTap {
+        JsonTap {
+            dialect: Dialect::Anthropic,
+            at: At::default(),
+            depth: 0,
+            in_string: false,
+            escape: false,
+            key: Vec::new(),
+            field: None,
+            value: Vec::new(),
+            value_too_long: false,
+            kind: None,
+            model: None,
+            usage: None,
+            service_tier: None,
+            error: None,
+            invalid: false,
+        }
+    }
+}
+
 /// Longest top-level value kept (Anthropic's `usage` object is a few hundred bytes).
 const MAX_JSON_VALUE: usize = 64 << 10;
-/// Longest top-level key worth reading (the wanted ones are shorter).
-const MAX_KEY: usize = 8;
 
 impl JsonTap {
     fn feed(&mut self, chunk: &[u8]) {
@@ -421,7 +615,7 @@ impl JsonTap {
             (At::Colon, b':') => self.at = At::Value,
             (At::Comma, b',') => self.at = At::Key,
             (At::Value, _) => {
-                self.field = Field::of(&self.key);
+                self.field = Field::of(self.dialect, &self.key);
                 self.value.clear();
                 if let Some(field) = self.field {
                     // One allocation for a usual value rather than a doubling series
@@ -479,6 +673,8 @@ impl JsonTap {
             Some(Field::Type) => &mut self.kind,
             Some(Field::Model) => &mut self.model,
             Some(Field::Usage) => &mut self.usage,
+            Some(Field::ServiceTier) => &mut self.service_tier,
+            Some(Field::Error) => &mut self.error,
             None => return,
         };
         *slot = if self.value_too_long {
@@ -497,7 +693,7 @@ impl JsonTap {
         if self.at == At::Key {
             // The closing quote is not part of the key.
             let text = bytes.strip_suffix(b"\"").unwrap_or(bytes);
-            if self.key.len() + text.len() > MAX_KEY {
+            if self.key.len() + text.len() > Field::max_key(self.dialect) {
                 // Longer than any wanted key: a NUL first means "unwanted" for good.
                 self.key.clear();
                 self.key.push(0);
@@ -522,18 +718,13 @@ impl JsonTap {
             tracing::debug!("usage tap: JSON body not whole, not read");
             return Usage::default();
         }
-        fn parse<'a, T: Deserialize<'a>>(raw: &'a Option<Vec<u8>>) -> Result<Option<T>, ()> {
-            match raw {
-                None => Ok(None),
-                Some(raw) => serde_json::from_slice::<Option<T>>(raw).map_err(|error| {
-                    tracing::debug!(%error, "usage tap: JSON field not read");
-                }),
-            }
+        if self.dialect != Dialect::Anthropic {
+            return self.openai_usage();
         }
         let (Ok(kind), Ok(model), Ok(usage)) = (
-            parse::<String>(&self.kind),
-            parse::<String>(&self.model),
-            parse::<WireUsage>(&self.usage),
+            parse_field::<String>(&self.kind),
+            parse_field::<String>(&self.model),
+            parse_field::<WireUsage>(&self.usage),
         ) else {
             return Usage::default();
         };
@@ -557,6 +748,51 @@ impl JsonTap {
             complete: true,
         }
     }
+
+    /// A whole Responses `Response` or Chat Completions completion (or an OpenAI error
+    /// body, `{"error": {…}}`: complete, nothing used).
+    fn openai_usage(&self) -> Usage {
+        let error = match &self.error {
+            None => false,
+            Some(raw) => raw.as_slice() != b"null",
+        };
+        if error {
+            return Usage {
+                complete: true,
+                ..Usage::default()
+            };
+        }
+        let (Ok(model), Ok(usage), Ok(service_tier)) = (
+            parse_field::<String>(&self.model),
+            parse_field::<WireOpenAiUsage>(&self.usage),
+            parse_field::<String>(&self.service_tier),
+        ) else {
+            return Usage::default();
+        };
+        let mut counts = OpenAiCounts::default();
+        if let Some(usage) = &usage {
+            counts.fold(usage);
+        }
+        Usage {
+            model,
+            tokens: counts.tokens(),
+            billing: Billing {
+                service_tier,
+                ..Billing::default()
+            },
+            complete: true,
+        }
+    }
+}
+
+/// Reads one kept top-level value; `Err` (logged) when it is not of the expected shape.
+fn parse_field<'a, T: Deserialize<'a>>(raw: &'a Option<Vec<u8>>) -> Result<Option<T>, ()> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => serde_json::from_slice::<Option<T>>(raw).map_err(|error| {
+            tracing::debug!(%error, "usage tap: JSON field not read");
+        }),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -572,12 +808,25 @@ enum Name {
     MessageDelta,
     MessageStop,
     Error,
-    /// `ping`, `content_block_*` and anything else.
+    /// Responses: `response.created` or `response.in_progress` (the model, no usage yet).
+    ResponseStarted,
+    /// Responses: `response.completed`.
+    ResponseCompleted,
+    /// Responses: `response.incomplete` or `response.failed` (usage, not complete).
+    ResponseEnded,
+    /// `ping`, `content_block_*`, `response.output_text.delta` and anything else.
     Other,
 }
 
 impl Name {
-    fn of(value: &[u8]) -> Name {
+    fn of(dialect: Dialect, value: &[u8]) -> Name {
+        match dialect {
+            Dialect::Anthropic => Name::anthropic(value),
+            Dialect::Responses | Dialect::ChatCompletions => Name::openai(dialect, value),
+        }
+    }
+
+    fn anthropic(value: &[u8]) -> Name {
         match value {
             // `message` is the type of an event without a name.
             b"" | b"message" => Name::Unnamed,
@@ -589,11 +838,31 @@ impl Name {
         }
     }
 
+    fn openai(dialect: Dialect, value: &[u8]) -> Name {
+        match (dialect, value) {
+            (_, b"" | b"message") => Name::Unnamed,
+            (_, b"error") => Name::Error,
+            (Dialect::Responses, b"response.created" | b"response.in_progress") => {
+                Name::ResponseStarted
+            }
+            (Dialect::Responses, b"response.completed") => Name::ResponseCompleted,
+            (Dialect::Responses, b"response.incomplete" | b"response.failed") => {
+                Name::ResponseEnded
+            }
+            _ => Name::Other,
+        }
+    }
+
     /// Whether the tap needs this event's data.
     fn wants_data(self) -> bool {
         matches!(
             self,
-            Name::Unnamed | Name::MessageStart | Name::MessageDelta
+            Name::Unnamed
+                | Name::MessageStart
+                | Name::MessageDelta
+                | Name::ResponseStarted
+                | Name::ResponseCompleted
+                | Name::ResponseEnded
         )
     }
 }
@@ -606,8 +875,10 @@ enum LineUse {
     Undecided,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SseTap {
+    dialect: Dialect,
+
     // Splitting lines.
     /// How many bytes at the start of the stream were checked for a byte-order mark.
     bom_checked: usize,
@@ -636,8 +907,34 @@ struct SseTap {
     current: Counts,
     model: Option<String>,
     billing: Billing,
-    /// The last message reached `message_stop`, and no `error` came after it.
+    /// The last message reached `message_stop` (a Responses stream `response.completed`,
+    /// a Chat Completions stream `[DONE]`), and no `error` came after it.
     stopped: bool,
+    /// What an OpenAI stream reported.
+    openai: OpenAiCounts,
+}
+
+impl Default for SseTap {
+    fn default() -> SseTap {
+        SseTap {
+            dialect: Dialect::Anthropic,
+            bom_checked: 0,
+            after_cr: false,
+            partial: Vec::new(),
+            keep_line: false,
+            skip_line: false,
+            name: Name::default(),
+            data: Vec::new(),
+            has_data: false,
+            dropped: false,
+            earlier: Tokens::default(),
+            current: Counts::default(),
+            model: None,
+            billing: Billing::default(),
+            stopped: false,
+            openai: OpenAiCounts::default(),
+        }
+    }
 }
 
 impl SseTap {
@@ -727,7 +1024,7 @@ impl SseTap {
         }
         self.partial.extend_from_slice(part);
         // The limit `line` applies to a whole line, checked as the line grows.
-        if self.partial.len() + self.data.len() > MAX_EVENT {
+        if self.partial.len() + self.data.len() > self.max_event() {
             self.drop_event();
             reuse(&mut self.partial);
             self.skip_line = true;
@@ -773,7 +1070,7 @@ impl SseTap {
         };
         match field {
             b"event" => {
-                self.name = Name::of(value);
+                self.name = Name::of(self.dialect, value);
                 if !self.name.wants_data() {
                     self.data.clear();
                 }
@@ -785,7 +1082,7 @@ impl SseTap {
                 }
                 // Counted with the field name, as `carry` counts a line that comes in
                 // pieces, so that where chunks end never decides.
-                if self.data.len() + line.len() > MAX_EVENT {
+                if self.data.len() + line.len() > self.max_event() {
                     self.drop_event();
                     return;
                 }
@@ -797,10 +1094,19 @@ impl SseTap {
         }
     }
 
+    /// The most one event may buffer. A Responses `response.completed` carries the whole
+    /// Response, output included, so it is allowed more than Anthropic's small events.
+    fn max_event(&self) -> usize {
+        match self.dialect {
+            Dialect::Responses => MAX_RESPONSE_EVENT,
+            Dialect::Anthropic | Dialect::ChatCompletions => MAX_EVENT,
+        }
+    }
+
     fn drop_event(&mut self) {
         if !self.dropped {
             tracing::debug!(
-                limit = MAX_EVENT,
+                limit = self.max_event(),
                 event = ?self.name,
                 "usage tap: SSE event too large, dropped"
             );
@@ -824,12 +1130,98 @@ impl SseTap {
     }
 
     fn event(&mut self, name: Name, data: &[u8]) {
+        // Most events (content deltas, pings) say nothing the tap reads, in any dialect.
+        if name == Name::Other {
+            return;
+        }
+        match self.dialect {
+            Dialect::Anthropic => self.anthropic_event(name, data),
+            Dialect::Responses => self.responses_event(name, data),
+            Dialect::ChatCompletions => self.chat_event(name, data),
+        }
+    }
+
+    /// An event of a Responses stream (docs/protocol.md §7.6).
+    fn responses_event(&mut self, name: Name, data: &[u8]) {
+        match name {
+            Name::ResponseStarted | Name::ResponseCompleted | Name::ResponseEnded => {
+                let event = match serde_json::from_slice::<WireResponseEvent>(data) {
+                    Ok(event) => event,
+                    Err(error) => {
+                        tracing::debug!(%error, "usage tap: SSE event data not read");
+                        return;
+                    }
+                };
+                if let Some(response) = event.response {
+                    self.fold_openai(response);
+                }
+                self.stopped = name == Name::ResponseCompleted;
+            }
+            Name::Error => self.stopped = false,
+            Name::Unnamed => {
+                // A stream without `event:` lines: the data's type names the event.
+                if !contains(data, b"\"response.") && !contains(data, b"\"error\"") {
+                    return;
+                }
+                let kind = match serde_json::from_slice::<WireKind>(data) {
+                    Ok(WireKind { kind }) => kind,
+                    Err(error) => {
+                        tracing::debug!(%error, "usage tap: SSE event data not read");
+                        return;
+                    }
+                };
+                match Name::of(self.dialect, kind.as_bytes()) {
+                    Name::Unnamed => {}
+                    name => self.responses_event(name, data),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A chunk of a Chat Completions stream: the model from the first, the usage from
+    /// the one that carries it (`stream_options.include_usage`), complete at `[DONE]`.
+    fn chat_event(&mut self, name: Name, data: &[u8]) {
+        if name != Name::Unnamed {
+            return;
+        }
+        if data == b"[DONE]" {
+            self.stopped = true;
+            return;
+        }
+        if contains(data, b"\"error\"")
+            && let Ok(WireChatError { error: Some(_) }) = serde_json::from_slice(data)
+        {
+            self.stopped = false;
+            return;
+        }
+        // Only the first chunk (for the model) and the usage chunk are parsed: the usage
+        // of the others is `null`, and `prompt_tokens` appears only in a real one.
+        if self.model.is_some() && !contains(data, b"\"prompt_tokens\"") {
+            return;
+        }
+        match serde_json::from_slice::<WireOpenAiObject>(data) {
+            Ok(chunk) => self.fold_openai(chunk),
+            Err(error) => tracing::debug!(%error, "usage tap: SSE event data not read"),
+        }
+    }
+
+    fn fold_openai(&mut self, object: WireOpenAiObject) {
+        latest(&mut self.model, object.model);
+        latest(&mut self.billing.service_tier, object.service_tier);
+        if let Some(usage) = &object.usage {
+            self.openai.fold(usage);
+        }
+    }
+
+    fn anthropic_event(&mut self, name: Name, data: &[u8]) {
         match name {
             Name::MessageStart => self.message_start(parse(data)),
             Name::MessageDelta => self.message_delta(parse(data)),
             Name::MessageStop => self.stopped = true,
             Name::Error => self.stopped = false,
-            Name::Other => {}
+            Name::Other | Name::ResponseStarted | Name::ResponseCompleted | Name::ResponseEnded => {
+            }
             Name::Unnamed => {
                 // Only the events that matter are parsed; `[DONE]`, pings and content
                 // deltas (almost) never contain these.
@@ -844,9 +1236,9 @@ impl SseTap {
                         return;
                     }
                 };
-                match Name::of(kind.as_bytes()) {
+                match Name::of(self.dialect, kind.as_bytes()) {
                     Name::Unnamed => {}
-                    name => self.event(name, data),
+                    name => self.anthropic_event(name, data),
                 }
             }
         }
@@ -879,9 +1271,13 @@ impl SseTap {
     }
 
     fn usage(&self) -> Usage {
+        let tokens = match self.dialect {
+            Dialect::Anthropic => sum(self.earlier, self.current.tokens()),
+            Dialect::Responses | Dialect::ChatCompletions => self.openai.tokens(),
+        };
         Usage {
             model: self.model.clone(),
-            tokens: sum(self.earlier, self.current.tokens()),
+            tokens,
             billing: self.billing.clone(),
             complete: self.stopped,
         }
@@ -1614,6 +2010,267 @@ mod tests {
         assert_eq!(usage.tokens.input, u64::MAX);
         assert_eq!(usage.tokens.cache_write_1h, u64::MAX);
         assert_eq!(usage.tokens.cache_write_5m, 0);
+    }
+
+    const RESPONSES_STREAM: &str = include_str!("testdata/responses_stream.sse");
+    const RESPONSES_INCOMPLETE: &str = include_str!("testdata/responses_incomplete.sse");
+    const RESPONSES_JSON: &str = include_str!("testdata/responses.json");
+    const CHAT_JSON: &str = include_str!("testdata/chat_completion.json");
+    const CHAT_STREAM: &str = include_str!("testdata/chat_stream.sse");
+    const OPENAI_ERROR: &str = include_str!("testdata/openai_error.json");
+
+    const OPENAI_FIXTURES: &[(Dialect, BodyKind, &str)] = &[
+        (Dialect::Responses, BodyKind::Sse, RESPONSES_STREAM),
+        (Dialect::Responses, BodyKind::Sse, RESPONSES_INCOMPLETE),
+        (Dialect::Responses, BodyKind::Json, RESPONSES_JSON),
+        (Dialect::Responses, BodyKind::Json, OPENAI_ERROR),
+        (Dialect::ChatCompletions, BodyKind::Json, CHAT_JSON),
+        (Dialect::ChatCompletions, BodyKind::Sse, CHAT_STREAM),
+        (Dialect::ChatCompletions, BodyKind::Json, OPENAI_ERROR),
+    ];
+
+    /// Feeds an OpenAI body whole and byte by byte (which must agree).
+    fn openai(dialect: Dialect, kind: BodyKind, body: &str) -> Usage {
+        let feed = |chunks: Vec<&[u8]>| {
+            let mut tap = UsageTap::for_dialect(dialect, kind);
+            for chunk in chunks {
+                tap.feed(&Bytes::copy_from_slice(chunk));
+            }
+            tap.usage()
+        };
+        let whole = feed(vec![body.as_bytes()]);
+        assert_eq!(feed(body.as_bytes().chunks(1).collect()), whole);
+        whole
+    }
+
+    fn tier(model: &str, tier: &str, tokens: Tokens, complete: bool) -> Usage {
+        Usage {
+            model: Some(model.into()),
+            tokens,
+            billing: Billing {
+                service_tier: Some(tier.into()),
+                ..Billing::default()
+            },
+            complete,
+        }
+    }
+
+    #[test]
+    fn responses_stream_reads_response_completed() {
+        // 5210 input of which 4096 cached; 812 output of which 640 reasoning.
+        let tokens = Tokens {
+            input: 1114,
+            cache_read: 4096,
+            output: 812,
+            reasoning: 640,
+            ..Tokens::default()
+        };
+        assert_eq!(
+            openai(Dialect::Responses, BodyKind::Sse, RESPONSES_STREAM),
+            tier("gpt-5.4", "default", tokens, true)
+        );
+        // The same stream without `event:` lines.
+        let data_only: String = RESPONSES_STREAM
+            .split_inclusive('\n')
+            .filter(|line| !line.starts_with("event:"))
+            .collect();
+        assert_eq!(
+            openai(Dialect::Responses, BodyKind::Sse, &data_only),
+            tier("gpt-5.4", "default", tokens, true)
+        );
+    }
+
+    #[test]
+    fn responses_stream_cut_before_completed_keeps_the_model_only() {
+        let end = RESPONSES_STREAM.find("event: response.completed").unwrap();
+        let usage = openai(Dialect::Responses, BodyKind::Sse, &RESPONSES_STREAM[..end]);
+        assert_eq!(usage.model.as_deref(), Some("gpt-5.4"));
+        assert_eq!(usage.billing.service_tier.as_deref(), Some("auto"));
+        assert_eq!(usage.tokens, Tokens::default());
+        assert!(!usage.complete);
+        // An error event after response.completed marks the stream broken.
+        let error = "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\"}\n\n";
+        let usage = openai(
+            Dialect::Responses,
+            BodyKind::Sse,
+            &format!("{RESPONSES_STREAM}{error}"),
+        );
+        assert_eq!(usage.tokens.output, 812);
+        assert!(!usage.complete);
+    }
+
+    #[test]
+    fn responses_incomplete_has_usage_but_is_not_complete() {
+        let tokens = Tokens {
+            input: 300,
+            output: 64,
+            reasoning: 64,
+            ..Tokens::default()
+        };
+        assert_eq!(
+            openai(Dialect::Responses, BodyKind::Sse, RESPONSES_INCOMPLETE),
+            tier("gpt-5.3-codex", "priority", tokens, false)
+        );
+        let failed = RESPONSES_INCOMPLETE.replace("response.incomplete", "response.failed");
+        assert_eq!(
+            openai(Dialect::Responses, BodyKind::Sse, &failed),
+            tier("gpt-5.3-codex", "priority", tokens, false)
+        );
+    }
+
+    #[test]
+    fn responses_json_reads_the_response_object() {
+        let tokens = Tokens {
+            input: 200_000,
+            cache_read: 100_000,
+            output: 2000,
+            reasoning: 1500,
+            ..Tokens::default()
+        };
+        assert_eq!(
+            openai(Dialect::Responses, BodyKind::Json, RESPONSES_JSON),
+            tier("gpt-5.4-2026-03-05", "flex", tokens, true)
+        );
+    }
+
+    #[test]
+    fn a_responses_answer_without_content_type_is_a_stream() {
+        assert_eq!(
+            BodyKind::for_dialect(Dialect::Responses, None),
+            BodyKind::Sse
+        );
+        assert_eq!(
+            BodyKind::for_dialect(Dialect::ChatCompletions, None),
+            BodyKind::Other
+        );
+        assert_eq!(
+            BodyKind::for_dialect(Dialect::Anthropic, None),
+            BodyKind::Other
+        );
+        assert_eq!(
+            BodyKind::for_dialect(Dialect::Responses, Some("application/json")),
+            BodyKind::Json
+        );
+    }
+
+    #[test]
+    fn chat_completion_json() {
+        let tokens = Tokens {
+            input: 476,
+            cache_read: 1024,
+            output: 12,
+            ..Tokens::default()
+        };
+        assert_eq!(
+            openai(Dialect::ChatCompletions, BodyKind::Json, CHAT_JSON),
+            tier("gpt-4.1-mini-2025-04-14", "default", tokens, true)
+        );
+    }
+
+    #[test]
+    fn chat_stream_reads_the_usage_chunk_and_ends_at_done() {
+        let tokens = Tokens {
+            input: 42,
+            output: 230,
+            reasoning: 192,
+            ..Tokens::default()
+        };
+        assert_eq!(
+            openai(Dialect::ChatCompletions, BodyKind::Sse, CHAT_STREAM),
+            tier("o4-mini-2025-04-16", "default", tokens, true)
+        );
+        // Without include_usage: the model, no tokens, still complete.
+        let no_usage: String = CHAT_STREAM
+            .split_inclusive("\n\n")
+            .filter(|event| !event.contains("\"usage\":{"))
+            .collect();
+        let usage = openai(Dialect::ChatCompletions, BodyKind::Sse, &no_usage);
+        assert_eq!(usage.tokens, Tokens::default());
+        assert_eq!(usage.model.as_deref(), Some("o4-mini-2025-04-16"));
+        assert!(usage.complete);
+        // Cut before [DONE]: the usage is kept, not complete.
+        let cut = &CHAT_STREAM[..CHAT_STREAM.find("data: [DONE]").unwrap()];
+        let usage = openai(Dialect::ChatCompletions, BodyKind::Sse, cut);
+        assert_eq!(usage.tokens, tokens);
+        assert!(!usage.complete);
+        // An error chunk after the content.
+        let error = "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n";
+        let usage = openai(
+            Dialect::ChatCompletions,
+            BodyKind::Sse,
+            &format!("{cut}{error}"),
+        );
+        assert!(!usage.complete);
+    }
+
+    #[test]
+    fn openai_error_bodies_report_nothing_but_are_whole() {
+        for dialect in [Dialect::Responses, Dialect::ChatCompletions] {
+            let usage = openai(dialect, BodyKind::Json, OPENAI_ERROR);
+            assert_eq!(
+                usage,
+                Usage {
+                    complete: true,
+                    ..Usage::default()
+                }
+            );
+            // Cut short: nothing, not complete.
+            let cut = &OPENAI_ERROR[..OPENAI_ERROR.len() / 2];
+            assert_eq!(openai(dialect, BodyKind::Json, cut), Usage::default());
+        }
+        // An Anthropic tap ignores OpenAI's fields and keys.
+        let usage = json(CHAT_JSON);
+        assert_eq!(usage.billing.service_tier, None);
+        assert_eq!(usage.tokens.input, 0);
+    }
+
+    #[test]
+    fn openai_bodies_read_the_same_however_cut() {
+        let mut rng = Rng(0x5EED);
+        for &(dialect, kind, body) in OPENAI_FIXTURES {
+            let bytes = body.as_bytes();
+            let expected = openai(dialect, kind, body);
+            for at in 0..=bytes.len() {
+                let mut tap = UsageTap::for_dialect(dialect, kind);
+                let (head, tail) = bytes.split_at(at);
+                tap.feed(&Bytes::copy_from_slice(head));
+                tap.feed(&Bytes::copy_from_slice(tail));
+                assert_eq!(tap.usage(), expected, "split at {at}");
+            }
+            for max in [2, 7, 64] {
+                let mut tap = UsageTap::for_dialect(dialect, kind);
+                for chunk in random_chunks(&mut rng, bytes, max) {
+                    tap.feed(&Bytes::copy_from_slice(chunk));
+                }
+                assert_eq!(tap.usage(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_response_completed_is_read_and_an_oversized_one_dropped() {
+        let text = "x".repeat(4 << 20);
+        let big = RESPONSES_STREAM.replace(
+            r#""text":"Here is \"response.completed\" as text""#,
+            &format!(r#""text":"{text}""#),
+        );
+        assert!(big.len() > MAX_EVENT);
+        let usage = openai(Dialect::Responses, BodyKind::Sse, &big);
+        assert_eq!(usage.tokens.output, 812);
+        assert!(usage.complete);
+        let huge = "x".repeat(MAX_RESPONSE_EVENT);
+        let too_big = RESPONSES_STREAM.replace(
+            r#""text":"Here is \"response.completed\" as text""#,
+            &format!(r#""text":"{huge}""#),
+        );
+        let mut tap = UsageTap::for_dialect(Dialect::Responses, BodyKind::Sse);
+        for chunk in too_big.as_bytes().chunks(1 << 20) {
+            tap.feed(&Bytes::copy_from_slice(chunk));
+            assert!(buffered(&tap) <= MAX_RESPONSE_EVENT);
+        }
+        let usage = tap.usage();
+        assert_eq!(usage.tokens, Tokens::default());
+        assert!(!usage.complete);
     }
 
     #[test]

@@ -19,12 +19,14 @@
 //! - [`range`] reads the ranges people type (`today`, `7d`, `2026-11`) for both.
 //! - [`live`] sends each finished request's metadata to whoever watches (the API's live
 //!   feed).
-//! - [`ccm`] writes sing-box ccm's `usages_path` file, for people moving from sing-box.
+//! - [`ccm`] writes sing-box ccm's `usages_path` file, for people moving from sing-box;
+//!   [`ocm`] the ocm one (Codex and OpenAI accounts), through the same [`ccm::CcmFile`].
 
 pub mod ccm;
 pub mod csv;
 pub mod extract;
 pub mod live;
+pub mod ocm;
 pub mod prices;
 pub mod query;
 pub mod range;
@@ -121,5 +123,21 @@ pub fn context_window(tokens: &Tokens) -> u32 {
         LONG_CONTEXT
     } else {
         STANDARD_CONTEXT as u32
+    }
+}
+
+/// OpenAI requests whose input (cached included) exceeds this are in the long-context
+/// tier: a 1,050,000-token window and, for the models that have one, premium prices
+/// (docs/protocol.md §7.7).
+pub const OPENAI_STANDARD_CONTEXT: u64 = 272_000;
+pub const OPENAI_LONG_CONTEXT: u32 = 1_050_000;
+
+/// The context window an OpenAI request with these tokens needed: 272,000 or 1,050,000,
+/// as sing-box ocm's usage file records it.
+pub fn openai_context_window(tokens: &Tokens) -> u32 {
+    if tokens.total_input() > OPENAI_STANDARD_CONTEXT {
+        OPENAI_LONG_CONTEXT
+    } else {
+        OPENAI_STANDARD_CONTEXT as u32
     }
 }

@@ -39,7 +39,7 @@ const MICROS: u64 = 1_000_000;
 
 /// US dollars per million tokens, held as millionths of a dollar per million tokens
 /// (so `$3/MTok` = `3_000_000`). In JSON, a number of dollars such as `3` or `0.125`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rate(u64);
 
 impl Rate {
@@ -60,6 +60,10 @@ impl Rate {
     /// Micro-dollars per million tokens, which is also pico-dollars per token.
     pub const fn micros(self) -> u64 {
         self.0
+    }
+
+    fn is_zero(&self) -> bool {
+        self.0 == 0
     }
 }
 
@@ -134,8 +138,75 @@ pub struct ModelPrices {
     /// Fast mode prices (`usage.speed == "fast"`). Without them, a fast response has an
     /// unknown cost.
     pub fast: Option<Rates>,
+    /// OpenAI's flex tier (`service_tier: "flex"`); without it, flex is priced standard.
+    pub flex: Option<Tier>,
+    /// OpenAI's priority tier (`service_tier: "priority"`, Codex's fast); without it,
+    /// priority is priced standard (docs/protocol.md §7.7).
+    pub priority: Option<Tier>,
     /// Other names of this model: dated ids, older spellings.
     pub aliases: Vec<String>,
+}
+
+/// The prices of one OpenAI service tier: rates, and optionally their long-context ones.
+/// In JSON, like a model entry: `{"input": 1.25, "output": 7.5, "cache_read": 0.125,
+/// "long_context": {…}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(from = "RawTier", into = "RawTier")]
+pub struct Tier {
+    pub rates: Rates,
+    pub long_context: Option<LongContext>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object of tier prices such as {\"input\": 1.25, \"output\": 7.5, \"cache_read\": 0.125}"
+)]
+struct RawTier {
+    input: Rate,
+    output: Rate,
+    cache_read: Rate,
+    #[serde(default, skip_serializing_if = "Rate::is_zero")]
+    cache_write_5m: Rate,
+    #[serde(default, skip_serializing_if = "Rate::is_zero")]
+    cache_write_1h: Rate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    long_context: Option<LongContext>,
+}
+
+impl From<RawTier> for Tier {
+    fn from(raw: RawTier) -> Tier {
+        Tier {
+            rates: Rates {
+                input: raw.input,
+                output: raw.output,
+                cache_read: raw.cache_read,
+                cache_write_5m: raw.cache_write_5m,
+                cache_write_1h: raw.cache_write_1h,
+            },
+            long_context: raw.long_context,
+        }
+    }
+}
+
+impl From<Tier> for RawTier {
+    fn from(tier: Tier) -> RawTier {
+        let Rates {
+            input,
+            output,
+            cache_read,
+            cache_write_5m,
+            cache_write_1h,
+        } = tier.rates;
+        RawTier {
+            input,
+            output,
+            cache_read,
+            cache_write_5m,
+            cache_write_1h,
+            long_context: tier.long_context,
+        }
+    }
 }
 
 // serde's `flatten` does not work together with `deny_unknown_fields`, so the JSON shapes
@@ -150,7 +221,10 @@ struct RawModelPrices {
     input: Rate,
     output: Rate,
     cache_read: Rate,
+    // OpenAI models have no cache writes: their entries leave these out (0).
+    #[serde(default, skip_serializing_if = "Rate::is_zero")]
     cache_write_5m: Rate,
+    #[serde(default, skip_serializing_if = "Rate::is_zero")]
     cache_write_1h: Rate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     web_search: Option<Usd>,
@@ -158,6 +232,10 @@ struct RawModelPrices {
     long_context: Option<LongContext>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fast: Option<Rates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flex: Option<Tier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    priority: Option<Tier>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     aliases: Vec<String>,
 }
@@ -175,6 +253,8 @@ impl From<RawModelPrices> for ModelPrices {
             web_search: raw.web_search,
             long_context: raw.long_context,
             fast: raw.fast,
+            flex: raw.flex,
+            priority: raw.priority,
             aliases: raw.aliases,
         }
     }
@@ -198,6 +278,8 @@ impl From<ModelPrices> for RawModelPrices {
             web_search: prices.web_search,
             long_context: prices.long_context,
             fast: prices.fast,
+            flex: prices.flex,
+            priority: prices.priority,
             aliases: prices.aliases,
         }
     }
@@ -213,7 +295,9 @@ struct RawLongContext {
     input: Rate,
     output: Rate,
     cache_read: Rate,
+    #[serde(default, skip_serializing_if = "Rate::is_zero")]
     cache_write_5m: Rate,
+    #[serde(default, skip_serializing_if = "Rate::is_zero")]
     cache_write_1h: Rate,
 }
 
@@ -258,13 +342,34 @@ impl ModelPrices {
     /// Fast mode has its own rates and no long-context tier (Claude Code returns the fast
     /// rates as they are); otherwise the long-context rates apply to prompts above the
     /// threshold.
+    ///
+    /// OpenAI's service tier (docs/protocol.md §7.7) picks the flex or priority prices
+    /// when the entry has them; `auto`, `default`, `scale`, none and a tier without an
+    /// entry are priced standard. Each tier has its own long-context rates.
     pub fn rates_for(&self, tokens: &Tokens, billing: &Billing) -> Option<&Rates> {
         if billing.is_fast() {
             return self.fast.as_ref();
         }
-        match &self.long_context {
+        let (rates, long_context) = match self.tier(billing) {
+            Some(tier) => (&tier.rates, tier.long_context.as_ref()),
+            None => (&self.standard, self.long_context.as_ref()),
+        };
+        match long_context {
             Some(long) if tokens.total_input() > long.above_input_tokens => Some(&long.rates),
-            _ => Some(&self.standard),
+            _ => Some(rates),
+        }
+    }
+
+    /// The flex or priority prices, when the response's service tier names one this
+    /// model has.
+    fn tier(&self, billing: &Billing) -> Option<&Tier> {
+        let tier = billing.service_tier.as_deref()?.trim();
+        if tier.eq_ignore_ascii_case("flex") {
+            self.flex.as_ref()
+        } else if tier.eq_ignore_ascii_case("priority") {
+            self.priority.as_ref()
+        } else {
+            None
         }
     }
 }
@@ -675,12 +780,150 @@ mod tests {
         table.cost_micros(model, tokens, billing)
     }
 
+    /// OpenAI entries in the built-in table (docs/protocol.md §7.7).
+    const OPENAI_MODELS: usize = 34;
+
+    fn tier(tier: &str) -> Billing {
+        Billing {
+            service_tier: Some(tier.into()),
+            ..Billing::default()
+        }
+    }
+
+    /// OpenAI tokens as the tap maps them: `input` total with `cached` of it cached.
+    fn openai_tokens(input: u64, cached: u64, output: u64, reasoning: u64) -> Tokens {
+        Tokens {
+            input: input - cached,
+            cache_read: cached,
+            output,
+            reasoning,
+            ..Tokens::default()
+        }
+    }
+
+    /// Costs of each OpenAI tier, by hand from §7.7's figures: one million fresh input,
+    /// one million cached and one million output tokens cost in + cached + out dollars.
+    #[test]
+    fn openai_tiers_and_the_long_context_premium() {
+        let table = PriceTable::builtin();
+        let million = openai_tokens(2_000_000, 1_000_000, 1_000_000, 0);
+        let base = openai_tokens(200_000, 100_000, 100_000, 0);
+        // Under 272K input the premium does not apply: 100K in (40K cached), 10K out.
+        let small = openai_tokens(100_000, 40_000, 10_000, 4_000);
+        // 300K input (100K cached) is above 272K: the premium applies to all of it.
+        let large = openai_tokens(300_000, 100_000, 2_000, 1_500);
+        let cases: &[(&str, &str, &Tokens, i64)] = &[
+            // gpt-5.4: standard 2.5 / 15 / 0.25, flex 1.25 / 7.5 / 0.125, priority 5 / 30 / 0.5;
+            // 100K fresh, 100K cached, 100K out.
+            ("gpt-5.4", "default", &base, 1_775_000),
+            ("gpt-5.4", "auto", &base, 1_775_000),
+            ("gpt-5.4", "", &base, 1_775_000),
+            ("gpt-5.4", "scale", &base, 1_775_000),
+            ("gpt-5.4", "flex", &base, 887_500),
+            ("gpt-5.4", "FLEX", &base, 887_500),
+            ("gpt-5.4", "priority", &base, 3_550_000),
+            // 60K × 2.5 + 40K × 0.25 + 10K × 15 = 0.15 + 0.01 + 0.15 $.
+            ("gpt-5.4", "default", &small, 310_000),
+            // Premium 5 / 22.5 / 0.5: 200K × 5 + 100K × 0.5 + 2K × 22.5 = 1 + 0.05 + 0.045.
+            ("gpt-5.4", "default", &large, 1_095_000),
+            // Flex premium 2.5 / 11.25 / 0.25: 0.5 + 0.025 + 0.0225.
+            ("gpt-5.4", "flex", &large, 547_500),
+            // Priority premium 10 / 45 / 1: 2 + 0.1 + 0.09.
+            ("gpt-5.4", "priority", &large, 2_190_000),
+            // gpt-5.4-pro: 30 / 180 / 30, premium 60 / 270 / 60; no priority entry.
+            ("gpt-5.4-pro", "default", &base, 24_000_000),
+            ("gpt-5.4-pro", "priority", &base, 24_000_000),
+            ("gpt-5.4-pro", "flex", &base, 12_000_000),
+            ("gpt-5.4-pro", "default", &large, 18_540_000),
+            // Models without a premium are priced flat above 272K.
+            (
+                "gpt-5.3-codex",
+                "default",
+                &large,
+                350_000 + 17_500 + 28_000,
+            ),
+            // A million of each, which has no premium: 3.5 + 0.35 + 28.
+            ("gpt-5.3-codex", "priority", &million, 31_850_000),
+            // A tier the model has no entry for falls back to standard.
+            ("gpt-5.1-codex-mini", "priority", &million, 2_275_000),
+            ("gpt-5-mini", "flex", &million, 1_137_500),
+            ("o3", "priority", &million, 18_375_000),
+            ("gpt-4o", "priority", &million, 23_375_000),
+            // Dated ids and `-latest` names.
+            ("gpt-5-2025-08-07", "default", &million, 11_375_000),
+            ("gpt-4.1-mini-2025-04-14", "default", &million, 2_100_000),
+            ("gpt-5.2-chat-latest", "default", &million, 15_925_000),
+            ("chatgpt-4o-latest", "default", &million, 13_750_000),
+        ];
+        for &(model, service_tier, tokens, expected) in cases {
+            assert_eq!(
+                table.cost_micros(model, tokens, &tier(service_tier)),
+                Some(expected),
+                "{model} {service_tier}"
+            );
+        }
+        // Reasoning tokens are part of the output: they change nothing.
+        let mut with_reasoning = base;
+        with_reasoning.reasoning = 80_000;
+        assert_eq!(
+            table.cost_micros("gpt-5.4", &with_reasoning, &tier("default")),
+            Some(1_775_000)
+        );
+        // Unknown models have no cost: no family guessing.
+        for model in ["gpt-5.9", "gpt-5.4-turbo", "o5", "gpt-4o-2024-05-13"] {
+            assert_eq!(
+                table.cost_micros(model, &million, &tier("default")),
+                None,
+                "{model}"
+            );
+        }
+        // Claude models have no priority entry: Anthropic's `priority` is standard.
+        let claude = tokens(1_000_000, 0, 0, 0, 0);
+        assert_eq!(
+            table.cost_micros("claude-sonnet-4-5", &claude, &tier("priority")),
+            table.cost_micros("claude-sonnet-4-5", &claude, &tier("standard"))
+        );
+    }
+
+    #[test]
+    fn tiers_parse_round_trip_and_reject_unknown_fields() {
+        let json = r#"{"input": 2, "output": 8, "cache_read": 0.5,
+            "flex": {"input": 1, "output": 4, "cache_read": 0.25,
+                     "long_context": {"above_input_tokens": 272000, "input": 2, "output": 8, "cache_read": 0.5}},
+            "priority": {"input": 3.5, "output": 14, "cache_read": 0.875}}"#;
+        let prices: ModelPrices = serde_json::from_str(json).unwrap();
+        assert_eq!(prices.standard.cache_write_5m, Rate(0));
+        let flex = prices.flex.as_ref().unwrap();
+        assert_eq!(flex.rates.input, Rate(1_000_000));
+        assert_eq!(
+            flex.long_context.as_ref().unwrap().above_input_tokens,
+            272_000
+        );
+        assert_eq!(
+            prices.priority.as_ref().unwrap().rates.cache_read,
+            Rate(875_000)
+        );
+        let again: ModelPrices =
+            serde_json::from_str(&serde_json::to_string(&prices).unwrap()).unwrap();
+        assert_eq!(again, prices);
+        // Cache writes of zero are left out when written.
+        assert!(
+            !serde_json::to_string(&prices)
+                .unwrap()
+                .contains("cache_write")
+        );
+        let bad = r#"{"input": 2, "output": 8, "cache_read": 0.5, "flex": {"input": 1, "output": 4, "cache_read": 0.25, "speed": 2}}"#;
+        assert!(serde_json::from_str::<ModelPrices>(bad).is_err());
+        let missing = r#"{"input": 2, "output": 8, "cache_read": 0.5, "priority": {"input": 1}}"#;
+        assert!(serde_json::from_str::<ModelPrices>(missing).is_err());
+    }
+
     #[test]
     fn builtin_parses() {
         let table = PriceTable::builtin();
         assert_eq!(table.version(), "2026-11-22");
         assert!(table.source().contains("Claude Code 2.1.330"));
-        assert_eq!(table.models().count(), 27);
+        assert_eq!(table.models().count(), 27 + OPENAI_MODELS);
         assert_eq!(
             table.geo_multipliers.get("us"),
             Some(&Multiplier(1_100_000))
@@ -1179,7 +1422,7 @@ mod tests {
             cost(&table, "claude-sonnet-4-6", &t, &standard()),
             Some(46_350)
         );
-        assert_eq!(table.models().count(), 27);
+        assert_eq!(table.models().count(), 27 + OPENAI_MODELS);
         assert_eq!(table.version(), "2026-11-22");
     }
 
@@ -1194,7 +1437,7 @@ mod tests {
                      "cache_write_5m": 0, "cache_write_1h": 0 } }"#,
             ))
             .unwrap();
-        assert_eq!(table.models().count(), 27);
+        assert_eq!(table.models().count(), 27 + OPENAI_MODELS);
         // 1000×1 + 1000×2 = 3000 µ$.
         let t = tokens(1000, 1000, 0, 0, 0);
         assert_eq!(cost(&table, "claude-opus-4-0", &t, &standard()), Some(3000));
@@ -1230,7 +1473,7 @@ mod tests {
                      "aliases": ["claude-4-9-opus"] } }"#,
             ))
             .unwrap();
-        assert_eq!(table.models().count(), 28);
+        assert_eq!(table.models().count(), 28 + OPENAI_MODELS);
         // 1000×6 + 100×30 = 9000 µ$, plus 1 search × 20,000 µ$ = 29,000.
         let t = Tokens {
             web_search_requests: 1,

@@ -155,6 +155,8 @@ pub struct Totals {
     pub cache_write_1h_tokens: i64,
     pub web_search_requests: i64,
     pub web_fetch_requests: i64,
+    /// Part of `output_tokens` (OpenAI's reasoning tokens).
+    pub reasoning_tokens: i64,
     /// Sum of the known costs, in millionths of a dollar.
     pub cost_micros: i64,
     /// Requests with tokens whose model had no known price (not in `cost_micros`).
@@ -180,6 +182,7 @@ impl Totals {
             cache_write_1h_tokens: count(t.cache_write_1h),
             web_search_requests: count(t.web_search_requests),
             web_fetch_requests: count(t.web_fetch_requests),
+            reasoning_tokens: count(t.reasoning),
             cost_micros: r.cost_micros.unwrap_or(0),
             unpriced: i64::from(r.cost_micros.is_none() && !t.is_empty()),
             duration_ms: i64::from(r.duration_ms),
@@ -189,7 +192,7 @@ impl Totals {
     }
 
     /// The counters in the order of the rollup tables' columns.
-    pub fn columns(&self) -> [i64; 15] {
+    pub fn columns(&self) -> [i64; 16] {
         [
             self.requests,
             self.errors,
@@ -206,6 +209,7 @@ impl Totals {
             self.duration_ms,
             self.ttfb_ms,
             self.ttfb_count,
+            self.reasoning_tokens,
         ]
     }
 
@@ -221,6 +225,7 @@ impl Totals {
         self.cache_write_1h_tokens += o.cache_write_1h_tokens;
         self.web_search_requests += o.web_search_requests;
         self.web_fetch_requests += o.web_fetch_requests;
+        self.reasoning_tokens += o.reasoning_tokens;
         self.cost_micros += o.cost_micros;
         self.unpriced += o.unpriced;
         self.duration_ms += o.duration_ms;
@@ -264,7 +269,8 @@ impl Totals {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
 #[schema(as = UsageFigures)]
 pub struct Figures {
-    /// Model calls (`messages` requests that passed authentication).
+    /// Model calls (`messages`, `responses`, `chat_completions` requests that passed
+    /// authentication).
     pub requests: i64,
     /// Answered with status 400 or above.
     pub errors: i64,
@@ -285,6 +291,8 @@ pub struct Figures {
     pub web_search_requests: i64,
     /// Web pages the model fetched.
     pub web_fetch_requests: i64,
+    /// Output tokens the model spent reasoning (OpenAI models; part of `output_tokens`).
+    pub reasoning_tokens: i64,
     /// Known costs, in millionths of a dollar.
     pub cost_micros: i64,
     /// The same in dollars.
@@ -317,6 +325,7 @@ impl From<Totals> for Figures {
             total_tokens: t.total_tokens(),
             web_search_requests: t.web_search_requests,
             web_fetch_requests: t.web_fetch_requests,
+            reasoning_tokens: t.reasoning_tokens,
             cost_micros: t.cost_micros,
             cost_usd: t.cost_micros as f64 / 1_000_000.0,
             unpriced_requests: t.unpriced,
@@ -637,7 +646,8 @@ fn whole_hour_offsets(tz: &TimeZone, since_ms: i64, until_ms: i64) -> bool {
 const SUMS_ROLLUP: &str = "SUM(requests), SUM(errors), SUM(incomplete), SUM(input_tokens),
     SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_5m_tokens),
     SUM(cache_write_1h_tokens), SUM(web_search_requests), SUM(web_fetch_requests),
-    SUM(cost_micros), SUM(unpriced), SUM(duration_ms), SUM(ttfb_ms), SUM(ttfb_count)";
+    SUM(cost_micros), SUM(unpriced), SUM(duration_ms), SUM(ttfb_ms), SUM(ttfb_count),
+    SUM(reasoning_tokens)";
 
 const SUMS_REQUESTS: &str = "COUNT(*), SUM(status >= 400),
     SUM(status < 400 AND outcome <> 'complete'), SUM(input_tokens), SUM(output_tokens),
@@ -645,7 +655,7 @@ const SUMS_REQUESTS: &str = "COUNT(*), SUM(status >= 400),
     SUM(web_search_requests), SUM(web_fetch_requests), COALESCE(SUM(cost_micros), 0),
     SUM(cost_micros IS NULL AND input_tokens + output_tokens + cache_read_tokens
         + cache_write_5m_tokens + cache_write_1h_tokens > 0),
-    SUM(duration_ms), COALESCE(SUM(ttfb_ms), 0), COUNT(ttfb_ms)";
+    SUM(duration_ms), COALESCE(SUM(ttfb_ms), 0), COUNT(ttfb_ms), SUM(reasoning_tokens)";
 
 /// One SQL read: which table, how its rows map to slots and keys, which filters.
 struct Read<'a> {
@@ -736,11 +746,7 @@ fn read_requests(
         slot: q.bucket.map(|_| "(at_ms / 900000) * 900000"),
         key: q.group.map(Dimension::column),
         sums: SUMS_REQUESTS,
-        conditions: {
-            let mut c = q.filter.conditions();
-            c.push(("endpoint", store::REPORTED_ENDPOINT));
-            c
-        },
+        conditions: q.filter.conditions(),
     };
     run(conn, &read, out)
 }
@@ -761,6 +767,14 @@ fn run(conn: &Connection, read: &Read, out: &mut Slots) -> rusqlite::Result<()> 
         slot.unwrap_or("0"),
         key.unwrap_or("NULL"),
     );
+    if *table == "requests" {
+        // Only model calls (the rollups hold nothing else). The names are constants.
+        let names: Vec<String> = store::REPORTED_ENDPOINTS
+            .iter()
+            .map(|name| format!("'{name}'"))
+            .collect();
+        sql.push_str(&format!(" AND endpoint IN ({})", names.join(", ")));
+    }
     for (i, (column, _)) in read.conditions.iter().enumerate() {
         sql.push_str(&format!(" AND {column} = ?{}", i + 3));
     }
@@ -806,6 +820,7 @@ fn run(conn: &Connection, read: &Read, out: &mut Slots) -> rusqlite::Result<()> 
                 duration_ms: n(14)?,
                 ttfb_ms: n(15)?,
                 ttfb_count: n(16)?,
+                reasoning_tokens: n(17)?,
             },
         ));
     }
@@ -1234,7 +1249,16 @@ mod tests {
         let mut count_tokens = rec("2026-11-01T10:08:00Z", "alice", "m", 0);
         count_tokens.endpoint = "count_tokens".into();
         count_tokens.status = 500;
-        let (_d, conn) = db(&[unpriced, failed, cut, count_tokens]);
+        let mut models = rec("2026-11-01T10:08:30Z", "alice", "m", 0);
+        models.endpoint = "models".into();
+        // OpenAI model calls count like `messages`, their reasoning tokens too.
+        let mut responses = rec("2026-11-01T10:09:00Z", "alice", "gpt-5.4", 20);
+        responses.endpoint = "responses".into();
+        responses.tokens.reasoning = 40;
+        let mut chat = rec("2026-11-01T10:10:00Z", "bob", "gpt-5.4", 30);
+        chat.endpoint = "chat_completions".into();
+        chat.tokens.reasoning = 2;
+        let (_d, conn) = db(&[unpriced, failed, cut, count_tokens, models, responses, chat]);
         let q = query("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "UTC");
         let rollup = report(&conn, &q).unwrap();
         let requests = report_from(&conn, &q, true).unwrap();
@@ -1250,9 +1274,10 @@ mod tests {
                 t.unpriced,
                 t.cost_micros
             ),
-            (3, 1, 1, 1, 7)
+            (5, 1, 1, 1, 57)
         );
-        assert_eq!((t.ttfb_count, t.mean_ttfb_ms()), (2, Some(5)));
+        assert_eq!(t.reasoning_tokens, 42);
+        assert_eq!((t.ttfb_count, t.mean_ttfb_ms()), (4, Some(5)));
     }
 
     /// The rollup and the requests table agree on any range, zone, bucket and group.
@@ -1609,6 +1634,7 @@ mod tests {
                 "total_tokens": 410,
                 "web_search_requests": 0,
                 "web_fetch_requests": 0,
+                "reasoning_tokens": 0,
                 "cost_micros": 1_234_567,
                 "cost_usd": 1.234567,
                 "unpriced_requests": 0,

@@ -2,7 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Token counts of one response, as the upstream reported them (docs/protocol.md §6.1).
+/// Token counts of one response, as the upstream reported them (docs/protocol.md §6.1,
+/// §7.6 for OpenAI).
+///
+/// OpenAI counts cached input inside its input count; here `input` is the fresh part
+/// only (`input_tokens − cached_tokens`) and `cache_read` the cached part, as for Claude,
+/// so that `total_input()` is the prompt's size for both.
 ///
 /// Cache writes are kept split by TTL because they are priced differently. The
 /// upstream's `cache_creation_input_tokens` is always `cache_write_5m + cache_write_1h`
@@ -19,6 +24,11 @@ pub struct Tokens {
     pub web_search_requests: u64,
     /// `usage.server_tool_use.web_fetch_requests`: free beyond its tokens, counted for reports.
     pub web_fetch_requests: u64,
+    /// OpenAI's `output_tokens_details.reasoning_tokens` (docs/protocol.md §7.6): the part
+    /// of `output` the model spent reasoning. Already counted in `output` and priced as
+    /// output there; kept for reports. Always 0 for Claude (thinking is plain output).
+    #[serde(default)]
+    pub reasoning: u64,
 }
 
 impl Tokens {
@@ -43,7 +53,9 @@ impl Tokens {
 pub struct Billing {
     /// `usage.speed`: `"fast"` for fast mode, which has its own prices.
     pub speed: Option<String>,
-    /// `usage.service_tier` (`standard`, `priority`, `batch`).
+    /// `usage.service_tier` (Anthropic: `standard`, `priority`, `batch`) or the
+    /// response's `service_tier` (OpenAI: `default`, `auto`, `flex`, `priority`, `scale`),
+    /// which picks OpenAI's price tier (docs/protocol.md §7.7).
     pub service_tier: Option<String>,
     /// `usage.inference_geo`: `"us"` carries a surcharge on token prices.
     pub inference_geo: Option<String>,
@@ -103,8 +115,13 @@ pub struct UsageRecord {
     /// Entries in the request's `messages` array (sing-box's `messages_count`).
     pub messages: u32,
     /// `anthropic-ratelimit-unified-7d-reset` of the response (Unix seconds): the end of
-    /// the account's weekly window, which sing-box's usage file groups by.
+    /// the account's weekly window, which sing-box's usage file groups by. For a Codex
+    /// answer, the reset of its weekly `x-codex-*` window (docs/protocol.md §7.6).
     pub week_reset: Option<i64>,
+    /// The service tier the response was billed at, as the upstream named it (OpenAI's
+    /// `service_tier`: `default`, `flex`, `priority`, …; Anthropic's `standard`, …); empty
+    /// when it said none. Only sing-box's ocm file reads it (it groups by tier); not stored.
+    pub service_tier: String,
 }
 
 impl UsageRecord {

@@ -110,6 +110,10 @@ const MIGRATIONS: &[&str] = &[
         ttfb_count            INTEGER NOT NULL,
         PRIMARY KEY (dimension, hour, key)
     ) WITHOUT ROWID;",
+    // 2: OpenAI's reasoning tokens (part of the output, counted for reports).
+    "ALTER TABLE requests ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_hourly ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_hourly_by ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -264,8 +268,8 @@ const INSERT_REQUEST: &str = "INSERT INTO requests (
     at_ms, user, credential, endpoint, model, device, session, status, outcome,
     input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
     web_search_requests, web_fetch_requests, speed, context_window, cost_micros,
-    duration_ms, ttfb_ms, messages, week_reset
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+    duration_ms, ttfb_ms, messages, week_reset, reasoning_tokens
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
 
 /// The counters of both rollups, added to on conflict.
 macro_rules! add_sums {
@@ -285,7 +289,8 @@ macro_rules! add_sums {
     unpriced = unpriced + excluded.unpriced,
     duration_ms = duration_ms + excluded.duration_ms,
     ttfb_ms = ttfb_ms + excluded.ttfb_ms,
-    ttfb_count = ttfb_count + excluded.ttfb_count"
+    ttfb_count = ttfb_count + excluded.ttfb_count,
+    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens"
     };
 }
 
@@ -293,8 +298,9 @@ const UPSERT_HOURLY: &str = concat!(
     "INSERT INTO usage_hourly (
     hour, user, model, credential, device, requests, errors, incomplete,
     input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
-    web_search_requests, web_fetch_requests, cost_micros, unpriced, duration_ms, ttfb_ms, ttfb_count
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+    web_search_requests, web_fetch_requests, cost_micros, unpriced, duration_ms, ttfb_ms, ttfb_count,
+    reasoning_tokens
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
 ",
     "ON CONFLICT (hour, user, model, credential, device)",
     add_sums!()
@@ -304,16 +310,29 @@ const UPSERT_HOURLY_BY: &str = concat!(
     "INSERT INTO usage_hourly_by (
     dimension, hour, key, requests, errors, incomplete,
     input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
-    web_search_requests, web_fetch_requests, cost_micros, unpriced, duration_ms, ttfb_ms, ttfb_count
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+    web_search_requests, web_fetch_requests, cost_micros, unpriced, duration_ms, ttfb_ms, ttfb_count,
+    reasoning_tokens
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
 ON CONFLICT (dimension, hour, key)",
     add_sums!()
 );
 
 /// Reports count model calls only: `count_tokens` and model-list requests are kept in
 /// `requests` (an audit of everything that passed authentication) but cost nothing and
-/// would only inflate the request counts people compare with their client's own.
-pub const REPORTED_ENDPOINT: &str = "messages";
+/// would only inflate the request counts people compare with their client's own. Model
+/// calls are Anthropic's `messages` and OpenAI's `responses`, `responses_compact` and
+/// `chat_completions` (the relay's endpoint names, `Endpoint::name`).
+pub const REPORTED_ENDPOINTS: &[&str] = &[
+    "messages",
+    "responses",
+    "responses_compact",
+    "chat_completions",
+];
+
+/// Whether requests to `endpoint` count in reports (see [`REPORTED_ENDPOINTS`]).
+pub fn is_reported(endpoint: &str) -> bool {
+    REPORTED_ENDPOINTS.contains(&endpoint)
+}
 
 /// Writes `records` and their rollup in one transaction: all of them or none.
 pub fn insert_batch(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite::Result<()> {
@@ -347,8 +366,9 @@ pub fn insert_batch(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite:
                 r.ttfb_ms,
                 r.messages,
                 r.week_reset,
+                t.reasoning as i64,
             ])?;
-            if r.endpoint != REPORTED_ENDPOINT {
+            if !is_reported(&r.endpoint) {
                 continue;
             }
             let hour = r.at_ms.div_euclid(3_600_000) * 3600;
@@ -407,7 +427,8 @@ pub fn for_each_request(
         "SELECT at_ms, user, credential, endpoint, model, device, session, status, outcome,
                 input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
                 cache_write_1h_tokens, web_search_requests, web_fetch_requests, speed,
-                context_window, cost_micros, duration_ms, ttfb_ms, messages, week_reset
+                context_window, cost_micros, duration_ms, ttfb_ms, messages, week_reset,
+                reasoning_tokens
          FROM requests WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY at_ms, id",
     )?;
     let mut rows = stmt.query(params![since_ms, until_ms])?;
@@ -431,6 +452,7 @@ pub fn for_each_request(
                 cache_write_1h: n(13)?,
                 web_search_requests: n(14)?,
                 web_fetch_requests: n(15)?,
+                reasoning: n(23)?,
             },
             speed: row.get(16)?,
             context_window: row.get(17)?,
@@ -439,6 +461,7 @@ pub fn for_each_request(
             ttfb_ms: row.get(20)?,
             messages: row.get(21)?,
             week_reset: row.get(22)?,
+            service_tier: String::new(),
         });
     }
     Ok(())
@@ -505,6 +528,7 @@ mod tests {
                 cache_write_1h: 50,
                 web_search_requests: 1,
                 web_fetch_requests: 2,
+                reasoning: 6,
             },
             speed: String::new(),
             context_window: 200_000,
@@ -513,7 +537,69 @@ mod tests {
             ttfb_ms: Some(10),
             messages: 3,
             week_reset: Some(1_800_000_000),
+            service_tier: String::new(),
         }
+    }
+
+    #[test]
+    fn a_version_1_database_gains_reasoning_tokens_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        {
+            // A database as Carpool wrote it before schema 2.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO requests (at_ms, user, credential, endpoint, model, device, session,
+                    status, outcome, input_tokens, output_tokens, cache_read_tokens,
+                    cache_write_5m_tokens, cache_write_1h_tokens, web_search_requests,
+                    web_fetch_requests, speed, context_window, cost_micros, duration_ms, ttfb_ms,
+                    messages, week_reset)
+                 VALUES (5, 'old', 'main', 'messages', 'm', '', '', 200, 'complete', 1, 2, 0, 0, 0,
+                    0, 0, '', 200000, 7, 10, NULL, 1, NULL)",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO usage_hourly_by (dimension, hour, key, requests, errors, incomplete,
+                    input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
+                    cache_write_1h_tokens, web_search_requests, web_fetch_requests, cost_micros,
+                    unpriced, duration_ms, ttfb_ms, ttfb_count)
+                 VALUES ('', 0, '', 1, 0, 0, 1, 2, 0, 0, 0, 0, 0, 7, 0, 10, 0, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut conn = open(&path).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), 2);
+        let mut rows = Vec::new();
+        for_each_request(&conn, 0, 10, |r| rows.push(r)).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].user, "old");
+        assert_eq!(rows[0].tokens.reasoning, 0);
+        // New rows carry their reasoning tokens into the row and both rollups, adding to
+        // the old rollup row.
+        let mut new = record(1_000, "alice", Some(5));
+        new.at_ms = 6;
+        insert_batch(&mut conn, &[new]).unwrap();
+        let mut rows = Vec::new();
+        for_each_request(&conn, 6, 7, |r| rows.push(r)).unwrap();
+        assert_eq!(rows[0].tokens.reasoning, 6);
+        let sums: (i64, i64) = conn
+            .query_row(
+                "SELECT requests, reasoning_tokens FROM usage_hourly_by WHERE dimension = '' AND hour = 0",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(sums, (2, 6));
+        let hourly: i64 = conn
+            .query_row("SELECT reasoning_tokens FROM usage_hourly", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(hourly, 6);
     }
 
     #[test]

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{Method, StatusCode};
 
+use crate::config::Provider;
 use crate::error::ErrorKind;
 use crate::ledger::extract::UsageTap;
 use crate::ledger::live::{LiveFeed, RequestEvent};
-use crate::ledger::{Recorder, Usage, UsageRecord, context_window};
+use crate::ledger::{Recorder, Usage, UsageRecord, context_window, openai_context_window};
 use crate::pool::account::Account;
 use crate::protocol::Peek;
 use crate::tasks::lock;
@@ -87,6 +88,8 @@ pub struct RequestContext {
     path: String,
     /// Which relayed endpoint ([`crate::protocol::Endpoint::name`]).
     pub endpoint: &'static str,
+    /// Whose API answered: how the context window is told.
+    pub provider: Provider,
     /// Set once the caller authenticated: only then is the request recorded.
     recorder: Option<Recorder>,
     /// The user's name; empty for anonymous use on loopback.
@@ -133,6 +136,7 @@ impl RequestContext {
             method: method.clone(),
             path: path.to_owned(),
             endpoint: "",
+            provider: Provider::Anthropic,
             recorder: None,
             user: String::new(),
             model: String::new(),
@@ -177,6 +181,12 @@ impl RequestContext {
     }
 
     /// Moves the state out (into a response body); `self` will write nothing.
+    /// Nothing of this request is recorded or logged: what it started is recorded
+    /// otherwise (a WebSocket's handshake, whose answers are recorded one by one).
+    pub fn forget(&mut self) {
+        self.armed = false;
+    }
+
     pub fn take(&mut self) -> RequestContext {
         std::mem::replace(self, RequestContext::disarmed(&Method::GET, ""))
     }
@@ -382,12 +392,16 @@ impl Drop for RequestContext {
             } else {
                 String::new()
             },
-            context_window: context_window(&usage.tokens),
+            context_window: match self.provider {
+                Provider::Anthropic => context_window(&usage.tokens),
+                Provider::OpenAi => openai_context_window(&usage.tokens),
+            },
             tokens: usage.tokens,
             duration_ms: ms(duration),
             ttfb_ms: self.first_byte.map(|t| ms(t.duration_since(self.started))),
             messages: self.messages,
             week_reset: self.week_reset,
+            service_tier: usage.billing.service_tier.clone().unwrap_or_default(),
         };
         if let Some(account) = &self.account {
             let tokens = record.tokens.total_input() + record.tokens.output;

@@ -53,6 +53,7 @@
 mod body;
 mod chat;
 mod log;
+mod websocket;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,8 +61,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::response::Response;
-use axum::routing::on;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::header;
 
@@ -79,29 +79,52 @@ use crate::upstream;
 use body::BodyLimits;
 use log::RequestContext;
 
-/// Every protocol's routes ([`protocol::each`]), each to [`handle`] for that protocol,
-/// and the answers to paths and methods none serves.
+/// Every protocol's routes ([`protocol::each`]), each to [`handle`] for that protocol;
+/// the paths that are not one protocol's endpoint (`GET /v1/models` of both APIs,
+/// `/v1/chat/completions`, the WebSocket upgrade of `/v1/responses`); and the answers to
+/// paths and methods none serves.
 pub fn routes() -> Router<Arc<Current>> {
-    struct Routes(Router<Arc<Current>>);
-    impl protocol::Visit for Routes {
-        fn protocol<P: Protocol>(&mut self) {
-            for route in P::ROUTES {
-                let methods = on(route.method, handle::<P>).fallback(method_not_allowed::<P>);
-                self.0 = std::mem::take(&mut self.0).route(route.path, methods);
+    use axum::routing::{MethodFilter, MethodRouter};
+    use protocol::openai::OpenAi;
+    type Methods = MethodRouter<Arc<Current>>;
+    /// The methods of each path, in the order first seen.
+    struct Routes(Vec<(&'static str, Methods)>);
+    impl Routes {
+        fn add(&mut self, path: &'static str, add: impl FnOnce(Methods) -> Methods) {
+            match self.0.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, methods)) => *methods = add(std::mem::take(methods)),
+                None => self.0.push((path, add(MethodRouter::new()))),
             }
         }
     }
-    let mut routes = Routes(Router::new());
+    impl protocol::Visit for Routes {
+        fn protocol<P: Protocol>(&mut self) {
+            for route in P::ROUTES {
+                self.add(route.path, |m| {
+                    m.on(route.method, handle::<P>)
+                        .fallback(method_not_allowed::<P>)
+                });
+            }
+        }
+    }
+    let mut routes = Routes(Vec::new());
     protocol::each(&mut routes);
-    let models = on(axum::routing::MethodFilter::GET, models)
-        .fallback(method_not_allowed::<protocol::Fallback>);
-    let chat = on(axum::routing::MethodFilter::POST, chat::handle)
-        .fallback(method_not_allowed::<protocol::openai::OpenAi>);
-    routes
-        .0
-        .route("/v1/models", models)
-        .route(chat::PATH, chat)
-        .fallback(not_found::<protocol::Fallback>)
+    routes.add("/v1/models", |m| {
+        m.on(MethodFilter::GET, models)
+            .fallback(method_not_allowed::<protocol::Fallback>)
+    });
+    routes.add(chat::PATH, |m| {
+        m.on(MethodFilter::POST, chat::handle)
+            .fallback(method_not_allowed::<OpenAi>)
+    });
+    routes.add(websocket::PATH, |m| {
+        m.on(MethodFilter::GET, websocket::handle)
+    });
+    let mut router = Router::new();
+    for (path, methods) in routes.0 {
+        router = router.route(path, methods);
+    }
+    router.fallback(not_found::<protocol::Fallback>)
 }
 
 /// The axum handler for every relayed endpoint of protocol `P`.
@@ -130,11 +153,73 @@ pub async fn handle<P: Protocol>(
 
 /// `GET /v1/models`, a path of both APIs: the list of the provider whose client asks
 /// ([`protocol::models_provider`]).
+///
+/// Codex asks with `client_version` for its backend's own list, which is relayed. Other
+/// OpenAI clients (the SDKs, Cursor, Continue) get an OpenAI list of what they can ask
+/// for through `/v1/chat/completions`: the priced models of each provider the user is
+/// bound to, and the aliases that lead to one of them.
 async fn models(state: State<Arc<Current>>, request: Request) -> Response {
     match protocol::models_provider(request.headers()) {
         Provider::Anthropic => handle::<protocol::anthropic::Anthropic>(state, request).await,
-        Provider::OpenAi => handle::<protocol::openai::OpenAi>(state, request).await,
+        Provider::OpenAi
+            if request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p.starts_with("client_version="))) =>
+        {
+            handle::<protocol::openai::OpenAi>(state, request).await
+        }
+        Provider::OpenAi => {
+            use protocol::openai::OpenAi;
+            let State(current) = state;
+            let mut context =
+                RequestContext::start(request.method(), request.uri().path(), current.feed());
+            context.endpoint = "models";
+            let state = current.state();
+            let caller = match authenticate(&state, request.headers(), &mut context) {
+                Ok(caller) => caller,
+                Err(error) => {
+                    let response = OpenAi::error_response(&error);
+                    context.refused(error.kind, response.status());
+                    return response;
+                }
+            };
+            let bound = |provider| target_of(&caller, &state.config, provider, "account").is_ok();
+            let list = model_list(&state.config, bound);
+            context.status = 200;
+            context.outcome = log::Outcome::Completed;
+            axum::Json(list).into_response()
+        }
     }
+}
+
+/// An OpenAI model list (`{"object":"list","data":[{"id","object":"model","created",
+/// "owned_by"}]}`) of the priced models and aliases of the providers `bound` says yes to.
+fn model_list(config: &Config, bound: impl Fn(Provider) -> bool) -> serde_json::Value {
+    let owner = |provider| match provider {
+        Provider::Anthropic => "anthropic",
+        Provider::OpenAi => "openai",
+    };
+    let mut ids: std::collections::BTreeMap<String, &str> = Default::default();
+    for (id, _) in config.usage.prices.models() {
+        let provider = chat::provider_of(id);
+        if bound(provider) {
+            ids.insert(id.to_owned(), owner(provider));
+        }
+    }
+    for (alias, model) in &config.aliases {
+        let provider = chat::provider_of(model);
+        if bound(provider) {
+            ids.insert(alias.clone(), owner(provider));
+        }
+    }
+    let data: Vec<serde_json::Value> = ids
+        .into_iter()
+        .map(|(id, owned_by)| {
+            serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": owned_by})
+        })
+        .collect();
+    serde_json::json!({"object": "list", "data": data})
 }
 
 async fn relay<P: Protocol>(
@@ -213,6 +298,7 @@ async fn forward<P: Protocol>(
     context: &mut RequestContext,
 ) -> Result<Response, RelayError> {
     let config = &state.config;
+    context.provider = P::PROVIDER;
     let peek = P::peek(&parts.headers, &body);
     let streaming = peek.stream;
     context.peeked(peek);
@@ -682,6 +768,10 @@ async fn send<P: Protocol>(
         ));
     if !body.is_empty() {
         outgoing = outgoing.body(Bytes::clone(body));
+    }
+    if parts.headers.contains_key(header::UPGRADE) {
+        // A protocol upgrade (a WebSocket: [`websocket`]) exists only in HTTP/1.1.
+        outgoing = outgoing.version(http::Version::HTTP_11);
     }
     let (until, wait, field) = match deadline {
         Some(d) => (d, timeouts.request, "timeouts.request"),

@@ -6,6 +6,7 @@
 pub mod codex_oauth;
 pub mod fleet;
 pub mod mock;
+pub mod openai_mock;
 pub mod process;
 pub mod proxy;
 #[allow(unused_imports)]

@@ -153,6 +153,7 @@ impl Message {
             cache_write_1h,
             web_search_requests: self.web_search,
             web_fetch_requests: 0,
+            reasoning: 0,
         }
     }
 
@@ -492,4 +493,159 @@ fn a_huge_event_name_line_does_not_depend_on_chunking() {
     assert_eq!(whole.tokens.input, 7);
     let (head, tail) = body.as_bytes().split_at(100);
     assert_eq!(feed(BodyKind::Sse, [head, tail]), whole);
+}
+
+// ---------------------------------------------------------------------------------------
+// OpenAI dialects.
+
+/// One OpenAI answer's usage: (input, cached, output, reasoning), cached ≤ input and
+/// reasoning ≤ output as OpenAI reports them.
+fn openai_counts() -> impl Strategy<Value = (u64, u64, u64, u64)> {
+    (count(), count())
+        .prop_flat_map(|(input, output)| (Just(input), 0..=input, Just(output), 0..=output))
+}
+
+fn openai_tier() -> impl Strategy<Value = Option<String>> {
+    prop::option::of(
+        prop_oneof![
+            Just("default"),
+            Just("auto"),
+            Just("flex"),
+            Just("priority")
+        ]
+        .prop_map(str::to_owned),
+    )
+}
+
+/// Feeds `chunks` to a new tap of `dialect`, asking for the usage now and then.
+fn feed_dialect<'a>(
+    dialect: Dialect,
+    kind: BodyKind,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+) -> Usage {
+    let mut tap = UsageTap::for_dialect(dialect, kind);
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        tap.feed(&Bytes::copy_from_slice(chunk));
+        if i % 5 == 0 {
+            tap.usage();
+        }
+    }
+    tap.usage()
+}
+
+fn openai_expected(
+    model: &str,
+    tier: &Option<String>,
+    (input, cached, output, reasoning): (u64, u64, u64, u64),
+    complete: bool,
+) -> Usage {
+    Usage {
+        model: Some(model.to_owned()),
+        tokens: Tokens {
+            input: input - cached,
+            cache_read: cached,
+            output,
+            reasoning,
+            ..Tokens::default()
+        },
+        billing: Billing {
+            service_tier: tier.clone(),
+            ..Billing::default()
+        },
+        complete,
+    }
+}
+
+proptest! {
+    #![proptest_config(config(96))]
+
+    /// A generated Responses stream reads the same however it is cut and laid out.
+    #[test]
+    fn generated_responses_streams_report_their_usage_however_cut(
+        model in "[a-z0-9.-]{1,30}",
+        counts in openai_counts(),
+        tier in openai_tier(),
+        texts in prop::collection::vec(text(), 0..4),
+        completed in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let (input, cached, output, reasoning) = counts;
+        let mut response = json!({"id": "resp_1", "status": "in_progress", "model": model, "usage": null});
+        let mut events = vec![("response.created", json!({"type": "response.created", "response": response.clone()}))];
+        for text in &texts {
+            events.push(("response.output_text.delta", json!({"type": "response.output_text.delta", "delta": text})));
+        }
+        let last = if completed { "response.completed" } else { "response.incomplete" };
+        response["usage"] = json!({
+            "input_tokens": input,
+            "input_tokens_details": {"cached_tokens": cached},
+            "output_tokens": output,
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+        });
+        response["output"] = json!([{"type": "message", "content": [{"type": "output_text", "text": texts.concat()}]}]);
+        if let Some(tier) = &tier {
+            response["service_tier"] = json!(tier);
+        }
+        events.push((last, json!({"type": last, "response": response})));
+        let mut layout = Layout(seed);
+        let body = write_sse(&events, &mut layout);
+        let expected = openai_expected(&model, &tier, counts, completed);
+        prop_assert_eq!(feed_dialect(Dialect::Responses, BodyKind::Sse, [body.as_slice()]), expected.clone());
+        prop_assert_eq!(feed_dialect(Dialect::Responses, BodyKind::Sse, layout.chunks(&body)), expected);
+    }
+
+    /// A generated Chat Completions stream (with its include_usage chunk) reads the same
+    /// however it is cut.
+    #[test]
+    fn generated_chat_streams_report_their_usage_however_cut(
+        model in "[a-z0-9.-]{1,30}",
+        counts in openai_counts(),
+        tier in openai_tier(),
+        texts in prop::collection::vec(text(), 0..4),
+        done in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let (input, cached, output, reasoning) = counts;
+        let chunk = |delta: Value, usage: Value| {
+            let mut chunk = json!({"object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": delta}], "usage": usage});
+            if let Some(tier) = &tier {
+                chunk["service_tier"] = json!(tier);
+            }
+            chunk
+        };
+        // Chat streams never name their events: `event: message` is the same as none.
+        let mut events = vec![("message", chunk(json!({"role": "assistant"}), Value::Null))];
+        for text in &texts {
+            events.push(("message", chunk(json!({"content": text}), Value::Null)));
+        }
+        events.push(("message", chunk(json!({}), json!({
+            "prompt_tokens": input,
+            "prompt_tokens_details": {"cached_tokens": cached},
+            "completion_tokens": output,
+            "completion_tokens_details": {"reasoning_tokens": reasoning},
+        }))));
+        let mut layout = Layout(seed);
+        let mut body = write_sse(&events, &mut layout);
+        if done {
+            body.extend_from_slice(b"data: [DONE]\n\n");
+        }
+        let expected = openai_expected(&model, &tier, counts, done);
+        prop_assert_eq!(feed_dialect(Dialect::ChatCompletions, BodyKind::Sse, [body.as_slice()]), expected.clone());
+        prop_assert_eq!(feed_dialect(Dialect::ChatCompletions, BodyKind::Sse, layout.chunks(&body)), expected);
+    }
+
+    /// Arbitrary bytes read the same however cut, in every dialect, and never panic.
+    #[test]
+    fn openai_taps_read_any_bytes_the_same_however_cut(
+        body in prop::collection::vec(any::<u8>(), 0..600),
+        seed in any::<u64>(),
+    ) {
+        for dialect in [Dialect::Responses, Dialect::ChatCompletions] {
+            for kind in [BodyKind::Sse, BodyKind::Json] {
+                let whole = feed_dialect(dialect, kind, [body.as_slice()]);
+                let mut layout = Layout(seed);
+                prop_assert_eq!(feed_dialect(dialect, kind, layout.chunks(&body)), whole);
+            }
+        }
+    }
 }

@@ -51,7 +51,7 @@ impl crate::protocol::Endpoint for Endpoint {
     fn name(&self) -> &'static str {
         match self {
             Endpoint::Responses => "responses",
-            Endpoint::Compact => "compact",
+            Endpoint::Compact => "responses_compact",
             Endpoint::Models => "models",
         }
     }

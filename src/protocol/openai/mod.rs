@@ -30,7 +30,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use super::{Peek, Protocol, Refusal, Route, Triage};
 use crate::config::Provider;
 use crate::error::RelayError;
-use crate::ledger::extract::UsageTap;
+use crate::ledger::extract::{BodyKind, Dialect, UsageTap};
 use crate::pool::limits::LimitSignals;
 use crate::upstream::UpstreamAuth;
 
@@ -101,9 +101,15 @@ impl Protocol for OpenAi {
         }
     }
 
+    /// Responses and compactions carry usage: a Response as JSON or as an event stream
+    /// (an answer without `Content-Type` is a stream, docs/protocol.md §7.6).
     fn usage_tap(endpoint: &endpoint::Endpoint, content_type: Option<&str>) -> Option<UsageTap> {
-        let _ = (endpoint, content_type);
-        None
+        endpoint.is_model_call().then(|| {
+            UsageTap::for_dialect(
+                Dialect::Responses,
+                BodyKind::for_dialect(Dialect::Responses, content_type),
+            )
+        })
     }
 
     fn error_response(error: &RelayError) -> Response {
