@@ -153,6 +153,12 @@ impl OpenAiMock {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(state.clone());
+        // Like the real API, no Nagle: each SSE event goes out as its own small write
+        // (`one_write_per_event`), and without TCP_NODELAY a stream would stall ~40 ms on
+        // delayed ACKs.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
