@@ -1,6 +1,8 @@
 //! Relay overhead benchmark: `/v1/messages` through Carpool versus directly against the
 //! same mock upstream (the test mock, `tests/common/mock.rs`), non-streaming and
-//! streaming (20 SSE events), at concurrency 1, 16 and 64.
+//! streaming (20 SSE events), at concurrency 1, 16 and 64; then the same for
+//! `/v1/responses` (a Codex-like request) against the OpenAI test mock
+//! (`tests/common/openai_mock.rs`) through an OpenAI API key account.
 //!
 //! Carpool runs as its own process (`carpool serve` with a generated config in a temp
 //! dir); the mock and the load generator run in this one. So the bench can report
@@ -17,7 +19,9 @@
 //! - `BENCH_SCALE=<float>`: multiply the request counts by this factor;
 //! - `BENCH_MAX_SECS=<secs>`: time cap per measured scenario (default 10);
 //! - `BENCH_CONCURRENCY=<n,n,..>`: the concurrency levels (default `1,16,64`);
-//! - `BENCH_STREAM_EVENTS=<n>`: SSE events per streamed answer (default 20, at least 7);
+//! - `BENCH_STREAM_EVENTS=<n>`: SSE events per streamed answer (default 20, at least 7;
+//!   a Responses stream has at least 9);
+//! - `BENCH_WORKLOADS=<w,w>`: `messages`, `responses` or both (the default);
 //! - `BENCH_CARPOOL=<path>`: the `carpool` binary to measure (default: the one cargo
 //!   built for this bench), e.g. a release build or an older commit's;
 //! - `BENCH_CALLGRIND=<dir>`: run Carpool under `valgrind --tool=callgrind` (dumps in
@@ -27,6 +31,8 @@
 
 #[path = "../tests/common/mock.rs"]
 mod mock;
+#[path = "../tests/common/openai_mock.rs"]
+mod openai_mock;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -36,11 +42,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mock::Mock;
+use openai_mock::OpenAiMock;
 use serde_json::json;
 
 const ACCESS: &str = "sk-ant-oat01-bench-access-00000000001";
 const REFRESH: &str = "sk-ant-ort01-bench-refresh-0000000001";
 const USER_TOKEN: &str = "cpk-bench-token-000000000001";
+const OPENAI_KEY: &str = "sk-proj-bench-openai-key-000000000001";
 const HOUR_MS: u128 = 3_600_000;
 
 /// Requests per measured scenario at scale 1, at concurrency 1 and above.
@@ -61,6 +69,58 @@ const TICKS_PER_SEC: u64 = 100;
 /// A CPU reading below this many ticks is marked as rough (±1 tick at each end).
 const PRECISE_TICKS: u64 = 50;
 
+/// What the requests are: Claude Code's `POST /v1/messages` to the Anthropic mock, or
+/// Codex's `POST /v1/responses` to the OpenAI mock (through an `openai_api_key` account).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Messages,
+    Responses,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Messages => "messages",
+            Workload::Responses => "responses",
+        }
+    }
+
+    /// The label's prefix: none for Messages, whose rows keep the labels of earlier runs.
+    fn prefix(self) -> &'static str {
+        match self {
+            Workload::Messages => "",
+            Workload::Responses => "responses ",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Workload::Messages => "/v1/messages",
+            Workload::Responses => "/v1/responses",
+        }
+    }
+
+    fn body(self, stream: bool) -> Vec<u8> {
+        match self {
+            Workload::Messages => body(stream),
+            Workload::Responses => responses_body(stream),
+        }
+    }
+
+    /// What a complete answer contains: the stream's last event, or the finished answer.
+    fn complete(self, stream: bool) -> &'static [u8] {
+        match (self, stream) {
+            (Workload::Messages, true) => b"event: message_stop",
+            (Workload::Messages, false) => b"\"end_turn\"",
+            (Workload::Responses, true) => b"event: response.completed",
+            (Workload::Responses, false) => b"\"status\":\"completed\"",
+        }
+    }
+}
+
+/// Width of the scenario column: 20, or the longest label when Responses rows are in.
+static LABEL_WIDTH: AtomicUsize = AtomicUsize::new(20);
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Route {
     Direct,
@@ -79,6 +139,7 @@ impl Route {
 struct Target {
     url: String,
     auth: String,
+    workload: Workload,
 }
 
 #[derive(Default)]
@@ -110,6 +171,7 @@ impl Cpu {
 }
 
 struct Outcome {
+    workload: Workload,
     stream: bool,
     concurrency: usize,
     route: Route,
@@ -187,6 +249,29 @@ fn body(stream: bool) -> Vec<u8> {
     .unwrap()
 }
 
+/// A Codex-like Responses request body (docs/protocol.md §12 item 11: no `instructions`,
+/// the base prompt as the first `developer` message, `store: false`, `include`,
+/// `prompt_cache_key`), of about the Messages body's size.
+fn responses_body(stream: bool) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "model": "gpt-5.1-codex",
+        "input": [
+            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "You are Codex."}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello in one short sentence."}]},
+        ],
+        "tools": [],
+        "tool_choice": "auto",
+        "parallel_tool_calls": false,
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "store": false,
+        "stream": stream,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "019a0000-bench-7000-8000-000000000001",
+        "text": {"verbosity": "medium"},
+    }))
+    .unwrap()
+}
+
 /// A fresh keep-alive client per scenario, as an SDK would hold one.
 fn client(concurrency: usize) -> reqwest::Client {
     reqwest::Client::builder()
@@ -207,12 +292,34 @@ async fn one(
     stream: bool,
 ) -> Result<(Duration, Duration), String> {
     let started = Instant::now();
-    let mut response = client
+    let request = client
         .post(&target.url)
         .header("authorization", &target.auth)
-        .header("content-type", "application/json")
-        .header("anthropic-version", "2023-06-01")
-        .header("anthropic-beta", "claude-code-20250219")
+        .header("content-type", "application/json");
+    let request = match target.workload {
+        Workload::Messages => request
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "claude-code-20250219"),
+        // Some of what Codex sends (docs/protocol.md §7.5, §12 item 11): the session and
+        // installation ids are what Carpool records as session and device.
+        Workload::Responses => request
+            .header("originator", "codex_cli_rs")
+            .header("openai-beta", "responses=experimental")
+            .header("session-id", "019a0000-bench-7000-8000-000000000001")
+            .header(
+                "x-codex-installation-id",
+                "019a0000-bench-7000-8000-0000000000aa",
+            )
+            .header(
+                "accept",
+                if stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
+            ),
+    };
+    let mut response = request
         .body(body.clone())
         .send()
         .await
@@ -233,12 +340,7 @@ async fn one(
             String::from_utf8_lossy(&received)
         ));
     }
-    let complete = if stream {
-        memmem(&received, b"event: message_stop")
-    } else {
-        memmem(&received, b"\"end_turn\"")
-    };
-    if !complete {
+    if !memmem(&received, target.workload.complete(stream)) {
         return Err(format!(
             "incomplete body: {}",
             String::from_utf8_lossy(&received)
@@ -261,7 +363,7 @@ async fn load(
     cap: Duration,
 ) -> (Samples, Duration, bool) {
     let remaining = Arc::new(AtomicUsize::new(requests));
-    let body = bytes::Bytes::from(body(stream));
+    let body = bytes::Bytes::from(target.workload.body(stream));
     let started = Instant::now();
     let deadline = started + cap;
     let mut workers = Vec::with_capacity(concurrency);
@@ -321,6 +423,7 @@ struct Plan {
     scale: f64,
     cap: Duration,
     concurrency: Vec<usize>,
+    workloads: Vec<Workload>,
     /// How long Carpool is left alone before and after a measured load, so that its
     /// ledger writer (which gathers records for 100 ms) has written the warm-up's
     /// records before the first reading and the load's before the second.
@@ -516,7 +619,7 @@ async fn scenario(plan: &Plan, carpool: &Carpool, s: Scenario<'_>) -> Outcome {
     };
     let label = format!(
         "{}-{}",
-        label(stream, concurrency).replace(' ', "-"),
+        label(target.workload, stream, concurrency).replace(' ', "-"),
         route.name()
     );
     let carpool_ir = if via {
@@ -528,6 +631,7 @@ async fn scenario(plan: &Plan, carpool: &Carpool, s: Scenario<'_>) -> Outcome {
         None
     };
     Outcome {
+        workload: target.workload,
         stream,
         concurrency,
         route,
@@ -562,7 +666,8 @@ fn write_credentials(path: &Path) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Starts `carpool serve` on a generated config (one account: the mock; one user) and
+/// Starts `carpool serve` on a generated config (one account: the mock, and an OpenAI
+/// API key account on the OpenAI mock when there is one; one user bound to both) and
 /// reads its banner for the URL. Its log (the default `info`, one line per request, as
 /// a person running it would have) goes to a pipe this process reads, as it would to
 /// journald or a terminal.
@@ -570,12 +675,17 @@ fn write_credentials(path: &Path) {
 /// The credentials file has a directory of its own, as `~/.claude/` is: Carpool watches
 /// that directory, and the ledger's writes next to it would wake the watcher on every
 /// batch, a cost no real setup has.
-fn start_carpool(dir: &Path, mock: &Mock, callgrind: Option<PathBuf>) -> Carpool {
+fn start_carpool(
+    dir: &Path,
+    mock: &Mock,
+    openai: Option<&OpenAiMock>,
+    callgrind: Option<PathBuf>,
+) -> Carpool {
     let claude = dir.join("claude");
     std::fs::create_dir_all(&claude).unwrap();
     let cred_path = claude.join(".credentials.json");
     write_credentials(&cred_path);
-    let config = json!({
+    let mut config = json!({
         "listen": "127.0.0.1",
         "listen_port": 0,
         "database": dir.join("data/usage.db"),
@@ -586,6 +696,12 @@ fn start_carpool(dir: &Path, mock: &Mock, callgrind: Option<PathBuf>) -> Carpool
             {"name": "bench", "token": USER_TOKEN, "credential": "mock"},
         ],
     });
+    if let Some(openai) = openai {
+        config["credentials"].as_array_mut().unwrap().push(json!(
+            {"tag": "openai", "type": "openai_api_key", "api_key": OPENAI_KEY, "base_url": openai.api_base()}
+        ));
+        config["users"][0]["credential"] = json!(["mock", "openai"]);
+    }
     let config_path = dir.join("config.json");
     std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
     // It holds a user token in clear: private, or Carpool warns about it.
@@ -689,10 +805,21 @@ fn main() -> ExitCode {
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| vec![1, 16, 64]);
     let events = env_f64("BENCH_STREAM_EVENTS").map_or(20, |v| (v as usize).max(7));
+    let workloads = std::env::var("BENCH_WORKLOADS")
+        .ok()
+        .map(|v| {
+            [Workload::Messages, Workload::Responses]
+                .into_iter()
+                .filter(|w| v.split(',').any(|n| n.trim() == w.name()))
+                .collect::<Vec<_>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec![Workload::Messages, Workload::Responses]);
     let plan = Plan {
         scale,
         cap,
         concurrency,
+        workloads,
         settle: if callgrind.is_some() {
             Duration::from_secs(2)
         } else {
@@ -716,18 +843,54 @@ async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode 
     // message_start, content_block_start, ping, the deltas, content_block_stop,
     // message_delta, message_stop.
     mock.state.deltas.store(events - 6, Ordering::Relaxed);
+    // The OpenAI upstream, when Responses are measured, set up the same way:
+    // response.created, response.in_progress, response.output_item.added,
+    // response.content_part.added, the deltas, response.output_text.done,
+    // response.content_part.done, response.output_item.done, response.completed.
+    let responses_events = events.max(9);
+    let openai = if plan.workloads.contains(&Workload::Responses) {
+        let openai = OpenAiMock::start(OPENAI_KEY).await;
+        openai.state.recording.store(false, Ordering::Relaxed);
+        openai
+            .state
+            .deltas
+            .store(responses_events - 8, Ordering::Relaxed);
+        Some(openai)
+    } else {
+        None
+    };
 
     let dir = tempfile::tempdir().unwrap();
-    let carpool = start_carpool(dir.path(), &mock, callgrind);
+    let carpool = start_carpool(dir.path(), &mock, openai.as_ref(), callgrind);
 
-    let target = |url: &str, token: &str| {
+    // The direct base URLs include what Carpool's base URL replaces: `/v1` for both.
+    let target = |workload: Workload, via: bool| {
+        let (base, token) = match (via, workload) {
+            (true, _) => (carpool.url.clone(), USER_TOKEN),
+            (false, Workload::Messages) => (mock.url(), ACCESS),
+            (false, Workload::Responses) => (
+                openai.as_ref().expect("the OpenAI mock runs").url(),
+                OPENAI_KEY,
+            ),
+        };
         Arc::new(Target {
-            url: format!("{url}/v1/messages"),
+            url: format!("{base}{}", workload.path()),
             auth: format!("Bearer {token}"),
+            workload,
         })
     };
-    let direct = target(&mock.url(), ACCESS);
-    let via = target(&carpool.url, USER_TOKEN);
+    let width = plan
+        .workloads
+        .iter()
+        .flat_map(|&w| {
+            plan.concurrency
+                .iter()
+                .map(move |&c| label(w, true, c).len().max(label(w, false, c).len()))
+        })
+        .max()
+        .unwrap_or(0)
+        .max(20);
+    LABEL_WIDTH.store(width, Ordering::Relaxed);
 
     // What Carpool costs doing nothing, to tell it apart from the per-request figures.
     let idle = Duration::from_secs(1);
@@ -750,6 +913,18 @@ async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode 
         mock.url(),
         carpool.url
     );
+    if let Some(openai) = &openai {
+        println!(
+            "responses: /v1/responses (Codex-like) via an openai_api_key account; upstream {} (tests/common/openai_mock.rs), streams of {responses_events} SSE events, {} bytes (messages: {} bytes)",
+            openai.url(),
+            openai_mock::sse_events_split("gpt-5.1-codex", 1, responses_events - 8)
+                .concat()
+                .len(),
+            mock::sse_events_split("claude-sonnet-4-5-20250929", events - 6)
+                .concat()
+                .len(),
+        );
+    }
     println!("Carpool's CPU while idle: {idle_ticks} in {idle:?}");
     println!(
         "latencies in ms; ttfc = time to the first body chunk (the first SSE event); cpu in us per request"
@@ -763,29 +938,33 @@ async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode 
     println!();
 
     let mut outcomes = Vec::new();
-    for stream in [false, true] {
-        for &concurrency in &plan.concurrency {
-            let counts = if concurrency == 1 {
-                (plan.n(WARMUP_LOW), plan.n(LOW_REQUESTS))
-            } else {
-                (plan.n(WARMUP_HIGH), plan.n(HIGH_REQUESTS))
-            };
-            for route in [Route::Direct, Route::Carpool] {
-                let target = if route == Route::Direct {
-                    &direct
+    for &workload in &plan.workloads {
+        let direct = target(workload, false);
+        let via = target(workload, true);
+        for stream in [false, true] {
+            for &concurrency in &plan.concurrency {
+                let counts = if concurrency == 1 {
+                    (plan.n(WARMUP_LOW), plan.n(LOW_REQUESTS))
                 } else {
-                    &via
+                    (plan.n(WARMUP_HIGH), plan.n(HIGH_REQUESTS))
                 };
-                let s = Scenario {
-                    route,
-                    target,
-                    stream,
-                    concurrency,
-                    counts,
-                };
-                let o = scenario(&plan, &carpool, s).await;
-                print_row(&o);
-                outcomes.push(o);
+                for route in [Route::Direct, Route::Carpool] {
+                    let target = if route == Route::Direct {
+                        &direct
+                    } else {
+                        &via
+                    };
+                    let s = Scenario {
+                        route,
+                        target,
+                        stream,
+                        concurrency,
+                        counts,
+                    };
+                    let o = scenario(&plan, &carpool, s).await;
+                    print_row(&o);
+                    outcomes.push(o);
+                }
             }
         }
     }
@@ -795,7 +974,7 @@ async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode 
         "Carpool / direct (req/s: below 1 is slower; latency: above 1 is slower); carpool cpu in us per request"
     );
     println!(
-        "{:<20} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>10} {:>12}{}",
+        "{:<width$} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>10} {:>12}{}",
         "scenario",
         "req/s",
         "p50",
@@ -822,8 +1001,8 @@ async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode 
             _ => ("-".into(), "-".into()),
         };
         println!(
-            "{:<20} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>9} {:>10.3} {:>10.3} {:>12}{}",
-            label(c.stream, c.concurrency),
+            "{:<width$} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>9} {:>10.3} {:>10.3} {:>12}{}",
+            label(c.workload, c.stream, c.concurrency),
             c.rps() / d.rps(),
             ratio(c.total.p50, d.total.p50),
             ratio(c.total.p99, d.total.p99),
@@ -850,7 +1029,9 @@ async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode 
         };
         let figures: Vec<String> = outcomes
             .iter()
-            .filter(|o| o.stream == stream && o.route == Route::Carpool)
+            .filter(|o| {
+                o.workload == Workload::Messages && o.stream == stream && o.route == Route::Carpool
+            })
             .map(|o| {
                 format!(
                     "c={} {}",
@@ -867,7 +1048,7 @@ async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode 
     let top = plan.concurrency.iter().copied().max().unwrap_or(1);
     let shares: Vec<String> = outcomes
         .chunks(2)
-        .filter(|p| p[1].concurrency == top)
+        .filter(|p| p[1].workload == Workload::Messages && p[1].concurrency == top)
         .map(|p| {
             format!(
                 "{} {:.0}%",
@@ -885,6 +1066,52 @@ async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode 
         shares.join(", "),
         TARGET_RPS_SHARE * 100.0
     );
+    if plan.workloads.contains(&Workload::Responses) {
+        // Issue 9 set no targets for Responses; the same figures, to set them against.
+        let cpu = |stream: bool| {
+            outcomes
+                .iter()
+                .filter(|o| {
+                    o.workload == Workload::Responses
+                        && o.stream == stream
+                        && o.route == Route::Carpool
+                })
+                .map(|o| {
+                    format!(
+                        "c={} {}",
+                        o.concurrency,
+                        o.carpool_cpu.map_or("-".into(), Cpu::show)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let shares: Vec<String> = outcomes
+            .chunks(2)
+            .filter(|p| p[1].workload == Workload::Responses && p[1].concurrency == top)
+            .map(|p| {
+                format!(
+                    "{} {:.0}%",
+                    if p[1].stream {
+                        "streaming"
+                    } else {
+                        "non-streaming"
+                    },
+                    100.0 * p[1].rps() / p[0].rps()
+                )
+            })
+            .collect();
+        println!("responses (no targets of their own):");
+        println!(
+            "  Carpool CPU per non-streaming request: {} us; per {responses_events}-event stream: {} us",
+            cpu(false),
+            cpu(true)
+        );
+        println!(
+            "  Carpool req/s as a share of direct at c={top}: {}",
+            shares.join(", ")
+        );
+    }
 
     let sent: usize = outcomes
         .iter()
@@ -912,7 +1139,7 @@ async fn run(plan: Plan, events: usize, callgrind: Option<PathBuf>) -> ExitCode 
         for o in outcomes.iter().filter(|o| o.errors > 0) {
             eprintln!(
                 "{} {}: {} errors, first: {}",
-                label(o.stream, o.concurrency),
+                label(o.workload, o.stream, o.concurrency),
                 o.route.name(),
                 o.errors,
                 o.first_error.as_deref().unwrap_or("?")
@@ -937,18 +1164,20 @@ fn ledger_rows(path: &Path) -> i64 {
         .unwrap_or(-1)
 }
 
-fn label(stream: bool, concurrency: usize) -> String {
+fn label(workload: Workload, stream: bool, concurrency: usize) -> String {
     format!(
-        "{} c={concurrency}",
+        "{}{} c={concurrency}",
+        workload.prefix(),
         if stream { "streaming" } else { "non-streaming" }
     )
 }
 
 fn print_row(o: &Outcome) {
     static HEADER: std::sync::Once = std::sync::Once::new();
+    let width = LABEL_WIDTH.load(Ordering::Relaxed);
     HEADER.call_once(|| {
         println!(
-            "{:<20} {:<8} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11}",
+            "{:<width$} {:<8} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11}",
             "scenario",
             "path",
             "requests",
@@ -967,8 +1196,8 @@ fn print_row(o: &Outcome) {
         None => ("-".into(), "-".into()),
     };
     println!(
-        "{:<20} {:<8} {:>8} {:>6} {:>8.0} {:>9.3} {:>9.3} {:>9} {:>9} {:>9} {:>11}{}",
-        label(o.stream, o.concurrency),
+        "{:<width$} {:<8} {:>8} {:>6} {:>8.0} {:>9.3} {:>9.3} {:>9} {:>9} {:>9} {:>11}{}",
+        label(o.workload, o.stream, o.concurrency),
         o.route.name(),
         o.requests,
         o.errors,

@@ -28,12 +28,14 @@
 //! Every request is recorded (method, path with query, headers, body), as
 //! [`super::mock::Mock`] does, and every answer body sent on a `responses` path is kept, so
 //! a test can compare what its client received with what the mock sent, byte for byte.
+//! The relay benchmark (`benches/relay.rs`) turns both off ([`OpenAiState::recording`])
+//! and sets the length of streamed answers ([`OpenAiState::deltas`]).
 
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -112,6 +114,12 @@ pub struct OpenAiState {
     /// What `GET /backend-api/wham/usage` answers; `None`: the default (see [`wham_usage`]).
     pub usage: Mutex<Option<(u16, Value)>>,
     pub usage_polls: AtomicUsize,
+    /// When false, neither requests nor answers are kept (benchmarks send hundreds of
+    /// thousands).
+    pub recording: AtomicBool,
+    /// Text deltas in each unscripted streamed answer (see [`sse_events_split`]); 0: two,
+    /// as [`sse_events`]. The relay benchmark streams longer answers.
+    pub deltas: AtomicUsize,
     calls: AtomicUsize,
 }
 
@@ -138,11 +146,19 @@ impl OpenAiMock {
             issued: Mutex::new(Vec::new()),
             usage: Mutex::new(None),
             usage_polls: AtomicUsize::new(0),
+            recording: AtomicBool::new(true),
+            deltas: AtomicUsize::new(0),
             calls: AtomicUsize::new(0),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(state.clone());
+        // Like the real API, no Nagle: each SSE event goes out as its own small write
+        // (`one_write_per_event`), and without TCP_NODELAY a stream would stall ~40 ms on
+        // delayed ACKs.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         #[allow(clippy::disallowed_methods)] // a test fixture's task, not Carpool's
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -256,12 +272,14 @@ async fn take(state: &OpenAiState, request: Request) -> Incoming {
         .unwrap_or_default();
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-    state.requests.lock().unwrap().push(Recorded {
-        method,
-        uri: uri.clone(),
-        headers: parts.headers.clone(),
-        body: body.clone(),
-    });
+    if state.recording.load(Ordering::Relaxed) {
+        state.requests.lock().unwrap().push(Recorded {
+            method,
+            uri: uri.clone(),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        });
+    }
     Incoming {
         uri,
         headers: parts.headers,
@@ -416,12 +434,11 @@ fn turn(state: &Arc<OpenAiState>, request: &Value, stream: bool) -> Response {
         None => {
             let headers = state.headers.lock().unwrap().clone();
             if stream {
-                (
-                    200,
-                    headers,
-                    sse_events(&model, n).concat(),
-                    Some("text/event-stream"),
-                )
+                let events = match state.deltas.load(Ordering::Relaxed) {
+                    0 => sse_events(&model, n),
+                    deltas => sse_events_split(&model, n, deltas),
+                };
+                (200, headers, events.concat(), Some("text/event-stream"))
             } else {
                 let response = response_object(
                     &model,
@@ -435,7 +452,9 @@ fn turn(state: &Arc<OpenAiState>, request: &Value, stream: bool) -> Response {
         }
     };
     let bytes = Bytes::from(body);
-    state.answers.lock().unwrap().push(bytes.clone());
+    if state.recording.load(Ordering::Relaxed) {
+        state.answers.lock().unwrap().push(bytes.clone());
+    }
     let mut builder = Response::builder()
         .status(status)
         .header("x-request-id", format!("req_mock_openai_{n:04}"));
@@ -445,17 +464,31 @@ fn turn(state: &Arc<OpenAiState>, request: &Value, stream: bool) -> Response {
     let response = if content_type == Some("text/event-stream") {
         // One chunk per event, as a real stream arrives.
         let text = String::from_utf8(bytes.to_vec()).unwrap();
-        let chunks: Vec<Result<Bytes, std::convert::Infallible>> = text
+        let chunks: VecDeque<Bytes> = text
             .split_inclusive("\n\n")
-            .map(|event| Ok(Bytes::from(event.to_owned())))
+            .map(|event| Bytes::from(event.to_owned()))
             .collect();
-        builder
-            .body(Body::from_stream(futures_util::stream::iter(chunks)))
-            .unwrap()
+        builder.body(one_write_per_event(chunks)).unwrap()
     } else {
         builder.body(Body::from(bytes)).unwrap()
     };
     with_headers(response, &extra)
+}
+
+/// A body that hands hyper one event at a time, yielding to the runtime in between.
+/// hyper's HTTP/1 writer gathers every chunk a body has ready into one write; a body that
+/// is pending between events makes it write each event as soon as it has it, one write
+/// per event as an upstream that generates them sends them (and as the Anthropic mock's
+/// channel does). Yielding costs no task or channel, so long benchmark streams stay cheap.
+fn one_write_per_event(chunks: VecDeque<Bytes>) -> Body {
+    let stream = futures_util::stream::unfold((chunks, true), |(mut chunks, first)| async move {
+        if !first {
+            tokio::task::yield_now().await;
+        }
+        let chunk = chunks.pop_front()?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), (chunks, false)))
+    });
+    Body::from_stream(stream)
 }
 
 /// ChatGPT's 429 for a used-up plan window (docs/protocol.md §7.6): `usage_limit_reached`
@@ -601,10 +634,31 @@ fn event(name: &str, seq: &mut u64, mut data: Value) -> String {
     format!("event: {name}\ndata: {data}\n\n")
 }
 
-/// The SSE events of the `n`th answer, exactly as the Responses API frames them.
+/// The SSE events of the `n`th answer, exactly as the Responses API frames them: ten
+/// events, the text in two deltas.
 pub fn sse_events(model: &str, n: usize) -> Vec<String> {
-    let item_id = format!("msg_mock{n:04}");
     let (first, second) = REPLY_TEXT.split_at(6);
+    sse_events_with(model, n, &[first, second])
+}
+
+/// Like [`sse_events`] with the text in `deltas` pieces of about the same length (at least
+/// one, at most one per character): `8 + deltas` events.
+pub fn sse_events_split(model: &str, n: usize, deltas: usize) -> Vec<String> {
+    let chars: Vec<(usize, char)> = REPLY_TEXT.char_indices().collect();
+    let pieces = deltas.clamp(1, chars.len());
+    let cut = |k: usize| {
+        chars
+            .get(k * chars.len() / pieces)
+            .map_or(REPLY_TEXT.len(), |c| c.0)
+    };
+    let texts: Vec<&str> = (0..pieces)
+        .map(|k| &REPLY_TEXT[cut(k)..cut(k + 1)])
+        .collect();
+    sse_events_with(model, n, &texts)
+}
+
+fn sse_events_with(model: &str, n: usize, pieces: &[&str]) -> Vec<String> {
+    let item_id = format!("msg_mock{n:04}");
     let mut seq = 0;
     let in_progress = response_object(model, n, vec![], "in_progress", false);
     let mut open_item = message_item(n, "");
@@ -618,7 +672,7 @@ pub fn sse_events(model: &str, n: usize) -> Vec<String> {
         }
         v
     };
-    vec![
+    let mut events = vec![
         event(
             "response.created",
             &mut seq,
@@ -639,16 +693,15 @@ pub fn sse_events(model: &str, n: usize) -> Vec<String> {
             &mut seq,
             at(json!({"part": part("")})),
         ),
-        event(
+    ];
+    for piece in pieces {
+        events.push(event(
             "response.output_text.delta",
             &mut seq,
-            at(json!({"delta": first, "logprobs": []})),
-        ),
-        event(
-            "response.output_text.delta",
-            &mut seq,
-            at(json!({"delta": second, "logprobs": []})),
-        ),
+            at(json!({"delta": piece, "logprobs": []})),
+        ));
+    }
+    events.extend([
         event(
             "response.output_text.done",
             &mut seq,
@@ -669,7 +722,8 @@ pub fn sse_events(model: &str, n: usize) -> Vec<String> {
             &mut seq,
             json!({"response": response_object(model, n, vec![message_item(n, REPLY_TEXT)], "completed", true)}),
         ),
-    ]
+    ]);
+    events
 }
 
 /// The call id of the `n`th answer's function call.
@@ -782,11 +836,13 @@ async fn codex_compact(State(state): State<Arc<OpenAiState>>, request: Request) 
 
 fn compact_answer(state: &OpenAiState) -> Response {
     let body = compacted().to_string();
-    state
-        .answers
-        .lock()
-        .unwrap()
-        .push(Bytes::from(body.clone()));
+    if state.recording.load(Ordering::Relaxed) {
+        state
+            .answers
+            .lock()
+            .unwrap()
+            .push(Bytes::from(body.clone()));
+    }
     let headers = state.headers.lock().unwrap().clone();
     with_headers(
         Response::builder()
