@@ -400,7 +400,15 @@ fn new_account(
     };
     let base = reqwest::Url::parse(&c.base_url)
         .map_err(|e| problem(format!("base_url `{}`: {e}", c.base_url)))?;
-    Ok(Account::new(c.tag.clone(), base, http, source, settings))
+    let mut account = Account::new(c.tag.clone(), base, http, source, settings);
+    let codex = matches!(
+        c.source,
+        ConfigSource::CodexFile { .. } | ConfigSource::CodexStored { .. }
+    );
+    if codex && c.base_url == crate::config::CODEX_BASE_URL {
+        account.api_key_base = reqwest::Url::parse(crate::config::OPENAI_BASE_URL).ok();
+    }
+    Ok(account)
 }
 
 /// The state for `config` and its `accounts`: after `previous`, keeping its pinned
@@ -726,5 +734,50 @@ mod tests {
         assert!(same.is_empty(), "{same}");
         engine.apply(config(dir.path(), &text("6"))).unwrap();
         assert!(price_of(&engine).unwrap() > three);
+    }
+}
+
+#[cfg(test)]
+mod codex_tests {
+    use super::*;
+    use crate::pool::account::Auth;
+
+    /// A Codex login on ChatGPT's default backend sends an `auth.json` API key to the
+    /// OpenAI API instead; a `base_url` the owner set is kept for both.
+    #[tokio::test]
+    async fn a_codex_api_key_goes_to_the_openai_api_unless_a_base_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = dir.path().join("auth.json");
+        std::fs::write(
+            &auth,
+            r#"{"auth_mode": "apikey", "OPENAI_API_KEY": "sk-proj-x"}"#,
+        )
+        .unwrap();
+        let text = serde_json::json!({
+            "database": dir.path().join("usage.db"),
+            "data_dir": dir.path(),
+            "credentials": [
+                {"tag": "default-base", "type": "codex", "credential_path": auth},
+                {"tag": "own-base", "type": "codex", "credential_path": auth, "base_url": "http://127.0.0.1:9/codex"},
+            ],
+        })
+        .to_string();
+        let config = Config::parse(&text, &dir.path().join("carpool.json")).unwrap();
+        let secrets = Arc::new(SecretStore::new(&config.data_dir, config.secret_store));
+        let built = build_accounts(&config, None, &[], &secrets).unwrap();
+        let key = Auth::ApiKey(crate::secret::Secret::new("sk-proj-x"));
+        let login = Auth::OAuth {
+            token: crate::secret::Secret::new("t"),
+            account_id: None,
+        };
+        let default = &built.accounts[0];
+        assert_eq!(default.base_for(&key).as_str(), "https://api.openai.com/v1");
+        assert_eq!(
+            default.base_for(&login).as_str(),
+            "https://chatgpt.com/backend-api/codex"
+        );
+        let own = &built.accounts[1];
+        assert_eq!(own.base_for(&key).as_str(), "http://127.0.0.1:9/codex");
+        assert!(matches!(default.auth(None).await, Ok(Auth::ApiKey(_))));
     }
 }

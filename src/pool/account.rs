@@ -63,6 +63,10 @@ pub struct Account {
     /// Its own client: its proxy applies to requests, refreshes and usage polls.
     pub http: reqwest::Client,
     pub source: Source,
+    /// Where its requests go when its login turns out to be an API key: a Codex
+    /// `auth.json` holding `OPENAI_API_KEY` (docs/protocol.md §7.1) is served by the OpenAI
+    /// API, not ChatGPT's backend, unless the config named a `base_url`.
+    pub api_key_base: Option<reqwest::Url>,
     /// What a config reload may change without replacing the account.
     settings: Mutex<Settings>,
     limits: Mutex<LimitState>,
@@ -118,6 +122,7 @@ impl Account {
             tag,
             base_url: base.as_str().trim_end_matches('/').to_owned(),
             base,
+            api_key_base: None,
             http,
             source,
             settings: Mutex::new(settings),
@@ -126,6 +131,14 @@ impl Account {
             recent: Mutex::new(Recent::default()),
             logged_state: Mutex::new("ready"),
             quarantine: Mutex::new(None),
+        }
+    }
+
+    /// The base URL for a request sent with `auth`.
+    pub fn base_for(&self, auth: &Auth) -> &reqwest::Url {
+        match (auth, &self.api_key_base) {
+            (Auth::ApiKey(_), Some(base)) => base,
+            _ => &self.base,
         }
     }
 

@@ -753,7 +753,7 @@ async fn send<P: Protocol>(
         body,
     } = request;
     let url = endpoint
-        .upstream_url(&account.base, parts.uri.query())
+        .upstream_url(account.base_for(auth), parts.uri.query())
         .map_err(|problem| {
             tracing::warn!(account = %account.tag, "refused to build an upstream URL: {problem}");
             P::not_relayed(&parts.method, parts.uri.path())
