@@ -603,3 +603,45 @@ fn cli(setup: &Setup, args: &[&str], path: &Path, input: &str) -> String {
         String::new()
     }
 }
+
+/// `provider: "openai"` adds an OpenAI key (`openai_api_key`) or a Codex `auth.json`
+/// (`codex`); the key stays out of the config, and the accounts show their provider.
+#[tokio::test]
+async fn openai_keys_and_codex_files_are_added_as_openai_accounts() {
+    let setup = setup().await;
+    let api = setup.start_managed_on_file(true).await;
+    let key = "sk-proj-api-added-key-0001";
+    let (status, account) = post(
+        &api,
+        "/accounts",
+        json!({"tag": "gpt", "api_key": key, "provider": "openai", "base_url": "http://127.0.0.1:9/v1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    assert_eq!(account["provider"], "openai");
+    assert_eq!(account["kind"], "api_key");
+    let text = config_text(&setup);
+    assert!(text.contains("\"openai_api_key\""), "{text}");
+    assert!(!text.contains(key));
+    assert_eq!(stored(&setup), [key]);
+
+    let auth = setup.dir.path().join("auth.json");
+    let (status, account) = post(
+        &api,
+        "/accounts",
+        json!({"tag": "codex", "credential_path": auth, "provider": "openai"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    assert_eq!(account["provider"], "openai");
+    assert_eq!(account["kind"], "oauth");
+    assert!(config_text(&setup).contains("\"codex\""));
+    let (status, claude) = post(
+        &api,
+        "/accounts",
+        json!({"tag": "console", "api_key": "sk-ant-x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{claude}");
+    assert_eq!(claude["provider"], "anthropic");
+}

@@ -101,18 +101,24 @@ pub enum NewSource {
     ApiKey(Secret),
 }
 
-/// Adds an account from a credentials file or an API key. Returns its tag.
+/// Adds an account of `provider` from a credentials file (Claude Code's, or Codex's
+/// `auth.json`) or an API key. Returns its tag.
 pub fn add(
     target: &Target<'_>,
     secrets: &SecretStore,
     tag: &str,
     source: NewSource,
+    provider: crate::config::Provider,
     options: &AccountOptions,
 ) -> Result<String, ApiError> {
+    use crate::config::Provider as Upstream;
     let mut entry = Map::new();
     entry.insert("tag".into(), tag.into());
     let stored = match source {
         NewSource::CredentialPath(path) => {
+            if provider == Upstream::OpenAi {
+                entry.insert("type".into(), "codex".into());
+            }
             entry.insert("credential_path".into(), path.display().to_string().into());
             None
         }
@@ -126,7 +132,11 @@ pub fn add(
             let reference = secrets
                 .store_new(tag, &key)
                 .map_err(|e| ApiError::unavailable(format!("cannot keep the API key: {e}")))?;
-            entry.insert("type".into(), "api_key".into());
+            let kind = match provider {
+                Upstream::Anthropic => "api_key",
+                Upstream::OpenAi => "openai_api_key",
+            };
+            entry.insert("type".into(), kind.into());
             entry.insert("api_key_ref".into(), reference.to_string().into());
             Some(reference)
         }
@@ -380,9 +390,13 @@ pub struct AddAccount {
     /// A Claude Code credentials file on the Carpool machine (kept where it is, refreshed
     /// in place, shared with `claude`).
     pub credential_path: Option<String>,
-    /// An Anthropic API key. Kept in the OS keyring or a 0600 file in Carpool's data
-    /// directory; the config gets only a reference to it.
+    /// An API key. Kept in the OS keyring or a 0600 file in Carpool's data directory; the
+    /// config gets only a reference to it.
     pub api_key: Option<String>,
+    /// Whose API the account speaks: `anthropic` (default; `credential_path` is a Claude
+    /// Code credentials file) or `openai` (`credential_path` is a Codex `auth.json`, an
+    /// `api_key` an OpenAI key).
+    pub provider: Option<crate::config::Provider>,
     /// The upstream API (default `https://api.anthropic.com`).
     pub base_url: Option<String>,
     /// Outbound proxy for this account: `http://`, `https://`, `socks5://`, `socks5h://`.
@@ -420,6 +434,7 @@ pub async fn create_account(
             ));
         }
     };
+    let provider = body.provider.unwrap_or(crate::config::Provider::Anthropic);
     let options = AccountOptions {
         base_url: body.base_url,
         proxy: body.proxy,
@@ -431,6 +446,7 @@ pub async fn create_account(
             &engine.secrets,
             &tag,
             source,
+            provider,
             &options,
         )
     })

@@ -40,6 +40,10 @@ pub enum AccountCommand {
         /// Read an API key from standard input (one line).
         #[arg(long)]
         api_key_stdin: bool,
+        /// An OpenAI account: the credentials file is a Codex `auth.json`, the key an
+        /// OpenAI API key.
+        #[arg(long)]
+        openai: bool,
         #[command(flatten)]
         options: Options,
     },
@@ -102,8 +106,14 @@ pub fn run(command: AccountCommand) -> anyhow::Result<()> {
             tag,
             credential_path,
             api_key_stdin,
+            openai,
             options,
         } => {
+            let provider = if openai {
+                Upstream::OpenAi
+            } else {
+                Upstream::Anthropic
+            };
             let (path, _, secrets) = load(options.config.clone())?;
             let source = match (credential_path, api_key_stdin) {
                 (Some(p), false) => {
@@ -120,6 +130,7 @@ pub fn run(command: AccountCommand) -> anyhow::Result<()> {
                 &secrets,
                 &tag,
                 source,
+                provider,
                 &options.account(),
             )
             .map_err(refused)?;
