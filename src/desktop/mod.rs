@@ -295,18 +295,19 @@ impl Desktop {
         let engine = server.engine.clone();
         let config = engine.state().config.clone();
         let name = free_name(&config, "desktop");
-        let credential = config
+        let credentials: Vec<String> = config
             .users
             .first()
-            .and_then(|u| u.targets.first())
-            .map(ToString::to_string);
+            .map(|u| u.targets.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
         let user = name.clone();
         let edited = tokio::task::spawn_blocking(move || {
             engine.edit_config(|doc| {
                 manage::add_user(
                     doc,
                     &user,
-                    credential.as_deref(),
+                    &credentials,
+                    &manage::credential_field,
                     "a user made in the dashboard first",
                 )
             })
