@@ -24,6 +24,7 @@ const window = (percent: number | null, reserve: number | null): Schemas["Window
 });
 const work: Schemas["Account"] = {
   tag: "work",
+  provider: "anthropic",
   kind: "oauth",
   base_url: "https://api.anthropic.com",
   proxy: "http://me:***@proxy.lan:3128",
@@ -42,7 +43,7 @@ const work: Schemas["Account"] = {
     last_hour: { requests: 12, tokens: 69400 },
   },
 };
-const key: Schemas["Account"] = { tag: "key", kind: "api_key", base_url: "https://api.anthropic.com", secret: { store: "data_dir", location: "/d/k" } };
+const key: Schemas["Account"] = { tag: "key", provider: "anthropic", kind: "api_key", base_url: "https://api.anthropic.com", secret: { store: "data_dir", location: "/d/k" } };
 
 async function type(label: string, value: string) {
   const input = screen.getByLabelText(label) as HTMLInputElement;
@@ -130,7 +131,7 @@ describe("AccountCard", () => {
 describe("PoolEditor", () => {
   it("creates a pool with its members in the order chosen", async () => {
     const mock = await api;
-    const pool: Schemas["Pool"] = { tag: "team", strategy: "fallback", members: ["key", "work"], poll_interval: "60s", session_ttl: "1h", users: [] };
+    const pool: Schemas["Pool"] = { tag: "team", provider: "anthropic", strategy: "fallback", members: ["key", "work"], poll_interval: "60s", session_ttl: "1h", users: [] };
     mock.on("POST /api/v1/pools", { status: 201, body: pool });
     const onsaved = vi.fn();
     render(PoolEditor, { props: { accounts: [work, key], onsaved, oncancel: vi.fn() } });
