@@ -251,6 +251,18 @@ impl ClientSetup {
         }
     }
 
+    /// Codex's provider with `token` in the file itself (`experimental_bearer_token`,
+    /// which Codex sends as `Authorization: Bearer` as it does `env_key`'s value; the
+    /// sing-box ocm docs set it up this way, docs/protocol.md §7.4): one paste, for the
+    /// tray, whose token is this machine's own.
+    pub fn codex_config_with_token(&self, token: &str) -> String {
+        let quoted = serde_json::Value::from(token).to_string();
+        self.codex_config.replace(
+            &format!("env_key = \"{CODEX_TOKEN_ENV}\"\n"),
+            &format!("experimental_bearer_token = {quoted}\n"),
+        )
+    }
+
     /// For a terminal: each snippet under a heading; `lead`'s first (Claude's for a
     /// user bound to Claude, OpenAI's for one bound only to OpenAI).
     pub fn to_text(&self, lead: Provider) -> String {
@@ -566,6 +578,10 @@ mod tests {
             "model_provider = \"carpool\"\n\n[model_providers.carpool]\nname = \"Carpool\"\nbase_url = \"https://box:7676/v1\"\nwire_api = \"responses\"\nenv_key = \"CARPOOL_TOKEN\"\nsupports_websockets = false\n"
         );
         assert!(!setup.codex_config.contains("cpk-abc"));
+        let inline = setup.codex_config_with_token("cpk-abc");
+        assert!(inline.contains("experimental_bearer_token = \"cpk-abc\"\n"));
+        assert!(!inline.contains("env_key"));
+        assert!(inline.contains("base_url = \"https://box:7676/v1\""));
         assert_eq!(setup.codex_shell, "export CARPOOL_TOKEN=cpk-abc\n");
         assert!(setup.openai_python.contains(
             "OpenAI(\n    base_url=\"https://box:7676/v1\",\n    api_key=\"cpk-abc\",\n)"
