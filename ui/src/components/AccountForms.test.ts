@@ -93,6 +93,24 @@ describe("AccountCard", () => {
     expect(screen.getByText("http://me:***@proxy.lan:3128")).toBeTruthy();
   });
 
+  it("names a Codex login's provider, plan and email", () => {
+    const codex: Schemas["Account"] = {
+      tag: "codex",
+      provider: "openai",
+      kind: "oauth",
+      base_url: "https://chatgpt.com/backend-api/codex",
+      secret: { store: "credentials_file", location: "/home/me/.codex/auth.json" },
+      email: "me@example.com",
+      plan: "pro",
+    };
+    render(AccountCard, { props: { account: codex, now, usedBy: [], onchanged: vi.fn(), onremove: vi.fn() } });
+    const card = screen.getByRole("article", { name: "codex" });
+    expect(card.textContent).toContain("OpenAI");
+    expect(card.textContent).toContain("Codex auth.json file");
+    expect(card.textContent).toContain("me@example.com · pro plan");
+    expect(card.textContent).toContain("Codex's auth.json, shared with Codex");
+  });
+
   it("sends only what changed, and shows a refused reserve next to it", async () => {
     const mock = await api;
     const updated = { ...work, reserve_weekly: 10 };
