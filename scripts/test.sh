@@ -3,9 +3,11 @@
 #
 # Needs cargo, Python >= 3.10 and Node/npm. Installs the test-only clients inside the repo
 # (nothing global), then runs rustfmt, clippy and every test:
-#   .test-deps/venv/         Python venv with tests/clients/requirements.txt (the anthropic SDK)
-#                            (or .test-deps/python/ + PYTHONPATH where venv is unavailable)
-#   tests/clients/node_modules/   npm ci of tests/clients/package-lock.json (the Claude Code CLI)
+#   .test-deps/venv/         Python venv with tests/clients/requirements.txt (the anthropic and
+#                            openai SDKs; or .test-deps/python/ + PYTHONPATH where venv is
+#                            unavailable)
+#   tests/clients/node_modules/   npm ci of tests/clients/package-lock.json (the Claude Code
+#                            and Codex CLIs)
 #   ui/node_modules/         npm ci of ui/package-lock.json (the dashboard's toolchain; build.rs
 #                            reads the same stamp, so cargo does not install it again)
 # Installs are skipped while a stamp shows they match the pinned files. Then the dashboard
@@ -78,8 +80,8 @@ py_stamp() {
     cat "$CLIENTS/requirements.txt"
 }
 STAMP_PY="$DEPS/python.stamp"
-# Cheaper than importing the SDK (about a second).
-HAS_SDK='from importlib.metadata import version; version("anthropic")'
+# Cheaper than importing the SDKs (about a second).
+HAS_SDK='from importlib.metadata import version; version("anthropic"); version("openai")'
 VENV_PY="$DEPS/venv/bin/python"
 if [ -f "$STAMP_PY" ] && [ -x "$VENV_PY" ] && py_stamp venv | cmp -s - "$STAMP_PY" &&
     "$VENV_PY" -c "$HAS_SDK" 2>/dev/null; then
@@ -109,13 +111,17 @@ else
         export PYTHONPATH="$DEPS/python${PYTHONPATH:+:$PYTHONPATH}"
     fi
 fi
-"$CARPOOL_TEST_PYTHON" -c "$HAS_SDK; print('anthropic', version('anthropic'))"
+"$CARPOOL_TEST_PYTHON" -c "$HAS_SDK; print('anthropic', version('anthropic'), '/ openai', version('openai'))"
 
 # ---------------------------------------------------------------------------------------
-section "claude code cli"
+section "claude code and codex cli"
 CLAUDE="$CLIENTS/node_modules/.bin/claude"
 CLAUDE_PKG="$CLIENTS/node_modules/@anthropic-ai/claude-code"
 CLAUDE_WANT="$(cd "$CLIENTS" && node -p "require('./package.json').dependencies['@anthropic-ai/claude-code']")"
+# Codex's npm package runs a native binary from a per-platform optional dependency
+# (@openai/codex-linux-x64, …): no install script, but npm must not omit optional ones.
+CODEX="$CLIENTS/node_modules/.bin/codex"
+CODEX_WANT="$(cd "$CLIENTS" && node -p "require('./package.json').dependencies['@openai/codex']")"
 STAMP_NPM="$CLIENTS/node_modules/.carpool.stamp"
 npm_stamp() {
     printf 'node: %s %s %s\n' "$(node --version)" "$(uname -s)" "$(uname -m)"
@@ -125,7 +131,11 @@ claude_ok() {
     local version
     version="$("$CLAUDE" --version 2>/dev/null)" && [[ "$version" == "$CLAUDE_WANT "* ]]
 }
-if [ -f "$STAMP_NPM" ] && npm_stamp | cmp -s - "$STAMP_NPM" && claude_ok; then
+codex_ok() {
+    local version
+    version="$("$CODEX" --version 2>/dev/null)" && [ "$version" = "codex-cli $CODEX_WANT" ]
+}
+if [ -f "$STAMP_NPM" ] && npm_stamp | cmp -s - "$STAMP_NPM" && claude_ok && codex_ok; then
     echo "up to date: tests/clients/node_modules"
 else
     (cd "$CLIENTS" && npm ci --no-audit --no-fund --loglevel=error)
@@ -136,13 +146,16 @@ else
         (cd "$CLAUDE_PKG" && node install.cjs)
     fi
     claude_ok || die "tests/clients/node_modules/.bin/claude does not run as Claude Code $CLAUDE_WANT"
+    codex_ok || die "tests/clients/node_modules/.bin/codex does not run as Codex CLI $CODEX_WANT (npm must install optional dependencies: its binary is one)"
     npm_stamp >"$STAMP_NPM"
     echo "installed into tests/clients/node_modules"
 fi
 "$CLAUDE" --version
+"$CODEX" --version
 CARPOOL_TEST_CLAUDE="$CLAUDE"
+CARPOOL_TEST_CODEX="$CODEX"
 
-export CARPOOL_TEST_PYTHON CARPOOL_TEST_CLAUDE
+export CARPOOL_TEST_PYTHON CARPOOL_TEST_CLAUDE CARPOOL_TEST_CODEX
 export CARPOOL_REQUIRE_REAL_CLIENTS=1
 
 # ---------------------------------------------------------------------------------------

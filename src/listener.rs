@@ -348,7 +348,8 @@ async fn serve_connection<S>(
         activity: activity.clone(),
         peer,
     };
-    let mut conn = pin!(builder.serve_connection(io, service));
+    // With upgrades: a WebSocket handshake hands its connection over (relay::websocket).
+    let mut conn = pin!(builder.serve_connection_with_upgrades(io, service));
     // With a request in flight there is no deadline; look again this often. Any later
     // deadline is at least this far after the request ends, so none is missed.
     let recheck = limits.header_timeout.min(limits.keep_alive);

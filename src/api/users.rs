@@ -173,8 +173,9 @@ impl ClientSetup {
     /// `ANTHROPIC_AUTH_TOKEN` as `Authorization: Bearer`; the SDKs send `api_key` as
     /// `x-api-key`; Carpool takes its token in either (docs/protocol.md §12). Codex takes
     /// Carpool as a custom model provider speaking Responses at `<base_url>/v1`, sending
-    /// its `env_key` variable as `Authorization: Bearer` (§12, last paragraph); without
-    /// WebSockets, which Carpool does not relay (§7.4, §12 item 12).
+    /// its `env_key` variable as `Authorization: Bearer` (§12, last paragraph); with
+    /// `supports_websockets = false`, plain HTTPS requests, which is how Carpool's tests run
+    /// the real Codex CLI (Carpool relays Codex's WebSocket too, §7.4).
     pub fn new(base_url: &str, token: &str) -> ClientSetup {
         let base_url = base_url.trim_end_matches('/');
         let env = vec![

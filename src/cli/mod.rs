@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api;
 use crate::config::{self, Config, CreatedConfig};
-use crate::credentials::{LoginStore, Status};
+use crate::credentials::{LoginFormat, LoginStore, Status};
 use crate::engine::{Overrides, Server, shutdown_signal};
 use crate::launch::launch;
 use crate::logging::LogFile;
@@ -263,17 +263,22 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
         match &account.source {
             Source::OAuth(credential) => {
                 let status = credential.status();
-                let hint = match (&status, credential.store()) {
-                    (Status::Missing, LoginStore::Secret { .. }) => {
+                let codex = credential.format() == LoginFormat::Codex;
+                let hint = match (&status, credential.store(), codex) {
+                    (Status::Missing, LoginStore::Secret { .. }, false) => {
                         " — log in again with `carpool login claude`"
                     }
-                    (Status::Missing, _) => {
+                    (Status::Missing, _, false) => {
                         " — run `claude` on this machine and log in; Carpool picks it up"
+                    }
+                    (Status::Missing, _, true) => {
+                        " — run `codex login` on this machine; Carpool picks it up"
                     }
                     _ => "",
                 };
                 println!(
-                    "Claude account `{}`: {} ({}){hint}",
+                    "{} `{}`: {} ({}){hint}",
+                    credential.format().account_words(),
                     account.tag,
                     credential.store().status_words(&status),
                     credential.store()

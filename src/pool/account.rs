@@ -248,8 +248,12 @@ impl Account {
             } else {
                 "change its key in the config or restart Carpool"
             };
+            let words = match &self.source {
+                Source::OAuth(c) => c.format().account_words(),
+                Source::ApiKey(_) => "API-key account",
+            };
             return Some(format!(
-                "Claude account `{}` was disabled by the provider (\"{reason}\"); it is left out until its owner clears it or you {until}",
+                "{words} `{}` was disabled by the provider (\"{reason}\"); it is left out until its owner clears it or you {until}",
                 self.tag
             ));
         }

@@ -181,6 +181,12 @@ impl RequestContext {
     }
 
     /// Moves the state out (into a response body); `self` will write nothing.
+    /// Nothing of this request is recorded or logged: what it started is recorded
+    /// otherwise (a WebSocket's handshake, whose answers are recorded one by one).
+    pub fn forget(&mut self) {
+        self.armed = false;
+    }
+
     pub fn take(&mut self) -> RequestContext {
         std::mem::replace(self, RequestContext::disarmed(&Method::GET, ""))
     }

@@ -53,6 +53,7 @@
 mod body;
 mod chat;
 mod log;
+mod websocket;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,7 +62,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::on;
 use bytes::Bytes;
 use http::header;
 
@@ -79,29 +79,52 @@ use crate::upstream;
 use body::BodyLimits;
 use log::RequestContext;
 
-/// Every protocol's routes ([`protocol::each`]), each to [`handle`] for that protocol,
-/// and the answers to paths and methods none serves.
+/// Every protocol's routes ([`protocol::each`]), each to [`handle`] for that protocol;
+/// the paths that are not one protocol's endpoint (`GET /v1/models` of both APIs,
+/// `/v1/chat/completions`, the WebSocket upgrade of `/v1/responses`); and the answers to
+/// paths and methods none serves.
 pub fn routes() -> Router<Arc<Current>> {
-    struct Routes(Router<Arc<Current>>);
-    impl protocol::Visit for Routes {
-        fn protocol<P: Protocol>(&mut self) {
-            for route in P::ROUTES {
-                let methods = on(route.method, handle::<P>).fallback(method_not_allowed::<P>);
-                self.0 = std::mem::take(&mut self.0).route(route.path, methods);
+    use axum::routing::{MethodFilter, MethodRouter};
+    use protocol::openai::OpenAi;
+    type Methods = MethodRouter<Arc<Current>>;
+    /// The methods of each path, in the order first seen.
+    struct Routes(Vec<(&'static str, Methods)>);
+    impl Routes {
+        fn add(&mut self, path: &'static str, add: impl FnOnce(Methods) -> Methods) {
+            match self.0.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, methods)) => *methods = add(std::mem::take(methods)),
+                None => self.0.push((path, add(MethodRouter::new()))),
             }
         }
     }
-    let mut routes = Routes(Router::new());
+    impl protocol::Visit for Routes {
+        fn protocol<P: Protocol>(&mut self) {
+            for route in P::ROUTES {
+                self.add(route.path, |m| {
+                    m.on(route.method, handle::<P>)
+                        .fallback(method_not_allowed::<P>)
+                });
+            }
+        }
+    }
+    let mut routes = Routes(Vec::new());
     protocol::each(&mut routes);
-    let models = on(axum::routing::MethodFilter::GET, models)
-        .fallback(method_not_allowed::<protocol::Fallback>);
-    let chat = on(axum::routing::MethodFilter::POST, chat::handle)
-        .fallback(method_not_allowed::<protocol::openai::OpenAi>);
-    routes
-        .0
-        .route("/v1/models", models)
-        .route(chat::PATH, chat)
-        .fallback(not_found::<protocol::Fallback>)
+    routes.add("/v1/models", |m| {
+        m.on(MethodFilter::GET, models)
+            .fallback(method_not_allowed::<protocol::Fallback>)
+    });
+    routes.add(chat::PATH, |m| {
+        m.on(MethodFilter::POST, chat::handle)
+            .fallback(method_not_allowed::<OpenAi>)
+    });
+    routes.add(websocket::PATH, |m| {
+        m.on(MethodFilter::GET, websocket::handle)
+    });
+    let mut router = Router::new();
+    for (path, methods) in routes.0 {
+        router = router.route(path, methods);
+    }
+    router.fallback(not_found::<protocol::Fallback>)
 }
 
 /// The axum handler for every relayed endpoint of protocol `P`.
@@ -745,6 +768,10 @@ async fn send<P: Protocol>(
         ));
     if !body.is_empty() {
         outgoing = outgoing.body(Bytes::clone(body));
+    }
+    if parts.headers.contains_key(header::UPGRADE) {
+        // A protocol upgrade (a WebSocket: [`websocket`]) exists only in HTTP/1.1.
+        outgoing = outgoing.version(http::Version::HTTP_11);
     }
     let (until, wait, field) = match deadline {
         Some(d) => (d, timeouts.request, "timeouts.request"),

@@ -5,6 +5,7 @@
 
 pub mod fleet;
 pub mod mock;
+pub mod openai_mock;
 pub mod process;
 pub mod proxy;
 #[allow(unused_imports)]

@@ -5,6 +5,13 @@
 //! `Authorization: Bearer <token or key>`, and for a ChatGPT login its
 //! `ChatGPT-Account-Id` (docs/protocol.md §7.5). A client's own `chatgpt-account-id` is
 //! dropped: it names the client's account, not the one Carpool sends the request with.
+//!
+//! **WebSocket upgrades** (Codex's `supports_websockets`, docs/protocol.md §7.4): the
+//! client's `Upgrade: websocket` goes upstream with `Connection: upgrade` and its
+//! `Sec-WebSocket-Key`/`-Version`, as sing-box ocm does, with
+//! `OpenAI-Beta: responses_websockets=2026-02-06` when the client named no beta. Its
+//! `Sec-WebSocket-Extensions` does not: without compression the frames stay readable,
+//! so Carpool can read each answer's usage as it passes.
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
@@ -18,7 +25,23 @@ pub fn request_headers(
     operator: &[(HeaderName, HeaderValue)],
     auth: UpstreamAuth<'_>,
 ) -> HeaderMap {
-    let mut out = upstream::forwarded_request_headers(client, 2, |name| name == ACCOUNT_ID);
+    let mut out = upstream::forwarded_request_headers(client, 5, |name| {
+        name == ACCOUNT_ID || name == "sec-websocket-extensions"
+    });
+    let websocket = client
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    if websocket {
+        out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        if !out.contains_key("openai-beta") {
+            out.insert(
+                "openai-beta",
+                HeaderValue::from_static("responses_websockets=2026-02-06"),
+            );
+        }
+    }
     upstream::apply_operator_headers(&mut out, operator);
     let (token, account) = match auth {
         UpstreamAuth::OAuth { token, account_id } => (token, account_id),
@@ -80,6 +103,33 @@ mod tests {
         assert_eq!(out["openai-beta"], "responses=experimental");
         assert!(out.get("connection").is_none());
         assert!(!format!("{out:?}").contains("carpool-user-token"));
+    }
+
+    #[test]
+    fn a_websocket_upgrade_crosses_without_compression_and_with_the_beta() {
+        let mut client = client();
+        client.remove("openai-beta");
+        for (k, v) in [
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-extensions", "permessage-deflate"),
+        ] {
+            client.insert(k, v.parse().unwrap());
+        }
+        let key = Secret::new("sk-proj-key");
+        let out = request_headers(&client, &[], UpstreamAuth::ApiKey(&key));
+        assert_eq!(out["upgrade"], "websocket");
+        assert_eq!(out["connection"], "upgrade");
+        assert_eq!(out["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(out["sec-websocket-version"], "13");
+        assert!(out.get("sec-websocket-extensions").is_none());
+        assert_eq!(out["openai-beta"], "responses_websockets=2026-02-06");
+        // Not an upgrade: none of it.
+        let plain = request_headers(&super::tests::client(), &[], UpstreamAuth::ApiKey(&key));
+        assert!(plain.get("upgrade").is_none());
+        assert_eq!(plain["openai-beta"], "responses=experimental");
     }
 
     #[test]
