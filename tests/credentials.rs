@@ -373,6 +373,8 @@ async fn the_timer_leaves_a_refused_login_alone_until_a_new_one_comes() {
     assert!(eventually(10, || async { setup.mock.refreshes() == 2 }).await);
     let sent = setup.mock.state.refresh_bodies.lock().unwrap()[1].clone();
     assert_eq!(sent["refresh_token"], NEW_LOGIN_REFRESH);
+    // The mock counts a refresh when it arrives and records its tokens as it answers.
+    assert!(eventually(5, || async { setup.mock.last_issued().is_some() }).await);
     let (_, rotated) = setup.mock.last_issued().unwrap();
     assert!(
         eventually(5, || async {
@@ -831,6 +833,8 @@ async fn expired_tokens_written_while_refreshing_are_adopted_and_refreshed_next(
     assert_eq!(setup.mock.refreshes(), 2);
     let sent = setup.mock.state.refresh_bodies.lock().unwrap()[1].clone();
     assert_eq!(sent["refresh_token"], NEW_LOGIN_REFRESH);
+    // The mock counts a refresh when it arrives and records its tokens as it answers.
+    assert!(eventually(5, || async { setup.mock.last_issued().is_some() }).await);
     let (_, rotated) = setup.mock.last_issued().unwrap();
     assert_eq!(
         file_json(&setup)["claudeAiOauth"]["refreshToken"],

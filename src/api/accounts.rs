@@ -23,7 +23,7 @@ use super::write::blocking;
 use super::{Api, ApiError, ErrorBody};
 use crate::config::accounts::{self as doc_ops, Patch};
 use crate::config::edit::{ConfigDoc, EditError};
-use crate::config::{Config, DEFAULT_TOKEN_URL, Source};
+use crate::config::{Config, Source};
 use crate::credentials::login::{AccountOptions, Finished, LoginError, Provider, Started};
 use crate::engine::Engine;
 use crate::pool::account::Source as AccountSource;
@@ -56,7 +56,12 @@ impl Target<'_> {
     /// the text as it is now without writing anything: a login must not be made only for
     /// the account to be refused after it (say, users who would then need to name their
     /// account).
-    pub fn check_login_account(&self, tag: &str, options: &AccountOptions) -> Result<(), ApiError> {
+    pub fn check_login_account(
+        &self,
+        provider: &Provider,
+        tag: &str,
+        options: &AccountOptions,
+    ) -> Result<(), ApiError> {
         let path = self.path()?;
         let text = std::fs::read_to_string(&path).map_err(|source| {
             EditError::Io(crate::config::ConfigError::Read {
@@ -67,6 +72,9 @@ impl Target<'_> {
         let mut doc = ConfigDoc::parse(&text)?;
         let mut entry = Map::new();
         entry.insert("tag".into(), tag.into());
+        if let Some(kind) = provider.account_type() {
+            entry.insert("type".into(), kind.into());
+        }
         entry.insert("login_ref".into(), "file:login-check".into());
         insert_options(&mut entry, options);
         doc_ops::add(&mut doc, entry)?;
@@ -127,8 +135,9 @@ pub fn add(
     commit(target, secrets, entry, stored)
 }
 
-/// Adds the account a finished login obtained: its tokens go to the secret store, the
-/// config gets `login_ref`. Returns its tag.
+/// Adds the account a finished login obtained: its tokens go to the secret store (in the
+/// provider's document format), the config gets `login_ref` (and `"type": "codex"` for a
+/// Codex login). Returns its tag.
 pub fn add_login(
     target: &Target<'_>,
     secrets: &SecretStore,
@@ -140,8 +149,11 @@ pub fn add_login(
         .map_err(|e| ApiError::unavailable(format!("cannot keep the login: {e}")))?;
     let mut entry = Map::new();
     entry.insert("tag".into(), finished.tag.clone().into());
+    if let Some(kind) = finished.provider.account_type() {
+        entry.insert("type".into(), kind.into());
+    }
     entry.insert("login_ref".into(), reference.to_string().into());
-    if finished.provider.token_url() != DEFAULT_TOKEN_URL {
+    if finished.provider.token_url() != finished.provider.default_token_url() {
         entry.insert("token_url".into(), finished.provider.token_url().into());
     }
     insert_options(&mut entry, &finished.options);
@@ -286,7 +298,7 @@ fn secret_place(source: &Source, secrets: &SecretStore, config_path: &str) -> Se
             location: path.display().to_string(),
             reference: None,
         },
-        Source::OAuthStored { login, .. } => stored(login),
+        Source::OAuthStored { login, .. } | Source::CodexStored { login, .. } => stored(login),
         Source::ApiKeyStored(reference) => stored(reference),
         Source::ApiKey(_) => SecretPlace {
             store: SecretStoreKind::ConfigFile,
@@ -335,7 +347,8 @@ fn views(api: &Api) -> Vec<Account> {
                 kind: match c.source {
                     Source::OAuthFile { .. }
                     | Source::OAuthStored { .. }
-                    | Source::CodexFile { .. } => AccountKind::OAuth,
+                    | Source::CodexFile { .. }
+                    | Source::CodexStored { .. } => AccountKind::OAuth,
                     Source::ApiKey(_) | Source::ApiKeyStored(_) => AccountKind::ApiKey,
                 },
                 base_url: c.base_url.clone(),
@@ -425,13 +438,28 @@ pub async fn create_account(
     Ok((StatusCode::CREATED, Json(one(&api, &added)?)))
 }
 
-/// Starts a Claude login that adds an account.
+/// Who a login is with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginProvider {
+    /// A Claude account (Pro, Max, Team, Enterprise).
+    #[default]
+    Claude,
+    /// A ChatGPT account's Codex login (docs/protocol.md §7.3).
+    Codex,
+}
+
+/// Starts a login that adds an account.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartLogin {
     /// The new account's tag.
     pub tag: String,
-    /// The upstream API (default `https://api.anthropic.com`).
+    /// Who to log in with: `claude` (default) or `codex`.
+    #[serde(default)]
+    pub provider: LoginProvider,
+    /// The upstream API (default `https://api.anthropic.com` for Claude,
+    /// `https://chatgpt.com/backend-api/codex` for Codex).
     pub base_url: Option<String>,
     /// Outbound proxy for the new account.
     pub proxy: Option<String>,
@@ -450,16 +478,20 @@ pub struct LoginStarted {
     pub tag: String,
 }
 
-/// The code the login page showed.
+/// The code the login page showed, or the address the browser was sent to.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FinishLogin {
-    /// As shown (`<code>#<state>`), or the whole page address it was sent to.
+    /// Claude: as shown (`<code>#<state>`). Codex: the whole address the browser was sent
+    /// to after logging in (`http://localhost:1455/auth/callback?code=…&state=…`; the page
+    /// itself does not load unless a `carpool login codex` listens there).
     pub code: String,
 }
 
-/// Starts a Claude login (OAuth with PKCE): open `authorize_url`, log in, and send the
-/// code it shows to `POST /accounts/login/{login_id}`.
+/// Starts a login (OAuth with PKCE) with Claude (default) or Codex: open
+/// `authorize_url`, log in, and send what it gives back to
+/// `POST /accounts/login/{login_id}`: Claude's page shows a code to paste; Codex's login
+/// ends on `http://localhost:1455/auth/callback?…`, whose address is pasted.
 #[utoipa::path(post, path = "/accounts/login", tag = "accounts", operation_id = "startAccountLogin",
     request_body = StartLogin,
     responses(
@@ -478,12 +510,18 @@ pub async fn start_login(
         base_url: body.base_url,
         proxy: body.proxy,
     };
-    let (tag, checked) = (body.tag.clone(), options.clone());
+    let provider = {
+        let config = &api.engine.state().config;
+        match body.provider {
+            LoginProvider::Claude => Provider::Claude(config.claude_login.clone()),
+            LoginProvider::Codex => Provider::codex(config.codex_login.clone()),
+        }
+    };
+    let (tag, checked, checked_provider) = (body.tag.clone(), options.clone(), provider.clone());
     blocking(&api, move |engine| {
-        Target::Engine(engine).check_login_account(&tag, &checked)
+        Target::Engine(engine).check_login_account(&checked_provider, &tag, &checked)
     })
     .await?;
-    let provider = Provider::Claude(api.engine.state().config.claude_login.clone());
     let Started {
         login_id,
         authorize_url,

@@ -2,6 +2,7 @@
 //! `carpool token`, `carpool usage`, `carpool admin` and `carpool openapi`.
 
 mod account;
+mod callback;
 mod manage;
 mod token;
 mod usage;
@@ -80,16 +81,25 @@ pub enum Command {
     /// Print the management API's OpenAPI document (JSON), as `carpool serve` serves it
     /// at /api/v1/openapi.json.
     Openapi,
-    /// Log in to a Claude account and add it: prints the address to open, reads the
-    /// code the login page shows from stdin. The tokens are kept in the OS keyring (or
+    /// Log in to a Claude or ChatGPT (Codex) account and add it: prints the address to
+    /// open. Claude: reads the code the login page shows from stdin. Codex: catches the
+    /// browser's redirect on localhost:1455, or reads the address it was sent to from
+    /// stdin (a browser on another machine). The tokens are kept in the OS keyring (or
     /// Carpool's data directory), never in the config.
     Login {
         /// Who to log in with.
         #[arg(value_enum)]
         provider: LoginWith,
-        /// The new account's tag (default `claude`, or `claude-2`, … when taken).
+        /// The new account's tag (default `claude` / `codex`, or `claude-2`, … when taken).
         #[arg(long)]
         tag: Option<String>,
+        /// Codex: do not listen on localhost:1455; only read the pasted address.
+        #[arg(long)]
+        paste: bool,
+        /// Codex: the port of the redirect (OpenAI accepts only 1455; for tests).
+        #[arg(long, value_name = "PORT", hide = true,
+            default_value_t = crate::credentials::login::CODEX_CALLBACK_PORT)]
+        callback_port: u16,
         #[command(flatten)]
         options: account::Options,
     },
@@ -121,6 +131,8 @@ pub enum Command {
 pub enum LoginWith {
     /// A Claude account (Pro, Max, Team, Enterprise).
     Claude,
+    /// A ChatGPT account's Codex login (Plus, Pro, Team, …).
+    Codex,
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,10 +187,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AdminCommand::Reset { config },
         } => admin_reset(config),
         Command::Login {
-            provider: LoginWith::Claude,
+            provider,
             tag,
+            paste,
+            callback_port,
             options,
-        } => account::login(tag, options).await,
+        } => {
+            let way = account::LoginWay {
+                paste_only: paste,
+                callback_port,
+            };
+            account::login(provider, tag, way, options).await
+        }
         Command::Account { command } => account::run(command),
         Command::Openapi => {
             print!("{}", crate::dashboard::openapi_json());
@@ -263,22 +283,25 @@ fn print_banner(server: &Server, config: &Config, path: &Path, created: Option<&
         match &account.source {
             Source::OAuth(credential) => {
                 let status = credential.status();
-                let codex = credential.format() == LoginFormat::Codex;
-                let hint = match (&status, credential.store(), codex) {
-                    (Status::Missing, LoginStore::Secret { .. }, false) => {
+                let format = credential.format();
+                let hint = match (&status, credential.store(), format) {
+                    (Status::Missing, LoginStore::Secret { .. }, LoginFormat::Codex) => {
+                        " — log in again with `carpool login codex`"
+                    }
+                    (Status::Missing, LoginStore::Secret { .. }, _) => {
                         " — log in again with `carpool login claude`"
                     }
-                    (Status::Missing, _, false) => {
-                        " — run `claude` on this machine and log in; Carpool picks it up"
-                    }
-                    (Status::Missing, _, true) => {
+                    (Status::Missing, _, LoginFormat::Codex) => {
                         " — run `codex login` on this machine; Carpool picks it up"
+                    }
+                    (Status::Missing, _, _) => {
+                        " — run `claude` on this machine and log in; Carpool picks it up"
                     }
                     _ => "",
                 };
                 println!(
                     "{} `{}`: {} ({}){hint}",
-                    credential.format().account_words(),
+                    format.account_words(),
                     account.tag,
                     credential.store().status_words(&status),
                     credential.store()

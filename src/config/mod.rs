@@ -40,6 +40,8 @@ pub const DEFAULT_PROFILE_URL: &str = "https://api.anthropic.com/api/oauth/profi
 pub const CODEX_BASE_URL: &str = "https://chatgpt.com/backend-api/codex";
 /// Where a Codex login is refreshed (docs/protocol.md §7.2).
 pub const CODEX_TOKEN_URL: &str = "https://auth.openai.com/oauth/token";
+/// Where a Codex login starts (docs/protocol.md §7.3).
+pub const CODEX_AUTHORIZE_URL: &str = "https://auth.openai.com/oauth/authorize";
 /// The OpenAI API, for OpenAI API keys. With `/v1`: the relay appends the client's path
 /// without its `/v1`, as for the Codex backend (docs/protocol.md §7.4).
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -71,6 +73,8 @@ pub struct Config {
     pub secret_store: crate::secrets::StoreChoice,
     /// Endpoints of the Claude login (`oauth.claude`).
     pub claude_login: LoginEndpoints,
+    /// Endpoints of the Codex login (`oauth.codex`).
+    pub codex_login: CodexLoginEndpoints,
     /// Fields that hold a secret in clear (`users[1].token`, `credentials[2].api_key`,
     /// a proxy password, a credential-like header), for [`Config::exposure_warning`].
     pub clear_secrets: Vec<String>,
@@ -143,6 +147,10 @@ pub enum Source {
     OAuthStored { login: SecretRef, token_url: String },
     /// A Codex login (`~/.codex/auth.json`, docs/protocol.md §7.1), refreshed by Carpool.
     CodexFile { path: PathBuf, token_url: String },
+    /// A Codex login Carpool obtained itself (`carpool login codex`, the API's login), in
+    /// its secret store (`login_ref`) as an `auth.json`-shaped document, refreshed like
+    /// the file.
+    CodexStored { login: SecretRef, token_url: String },
     /// An API key, sent as the provider wants it (Anthropic: `x-api-key`; OpenAI:
     /// `Authorization: Bearer`).
     ApiKey(crate::secret::Secret),
@@ -165,6 +173,23 @@ impl LoginEndpoints {
             authorize_url: DEFAULT_AUTHORIZE_URL.into(),
             token_url: DEFAULT_TOKEN_URL.into(),
             profile_url: DEFAULT_PROFILE_URL.into(),
+        }
+    }
+}
+
+/// Where a Codex login goes (`oauth.codex`; docs/protocol.md §7.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodexLoginEndpoints {
+    pub authorize_url: String,
+    pub token_url: String,
+}
+
+impl CodexLoginEndpoints {
+    /// OpenAI's (docs/protocol.md §7.3).
+    pub fn codex() -> CodexLoginEndpoints {
+        CodexLoginEndpoints {
+            authorize_url: CODEX_AUTHORIZE_URL.into(),
+            token_url: CODEX_TOKEN_URL.into(),
         }
     }
 }
@@ -432,6 +457,17 @@ impl Config {
                 profile_url: url("profile_url", &e.profile_url, DEFAULT_PROFILE_URL)?,
             }
         };
+        let codex_login = {
+            let e = &raw.oauth.codex;
+            let url = |field: &str, value: &Option<String>, default: &str| {
+                check_url(value.as_deref().unwrap_or(default))
+                    .map_err(|p| invalid(&format!("oauth.codex.{field}"), p))
+            };
+            CodexLoginEndpoints {
+                authorize_url: url("authorize_url", &e.authorize_url, CODEX_AUTHORIZE_URL)?,
+                token_url: url("token_url", &e.token_url, CODEX_TOKEN_URL)?,
+            }
+        };
         for (alias, model) in &raw.aliases {
             let field = format!("aliases.{alias}");
             if alias.trim().is_empty() {
@@ -466,6 +502,7 @@ impl Config {
             ca_file,
             secret_store,
             claude_login,
+            codex_login,
             clear_secrets,
             admin,
             tls,
@@ -926,18 +963,28 @@ fn credentials_from_raw(
                     &["api_key", "api_key_ref"],
                     "on a Codex login; use `\"type\": \"openai_api_key\"` for an OpenAI API key",
                 )?;
-                refuse(
-                    &["login_ref"],
-                    "on a Codex login read from a file; set `credential_path` (default `$CODEX_HOME/auth.json` or `~/.codex/auth.json`)",
-                )?;
                 let token_url = check_url(c.token_url.as_deref().unwrap_or(CODEX_TOKEN_URL))
                     .map_err(|p| (at("token_url"), p))?;
-                let path = match &c.credential_path {
-                    Some(p) => absolute(p, base_dir),
-                    None => codex_login_path(&env_var, dirs::home_dir())
-                        .map_err(|p| (at("credential_path"), p))?,
-                };
-                Source::CodexFile { path, token_url }
+                match (&c.login_ref, &c.credential_path) {
+                    (Some(_), Some(_)) => {
+                        return Err((
+                            at("login_ref"),
+                            "set either `login_ref` (a login Carpool stored) or `credential_path` (a Codex `auth.json`), not both".into(),
+                        ));
+                    }
+                    (Some(login), None) => Source::CodexStored {
+                        login: SecretRef::parse(login).map_err(|p| (at("login_ref"), p))?,
+                        token_url,
+                    },
+                    (None, path) => {
+                        let path = match path {
+                            Some(p) => absolute(p, base_dir),
+                            None => codex_login_path(&env_var, dirs::home_dir())
+                                .map_err(|p| (at("credential_path"), p))?,
+                        };
+                        Source::CodexFile { path, token_url }
+                    }
+                }
             }
             "balancer" | "fallback" => continue,
             other => {
@@ -950,7 +997,9 @@ fn credentials_from_raw(
             }
         };
         let (provider, default_base) = match (&source, kind) {
-            (Source::CodexFile { .. }, _) => (Provider::OpenAi, CODEX_BASE_URL),
+            (Source::CodexFile { .. } | Source::CodexStored { .. }, _) => {
+                (Provider::OpenAi, CODEX_BASE_URL)
+            }
             (_, "openai_api_key") => (Provider::OpenAi, OPENAI_BASE_URL),
             _ => (Provider::Anthropic, DEFAULT_BASE_URL),
         };

@@ -81,8 +81,9 @@ pub struct RawConfig {
     /// refer to them by `api_key_ref` / `login_ref`; the values never go into this file.
     #[serde(default)]
     pub secret_store: Option<String>,
-    /// OAuth endpoints of logins that add accounts (`carpool login claude`, the API's
-    /// login). The defaults are Anthropic's; for tests and compatible providers.
+    /// OAuth endpoints of logins that add accounts (`carpool login claude|codex`, the
+    /// API's login): `claude` and `codex`. The defaults are Anthropic's and OpenAI's; for
+    /// tests and compatible providers.
     #[serde(default)]
     pub oauth: RawOAuth,
 }
@@ -127,6 +128,24 @@ pub struct RawTls {
 pub struct RawOAuth {
     #[serde(default)]
     pub claude: RawOAuthEndpoints,
+    #[serde(default)]
+    pub codex: RawCodexOAuth,
+}
+
+/// `oauth.codex`: where a Codex login goes (docs/protocol.md §7.3). Its redirect is
+/// always `http://localhost:1455/auth/callback`, the one OpenAI's client accepts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCodexOAuth {
+    /// The page the person opens to log in (default
+    /// `https://auth.openai.com/oauth/authorize`).
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    /// Where the code is exchanged for tokens (default
+    /// `https://auth.openai.com/oauth/token`); an account added by a login refreshes there
+    /// too.
+    #[serde(default)]
+    pub token_url: Option<String>,
 }
 
 /// `oauth.claude`: where a Claude login goes (docs/protocol.md §3).
@@ -176,9 +195,10 @@ pub struct RawCredential {
     /// (`super::claude_code_login`).
     #[serde(default)]
     pub credential_path: Option<PathBuf>,
-    /// `default`: a login Carpool obtained itself (`carpool login claude`, the API's
-    /// login), kept in its secret store: `keyring:carpool/<id>` or `file:<id>` (see
-    /// `secret_store`). Instead of `credential_path`.
+    /// `default`, `codex`: a login Carpool obtained itself (`carpool login claude`,
+    /// `carpool login codex`, the API's login), kept in its secret store:
+    /// `keyring:carpool/<id>` or `file:<id>` (see `secret_store`). Instead of
+    /// `credential_path`.
     #[serde(default)]
     pub login_ref: Option<String>,
     /// `api_key`: the key, sent as `x-api-key`. Prefer `api_key_ref`.

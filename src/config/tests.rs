@@ -931,3 +931,57 @@ fn provider_bindings_are_checked() {
     let no_key = r#"{"credentials": [{"tag": "k", "type": "openai_api_key"}]}"#;
     assert_eq!(field_of(no_key), "credentials[0].api_key");
 }
+
+/// A Codex login Carpool stored (`login_ref`), and the Codex login's endpoints.
+#[test]
+fn a_stored_codex_login_and_the_codex_login_endpoints() {
+    let c = parse(
+        r#"{
+            "credentials": [
+                {"tag": "cx", "type": "codex", "login_ref": "file:cx-1234"},
+                {"tag": "cy", "type": "codex", "login_ref": "file:cy-1", "token_url": "http://127.0.0.1:9/t"}
+            ],
+            "users": [{"name": "a", "token": "0123456789abcdef0123", "credential": "cx"}]
+        }"#,
+    )
+    .unwrap();
+    assert_eq!(c.credentials[0].provider, Provider::OpenAi);
+    assert_eq!(c.credentials[0].base_url, CODEX_BASE_URL);
+    match &c.credentials[0].source {
+        Source::CodexStored { login, token_url } => {
+            assert_eq!(login.to_string(), "file:cx-1234");
+            assert_eq!(token_url, CODEX_TOKEN_URL);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        &c.credentials[1].source,
+        Source::CodexStored { token_url, .. } if token_url == "http://127.0.0.1:9/t"
+    ));
+    assert_eq!(c.codex_login, CodexLoginEndpoints::codex());
+    assert_eq!(c.codex_login.authorize_url, CODEX_AUTHORIZE_URL);
+
+    assert_eq!(
+        field_of(
+            r#"{"credentials": [{"tag": "cx", "type": "codex", "login_ref": "file:a", "credential_path": "/a.json"}]}"#
+        ),
+        "credentials[0].login_ref"
+    );
+    assert_eq!(
+        field_of(r#"{"credentials": [{"tag": "cx", "type": "codex", "login_ref": "nope"}]}"#),
+        "credentials[0].login_ref"
+    );
+
+    let c = parse(
+        r#"{"oauth": {"codex": {"authorize_url": "http://127.0.0.1:9/authorize", "token_url": "http://127.0.0.1:9/token"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.codex_login.authorize_url, "http://127.0.0.1:9/authorize");
+    assert_eq!(c.codex_login.token_url, "http://127.0.0.1:9/token");
+    assert_eq!(c.claude_login, LoginEndpoints::claude(), "unchanged");
+    assert_eq!(
+        field_of(r#"{"oauth": {"codex": {"token_url": "not a url"}}}"#),
+        "oauth.codex.token_url"
+    );
+    assert!(parse(r#"{"oauth": {"codex": {"profile_url": "http://127.0.0.1:9/p"}}}"#).is_err());
+}

@@ -44,7 +44,7 @@ use serde_json::{Map, Value};
 
 use super::file::{FileRead, OAuthTokens};
 use super::format::{Change, LoginFormat, REFRESH_MARGIN_MS, Renewal};
-use super::oauth::{RefreshError, TokenHttp, post_json};
+use super::oauth::{RefreshError, TokenHttp, post_form, post_json};
 use crate::secret::Secret;
 
 /// Codex CLI's public OAuth client id (docs/protocol.md §7.2).
@@ -85,13 +85,13 @@ fn jwt_payload(jwt: &str) -> Option<Map<String, Value>> {
 
 /// What the id_token says about the account.
 #[derive(Default, Debug, PartialEq, Eq)]
-struct IdClaims {
-    email: Option<String>,
-    plan_type: Option<String>,
-    account_id: Option<String>,
+pub(super) struct IdClaims {
+    pub email: Option<String>,
+    pub plan_type: Option<String>,
+    pub account_id: Option<String>,
 }
 
-fn id_claims(id_token: Option<&Secret>) -> IdClaims {
+pub(super) fn id_claims(id_token: Option<&Secret>) -> IdClaims {
     let Some(claims) = id_token.and_then(|t| jwt_payload(t.expose())) else {
         return IdClaims::default();
     };
@@ -110,7 +110,7 @@ fn id_claims(id_token: Option<&Secret>) -> IdClaims {
 }
 
 /// The access token's `exp` as Unix ms; `None` when it is not a JWT with a numeric `exp`.
-fn jwt_exp_ms(token: &Secret) -> Option<i64> {
+pub(super) fn jwt_exp_ms(token: &Secret) -> Option<i64> {
     let exp = jwt_payload(token.expose())?.get("exp")?.as_f64()?;
     (exp.is_finite() && exp > 0.0).then(|| (exp * 1000.0).min(i64::MAX as f64) as i64)
 }
@@ -207,6 +207,64 @@ pub(super) async fn refresh(
     });
     let answer = post_json(http.post(token_url), &body).await?;
     renewal_of(answer)
+}
+
+/// Exchanges a login's authorization code at Codex's token endpoint (docs/protocol.md
+/// §7.3): form-urlencoded `grant_type=authorization_code`, `client_id`, `code`,
+/// `redirect_uri` (the one the authorize URL named) and the PKCE `code_verifier`. The
+/// answer is read as a refresh's ([`renewal_of`]); an access token is required.
+pub(super) async fn exchange_code(
+    http: &reqwest::Client,
+    token_url: &str,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &Secret,
+) -> Result<Renewal, RefreshError> {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", CLIENT_ID),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier.expose()),
+    ];
+    let answer = post_form(http.post(token_url), &form).await?;
+    let renewal = renewal_of(answer)?;
+    if renewal.access.is_none() {
+        return Err(RefreshError::BadResponse("no access_token".into()));
+    }
+    Ok(renewal)
+}
+
+/// A new login as the `auth.json` document Codex itself writes after `codex login`
+/// (docs/protocol.md §7.1): `auth_mode` `chatgpt`, no API key, the tokens with the
+/// account id, and `last_refresh` at `now_ms`. Read back by [`parse`], refreshed and
+/// merged back by the same code as a file's.
+pub(super) fn login_document(
+    access: &Secret,
+    refresh: &Secret,
+    id_token: Option<&Secret>,
+    account_id: Option<&str>,
+    now_ms: i64,
+) -> io::Result<Vec<u8>> {
+    let at = jiff::Timestamp::from_millisecond(now_ms)
+        .map_err(|e| io::Error::other(format!("last_refresh: {e}")))?;
+    let mut tokens = Map::new();
+    tokens.insert(
+        "id_token".into(),
+        id_token.map(|t| t.expose()).unwrap_or_default().into(),
+    );
+    tokens.insert("access_token".into(), access.expose().into());
+    tokens.insert("refresh_token".into(), refresh.expose().into());
+    if let Some(account_id) = account_id {
+        tokens.insert("account_id".into(), account_id.into());
+    }
+    let doc = serde_json::json!({
+        "auth_mode": "chatgpt",
+        "OPENAI_API_KEY": null,
+        "tokens": tokens,
+        "last_refresh": at.to_string(),
+    });
+    serde_json::to_vec_pretty(&doc).map_err(io::Error::other)
 }
 
 /// The answer of Codex's token endpoint as a [`Renewal`], or the error it means.

@@ -161,8 +161,12 @@ impl LoginFormat {
     pub fn missing_hint(self, store: &LoginStore) -> &'static str {
         match self {
             LoginFormat::Claude => store.missing_hint(),
-            // Only a file holds a Codex login so far.
-            LoginFormat::Codex => "does not exist yet; run `codex login` on the Carpool machine",
+            LoginFormat::Codex => match store {
+                LoginStore::Secret { .. } => {
+                    "is gone; log in again with `carpool login codex` (or the management API's login) and remove this account"
+                }
+                _ => "does not exist yet; run `codex login` on the Carpool machine",
+            },
         }
     }
 
@@ -170,7 +174,10 @@ impl LoginFormat {
     pub fn login_hint(self, store: &LoginStore) -> &'static str {
         match self {
             LoginFormat::Claude => store.login_hint(),
-            LoginFormat::Codex => "log in again with `codex login` on the Carpool machine",
+            LoginFormat::Codex => match store {
+                LoginStore::Secret { .. } => "log in again with `carpool login codex`",
+                _ => "log in again with `codex login` on the Carpool machine",
+            },
         }
     }
 }

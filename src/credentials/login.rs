@@ -14,11 +14,13 @@
 //! person can paste again, at most [`MAX_ATTEMPTS`] times; it is forgotten when it
 //! succeeds or expires.
 //!
-//! [`Provider`] is the seam for other providers: the ChatGPT/Codex login
-//! (docs/protocol.md §7.3) differs in its endpoints, its redirect to a localhost port
-//! (whose URL the person pastes, or a listener catches), a form-encoded exchange and a
-//! profile read from the id_token: a new variant with its own `authorize_url`,
-//! `exchange` and `document`, the pending logins, the checks and the callers unchanged.
+//! [`Provider`] says what differs per provider. The ChatGPT/Codex login
+//! ([`Provider::Codex`], docs/protocol.md §7.3) has OpenAI's endpoints, redirects to
+//! `http://localhost:1455/auth/callback` (a listener there catches it,
+//! `carpool login codex`; or the person pastes that address, the dashboard), exchanges the
+//! code form-encoded without the state, and reads the account (id, plan, email) from the
+//! id_token's claims; it is stored as an `auth.json`-shaped document
+//! ([`LoginFormat::Codex`]). The pending logins, the checks and the callers are the same.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,8 +32,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::codex;
+use super::format::LoginFormat;
 use super::oauth::{self, CLIENT_ID, OAUTH_BETA, RefreshError, USER_AGENT};
-use crate::config::LoginEndpoints;
+use crate::config::{CODEX_TOKEN_URL, CodexLoginEndpoints, DEFAULT_TOKEN_URL, LoginEndpoints};
 use crate::secret::Secret;
 use crate::tasks::lock;
 
@@ -51,6 +55,14 @@ pub const CLAUDE_REDIRECT_URI: &str = "https://platform.claude.com/oauth/code/ca
 /// `org:create_api_key`: Carpool never makes API keys.
 pub const CLAUDE_SCOPES: &str =
     "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload";
+/// The port of the Codex login's redirect, `http://localhost:1455/auth/callback`: the
+/// only one OpenAI's client accepts (docs/protocol.md §7.3).
+pub const CODEX_CALLBACK_PORT: u16 = 1455;
+/// The path of the Codex login's redirect.
+pub const CODEX_CALLBACK_PATH: &str = "/auth/callback";
+/// What the Codex login asks for (docs/protocol.md §7.3); `offline_access` brings the
+/// refresh token.
+pub const CODEX_SCOPES: &str = "openid profile email offline_access";
 /// The longest profile answer read.
 const MAX_PROFILE: usize = 64 << 10;
 
@@ -59,12 +71,28 @@ const MAX_PROFILE: usize = 64 << 10;
 pub enum Provider {
     /// A Claude account (Pro, Max, Team, Enterprise), with these endpoints.
     Claude(LoginEndpoints),
+    /// A ChatGPT account's Codex login (Plus, Pro, Team, …), with these endpoints,
+    /// redirected to `http://localhost:<port>/auth/callback` ([`Provider::codex`]: port
+    /// [`CODEX_CALLBACK_PORT`]; another one only for tests and compatible providers).
+    Codex {
+        endpoints: CodexLoginEndpoints,
+        port: u16,
+    },
 }
 
 impl Provider {
+    /// The Codex login with `endpoints`, redirected to port [`CODEX_CALLBACK_PORT`].
+    pub fn codex(endpoints: CodexLoginEndpoints) -> Provider {
+        Provider::Codex {
+            endpoints,
+            port: CODEX_CALLBACK_PORT,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Provider::Claude(_) => "claude",
+            Provider::Codex { .. } => "codex",
         }
     }
 
@@ -72,6 +100,43 @@ impl Provider {
     pub fn token_url(&self) -> &str {
         match self {
             Provider::Claude(e) => &e.token_url,
+            Provider::Codex { endpoints, .. } => &endpoints.token_url,
+        }
+    }
+
+    /// The token endpoint an account of this kind refreshes at when its config entry
+    /// names none.
+    pub fn default_token_url(&self) -> &'static str {
+        match self {
+            Provider::Claude(_) => DEFAULT_TOKEN_URL,
+            Provider::Codex { .. } => CODEX_TOKEN_URL,
+        }
+    }
+
+    /// The config entry's `type` of the account a login adds (`None`: the default, a
+    /// Claude login).
+    pub fn account_type(&self) -> Option<&'static str> {
+        match self {
+            Provider::Claude(_) => None,
+            Provider::Codex { .. } => Some("codex"),
+        }
+    }
+
+    /// The format of the document a login of this provider is stored as.
+    pub fn format(&self) -> LoginFormat {
+        match self {
+            Provider::Claude(_) => LoginFormat::Claude,
+            Provider::Codex { .. } => LoginFormat::Codex,
+        }
+    }
+
+    /// Where the provider sends the person after they log in.
+    pub fn redirect_uri(&self) -> String {
+        match self {
+            Provider::Claude(_) => CLAUDE_REDIRECT_URI.to_owned(),
+            Provider::Codex { port, .. } => {
+                format!("http://localhost:{port}{CODEX_CALLBACK_PATH}")
+            }
         }
     }
 
@@ -88,6 +153,22 @@ impl Provider {
                     .append_pair("scope", CLAUDE_SCOPES)
                     .append_pair("code_challenge", challenge)
                     .append_pair("code_challenge_method", "S256")
+                    .append_pair("state", state);
+                url.into()
+            }
+            // Codex CLI's parameters and order (docs/protocol.md §7.3).
+            Provider::Codex { endpoints, .. } => {
+                let mut url = reqwest::Url::parse(&endpoints.authorize_url)
+                    .expect("checked when the config was read");
+                url.query_pairs_mut()
+                    .append_pair("response_type", "code")
+                    .append_pair("client_id", codex::CLIENT_ID)
+                    .append_pair("redirect_uri", &self.redirect_uri())
+                    .append_pair("scope", CODEX_SCOPES)
+                    .append_pair("code_challenge", challenge)
+                    .append_pair("code_challenge_method", "S256")
+                    .append_pair("id_token_add_organizations", "true")
+                    .append_pair("codex_cli_simplified_flow", "true")
                     .append_pair("state", state);
                 url.into()
             }
@@ -114,13 +195,7 @@ impl Provider {
                 });
                 let answer = oauth::token_request(http, &e.token_url, &body)
                     .await
-                    .map_err(|error| match error {
-                        RefreshError::InvalidGrant(detail) => LoginError::CodeRefused(detail),
-                        RefreshError::Http { status, detail, .. } if status < 500 => {
-                            LoginError::CodeRefused(format!("HTTP {status}{detail}"))
-                        }
-                        other => LoginError::Provider(format!("the token endpoint: {other}")),
-                    })?;
+                    .map_err(exchange_error)?;
                 let tokens = answer.tokens;
                 let lifetime_ms = i64::try_from(tokens.expires_in.as_millis()).unwrap_or(i64::MAX);
                 let profile = match claude_profile(http, &e.profile_url, &tokens.access).await {
@@ -134,8 +209,11 @@ impl Provider {
                     }
                 };
                 Ok(Obtained {
+                    format: LoginFormat::Claude,
                     access: tokens.access,
                     refresh: tokens.refresh.unwrap_or_default(),
+                    id_token: None,
+                    account_id: None,
                     expires_at_ms: now_ms().saturating_add(lifetime_ms),
                     scopes: tokens
                         .scopes
@@ -146,7 +224,53 @@ impl Provider {
                     },
                 })
             }
+            Provider::Codex { endpoints, .. } => {
+                let renewal = codex::exchange_code(
+                    http,
+                    &endpoints.token_url,
+                    code,
+                    &self.redirect_uri(),
+                    verifier,
+                )
+                .await
+                .map_err(exchange_error)?;
+                let access = renewal.access.expect("checked by exchange_code");
+                // The account, its plan and email are the id_token's claims (§7.1, §7.3).
+                let claims = codex::id_claims(renewal.id_token.as_ref());
+                if claims.account_id.is_none() {
+                    tracing::warn!(
+                        "logged in, but the id_token names no ChatGPT account; adding the account without its ChatGPT-Account-Id"
+                    );
+                }
+                Ok(Obtained {
+                    format: LoginFormat::Codex,
+                    expires_at_ms: codex::jwt_exp_ms(&access).unwrap_or(0),
+                    access,
+                    refresh: renewal.refresh.unwrap_or_default(),
+                    id_token: renewal.id_token,
+                    account_id: claims.account_id,
+                    scopes: CODEX_SCOPES.split(' ').map(str::to_owned).collect(),
+                    profile: Profile {
+                        email: claims.email,
+                        plan: claims.plan_type,
+                        rate_limit_tier: None,
+                        organization: None,
+                    },
+                })
+            }
         }
+    }
+}
+
+/// A failed code exchange as a [`LoginError`]: a refusal (the provider's 4xx) means the
+/// code is spent or wrong; anything else is the provider's trouble.
+fn exchange_error(error: RefreshError) -> LoginError {
+    match error {
+        RefreshError::InvalidGrant(detail) => LoginError::CodeRefused(detail),
+        RefreshError::Http { status, detail, .. } if status < 500 => {
+            LoginError::CodeRefused(format!("HTTP {status}{detail}"))
+        }
+        other => LoginError::Provider(format!("the token endpoint: {other}")),
     }
 }
 
@@ -164,19 +288,44 @@ pub struct Profile {
 /// The tokens and profile a login obtained.
 #[derive(Debug)]
 pub struct Obtained {
+    /// The document format it is stored in ([`Obtained::document`]).
+    pub format: LoginFormat,
     pub access: Secret,
     /// Empty when the endpoint gave none (the account then lasts until the token expires).
     pub refresh: Secret,
+    /// Codex: the OpenID id_token, kept in the document (its claims name the account).
+    pub id_token: Option<Secret>,
+    /// Codex: the ChatGPT account id (the id_token's `chatgpt_account_id`).
+    pub account_id: Option<String>,
+    /// Unix ms; 0 when unknown.
     pub expires_at_ms: i64,
     pub scopes: Vec<String>,
     pub profile: Profile,
 }
 
 impl Obtained {
-    /// The login as the document Carpool stores: Claude Code's credentials format
-    /// (docs/protocol.md §1.2), with the profile under `oauthAccount` as Claude Code names
-    /// it in `~/.claude.json`. Read back by [`super::Credential`] like a credentials file.
+    /// The login as the document Carpool stores, in [`Obtained::format`], read back by
+    /// [`super::Credential`] like a file of that format. Claude: Claude Code's credentials
+    /// format (docs/protocol.md §1.2), with the profile under `oauthAccount` as Claude
+    /// Code names it in `~/.claude.json`. Codex: the `auth.json` Codex writes (§7.1).
     pub fn document(&self) -> Secret {
+        match self.format {
+            LoginFormat::Claude => self.claude_document(),
+            LoginFormat::Codex => {
+                let bytes = codex::login_document(
+                    &self.access,
+                    &self.refresh,
+                    self.id_token.as_ref(),
+                    self.account_id.as_deref(),
+                    now_ms(),
+                )
+                .expect("the current time is a valid timestamp");
+                Secret::new(String::from_utf8(bytes).expect("serde_json writes UTF-8"))
+            }
+        }
+    }
+
+    fn claude_document(&self) -> Secret {
         let mut oauth = serde_json::json!({
             "accessToken": self.access.expose(),
             "refreshToken": self.refresh.expose(),
@@ -214,7 +363,7 @@ pub enum LoginError {
     )]
     NotFound(String),
     #[error(
-        "nothing to use in what was pasted: paste the code the login page shows (it looks like `<code>#<state>`)"
+        "nothing to use in what was pasted: paste the code the login page shows (Claude's looks like `<code>#<state>`), or the whole address the browser was sent to after logging in (Codex's starts with `http://localhost:1455/auth/callback?code=`)"
     )]
     NoCode,
     #[error(
@@ -568,8 +717,11 @@ mod tests {
     #[test]
     fn the_stored_document_reads_back_as_a_login() {
         let obtained = Obtained {
+            format: LoginFormat::Claude,
             access: Secret::new("sk-ant-oat01-a"),
             refresh: Secret::new("sk-ant-ort01-a"),
+            id_token: None,
+            account_id: None,
             expires_at_ms: 1_900_000_000_000,
             scopes: vec!["user:inference".into()],
             profile: Profile {
@@ -591,5 +743,231 @@ mod tests {
         assert_eq!(t.subscription_type.as_deref(), Some("max"));
         assert_eq!(t.rate_limit_tier.as_deref(), Some("default_claude_max_20x"));
         assert_eq!(t.email.as_deref(), Some("a@example.com"));
+    }
+
+    fn codex_at(authorize_url: &str, token_url: &str) -> Provider {
+        Provider::Codex {
+            endpoints: CodexLoginEndpoints {
+                authorize_url: authorize_url.into(),
+                token_url: token_url.into(),
+            },
+            port: 4567,
+        }
+    }
+
+    #[test]
+    fn the_codex_authorize_url_is_codex_clis() {
+        let logins = Logins::new();
+        let provider = Provider::codex(CodexLoginEndpoints::codex());
+        assert_eq!(
+            provider.redirect_uri(),
+            "http://localhost:1455/auth/callback"
+        );
+        assert_eq!(provider.account_type(), Some("codex"));
+        assert_eq!(provider.format(), LoginFormat::Codex);
+        assert_eq!(provider.token_url(), CODEX_TOKEN_URL);
+        let started = logins.start(provider, "cx", AccountOptions::default());
+        let url = reqwest::Url::parse(&started.authorize_url).unwrap();
+        assert_eq!(
+            format!(
+                "{}://{}{}",
+                url.scheme(),
+                url.host_str().unwrap(),
+                url.path()
+            ),
+            "https://auth.openai.com/oauth/authorize"
+        );
+        let q: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let keys: Vec<&str> = q.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "response_type",
+                "client_id",
+                "redirect_uri",
+                "scope",
+                "code_challenge",
+                "code_challenge_method",
+                "id_token_add_organizations",
+                "codex_cli_simplified_flow",
+                "state"
+            ]
+        );
+        let q: HashMap<String, String> = q.into_iter().collect();
+        assert_eq!(q["response_type"], "code");
+        assert_eq!(q["client_id"], "app_EMoamEEZ73f0CkXaXp7hrann");
+        assert_eq!(q["redirect_uri"], "http://localhost:1455/auth/callback");
+        assert_eq!(q["scope"], "openid profile email offline_access");
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert_eq!(q["id_token_add_organizations"], "true");
+        assert_eq!(q["codex_cli_simplified_flow"], "true");
+        let pending = lock(&logins.pending);
+        let login = &pending[&started.login_id];
+        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(login.verifier.expose().as_bytes()));
+        assert_eq!(q["code_challenge"], expected);
+        assert_eq!(q["state"], login.state.expose());
+        // Another port (tests): the redirect names it, for the authorize URL and the
+        // exchange alike.
+        assert_eq!(
+            codex_at("http://127.0.0.1:1/a", "http://127.0.0.1:1/t").redirect_uri(),
+            "http://localhost:4567/auth/callback"
+        );
+    }
+
+    /// A token endpoint on 127.0.0.1 that takes the code `good` with the verifier whose
+    /// challenge it was told, answers a JWT id_token with the account's claims, refuses
+    /// the code `spent` and fails on `boom`. Returns its URL and the bodies sent.
+    async fn codex_token_endpoint(
+        tasks: &mut tokio::task::JoinSet<()>,
+        challenge: std::sync::Arc<Mutex<String>>,
+    ) -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
+        let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let seen = sent.clone();
+        let app = axum::Router::new().route(
+            "/oauth/token",
+            axum::routing::post(move |body: String| {
+                let seen = seen.clone();
+                let challenge = challenge.clone();
+                async move {
+                    lock(&seen).push(body.clone());
+                    let form: HashMap<String, String> =
+                        reqwest::Url::parse(&format!("http://x/?{body}"))
+                            .unwrap()
+                            .query_pairs()
+                            .into_owned()
+                            .collect();
+                    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+                        Sha256::digest(form.get("code_verifier").cloned().unwrap_or_default()),
+                    );
+                    let b64 = |v: serde_json::Value| {
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .encode(v.to_string().as_bytes())
+                    };
+                    let id_token = format!(
+                        "{}.{}.sig",
+                        b64(serde_json::json!({"alg": "RS256"})),
+                        b64(serde_json::json!({"email": "cx@example.com",
+                            "https://api.openai.com/auth": {"chatgpt_plan_type": "pro",
+                                                            "chatgpt_account_id": "acct-9"}}))
+                    );
+                    match form.get("code").map(String::as_str) {
+                        Some("good") if computed == *lock(&challenge) => (
+                            http::StatusCode::OK,
+                            axum::Json(serde_json::json!({"access_token": "at-login",
+                                "refresh_token": "rt-login", "id_token": id_token})),
+                        ),
+                        Some("boom") => (
+                            http::StatusCode::BAD_GATEWAY,
+                            axum::Json(serde_json::json!({})),
+                        ),
+                        _ => (
+                            http::StatusCode::BAD_REQUEST,
+                            axum::Json(serde_json::json!({"error": "invalid_grant"})),
+                        ),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/oauth/token", listener.local_addr().unwrap());
+        tasks.spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        (url, sent)
+    }
+
+    /// The Codex login from the pasted redirect: the state is checked, the code exchanged
+    /// with its verifier at the redirect the authorize URL named, a refused code or a
+    /// provider failure keeps the login waiting, and what it obtained is stored as an
+    /// auth.json naming the account, its plan and email.
+    #[tokio::test]
+    async fn a_codex_login_finishes_from_the_pasted_redirect() {
+        let mut tasks = tokio::task::JoinSet::new();
+        let challenge = std::sync::Arc::new(Mutex::new(String::new()));
+        let (token_url, sent) = codex_token_endpoint(&mut tasks, challenge.clone()).await;
+        let logins = Logins::new();
+        let started = logins.start(
+            codex_at("http://127.0.0.1:1/oauth/authorize", &token_url),
+            "cx",
+            AccountOptions::default(),
+        );
+        let q: HashMap<String, String> = reqwest::Url::parse(&started.authorize_url)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        *lock(&challenge) = q["code_challenge"].clone();
+        let state = &q["state"];
+        let redirect = |code: &str, state: &str| {
+            format!("http://localhost:4567/auth/callback?code={code}&scope=openid&state={state}")
+        };
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+
+        let error = logins
+            .finish(&started.login_id, &redirect("good", "other"), &http)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, LoginError::StateMismatch), "{error}");
+        assert!(lock(&sent).is_empty(), "refused before any exchange");
+        let error = logins
+            .finish(&started.login_id, &redirect("spent", state), &http)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, LoginError::CodeRefused(_)), "{error}");
+        let error = logins
+            .finish(&started.login_id, &redirect("boom", state), &http)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, LoginError::Provider(_)), "{error}");
+        let error = logins
+            .finish(
+                &started.login_id,
+                "http://localhost:4567/auth/callback?state=x",
+                &http,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, LoginError::NoCode), "{error}");
+
+        let finished = logins
+            .finish(&started.login_id, &redirect("good", state), &http)
+            .await
+            .unwrap();
+        assert_eq!(finished.tag, "cx");
+        assert_eq!(finished.provider.name(), "codex");
+        let form: HashMap<String, String> =
+            reqwest::Url::parse(&format!("http://x/?{}", lock(&sent).last().unwrap()))
+                .unwrap()
+                .query_pairs()
+                .into_owned()
+                .collect();
+        assert_eq!(form["grant_type"], "authorization_code");
+        assert_eq!(form["client_id"], codex::CLIENT_ID);
+        assert_eq!(form["redirect_uri"], "http://localhost:4567/auth/callback");
+        assert!(!form.contains_key("state"));
+        let obtained = &finished.obtained;
+        assert_eq!(obtained.account_id.as_deref(), Some("acct-9"));
+        assert_eq!(obtained.profile.plan.as_deref(), Some("pro"));
+        assert_eq!(obtained.profile.email.as_deref(), Some("cx@example.com"));
+        assert!(
+            !format!("{obtained:?}").contains("rt-login"),
+            "secrets are redacted"
+        );
+
+        let doc = obtained.document();
+        let super::super::file::FileRead::Loaded(t) =
+            LoginFormat::Codex.parse(doc.expose().as_bytes())
+        else {
+            panic!("loads")
+        };
+        assert_eq!(t.access.expose(), "at-login");
+        assert_eq!(t.refresh.expose(), "rt-login");
+        assert_eq!(t.account_id.as_deref(), Some("acct-9"));
+        assert_eq!(t.subscription_type.as_deref(), Some("pro"));
+        assert!(t.last_refresh_ms.is_some());
+        // Finished: the login is gone.
+        assert!(logins.tag_of(&started.login_id).is_none());
+        tasks.abort_all();
     }
 }

@@ -254,8 +254,11 @@ impl Credential {
     }
 
     /// A login Carpool obtained itself, kept in its secret store under `reference`
-    /// (see [`store`]); refreshed and saved back there by the same code as a file's.
+    /// (see [`store`]) as a document in `format` (Claude Code's credentials document for
+    /// `carpool login claude`, an `auth.json` for `carpool login codex`); refreshed and
+    /// saved back there by the same code as a file's.
     pub fn stored(
+        format: LoginFormat,
         tag: &str,
         secrets: Arc<crate::secrets::SecretStore>,
         reference: crate::secrets::SecretRef,
@@ -263,7 +266,8 @@ impl Credential {
         token_url: &str,
         http: reqwest::Client,
     ) -> Arc<Credential> {
-        Credential::with_reader(
+        Credential::with_format(
+            format,
             tag,
             LoginStore::Secret { secrets, reference },
             base_url,
@@ -1291,6 +1295,7 @@ mod tests {
             .unwrap();
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let cred = Credential::stored(
+            LoginFormat::Claude,
             "me",
             secrets.clone(),
             reference.clone(),

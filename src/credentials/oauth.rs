@@ -138,9 +138,35 @@ pub async fn post_json(
     request: reqwest::RequestBuilder,
     body: &serde_json::Value,
 ) -> Result<TokenHttp, RefreshError> {
+    send_capped(request.json(body)).await
+}
+
+/// Like [`post_json`], with `pairs` as an `application/x-www-form-urlencoded` body (the
+/// Codex login's code exchange, docs/protocol.md §7.3).
+pub async fn post_form(
+    request: reqwest::RequestBuilder,
+    pairs: &[(&str, &str)],
+) -> Result<TokenHttp, RefreshError> {
+    // `Url`'s query serializer is the form-urlencoded one (the `url` crate's
+    // `form_urlencoded`), which saves a dependency for one body.
+    let mut encoder = reqwest::Url::parse("http://form.invalid/").expect("a valid URL");
+    encoder.query_pairs_mut().extend_pairs(pairs);
+    let body = encoder.query().unwrap_or_default().to_owned();
+    send_capped(
+        request
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body),
+    )
+    .await
+}
+
+/// Sends a token request and reads the answer whole but capped.
+async fn send_capped(request: reqwest::RequestBuilder) -> Result<TokenHttp, RefreshError> {
     let response = request
         .header(http::header::ACCEPT, "application/json")
-        .json(body)
         .timeout(Duration::from_secs(30))
         .send()
         .await

@@ -35,7 +35,7 @@ use crate::auth::Users;
 use crate::config::{
     AccountTag, Config, ConfigError, CredentialConfig, PoolTag, Source as ConfigSource, UserName,
 };
-use crate::credentials::Credential;
+use crate::credentials::{Credential, LoginFormat};
 use crate::ledger::Recorder;
 use crate::ledger::{Ledger, Pricing};
 use crate::pool::Pool;
@@ -185,7 +185,11 @@ impl Changes {
         compare(old.admin != new.admin, "admin", true);
         compare(old.tls != new.tls, "tls", true);
         compare(old.secret_store != new.secret_store, "secret_store", false);
-        compare(old.claude_login != new.claude_login, "oauth", true);
+        compare(
+            old.claude_login != new.claude_login || old.codex_login != new.codex_login,
+            "oauth",
+            true,
+        );
         Changes {
             users: Diff::of(&old.users, &new.users, |u| &u.name),
             accounts: Diff::of(&old.credentials, &new.credentials, |c| &c.tag),
@@ -354,6 +358,16 @@ fn new_account(
             http.clone(),
         )),
         ConfigSource::OAuthStored { login, token_url } => Source::OAuth(Credential::stored(
+            LoginFormat::Claude,
+            &c.tag,
+            secrets.clone(),
+            login.clone(),
+            &c.base_url,
+            token_url,
+            http.clone(),
+        )),
+        ConfigSource::CodexStored { login, token_url } => Source::OAuth(Credential::stored(
+            LoginFormat::Codex,
             &c.tag,
             secrets.clone(),
             login.clone(),

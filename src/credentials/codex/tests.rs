@@ -703,3 +703,223 @@ fn the_merge_writes_only_the_tokens_and_last_refresh() {
     assert_eq!(doc["OPENAI_API_KEY"], Value::Null);
     assert_eq!(update.format(), LoginFormat::Codex);
 }
+
+/// A form-encoded token endpoint on 127.0.0.1 (the code exchange): records each body's
+/// fields and answers with `handler`.
+async fn form_endpoint(
+    tasks: &mut tokio::task::JoinSet<()>,
+    handler: Handler,
+) -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let seen = sent.clone();
+    let app = axum::Router::new().route(
+        "/oauth/token",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let seen = seen.clone();
+            let handler = handler.clone();
+            async move {
+                let fields: serde_json::Map<String, Value> =
+                    reqwest::Url::parse(&format!("http://x/?{body}"))
+                        .unwrap()
+                        .query_pairs()
+                        .map(|(k, v)| (k.into_owned(), Value::from(v.into_owned())))
+                        .collect();
+                let fields = Value::Object(fields);
+                let kind = headers[axum::http::header::CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                seen.lock().unwrap().push((kind, fields.clone()));
+                let (status, answer) = handler(&fields);
+                (status, axum::Json(answer))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/oauth/token", listener.local_addr().unwrap());
+    tasks.spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, sent)
+}
+
+/// The code exchange (§7.3) sends the five fields form-encoded and reads the tokens; a
+/// refusal and an answer without an access token are errors.
+#[tokio::test]
+async fn the_code_exchange_sends_the_form_and_reads_the_tokens() {
+    let mut tasks = tokio::task::JoinSet::new();
+    let handler: Handler = Arc::new(|fields| match fields["code"].as_str() {
+        Some("good") => (
+            StatusCode::OK,
+            json!({"access_token": access("login", DAY_MS), "refresh_token": "rt-login",
+                   "id_token": id_token("pro", "acct-1"), "expires_in": 864000}),
+        ),
+        Some("no-access") => (StatusCode::OK, json!({"refresh_token": "rt-only"})),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_grant", "error_description": "bad code"}),
+        ),
+    });
+    let (url, sent) = form_endpoint(&mut tasks, handler).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let redirect = "http://localhost:1455/auth/callback";
+    let verifier = Secret::new("the-verifier+/=");
+
+    let renewal = exchange_code(&http, &url, "good", redirect, &verifier)
+        .await
+        .unwrap();
+    assert_eq!(name_of(renewal.access.as_ref().unwrap()), "login");
+    assert_eq!(renewal.refresh.unwrap().expose(), "rt-login");
+    let claims = id_claims(renewal.id_token.as_ref());
+    assert_eq!(claims.account_id.as_deref(), Some("acct-1"));
+    assert_eq!(claims.plan_type.as_deref(), Some("pro"));
+    assert_eq!(claims.email.as_deref(), Some("alice@example.com"));
+    {
+        let sent = sent.lock().unwrap();
+        assert_eq!(sent[0].0, "application/x-www-form-urlencoded");
+        assert_eq!(
+            sent[0].1,
+            json!({"grant_type": "authorization_code", "client_id": CLIENT_ID, "code": "good",
+                   "redirect_uri": redirect, "code_verifier": "the-verifier+/="})
+        );
+    }
+
+    let refused = exchange_code(&http, &url, "spent", redirect, &verifier)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, RefreshError::Http { status: 400, detail, .. } if detail.contains("invalid_grant")),
+        "{refused:?}"
+    );
+    let unusable = exchange_code(&http, &url, "no-access", redirect, &verifier)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unusable, RefreshError::BadResponse(_)),
+        "{unusable:?}"
+    );
+    tasks.abort_all();
+}
+
+/// The document a login is stored as is Codex's own `auth.json` and reads back with
+/// its account, plan, email and `last_refresh`.
+#[test]
+fn a_login_document_reads_back_as_a_codex_login() {
+    let at = now_ms();
+    let bytes = login_document(
+        &Secret::new(access("login", DAY_MS)),
+        &Secret::new("rt-login"),
+        Some(&Secret::new(id_token("plus", "acct-1"))),
+        Some("acct-1"),
+        at,
+    )
+    .unwrap();
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["auth_mode"], "chatgpt");
+    assert_eq!(doc["OPENAI_API_KEY"], Value::Null);
+    assert_eq!(doc["tokens"]["account_id"], "acct-1");
+    let t = loaded(parse(&bytes));
+    assert_eq!(name_of(&t.access), "login");
+    assert_eq!(t.refresh.expose(), "rt-login");
+    assert_eq!(t.account_id.as_deref(), Some("acct-1"));
+    assert_eq!(t.subscription_type.as_deref(), Some("plus"));
+    assert_eq!(t.email.as_deref(), Some("alice@example.com"));
+    assert_eq!(t.last_refresh_ms, Some(at));
+    assert!(!t.api_key);
+    // Fresh: not due before the access token nears its expiry.
+    assert!(refresh_at_ms(&t).unwrap() > now_ms() + DAY_MS / 2);
+
+    // Without an id_token (an endpoint that sent none) it still loads.
+    let bare = login_document(&Secret::new("at"), &Secret::new("rt"), None, None, at).unwrap();
+    let t = loaded(parse(&bare));
+    assert_eq!(t.access.expose(), "at");
+    assert_eq!(t.account_id, None);
+}
+
+/// A Codex login Carpool stored (`carpool login codex`) is refreshed like the file and
+/// saved back into the secret store as an `auth.json`, the account id kept; a stored
+/// login replaced meanwhile wins.
+#[tokio::test]
+async fn a_stored_codex_login_is_refreshed_and_saved_back_into_the_secret_store() {
+    use crate::secrets::{MemoryKeyring, SecretStore, StoreChoice};
+    let mut tasks = tokio::task::JoinSet::new();
+    let (url, sent) = endpoint(&mut tasks, Duration::ZERO, answers_new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = Arc::new(SecretStore::with_keyring(
+        dir.path(),
+        StoreChoice::Auto,
+        Arc::new(MemoryKeyring::default()),
+    ));
+    // Logged in 9 days ago: due.
+    let bytes = login_document(
+        &Secret::new(access("old", 2 * DAY_MS)),
+        &Secret::new("rt-old"),
+        Some(&Secret::new(id_token("plus", "acct-1"))),
+        Some("acct-1"),
+        now_ms() - 9 * DAY_MS,
+    )
+    .unwrap();
+    let reference = secrets
+        .store_new("cx", &Secret::new(String::from_utf8(bytes).unwrap()))
+        .unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let cred = Credential::stored(
+        LoginFormat::Codex,
+        "cx",
+        secrets.clone(),
+        reference.clone(),
+        "http://127.0.0.1:9/backend-api/codex",
+        &url,
+        http,
+    );
+    assert_eq!(cred.status(), Status::Ready);
+    assert_eq!(cred.account_id().as_deref(), Some("acct-1"));
+    assert_eq!(cred.plan().0.as_deref(), Some("plus"));
+
+    assert_eq!(name_of(&cred.access_token(None).await.unwrap()), "new");
+    assert_eq!(sent.lock().unwrap()[0]["refresh_token"], "rt-old");
+    let stored: Value =
+        serde_json::from_str(secrets.get(&reference).unwrap().unwrap().expose()).unwrap();
+    assert_eq!(stored["tokens"]["refresh_token"], "rt-new");
+    assert_eq!(stored["tokens"]["account_id"], "acct-1");
+    assert_eq!(stored["auth_mode"], "chatgpt");
+    assert_eq!(cred.plan().0.as_deref(), Some("pro"), "the new id_token's");
+
+    // A dead refresh token asks for a new `carpool login codex`.
+    let (dead_url, _) = endpoint(
+        &mut tasks,
+        Duration::ZERO,
+        Arc::new(|_| {
+            (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": {"code": "refresh_token_reused", "message": "reused"}}),
+            )
+        }),
+    )
+    .await;
+    let old = login_document(
+        &Secret::new(access("old", -1000)),
+        &Secret::new("rt-dead"),
+        None,
+        Some("acct-1"),
+        now_ms() - 9 * DAY_MS,
+    )
+    .unwrap();
+    let dead_ref = secrets
+        .store_new("dead", &Secret::new(String::from_utf8(old).unwrap()))
+        .unwrap();
+    let dead = Credential::stored(
+        LoginFormat::Codex,
+        "dead",
+        secrets.clone(),
+        dead_ref,
+        "http://127.0.0.1:9/backend-api/codex",
+        &dead_url,
+        reqwest::Client::builder().no_proxy().build().unwrap(),
+    );
+    let error = dead.access_token(None).await.unwrap_err();
+    let text = format!("{error:?} {}", dead.needs_attention().unwrap_or_default());
+    assert!(text.contains("carpool login codex"), "{text}");
+    assert!(!text.contains("rt-dead"), "{text}");
+    tasks.abort_all();
+}
