@@ -189,6 +189,125 @@ async fn users_are_listed_created_rotated_renamed_rebound_and_revoked() {
     );
 }
 
+/// With a Claude account and an OpenAI key, a user is bound to one target per provider
+/// (`credentials`), shown in `bindings`; `credential` rebinds one provider only; the
+/// new token's setup has Codex's and the OpenAI SDKs' snippets; pools show their provider.
+#[tokio::test]
+async fn users_are_bound_per_provider_and_get_the_codex_setup() {
+    let mut setup = Setup::new().await;
+    let mock = setup.mock.url();
+    setup.config["credentials"].as_array_mut().unwrap().extend([
+        json!({"tag": "gpt", "type": "openai_api_key", "api_key": "sk-test-key", "base_url": mock}),
+        json!({"tag": "gpt-pool", "type": "balancer", "credentials": ["gpt"]}),
+    ]);
+    // With an OpenAI pool, a user without `credential` would be ambiguous.
+    setup.config["users"][1]["credential"] = json!("main");
+    let (path, _) = setup.write_commented_config();
+    let api = setup.start_managed_on_file(true).await;
+
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/users",
+            Some(json!({"name": "dana", "credentials": ["gpt-pool", "main"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["user"]["bindings"],
+        json!([
+            {"provider": "anthropic", "credential": "main", "credential_kind": "account"},
+            {"provider": "openai", "credential": "gpt-pool", "credential_kind": "pool"},
+        ])
+    );
+    assert_eq!(created["user"]["credential"], "main");
+    let codex = created["setup"]["codex_config"].as_str().unwrap();
+    assert!(
+        codex.contains(&format!("base_url = \"{}/v1\"", api.server.url())),
+        "{codex}"
+    );
+    assert!(codex.contains("wire_api = \"responses\""));
+    assert_eq!(
+        created["setup"]["codex_shell"],
+        format!("export CARPOOL_TOKEN={token}\n")
+    );
+    assert!(
+        created["setup"]["openai_python"]
+            .as_str()
+            .unwrap()
+            .contains(&token)
+    );
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        written.contains(r#""credential": ["main", "gpt-pool"]"#),
+        "{written}"
+    );
+
+    // `credential` rebinds its provider only; `credentials` sets exactly the list.
+    let (status, user) = api
+        .call(
+            Method::PATCH,
+            "/users/dana",
+            Some(json!({"credential": "gpt"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(user["bindings"][0]["credential"], "main");
+    assert_eq!(user["bindings"][1]["credential"], "gpt");
+    let (status, user) = api
+        .call(
+            Method::PATCH,
+            "/users/dana",
+            Some(json!({"credentials": ["gpt-pool"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(
+        user["bindings"],
+        json!([{"provider": "openai", "credential": "gpt-pool", "credential_kind": "pool"}])
+    );
+    assert_eq!(user["credential"], "gpt-pool");
+
+    // Refusals name the field.
+    for (body, field) in [
+        (
+            json!({"credentials": ["gpt", "gpt-pool"]}),
+            "credentials[1]: ",
+        ),
+        (json!({"credentials": []}), "credentials: "),
+        (json!({"credentials": ["nope"]}), "credentials[0]: "),
+        (
+            json!({"credential": "gpt", "credentials": ["gpt"]}),
+            "credentials: ",
+        ),
+    ] {
+        let (status, answer) = api
+            .call(Method::PATCH, "/users/dana", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{body}: {message}");
+    }
+    let (status, answer) = api
+        .call(
+            Method::POST,
+            "/users",
+            Some(json!({"name": "eve", "credentials": ["main", "main"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+
+    let (_, pools) = api.call(Method::GET, "/pools", None).await;
+    assert_eq!(pools[0]["tag"], "gpt-pool");
+    assert_eq!(pools[0]["provider"], "openai");
+    let (_, accounts) = api.call(Method::GET, "/accounts", None).await;
+    assert_eq!(accounts[0]["provider"], "anthropic");
+    assert_eq!(accounts[1]["provider"], "openai");
+    assert!(!accounts.to_string().contains("sk-test-key"));
+    api.server.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_write_after_a_hand_edit_carpool_has_not_read_is_refused_with_409() {
     let setup = Setup::new().await;

@@ -272,6 +272,29 @@ fn on_click(app: &AppHandle, id: &str) {
                 }
             });
         }
+        ItemId::CopyCodexSetup => {
+            tauri::async_runtime::spawn(async move {
+                match shell(&app).desktop.codex_setup().await {
+                    Ok(text) => match app.clipboard().write_text(text) {
+                        Ok(()) => notify(
+                            &app,
+                            &Notice {
+                                title: "Codex setup copied".into(),
+                                body: "Paste it at the top of ~/.codex/config.toml, above its first [table], then run `codex`.".into(),
+                            },
+                        ),
+                        Err(e) => tracing::warn!("cannot write the clipboard: {e}"),
+                    },
+                    Err(why) => notify(
+                        &app,
+                        &Notice {
+                            title: "No Codex setup to copy".into(),
+                            body: why,
+                        },
+                    ),
+                }
+            });
+        }
         ItemId::StartAtLogin => {
             let autolaunch = app.autolaunch();
             let result = if autolaunch.is_enabled().unwrap_or(false) {

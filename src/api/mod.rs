@@ -37,7 +37,7 @@ use crate::ledger::live::{LaggedEvent, RequestEvent};
 pub use auth::{ADMIN_FILE, Admin, reset as reset_admin_secret};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use session::{COOKIE as SESSION_COOKIE, CSRF_HEADER};
-pub use users::ClientSetup;
+pub use users::{ClientSetup, lead_provider};
 
 /// Where the API's routes start.
 pub const PREFIX: &str = "/api/v1";

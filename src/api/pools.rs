@@ -20,6 +20,9 @@ use crate::config::{Config, Strategy, Target};
 pub struct Pool {
     /// Its tag, unique among accounts and pools.
     pub tag: String,
+    /// Whose API its accounts speak (all of them the same): `anthropic` (Claude) or
+    /// `openai` (Codex, GPT models).
+    pub provider: crate::config::Provider,
     /// How a new conversation picks an account.
     pub strategy: Strategy,
     /// Its accounts' tags, in order (the order matters for `fallback`).
@@ -70,6 +73,7 @@ fn view(config: &Config, tag: &str) -> Option<Pool> {
     let duration = |d| humantime::format_duration(d).to_string();
     Some(Pool {
         tag: tag.to_owned(),
+        provider: pool.provider,
         strategy: pool.strategy,
         members: pool.members.iter().map(|m| m.to_string()).collect(),
         poll_interval: duration(pool.poll_interval),

@@ -10,11 +10,12 @@ use clap::Subcommand;
 
 use super::{UsageError, config_path};
 use crate::api::ClientSetup;
+use crate::api::lead_provider;
 use crate::api::write::listen_url;
 use crate::config::edit::{ConfigDoc, EditError};
 use crate::config::file::edit_file;
 use crate::config::manage::{self, PoolSpec, parse_strategy, strategy_name};
-use crate::config::{Config, Target};
+use crate::config::{Config, Provider, Target};
 
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
@@ -23,10 +24,11 @@ pub enum UserCommand {
     Add {
         /// Their name (not one the config already has).
         name: String,
-        /// Tag of the account or pool their requests go to. Needed when the config has
-        /// more than one account, or a pool.
+        /// Tag of the account or pool their requests go to; repeat it for one of each
+        /// provider (a Claude one and an OpenAI one). Needed when the config has more
+        /// than one account of a provider, or a pool.
         #[arg(long, value_name = "TAG")]
-        credential: Option<String>,
+        credential: Vec<String>,
         /// The address their clients use, for the printed setup (default: from the
         /// config's `listen`/`listen_port`).
         #[arg(long, value_name = "URL")]
@@ -45,7 +47,8 @@ pub enum UserCommand {
     Revoke { name: String },
     /// Rename a user; their token stays.
     Rename { name: String, new_name: String },
-    /// Bind a user to another account or pool.
+    /// Bind a user to another account or pool: their requests of its provider (Claude
+    /// or OpenAI) go there from now on; their binding for the other provider stays.
     Bind {
         name: String,
         /// Tag of the account or pool.
@@ -115,13 +118,21 @@ fn saved(path: &Path) {
     );
 }
 
+/// The new token and every client setup for it, the one their bindings need first
+/// first (Codex's for a user bound only to OpenAI).
 fn print_token(new: &manage::NewToken, config: &Config, url: Option<String>, kind: &str) {
     let base_url = url.unwrap_or_else(|| listen_url(config.listen, config.tls.is_some()));
     println!(
         "{kind} token for `{}` (shown only now; give it to them):\n\n  {}\n",
         new.name, new.token
     );
-    println!("{}", ClientSetup::new(&base_url, &new.token).to_text());
+    let lead = config
+        .users
+        .iter()
+        .find(|u| u.name.as_str() == new.name)
+        .map(|u| lead_provider(&u.targets))
+        .unwrap_or(Provider::Anthropic);
+    println!("{}", ClientSetup::new(&base_url, &new.token).to_text(lead));
 }
 
 pub fn user(command: UserCommand, config: Option<PathBuf>) -> anyhow::Result<()> {
@@ -133,7 +144,13 @@ pub fn user(command: UserCommand, config: Option<PathBuf>) -> anyhow::Result<()>
             url,
         } => {
             let (new, config) = write(&path, |doc| {
-                manage::add_user(doc, &name, credential.as_deref(), "--credential TAG")
+                manage::add_user(
+                    doc,
+                    &name,
+                    &credential,
+                    &manage::credential_field,
+                    "--credential TAG",
+                )
             })?;
             print_token(&new, &config, url, "New");
             saved(&path);

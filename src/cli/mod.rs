@@ -115,10 +115,11 @@ pub enum Command {
         /// Name for the new user (not one the config already has).
         #[arg(long, default_value = "friend")]
         name: String,
-        /// Tag of the account or pool the user's requests go to. Needed when the config
-        /// has more than one account, or a pool.
+        /// Tag of the account or pool the user's requests go to; repeat it for one of
+        /// each provider (Claude, OpenAI). Needed when the config has more than one
+        /// account of a provider, or a pool.
         #[arg(long, value_name = "TAG")]
-        credential: Option<String>,
+        credential: Vec<String>,
         /// Config file. Default: $CARPOOL_CONFIG, else <OS config dir>/carpool/config.json.
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
@@ -207,7 +208,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             credential,
             config,
-        } => token::run(config, &name, credential.as_deref()),
+        } => token::run(config, &name, &credential),
     }
 }
 

@@ -9,14 +9,23 @@ use crate::config::edit::EditError;
 use crate::config::{self, Bindings, manage};
 use crate::secret::{TokenHash, generate_token};
 
-/// Which account or pool a new user gets; see [`manage::choose_credential`]. A refusal
-/// is a [`UsageError`] that lists the tags to choose from.
-pub fn choose_credential(
+/// Which accounts or pools a new user gets, one per provider; see
+/// [`manage::choose_targets`]. A refusal is a [`UsageError`] that lists the tags to
+/// choose from.
+pub fn choose_targets(
     bindings: &Bindings,
-    requested: Option<&str>,
-) -> Result<String, UsageError> {
-    manage::choose_credential(bindings, requested, "--credential TAG")
-        .map_err(|e| flag_error(e, requested))
+    requested: &[String],
+) -> Result<Vec<String>, UsageError> {
+    // The refused tag's place, to name it with its flag.
+    let refused = std::cell::Cell::new(None);
+    let field = |i: usize| {
+        refused.set(Some(i));
+        manage::credential_field(i)
+    };
+    manage::choose_targets(bindings, requested, &field, "--credential TAG").map_err(|e| {
+        let tag = refused.get().and_then(|i| requested.get(i));
+        flag_error(e, tag.map(String::as_str))
+    })
 }
 
 /// A new user's name: not empty and not taken ([`manage::check_name`]).
@@ -37,22 +46,29 @@ pub fn flag_error(error: EditError, value: Option<&str>) -> UsageError {
     }
 }
 
-/// The `users` entry to paste, as one line of JSON.
-pub fn users_entry(name: &str, hash: &TokenHash, credential: &str) -> String {
+/// The `users` entry to paste, as one line of JSON: `credential` is one tag, or a list
+/// of one per provider.
+pub fn users_entry(name: &str, hash: &TokenHash, credentials: &[String]) -> String {
     let quote = |s: &str| serde_json::Value::from(s).to_string();
+    let credential = match credentials {
+        [one] => quote(one),
+        _ => format!(
+            "[{}]",
+            credentials
+                .iter()
+                .map(|t| quote(t))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     format!(
-        "{{ \"name\": {}, \"token_hash\": {}, \"credential\": {} }}",
+        "{{ \"name\": {}, \"token_hash\": {}, \"credential\": {credential} }}",
         quote(name),
         quote(&hash.to_config_string()),
-        quote(credential)
     )
 }
 
-pub fn run(
-    config_arg: Option<PathBuf>,
-    name: &str,
-    credential: Option<&str>,
-) -> anyhow::Result<()> {
+pub fn run(config_arg: Option<PathBuf>, name: &str, credential: &[String]) -> anyhow::Result<()> {
     let path = match config_arg {
         Some(p) => p,
         None => config::default_config_path()
@@ -68,21 +84,28 @@ pub fn run(
         Bindings::parse("{}", &path)?
     };
     check_name(&bindings, name)?;
-    let credential = choose_credential(&bindings, credential)?;
-    let kind = if bindings.pools.contains(&credential) {
-        "pool"
-    } else {
-        "account"
-    };
+    let credentials = choose_targets(&bindings, credential)?;
+    let bound = credentials
+        .iter()
+        .map(|tag| {
+            let kind = if bindings.pools.contains(tag) {
+                "pool"
+            } else {
+                "account"
+            };
+            format!("the {kind} `{tag}`")
+        })
+        .collect::<Vec<_>>()
+        .join(" and ");
     let token = generate_token();
     println!("New token for `{name}` (shown only now; give it to them):\n\n  {token}\n");
     println!(
-        "Its requests go to the {kind} `{credential}`. Add this to \"users\" in {} (a running Carpool applies it when the file is saved):\n",
+        "Its requests go to {bound}. Add this to \"users\" in {} (a running Carpool applies it when the file is saved):\n",
         path.display()
     );
     println!(
         "  {}",
-        users_entry(name, &TokenHash::of(&token), &credential)
+        users_entry(name, &TokenHash::of(&token), &credentials)
     );
     Ok(())
 }
@@ -90,21 +113,42 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Provider;
 
+    /// Claude accounts and pools, and OpenAI ones (tags starting `gpt`).
     fn bindings(accounts: &[&str], pools: &[&str], users: &[&str]) -> Bindings {
         let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        let provider = |t: &str| {
+            if t.starts_with("gpt") {
+                Provider::OpenAi
+            } else {
+                Provider::Anthropic
+            }
+        };
         Bindings {
             accounts: own(accounts),
             pools: own(pools),
             users: own(users),
+            providers: accounts
+                .iter()
+                .chain(pools)
+                .map(|t| (t.to_string(), provider(t)))
+                .collect(),
         }
+    }
+
+    fn tags(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
     fn the_only_account_is_the_default() {
         let b = bindings(&["work"], &[], &[]);
-        assert_eq!(choose_credential(&b, None).unwrap(), "work");
-        assert_eq!(choose_credential(&b, Some("work")).unwrap(), "work");
+        assert_eq!(choose_targets(&b, &[]).unwrap(), ["work"]);
+        assert_eq!(choose_targets(&b, &tags(&["work"])).unwrap(), ["work"]);
+        // One of each provider: both, Claude's first.
+        let b = bindings(&["gpt", "work"], &[], &[]);
+        assert_eq!(choose_targets(&b, &[]).unwrap(), ["work", "gpt"]);
     }
 
     #[test]
@@ -112,18 +156,27 @@ mod tests {
         for b in [
             bindings(&["a", "b"], &[], &[]),
             bindings(&["a"], &["team"], &[]),
+            bindings(&["a", "gpt1", "gpt2"], &[], &[]),
         ] {
-            let err = choose_credential(&b, None).unwrap_err().0;
+            let err = choose_targets(&b, &[]).unwrap_err().0;
             assert!(err.contains("--credential TAG"), "{err}");
             assert!(err.contains("accounts: a"), "{err}");
         }
-        let b = bindings(&["a", "b"], &["team"], &[]);
-        assert_eq!(choose_credential(&b, Some("team")).unwrap(), "team");
-        assert_eq!(choose_credential(&b, Some("b")).unwrap(), "b");
-        let err = choose_credential(&b, Some("nope")).unwrap_err().0;
+        let b = bindings(&["a", "b", "gpt"], &["team"], &[]);
+        assert_eq!(choose_targets(&b, &tags(&["team"])).unwrap(), ["team"]);
+        assert_eq!(
+            choose_targets(&b, &tags(&["gpt", "b"])).unwrap(),
+            ["b", "gpt"]
+        );
+        let err = choose_targets(&b, &tags(&["nope"])).unwrap_err().0;
         assert_eq!(
             err,
-            "--credential nope: the config has no account or pool `nope` (accounts: a, b; pools: team)"
+            "--credential nope: the config has no account or pool `nope` (accounts: a, b, gpt; pools: team)"
+        );
+        let err = choose_targets(&b, &tags(&["a", "team"])).unwrap_err().0;
+        assert_eq!(
+            err,
+            "--credential team: `team` and `a` both serve Claude; choose one per provider"
         );
     }
 
@@ -143,10 +196,13 @@ mod tests {
     #[test]
     fn the_entry_is_json_whatever_the_name() {
         let hash = TokenHash::of("0123456789abcdef0123");
-        let line = users_entry("a \"quoted\" \\ name", &hash, "team");
+        let line = users_entry("a \"quoted\" \\ name", &hash, &tags(&["team"]));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["name"], "a \"quoted\" \\ name");
         assert_eq!(v["credential"], "team");
         assert_eq!(v["token_hash"], hash.to_config_string());
+        let line = users_entry("me", &hash, &tags(&["max", "codex"]));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["credential"], serde_json::json!(["max", "codex"]));
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::edit::{ConfigDoc, EditError};
-use super::{Bindings, Strategy};
+use super::{Bindings, Provider, Strategy};
 use crate::secret::{TokenHash, generate_token};
 
 impl ConfigDoc {
@@ -48,42 +48,135 @@ pub fn check_name(bindings: &Bindings, name: &str) -> Result<(), EditError> {
     Ok(())
 }
 
+/// The field of the `i`th requested tag, as the request names it: `credential` for the
+/// API's single tag and the command line's flag, `credentials[1]` for the API's list.
+pub type FieldOf<'a> = &'a dyn Fn(usize) -> String;
+
+/// The request field `credential`, whatever the tag's place.
+pub fn credential_field(_: usize) -> String {
+    "credential".to_owned()
+}
+
+/// The request field `credentials[i]`.
+pub fn credentials_field(i: usize) -> String {
+    format!("credentials[{i}]")
+}
+
 /// Which account or pool a user gets (field `credential`): `requested` if the config
 /// has it; without one, the only account of a config that has no pool. Otherwise the
 /// problem lists the tags to choose from; `how` says how to choose (`--credential TAG`
-/// on the command line).
+/// on the command line). One target; see [`choose_targets`] for one per provider.
 pub fn choose_credential(
     bindings: &Bindings,
     requested: Option<&str>,
     how: &str,
 ) -> Result<String, EditError> {
-    match requested {
-        Some(tag)
-            if bindings
-                .accounts
-                .iter()
-                .chain(&bindings.pools)
-                .any(|t| t == tag) =>
-        {
-            Ok(tag.to_owned())
-        }
-        Some(tag) => Err(EditError::invalid(
+    let requested: Vec<String> = requested.map(str::to_owned).into_iter().collect();
+    let mut tags = choose_targets(bindings, &requested, &credential_field, how)?;
+    match tags.len() {
+        1 => Ok(tags.remove(0)),
+        _ => Err(EditError::invalid(
             "credential",
             format!(
-                "the config has no account or pool `{tag}` ({})",
+                "choose what the new user's requests go to with {how} ({})",
                 known(bindings)
             ),
         )),
-        None => match (bindings.accounts.as_slice(), bindings.pools.is_empty()) {
-            ([only], true) => Ok(only.clone()),
-            _ => Err(EditError::invalid(
-                "credential",
+    }
+}
+
+/// What a user's requests go to, one account or pool per provider (Claude's, OpenAI's):
+/// the `requested` tags, each one the config has and no two of one provider, in provider
+/// order (Claude's first). Without any, each provider's only account when that provider
+/// has no pool, as the config reads a user without `credential`; a provider with several
+/// accounts or a pool must be chosen (`how` says how). A refused tag names its field
+/// through `field`.
+pub fn choose_targets(
+    bindings: &Bindings,
+    requested: &[String],
+    field: FieldOf<'_>,
+    how: &str,
+) -> Result<Vec<String>, EditError> {
+    let mut chosen: Vec<(Provider, String)> = Vec::new();
+    if requested.is_empty() {
+        for provider in Provider::ALL {
+            let accounts: Vec<&String> = bindings
+                .accounts
+                .iter()
+                .filter(|t| bindings.providers.get(*t) == Some(&provider))
+                .collect();
+            let has_pool = bindings
+                .pools
+                .iter()
+                .any(|t| bindings.providers.get(t) == Some(&provider));
+            match (accounts.as_slice(), has_pool) {
+                ([], false) => {}
+                ([only], false) => chosen.push((provider, (*only).clone())),
+                _ => {
+                    return Err(EditError::invalid(
+                        field(0),
+                        format!(
+                            "choose what the new user's {} requests go to with {how} ({})",
+                            provider.label(),
+                            known(bindings)
+                        ),
+                    ));
+                }
+            }
+        }
+        if chosen.is_empty() {
+            return Err(EditError::invalid(
+                field(0),
                 format!(
-                    "choose what the new user's requests go to with {how} ({})",
+                    "the config has no account to bind to yet; add one first, then choose it with {how}"
+                ),
+            ));
+        }
+        return Ok(chosen.into_iter().map(|(_, t)| t).collect());
+    }
+    for (i, tag) in requested.iter().enumerate() {
+        let Some(&provider) = bindings.providers.get(tag) else {
+            return Err(EditError::invalid(
+                field(i),
+                format!(
+                    "the config has no account or pool `{tag}` ({})",
                     known(bindings)
                 ),
-            )),
-        },
+            ));
+        };
+        if let Some((_, before)) = chosen.iter().find(|(p, _)| *p == provider) {
+            return Err(EditError::invalid(
+                field(i),
+                format!(
+                    "`{tag}` and `{before}` both serve {}; choose one per provider",
+                    provider.label()
+                ),
+            ));
+        }
+        chosen.push((provider, tag.clone()));
+    }
+    chosen.sort_by_key(|(p, _)| Provider::ALL.iter().position(|q| q == p));
+    Ok(chosen.into_iter().map(|(_, t)| t).collect())
+}
+
+/// A user's `credential` as the config writes it: one tag as a string, several as a
+/// list (the config reads both).
+fn credential_value(tags: &[String]) -> Value {
+    match tags {
+        [one] => one.as_str().into(),
+        _ => json!(tags),
+    }
+}
+
+/// The tags a user entry's `credential` names: a string or a list of strings.
+fn written_tags(entry: &Value) -> Vec<String> {
+    match entry.get("credential") {
+        Some(Value::String(tag)) => vec![tag.clone()],
+        Some(Value::Array(tags)) => tags
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -91,31 +184,32 @@ pub fn choose_credential(
 #[derive(Debug, Clone)]
 pub struct NewToken {
     pub name: String,
-    /// The account or pool the user's requests go to.
-    pub credential: String,
+    /// The accounts or pools the user's requests go to, Claude's first.
+    pub credentials: Vec<String>,
     pub token: String,
 }
 
-/// Adds the user `name` bound to `credential` (see [`choose_credential`]) with a new
-/// token, of which only the hash is written.
+/// Adds the user `name` bound to the `requested` targets (see [`choose_targets`]) with a
+/// new token, of which only the hash is written.
 pub fn add_user(
     doc: &mut ConfigDoc,
     name: &str,
-    credential: Option<&str>,
+    requested: &[String],
+    field: FieldOf<'_>,
     how: &str,
 ) -> Result<NewToken, EditError> {
     let bindings = doc.bindings()?;
     check_name(&bindings, name)?;
-    let credential = choose_credential(&bindings, credential, how)?;
+    let credentials = choose_targets(&bindings, requested, field, how)?;
     let token = generate_token();
     doc.users()?.append(&json!({
         "name": name,
         "token_hash": TokenHash::of(&token).to_config_string(),
-        "credential": credential,
+        "credential": credential_value(&credentials),
     }));
     Ok(NewToken {
         name: name.to_owned(),
-        credential,
+        credentials,
         token,
     })
 }
@@ -130,18 +224,15 @@ pub fn rotate_user(doc: &mut ConfigDoc, name: &str) -> Result<NewToken, EditErro
         "token_hash",
         &TokenHash::of(&token).to_config_string().into(),
     );
-    let credential = match entry.get("credential") {
-        Some(Value::String(tag)) => tag,
-        _ => doc
-            .bindings()?
-            .accounts
-            .first()
-            .cloned()
-            .unwrap_or_default(),
+    let written = written_tags(&entry.value());
+    let credentials = if written.is_empty() {
+        choose_targets(&doc.bindings()?, &[], &credential_field, "`credential`").unwrap_or_default()
+    } else {
+        written
     };
     Ok(NewToken {
         name: name.to_owned(),
-        credential,
+        credentials,
         token,
     })
 }
@@ -164,11 +255,46 @@ pub fn rename_user(doc: &mut ConfigDoc, name: &str, new_name: &str) -> Result<()
     Ok(())
 }
 
-/// Binds the user `name` to the account or pool `credential` (field `credential`).
+/// Binds the user `name`'s requests of one provider to the account or pool `credential`
+/// (field `credential`); their binding for the other provider stays.
 pub fn bind_user(doc: &mut ConfigDoc, name: &str, credential: &str) -> Result<(), EditError> {
+    let bindings = doc.bindings()?;
     let entry = doc.users()?.get(name, "user")?;
-    let tag = choose_credential(&doc.bindings()?, Some(credential), "`credential`")?;
-    entry.set("credential", &tag.into());
+    let tag = choose_credential(&bindings, Some(credential), "`credential`")?;
+    let provider = bindings.providers.get(&tag).copied();
+    let written = written_tags(&entry.value());
+    let mut tags: Vec<String> = written
+        .into_iter()
+        .filter(|t| {
+            bindings
+                .providers
+                .get(t)
+                .is_some_and(|p| Some(*p) != provider)
+        })
+        .collect();
+    tags.push(tag);
+    let tags = choose_targets(&bindings, &tags, &credential_field, "`credential`")?;
+    entry.set("credential", &credential_value(&tags));
+    Ok(())
+}
+
+/// Binds the user `name` to exactly the `requested` targets, at most one per provider
+/// (fields `credentials[i]`); a provider left out is no longer served for them.
+pub fn bind_user_targets(
+    doc: &mut ConfigDoc,
+    name: &str,
+    requested: &[String],
+) -> Result<(), EditError> {
+    let bindings = doc.bindings()?;
+    let entry = doc.users()?.get(name, "user")?;
+    if requested.is_empty() {
+        return Err(EditError::invalid(
+            "credentials",
+            "name at least one account or pool",
+        ));
+    }
+    let tags = choose_targets(&bindings, requested, &credentials_field, "`credentials`")?;
+    entry.set("credential", &credential_value(&tags));
     Ok(())
 }
 
@@ -373,7 +499,7 @@ pub fn remove_pool(doc: &mut ConfigDoc, tag: &str) -> Result<(), EditError> {
         .users()?
         .entries()
         .iter()
-        .filter(|u| u.get("credential").and_then(Value::as_str) == Some(tag))
+        .filter(|u| written_tags(u).iter().any(|t| t == tag))
         .filter_map(|u| u.get("name")?.as_str().map(str::to_owned))
         .collect();
     if !bound.is_empty() {
@@ -414,6 +540,11 @@ mod tests {
         Config::parse(&doc.text(), Path::new("/c.json")).unwrap()
     }
 
+    fn add(d: &mut ConfigDoc, name: &str, tags: &[&str], how: &str) -> Result<NewToken, EditError> {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        add_user(d, name, &tags, &credential_field, how)
+    }
+
     fn field(err: EditError) -> String {
         match err {
             EditError::Invalid { field, .. } => field,
@@ -424,7 +555,7 @@ mod tests {
     #[test]
     fn a_user_is_added_with_only_the_hash_of_a_new_token() {
         let mut d = doc();
-        let new = add_user(&mut d, "friend", Some("team"), "`credential`").unwrap();
+        let new = add(&mut d, "friend", &["team"], "`credential`").unwrap();
         assert!(new.token.starts_with("cpk-"));
         let text = d.text();
         assert!(!text.contains(&new.token));
@@ -434,18 +565,15 @@ mod tests {
         assert_eq!(c.users[1].token_hash, TokenHash::of(&new.token));
         // Refusals name the request's field.
         assert_eq!(
-            field(add_user(&mut d, "friend", Some("a"), "x").unwrap_err()),
+            field(add(&mut d, "friend", &["a"], "x").unwrap_err()),
             "name"
         );
+        assert_eq!(field(add(&mut d, " ", &["a"], "x").unwrap_err()), "name");
         assert_eq!(
-            field(add_user(&mut d, " ", Some("a"), "x").unwrap_err()),
-            "name"
-        );
-        assert_eq!(
-            field(add_user(&mut d, "x", Some("nope"), "x").unwrap_err()),
+            field(add(&mut d, "x", &["nope"], "x").unwrap_err()),
             "credential"
         );
-        let err = add_user(&mut d, "x", None, "--credential TAG").unwrap_err();
+        let err = add(&mut d, "x", &[], "--credential TAG").unwrap_err();
         assert!(
             err.to_string()
                 .contains("--credential TAG (accounts: a, b; pools: team)"),
@@ -480,6 +608,111 @@ mod tests {
             Err(EditError::NotFound(_))
         ));
         assert!(d.text().contains("// b's"));
+    }
+
+    /// A Claude login, two Codex logins and a pool of those.
+    const PROVIDERS: &str = r#"{
+  "credentials": [
+    {"tag": "max", "credential_path": "/a.json"},
+    {"tag": "c1", "type": "codex", "credential_path": "/c1.json"},
+    {"tag": "c2", "type": "codex", "credential_path": "/c2.json"},
+    {"tag": "chatgpt", "type": "balancer", "credentials": ["c1", "c2"]}
+  ],
+  "users": [
+    {"name": "me", "token": "0123456789abcdef0123", "credential": ["max", "chatgpt"]},
+    {"name": "gpt", "token": "0123456789abcdef0124", "credential": "c1"}
+  ],
+  "data_dir": "/tmp/carpool-manage-test"
+}"#;
+
+    fn list(tags: &[&str]) -> Vec<String> {
+        tags.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn users_are_bound_to_one_target_per_provider() {
+        let mut d = ConfigDoc::parse(PROVIDERS).unwrap();
+        // Given in any order, written Claude's first as a list.
+        let new = add_user(
+            &mut d,
+            "both",
+            &list(&["c2", "max"]),
+            &credentials_field,
+            "x",
+        )
+        .unwrap();
+        assert_eq!(new.credentials, ["max", "c2"]);
+        let c = config(&d);
+        assert_eq!(c.users[2].targets.to_string(), "max, c2");
+        assert!(
+            d.text().contains(r#""credential": ["max", "c2"]"#),
+            "{}",
+            d.text()
+        );
+        // One tag stays a string.
+        add(&mut d, "claude", &["max"], "x").unwrap();
+        assert!(d.text().contains(r#""credential": "max""#));
+        // Two of one provider: the second is named.
+        let err = add_user(
+            &mut d,
+            "x",
+            &list(&["c1", "max", "chatgpt"]),
+            &credentials_field,
+            "x",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "credentials[2]: `chatgpt` and `c1` both serve OpenAI; choose one per provider"
+        );
+        assert_eq!(
+            field(
+                add_user(
+                    &mut d,
+                    "x",
+                    &list(&["max", "nope"]),
+                    &credentials_field,
+                    "x"
+                )
+                .unwrap_err()
+            ),
+            "credentials[1]"
+        );
+        // Without any: OpenAI has two accounts and a pool, so it must be chosen.
+        let err = add(&mut d, "x", &[], "--credential TAG").unwrap_err();
+        assert!(
+            err.to_string().contains("new user's OpenAI requests"),
+            "{err}"
+        );
+
+        // `bind_user` replaces the binding of the tag's provider only.
+        bind_user(&mut d, "me", "c2").unwrap();
+        assert_eq!(config(&d).users[0].targets.to_string(), "max, c2");
+        bind_user(&mut d, "gpt", "max").unwrap();
+        assert_eq!(config(&d).users[1].targets.to_string(), "max, c1");
+        // `bind_user_targets` sets exactly the list: OpenAI only now.
+        bind_user_targets(&mut d, "me", &list(&["chatgpt"])).unwrap();
+        let c = config(&d);
+        assert_eq!(c.users[0].targets.anthropic, None);
+        assert_eq!(c.users[0].targets.to_string(), "chatgpt");
+        assert_eq!(
+            field(bind_user_targets(&mut d, "me", &[]).unwrap_err()),
+            "credentials"
+        );
+        assert_eq!(
+            field(bind_user_targets(&mut d, "me", &list(&["c1", "c2"])).unwrap_err()),
+            "credentials[1]"
+        );
+        assert!(matches!(
+            bind_user_targets(&mut d, "nobody", &list(&["max"])),
+            Err(EditError::NotFound(_))
+        ));
+        // A rotated token keeps both bindings.
+        let new = rotate_user(&mut d, "gpt").unwrap();
+        assert_eq!(new.credentials, ["max", "c1"]);
+        // A pool named in a list is in use.
+        let err = remove_pool(&mut d, "chatgpt").unwrap_err();
+        assert!(err.to_string().contains("`me`"), "{err}");
     }
 
     #[test]

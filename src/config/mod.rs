@@ -586,6 +586,8 @@ pub struct Bindings {
     pub pools: Vec<String>,
     /// Names of the configured users.
     pub users: Vec<String>,
+    /// The provider of each account and pool, by tag.
+    pub providers: std::collections::HashMap<String, Provider>,
 }
 
 impl Bindings {
@@ -606,10 +608,16 @@ impl Bindings {
         let raw = parse_raw(text).map_err(invalid)?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
         let (accounts, pools) = credentials_from_raw(&raw, base_dir).map_err(invalid)?;
+        let providers = accounts
+            .iter()
+            .map(|a| (a.tag.to_string(), a.provider))
+            .chain(pools.iter().map(|p| (p.tag.to_string(), p.provider)))
+            .collect();
         Ok(Bindings {
             accounts: accounts.into_iter().map(|a| a.tag.to_string()).collect(),
             pools: pools.into_iter().map(|p| p.tag.to_string()).collect(),
             users: raw.users.into_iter().map(|u| u.name).collect(),
+            providers,
         })
     }
 }

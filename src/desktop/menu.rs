@@ -21,6 +21,8 @@ pub enum ItemId {
     StartStop,
     OpenDashboard,
     CopySetup,
+    /// Codex's setup; only while an OpenAI account (a Codex login, an OpenAI key) exists.
+    CopyCodexSetup,
     /// A check item.
     StartAtLogin,
     Quit,
@@ -35,6 +37,7 @@ impl ItemId {
             ItemId::StartStop => "start-stop".into(),
             ItemId::OpenDashboard => "open-dashboard".into(),
             ItemId::CopySetup => "copy-setup".into(),
+            ItemId::CopyCodexSetup => "copy-codex-setup".into(),
             ItemId::StartAtLogin => "start-at-login".into(),
             ItemId::Quit => "quit".into(),
         }
@@ -47,6 +50,7 @@ impl ItemId {
             "start-stop" => ItemId::StartStop,
             "open-dashboard" => ItemId::OpenDashboard,
             "copy-setup" => ItemId::CopySetup,
+            "copy-codex-setup" => ItemId::CopyCodexSetup,
             "start-at-login" => ItemId::StartAtLogin,
             "quit" => ItemId::Quit,
             other => ItemId::Account(other.strip_prefix("account-")?.parse().ok()?),
@@ -96,6 +100,8 @@ pub enum Relay<'a> {
         status: &'a PoolStatus,
         /// Today's cost in millionths of a dollar; `None` while not known yet.
         today_micros: Option<i64>,
+        /// Whether the config has an OpenAI account, whose clients (Codex) need a setup.
+        openai: bool,
     },
 }
 
@@ -173,6 +179,13 @@ impl Menu {
             "Copy Claude Code setup".into(),
             running,
         ));
+        if let Relay::Running { openai: true, .. } = relay {
+            items.push(item(
+                ItemId::CopyCodexSetup,
+                "Copy Codex setup".into(),
+                true,
+            ));
+        }
         items.push(Item {
             separated: true,
             checked: Some(start_at_login),
@@ -323,6 +336,7 @@ mod tests {
             address: "x",
             status,
             today_micros: Some(0),
+            openai: false,
         }
     }
 
@@ -347,6 +361,7 @@ mod tests {
             ItemId::StartStop,
             ItemId::OpenDashboard,
             ItemId::CopySetup,
+            ItemId::CopyCodexSetup,
             ItemId::StartAtLogin,
             ItemId::Quit,
         ] {
@@ -400,6 +415,7 @@ mod tests {
             address: "http://127.0.0.1:8787",
             status: &status,
             today_micros: Some(1_234_567),
+            openai: false,
         };
         let menu = Menu::build(&relay, false);
         assert_eq!(menu.look, Look::Running);
@@ -418,8 +434,33 @@ mod tests {
             address: "x",
             status: &status,
             today_micros: None,
+            openai: false,
         };
         assert!(labels(&Menu::build(&unknown, false)).contains(&"Today: …"));
+        assert!(!labels(&menu).contains(&"Copy Codex setup"));
+    }
+
+    #[test]
+    fn codex_setup_is_offered_only_with_an_openai_account() {
+        let status = PoolStatus::new(NOW, vec![account("work", AccountState::Ready)], vec![]);
+        let relay = Relay::Running {
+            address: "x",
+            status: &status,
+            today_micros: Some(0),
+            openai: true,
+        };
+        let menu = Menu::build(&relay, false);
+        let labels = labels(&menu);
+        let claude = labels.iter().position(|l| *l == "Copy Claude Code setup");
+        let codex = labels.iter().position(|l| *l == "Copy Codex setup");
+        assert_eq!(codex, claude.map(|i| i + 1), "{labels:?}");
+        let item = menu
+            .items
+            .iter()
+            .find(|i| i.id == ItemId::CopyCodexSetup)
+            .unwrap();
+        assert!(item.enabled);
+        assert!(!self::labels(&Menu::build(&Relay::Stopped, false)).contains(&"Copy Codex setup"));
     }
 
     #[test]

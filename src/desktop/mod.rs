@@ -229,6 +229,12 @@ impl Desktop {
             address: &running.url,
             status: &status,
             today_micros: running.cost.map(|(micros, _)| micros),
+            openai: engine
+                .state()
+                .config
+                .credentials
+                .iter()
+                .any(|c| c.provider == crate::config::Provider::OpenAi),
         };
         (Menu::build(&relay, start_at_login), found)
     }
@@ -257,19 +263,47 @@ impl Desktop {
     /// bound like the first user) whose token is kept in the secret store to be copied
     /// again. `Err`: why there is none, for a notification.
     pub async fn claude_code_setup(&self) -> Result<String, String> {
+        let (url, token, _) = self.setup_token().await?;
+        Ok(ClientSetup::new(&url, &token).shell)
+    }
+
+    /// Codex's model provider for this machine's `~/.codex/config.toml`, with the token
+    /// of the desktop's own user in it (see [`Desktop::claude_code_setup`]). `Err`: why
+    /// there is none, or that that user has no OpenAI account to go to.
+    pub async fn codex_setup(&self) -> Result<String, String> {
+        let (url, token, user) = self.setup_token().await?;
+        let running = self.running.lock().await;
+        if let Some(running) = running.as_ref() {
+            let config = running.server.engine.state().config.clone();
+            let bound = config
+                .users
+                .iter()
+                .find(|u| u.name.as_str() == user)
+                .is_some_and(|u| u.targets.openai.is_some());
+            if !bound {
+                return Err(format!(
+                    "the user `{user}` is not bound to an OpenAI account: choose one for it on the dashboard's Users page"
+                ));
+            }
+        }
+        Ok(ClientSetup::new(&url, &token).codex_config_with_token(&token))
+    }
+
+    /// The relay's address, the desktop user's token and that user's name.
+    async fn setup_token(&self) -> Result<(String, String, String), String> {
         let running = self.running.lock().await;
         let Some(running) = running.as_ref() else {
             return Err("Carpool is stopped: start it first".into());
         };
-        let token = match self.kept_setup_token(&running.server).await {
-            Some(token) => token,
+        let (token, user) = match self.kept_setup_token(&running.server).await {
+            Some(kept) => kept,
             None => self.new_setup_user(&running.server).await?,
         };
-        Ok(ClientSetup::new(&running.url, &token).shell)
+        Ok((running.url.clone(), token, user))
     }
 
-    /// The kept token, if it is still a configured user's.
-    async fn kept_setup_token(&self, server: &RunningServer) -> Option<String> {
+    /// The kept token and its user, if it is still a configured user's.
+    async fn kept_setup_token(&self, server: &RunningServer) -> Option<(String, String)> {
         let (user, reference) = {
             let state = lock(&self.state);
             (state.setup_user.clone()?, state.setup_token_ref.clone()?)
@@ -287,26 +321,27 @@ impl Desktop {
             .users
             .iter()
             .any(|u| u.name.as_str() == user && u.token_hash.ct_eq(&hash))
-            .then_some(token)
+            .then_some((token, user))
     }
 
-    /// Adds the desktop's own user and keeps its token.
-    async fn new_setup_user(&self, server: &RunningServer) -> Result<String, String> {
+    /// Adds the desktop's own user and keeps its token; the token and the user's name.
+    async fn new_setup_user(&self, server: &RunningServer) -> Result<(String, String), String> {
         let engine = server.engine.clone();
         let config = engine.state().config.clone();
         let name = free_name(&config, "desktop");
-        let credential = config
+        let credentials: Vec<String> = config
             .users
             .first()
-            .and_then(|u| u.targets.first())
-            .map(ToString::to_string);
+            .map(|u| u.targets.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
         let user = name.clone();
         let edited = tokio::task::spawn_blocking(move || {
             engine.edit_config(|doc| {
                 manage::add_user(
                     doc,
                     &user,
-                    credential.as_deref(),
+                    &credentials,
+                    &manage::credential_field,
                     "a user made in the dashboard first",
                 )
             })
@@ -316,8 +351,8 @@ impl Desktop {
         .map_err(|e| format!("cannot add a user for this machine: {e}"))?;
         let token = edited.value.token;
         self.keep_setup_token(server, &name, &token).await;
-        tracing::info!("added the user `{name}` for this machine's Claude Code setup");
-        Ok(token)
+        tracing::info!("added the user `{name}` for this machine's Claude Code and Codex setups");
+        Ok((token, name))
     }
 
     async fn keep_setup_token(&self, server: &RunningServer, user: &str, token: &str) {

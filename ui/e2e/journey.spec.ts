@@ -78,6 +78,15 @@ test("add a friend, copy their setup, see their requests live and in usage, revo
     expect(clipboard).toContain(url);
     expect(clipboard).toContain("ANTHROPIC_BASE_URL");
 
+    // Codex's provider block, at the OpenAI endpoints; its token goes in CARPOOL_TOKEN.
+    await panel.getByRole("button", { name: "Copy Codex setup" }).click();
+    await expect.poll(() => page.evaluate(() => navigator.clipboard.readText())).toContain(`base_url = "${url}/v1"`);
+    const codex = await page.evaluate(() => navigator.clipboard.readText());
+    expect(codex).toContain('model_provider = "carpool"');
+    expect(codex).toContain('wire_api = "responses"');
+    await panel.getByRole("button", { name: "Copy Codex token line" }).click();
+    await expect.poll(() => page.evaluate(() => navigator.clipboard.readText())).toBe(`export CARPOOL_TOKEN=${token}\n`);
+
     await panel.getByRole("button", { name: /^Done/ }).click();
     await expect(page.getByRole("heading", { name: `Token for ${FRIEND}` })).toHaveCount(0);
     await expect(page.getByText(token)).toHaveCount(0);

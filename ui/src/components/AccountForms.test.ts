@@ -24,6 +24,7 @@ const window = (percent: number | null, reserve: number | null): Schemas["Window
 });
 const work: Schemas["Account"] = {
   tag: "work",
+  provider: "anthropic",
   kind: "oauth",
   base_url: "https://api.anthropic.com",
   proxy: "http://me:***@proxy.lan:3128",
@@ -42,7 +43,7 @@ const work: Schemas["Account"] = {
     last_hour: { requests: 12, tokens: 69400 },
   },
 };
-const key: Schemas["Account"] = { tag: "key", kind: "api_key", base_url: "https://api.anthropic.com", secret: { store: "data_dir", location: "/d/k" } };
+const key: Schemas["Account"] = { tag: "key", provider: "anthropic", kind: "api_key", base_url: "https://api.anthropic.com", secret: { store: "data_dir", location: "/d/k" } };
 
 async function type(label: string, value: string) {
   const input = screen.getByLabelText(label) as HTMLInputElement;
@@ -92,6 +93,24 @@ describe("AccountCard", () => {
     expect(screen.getByText("http://me:***@proxy.lan:3128")).toBeTruthy();
   });
 
+  it("names a Codex login's provider, plan and email", () => {
+    const codex: Schemas["Account"] = {
+      tag: "codex",
+      provider: "openai",
+      kind: "oauth",
+      base_url: "https://chatgpt.com/backend-api/codex",
+      secret: { store: "credentials_file", location: "/home/me/.codex/auth.json" },
+      email: "me@example.com",
+      plan: "pro",
+    };
+    render(AccountCard, { props: { account: codex, now, usedBy: [], onchanged: vi.fn(), onremove: vi.fn() } });
+    const card = screen.getByRole("article", { name: "codex" });
+    expect(card.textContent).toContain("OpenAI");
+    expect(card.textContent).toContain("Codex auth.json file");
+    expect(card.textContent).toContain("me@example.com · pro plan");
+    expect(card.textContent).toContain("Codex's auth.json, shared with Codex");
+  });
+
   it("sends only what changed, and shows a refused reserve next to it", async () => {
     const mock = await api;
     const updated = { ...work, reserve_weekly: 10 };
@@ -130,7 +149,7 @@ describe("AccountCard", () => {
 describe("PoolEditor", () => {
   it("creates a pool with its members in the order chosen", async () => {
     const mock = await api;
-    const pool: Schemas["Pool"] = { tag: "team", strategy: "fallback", members: ["key", "work"], poll_interval: "60s", session_ttl: "1h", users: [] };
+    const pool: Schemas["Pool"] = { tag: "team", provider: "anthropic", strategy: "fallback", members: ["key", "work"], poll_interval: "60s", session_ttl: "1h", users: [] };
     mock.on("POST /api/v1/pools", { status: 201, body: pool });
     const onsaved = vi.fn();
     render(PoolEditor, { props: { accounts: [work, key], onsaved, oncancel: vi.fn() } });

@@ -14,6 +14,7 @@ import { refusal } from "./mock-api";
 
 const account: Schemas["Account"] = {
   tag: "home",
+  provider: "anthropic",
   kind: "oauth",
   base_url: "https://api.anthropic.com",
   secret: { store: "keyring", location: "carpool/home" },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { accountKind, move, optional, reserveValue, secretPlace, strategyLabel } from "./accounts";
+import { accountKind, move, optional, providerLabel, reserveValue, secretPlace, strategyLabel } from "./accounts";
 
 describe("accounts in words", () => {
   it("names the kind from the kind and where the secret is", () => {
@@ -9,6 +9,16 @@ describe("accounts in words", () => {
     );
     expect(accountKind({ kind: "oauth", secret: { store: "keyring", location: "carpool/work" } })).toBe("Claude login");
     expect(secretPlace({ store: "config_file", location: "/c.json" })).toContain("in clear");
+    // OpenAI accounts: Codex logins and OpenAI keys.
+    const codexFile = { store: "credentials_file", location: "/h/.codex/auth.json" } as const;
+    expect(accountKind({ provider: "openai", kind: "oauth", secret: codexFile })).toBe("Codex auth.json file");
+    expect(accountKind({ provider: "openai", kind: "oauth", secret: { store: "keyring", location: "x" } })).toBe("Codex login");
+    expect(accountKind({ provider: "openai", kind: "api_key", secret: { store: "keyring", location: "x" } })).toBe("OpenAI API key");
+    expect(accountKind({ provider: "anthropic", kind: "api_key", secret: { store: "keyring", location: "x" } })).toBe("API key");
+    expect(secretPlace(codexFile, "openai")).toContain("Codex's auth.json");
+    expect(secretPlace(codexFile)).toContain("Claude Code");
+    expect(providerLabel("openai")).toBe("OpenAI");
+    expect(providerLabel("anthropic")).toBe("Claude");
     expect(strategyLabel("least_used")).toBe("Least used");
   });
 

@@ -4,8 +4,20 @@ import type { Schemas } from "./api/client";
 
 type Account = Schemas["Account"];
 
-/** "Claude login", "Claude Code credentials file" or "API key". */
-export function accountKind(account: Pick<Account, "kind" | "secret">): string {
+/** "Claude" or "OpenAI": whose API an account or pool speaks. */
+export function providerLabel(provider: Schemas["Provider"]): string {
+  return provider === "openai" ? "OpenAI" : "Claude";
+}
+
+/**
+ * "Claude login", "Claude Code credentials file", "API key"; for OpenAI accounts "Codex
+ * login", "Codex auth.json file", "OpenAI API key".
+ */
+export function accountKind(account: Pick<Account, "kind" | "secret"> & { provider?: Schemas["Provider"] }): string {
+  if (account.provider === "openai") {
+    if (account.kind === "api_key") return "OpenAI API key";
+    return account.secret.store === "credentials_file" ? "Codex auth.json file" : "Codex login";
+  }
   if (account.kind === "api_key") return "API key";
   return account.secret.store === "credentials_file" ? "Claude Code credentials file" : "Claude login";
 }
@@ -18,7 +30,8 @@ const STORE: Record<Schemas["SecretStoreKind"], string> = {
 };
 
 /** Where the login or key is kept, in words (never the secret). */
-export function secretPlace(secret: Schemas["SecretPlace"]): string {
+export function secretPlace(secret: Schemas["SecretPlace"], provider: Schemas["Provider"] = "anthropic"): string {
+  if (provider === "openai" && secret.store === "credentials_file") return "Codex's auth.json, shared with Codex on that machine";
   return STORE[secret.store];
 }
 

@@ -53,7 +53,7 @@ async function serve(accounts: Schemas["AccountStatus"][], users: Schemas["User"
   mock.on("GET /api/v1/requests/recent", { status: 200, body: { requests: [failure] } });
 }
 
-const me: Schemas["User"] = { name: "me", credential: "work", credential_kind: "account", token_storage: "hashed", this_month: null };
+const me: Schemas["User"] = { name: "me", credential: "work", credential_kind: "account", bindings: [{ provider: "anthropic", credential: "work", credential_kind: "account" }], token_storage: "hashed", this_month: null };
 
 afterEach(async () => {
   cleanup();

@@ -14,6 +14,7 @@ import { refusal } from "../components/mock-api";
 
 const work: Schemas["Account"] = {
   tag: "work",
+  provider: "anthropic",
   kind: "oauth",
   base_url: "https://api.anthropic.com",
   secret: { store: "credentials_file", location: "/home/me/.claude/.credentials.json" },
@@ -22,6 +23,7 @@ const me: Schemas["User"] = {
   name: "me",
   credential: "work",
   credential_kind: "account",
+  bindings: [{ provider: "anthropic", credential: "work", credential_kind: "account" }],
   token_storage: "hashed",
   this_month: { requests: 1234, cost_usd: 5.5 },
 };
@@ -36,8 +38,22 @@ const setup: Schemas["ClientSetup"] = {
   claude_code_settings: `{"env":{"ANTHROPIC_AUTH_TOKEN":"${token}"}}`,
   python: `client = anthropic.Anthropic(api_key="${token}")\n`,
   typescript: `new Anthropic({ apiKey: "${token}" })\n`,
+  openai_base_url: "http://carpool.lan:7676/v1",
+  codex_config: `model_provider = "carpool"\n\n[model_providers.carpool]\nbase_url = "http://carpool.lan:7676/v1"\n`,
+  codex_shell: `export CARPOOL_TOKEN=${token}\n`,
+  openai_env: [
+    { name: "OPENAI_BASE_URL", value: "http://carpool.lan:7676/v1" },
+    { name: "OPENAI_API_KEY", value: token },
+  ],
+  openai_python: `client = OpenAI(api_key="${token}")\n`,
+  openai_typescript: `new OpenAI({ apiKey: "${token}" })\n`,
 };
-const alice = (name = "alice"): Schemas["User"] => ({ name, credential: "work", credential_kind: "account", token_storage: "hashed", this_month: null });
+const alice = (name = "alice"): Schemas["User"] => ({
+  name,
+  credential: "work",
+  credential_kind: "account",
+  bindings: [{ provider: "anthropic", credential: "work", credential_kind: "account" }],
+  token_storage: "hashed", this_month: null });
 
 async function type(label: string, value: string) {
   const input = screen.getByLabelText(label) as HTMLInputElement;
@@ -86,10 +102,22 @@ describe("Users", () => {
     vi.stubGlobal("navigator", { ...navigator, clipboard: { writeText } });
 
     await addAlice();
-    expect(mock.sent.at(-1)).toMatchObject({ method: "POST", path: "/api/v1/users", body: { name: "alice", credential: "work" } });
+    expect(mock.sent.at(-1)).toMatchObject({ method: "POST", path: "/api/v1/users", body: { name: "alice", credentials: ["work"] } });
     expect(screen.getByText(/Shown only this once/)).toBeTruthy();
     expect(screen.getByText(token)).toBeTruthy();
-    for (const label of ["Claude Code setup", "Claude Code settings", "environment lines", "Python SDK", "TypeScript SDK", "token"]) {
+    for (const label of [
+      "Claude Code setup",
+      "Claude Code settings",
+      "Claude environment lines",
+      "Anthropic Python SDK",
+      "Anthropic TypeScript SDK",
+      "Codex setup",
+      "Codex token line",
+      "OpenAI environment lines",
+      "OpenAI Python SDK",
+      "OpenAI TypeScript SDK",
+      "token",
+    ]) {
       expect(screen.getByRole("button", { name: `Copy ${label}` })).toBeTruthy();
     }
 
@@ -114,7 +142,7 @@ describe("Users", () => {
     vi.stubGlobal("navigator", { ...navigator, clipboard: undefined, platform: "Linux x86_64" });
 
     await addAlice();
-    await fireEvent.click(screen.getByRole("button", { name: "Copy Python SDK" }));
+    await fireEvent.click(screen.getByRole("button", { name: "Copy Anthropic Python SDK" }));
     expect(await screen.findByText("Selected: press Ctrl+C to copy")).toBeTruthy();
     expect(window.getSelection()?.toString()).toBe(setup.python);
   });
@@ -186,5 +214,97 @@ describe("Users", () => {
     render(Users);
     expect((await screen.findByRole("link", { name: "Add an account first" })).getAttribute("href")).toBe("#/accounts");
     expect(screen.queryByRole("button", { name: "Add user" })).toBeNull();
+  });
+
+  describe("with a Claude and a Codex account", () => {
+    const codex: Schemas["Account"] = {
+      tag: "codex",
+      provider: "openai",
+      kind: "oauth",
+      base_url: "https://chatgpt.com/backend-api/codex",
+      secret: { store: "credentials_file", location: "/home/me/.codex/auth.json" },
+      email: "me@example.com",
+      plan: "pro",
+    };
+    const both: Schemas["User"] = {
+      ...me,
+      bindings: [
+        { provider: "anthropic", credential: "work", credential_kind: "account" },
+        { provider: "openai", credential: "codex", credential_kind: "account" },
+      ],
+    };
+
+    beforeEach(async () => {
+      const mock = await api;
+      mock.on("GET /api/v1/users", { status: 200, body: [both] });
+      mock.on("GET /api/v1/accounts", { status: 200, body: [work, codex] });
+    });
+
+    it("shows each user's bindings", async () => {
+      render(Users);
+      const row = (await screen.findByRole("rowheader", { name: "me" })).closest("tr")!;
+      expect(row.textContent).toContain("Claude: work (account)");
+      expect(row.textContent).toContain("OpenAI: codex (account)");
+    });
+
+    it("binds a new user to OpenAI only and shows the Codex setup first", async () => {
+      const mock = await api;
+      const gptOnly: Schemas["User"] = {
+        ...alice("dana"),
+        credential: "codex",
+        bindings: [{ provider: "openai", credential: "codex", credential_kind: "account" }],
+      };
+      mock.on("POST /api/v1/users", { status: 201, body: { user: gptOnly, token, setup } });
+      const writeText = vi.fn().mockResolvedValue(undefined);
+      vi.stubGlobal("navigator", { ...navigator, clipboard: { writeText } });
+      render(Users);
+      await fireEvent.click(await screen.findByRole("button", { name: "Add user" }));
+      await type("Name", "dana");
+      const claude = screen.getByLabelText("Claude account or pool") as HTMLSelectElement;
+      const openai = screen.getByLabelText("OpenAI account or pool") as HTMLSelectElement;
+      expect([claude.value, openai.value]).toEqual(["work", "codex"]);
+      // Codex accounts are not offered for Claude.
+      expect([...claude.options].map((o) => o.value)).toEqual(["", "work"]);
+
+      // Neither is refused before asking the engine.
+      claude.value = "";
+      await fireEvent.change(claude);
+      openai.value = "";
+      await fireEvent.change(openai);
+      await fireEvent.click(screen.getByRole("button", { name: "Create user" }));
+      expect((await screen.findByRole("alert")).textContent).toContain("at least one");
+      expect(mock.sent.some((s) => s.method === "POST")).toBe(false);
+
+      openai.value = "codex";
+      await fireEvent.change(openai);
+      await fireEvent.click(screen.getByRole("button", { name: "Create user" }));
+      await screen.findByRole("heading", { name: /Token for dana/ });
+      expect(mock.sent.at(-1)).toMatchObject({ body: { name: "dana", credentials: ["codex"] } });
+      const groups = screen.getAllByRole("heading", { level: 3 }).map((h) => h.textContent);
+      expect(groups).toEqual(["Codex and the OpenAI SDKs", "Claude Code and the Anthropic SDKs"]);
+      expect(screen.getByText(/dana is not bound to a Claude account or pool yet/)).toBeTruthy();
+      await fireEvent.click(screen.getByRole("button", { name: "Copy Codex setup" }));
+      expect(writeText).toHaveBeenCalledWith(setup.codex_config);
+    });
+
+    it("rebinds a user to OpenAI only", async () => {
+      const mock = await api;
+      const gptOnly: Schemas["User"] = {
+        ...both,
+        credential: "codex",
+        bindings: [{ provider: "openai", credential: "codex", credential_kind: "account" }],
+      };
+      mock.on("PATCH /api/v1/users/me", { status: 200, body: gptOnly });
+      render(Users);
+      await fireEvent.click(await screen.findByRole("button", { name: "Edit me" }));
+      const claude = screen.getByLabelText("Send Claude requests to") as HTMLSelectElement;
+      expect(claude.value).toBe("work");
+      claude.value = "";
+      await fireEvent.change(claude);
+      await fireEvent.click(screen.getByRole("button", { name: "Save" }));
+      await waitFor(() => expect(mock.sent.at(-1)).toMatchObject({ method: "PATCH", body: { credentials: ["codex"] } }));
+      const row = (await screen.findByRole("rowheader", { name: "me" })).closest("tr")!;
+      await waitFor(() => expect(row.textContent).not.toContain("Claude:"));
+    });
   });
 });
