@@ -57,6 +57,21 @@ afterEach(async () => {
 });
 
 describe("AccountForm (API key)", () => {
+  it("adds an OpenAI key when OpenAI is chosen", async () => {
+    const mock = await api;
+    mock.on("POST /api/v1/accounts", { status: 201, body: { ...key, provider: "openai" } });
+    const onadded = vi.fn();
+    render(AccountForm, { props: { source: "api_key", onadded } });
+    const select = screen.getByLabelText("Provider") as HTMLSelectElement;
+    select.value = "openai";
+    await fireEvent.change(select);
+    await type("Tag", "gpt");
+    await type("OpenAI API key", "sk-proj-123");
+    await fireEvent.click(screen.getByRole("button", { name: "Add API key" }));
+    await waitFor(() => expect(onadded).toHaveBeenCalled());
+    expect(mock.sent[0]?.body).toEqual({ tag: "gpt", api_key: "sk-proj-123", base_url: null, provider: "openai" });
+  });
+
   it("sends the key once, clears it, and shows a refusal next to the tag", async () => {
     const mock = await api;
     mock.on("POST /api/v1/accounts", refusal(422, "tag: the config already has an account or pool `work`; choose another tag"), {
@@ -72,7 +87,7 @@ describe("AccountForm (API key)", () => {
     const alert = await screen.findByRole("alert");
     expect(alert.textContent).toBe("The config already has an account or pool `work`; choose another tag");
     expect(alert.parentElement?.contains(screen.getByLabelText("Tag"))).toBe(true);
-    expect(mock.sent[0]?.body).toEqual({ tag: "work", api_key: "sk-ant-123", base_url: null });
+    expect(mock.sent[0]?.body).toEqual({ tag: "work", api_key: "sk-ant-123", base_url: null, provider: "anthropic" });
     expect((screen.getByLabelText("Anthropic API key") as HTMLInputElement).value).toBe("");
     expect(screen.getByLabelText("Anthropic API key").getAttribute("type")).toBe("password");
 

@@ -57,7 +57,11 @@ describe("LoginFlow", () => {
     expect(link.getAttribute("target")).toBe("_blank");
     expect(link.getAttribute("rel")).toContain("noopener");
     expect(screen.getByText(/expires in 15 minutes/)).toBeTruthy();
-    expect(mock.sent[0]).toMatchObject({ method: "POST", path: "/api/v1/accounts/login", body: { tag: "home", base_url: null } });
+    expect(mock.sent[0]).toMatchObject({
+      method: "POST",
+      path: "/api/v1/accounts/login",
+      body: { tag: "home", base_url: null, provider: "claude" },
+    });
 
     await type("Code from Claude", " wrong#s0 ");
     await fireEvent.click(screen.getByRole("button", { name: "Finish login" }));
@@ -73,6 +77,32 @@ describe("LoginFlow", () => {
     await waitFor(() => expect(onadded).toHaveBeenCalledWith(account));
     expect(mock.sent.at(-1)).toMatchObject({ path: "/api/v1/accounts/login/L1", body: { code: "right#s1" } });
     expect(screen.queryByRole("alert")).toBeNull();
+  });
+
+  it("logs in with Codex: provider codex, and the redirect address pasted back", async () => {
+    const mock = await api;
+    const expires = Math.floor(Date.now() / 1000) + 900;
+    const codex: Schemas["Account"] = { ...account, tag: "chatgpt", provider: "openai", plan: "pro" };
+    mock.on("POST /api/v1/accounts/login", {
+      status: 200,
+      body: { login_id: "C1", authorize_url: "https://auth.openai.com/oauth/authorize?state=c1", expires_at: expires, tag: "chatgpt" },
+    });
+    mock.on("POST /api/v1/accounts/login/C1", { status: 201, body: codex });
+    const onadded = vi.fn();
+    render(LoginFlow, { props: { onadded, provider: "codex" } });
+
+    await type("Tag", "chatgpt");
+    await fireEvent.click(screen.getByRole("button", { name: "Start Codex login" }));
+    const link = await screen.findByRole("link", { name: /Open OpenAI's login page/ });
+    expect(link.getAttribute("href")).toBe("https://auth.openai.com/oauth/authorize?state=c1");
+    expect(mock.sent[0]).toMatchObject({ body: { tag: "chatgpt", provider: "codex" } });
+    expect(screen.getByText(/localhost:1455\/auth\/callback/)).toBeTruthy();
+
+    const redirect = "http://localhost:1455/auth/callback?code=abc&state=c1";
+    await type("Address from the browser", redirect);
+    await fireEvent.click(screen.getByRole("button", { name: "Finish login" }));
+    await waitFor(() => expect(onadded).toHaveBeenCalledWith(codex));
+    expect(mock.sent.at(-1)).toMatchObject({ path: "/api/v1/accounts/login/C1", body: { code: redirect } });
   });
 
   it("puts a tag in use next to the tag field", async () => {
