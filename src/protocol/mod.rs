@@ -279,3 +279,16 @@ pub fn upstream_url_at(
     }
     Ok(url)
 }
+
+/// What every protocol's error answer says about retrying: `retry-after` when Carpool
+/// knows when ([`RelayError::retry_after_secs`]), and `x-should-retry: false` when
+/// retrying cannot help ([`RelayError::client_may_retry`]), which the official SDKs and
+/// Claude Code obey at once.
+pub fn retry_headers(headers: &mut HeaderMap, error: &RelayError) {
+    if let Some(secs) = error.retry_after_secs {
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if !error.client_may_retry() {
+        headers.insert("x-should-retry", HeaderValue::from_static("false"));
+    }
+}

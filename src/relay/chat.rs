@@ -149,7 +149,8 @@ async fn chat(
                     .headers
                     .insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
             }
-            let make = FromMessages {
+            let make = Answer {
+                upstream: Upstream::Messages,
                 reply: translated.reply.clone(),
                 now,
             };
@@ -178,7 +179,8 @@ async fn chat(
                 ResponsesOptions::API
             };
             let translated = translate::chat_to_responses(&body, &options)?;
-            let make = FromResponses {
+            let make = Answer {
+                upstream: Upstream::Responses,
                 reply: translated.reply.clone(),
                 now,
             };
@@ -356,40 +358,46 @@ impl<T: Send> Transform for Chunks<T> {
     }
 }
 
-/// Answers of a Responses upstream.
-struct FromResponses {
+/// Which API a translated request went to.
+#[derive(Debug, Clone, Copy)]
+enum Upstream {
+    Responses,
+    Messages,
+}
+
+/// The answer of a translated request: how it becomes Chat Completions.
+struct Answer {
+    upstream: Upstream,
     reply: Reply,
     now: i64,
 }
 
-impl MakeTransform for FromResponses {
+impl MakeTransform for Answer {
     fn make(&self, status: StatusCode, sse: bool) -> Made {
         if !status.is_success() {
             return refusal(status);
         }
-        let (reply, now) = (self.reply.clone(), self.now);
-        if self.reply.stream && sse {
-            return Made {
-                status,
-                content_type: sse_type(),
-                transform: Box::new(Chunks {
+        let (upstream, reply, now) = (self.upstream, self.reply.clone(), self.now);
+        if reply.stream && sse {
+            let transform: Box<dyn Transform> = match upstream {
+                Upstream::Responses => Box::new(Chunks {
                     translator: ResponsesToChat::new(&reply, now),
                     push: ResponsesToChat::push,
                     finish: ResponsesToChat::finish,
                 }),
+                Upstream::Messages => Box::new(Chunks {
+                    translator: MessagesToChat::new(&reply, now),
+                    push: MessagesToChat::push,
+                    finish: MessagesToChat::finish,
+                }),
+            };
+            return Made {
+                status,
+                content_type: sse_type(),
+                transform,
             };
         }
-        let finish = move |body: &[u8]| {
-            let response = if sse {
-                let mut aggregator = ResponsesAggregator::new();
-                aggregator.push(body);
-                aggregator.finish()
-            } else {
-                serde_json::from_slice(body)
-                    .map_err(|_| translate::upstream_error(502, b"not a Response"))
-            };
-            whole_json(response.and_then(|r| translate::response_to_chat(&r, &reply, now)))
-        };
+        let finish = move |body: &[u8]| whole_json(completion(upstream, sse, body, &reply, now));
         Made {
             status,
             content_type: json_type(),
@@ -398,38 +406,30 @@ impl MakeTransform for FromResponses {
     }
 }
 
-/// Answers of an Anthropic Messages upstream.
-struct FromMessages {
-    reply: Reply,
+/// A whole upstream answer as one completion: a Response (as JSON, or gathered from its
+/// event stream when the upstream streams anyway) or a Message.
+fn completion(
+    upstream: Upstream,
+    sse: bool,
+    body: &[u8],
+    reply: &Reply,
     now: i64,
-}
-
-impl MakeTransform for FromMessages {
-    fn make(&self, status: StatusCode, sse: bool) -> Made {
-        if !status.is_success() {
-            return refusal(status);
+) -> Result<translate::ChatCompletion, ChatError> {
+    match upstream {
+        Upstream::Responses if sse => {
+            let mut aggregator = ResponsesAggregator::new();
+            aggregator.push(body);
+            translate::response_to_chat(&aggregator.finish()?, reply, now)
         }
-        let (reply, now) = (self.reply.clone(), self.now);
-        if self.reply.stream && sse {
-            return Made {
-                status,
-                content_type: sse_type(),
-                transform: Box::new(Chunks {
-                    translator: MessagesToChat::new(&reply, now),
-                    push: MessagesToChat::push,
-                    finish: MessagesToChat::finish,
-                }),
-            };
+        Upstream::Responses => {
+            let response = serde_json::from_slice(body)
+                .map_err(|_| translate::upstream_error(502, b"not a Response"))?;
+            translate::response_to_chat(&response, reply, now)
         }
-        let finish = move |body: &[u8]| {
+        Upstream::Messages => {
             let message = serde_json::from_slice(body)
-                .map_err(|_| translate::upstream_error(502, b"not a Message"));
-            whole_json(message.and_then(|m| translate::message_to_chat(&m, &reply, now)))
-        };
-        Made {
-            status,
-            content_type: json_type(),
-            transform: Box::new(Whole::new(finish)),
+                .map_err(|_| translate::upstream_error(502, b"not a Message"))?;
+            translate::message_to_chat(&message, reply, now)
         }
     }
 }
@@ -477,7 +477,8 @@ mod tests {
 
     #[test]
     fn a_stream_failure_ends_the_chunks_with_an_error_and_done() {
-        let make = FromResponses {
+        let make = Answer {
+            upstream: Upstream::Responses,
             reply: Reply {
                 model: "gpt-5".into(),
                 stream: true,

@@ -11,7 +11,7 @@
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::StatusCode;
 
 use crate::error::{ErrorKind, RelayError};
 
@@ -62,16 +62,7 @@ fn body_json(error: &RelayError) -> serde_json::Value {
 pub fn response(error: &RelayError) -> Response {
     let (status, _) = status_and_type(error.kind);
     let mut response = (status, axum::Json(body_json(error))).into_response();
-    if let Some(secs) = error.retry_after_secs {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    if !error.client_may_retry() {
-        response
-            .headers_mut()
-            .insert("x-should-retry", HeaderValue::from_static("false"));
-    }
+    crate::protocol::retry_headers(response.headers_mut(), error);
     response
 }
 
@@ -84,6 +75,7 @@ pub fn sse_event(error: &RelayError) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
 
     #[test]
     fn bad_token_is_403_so_claude_code_stops_at_once() {

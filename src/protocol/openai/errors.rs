@@ -14,7 +14,7 @@
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::StatusCode;
 
 use crate::error::{ErrorKind, RelayError};
 
@@ -96,16 +96,7 @@ pub fn response(error: &RelayError) -> Response {
         axum::Json(serde_json::json!({ "error": error_object(error) })),
     )
         .into_response();
-    if let Some(secs) = error.retry_after_secs {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    if !error.client_may_retry() {
-        response
-            .headers_mut()
-            .insert("x-should-retry", HeaderValue::from_static("false"));
-    }
+    crate::protocol::retry_headers(response.headers_mut(), error);
     response
 }
 
@@ -125,6 +116,7 @@ pub fn sse_event(error: &RelayError) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
 
     async fn body(response: Response) -> serde_json::Value {
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
