@@ -757,3 +757,92 @@ async fn a_codex_login_reaches_chatgpt_and_refreshes_after_a_401() {
     assert_ne!(written["last_refresh"], last_refresh.as_str());
     carpool.shutdown().await;
 }
+
+/// A Codex login's answers land in the ledger with their tokens (cached input and
+/// reasoning told apart), cost, session and installation id; when its 5-hour window
+/// reaches the owner's reserve it pauses, and a request gets OpenAI's 429 with
+/// `retry-after` at the reset.
+#[tokio::test]
+async fn a_codex_logins_usage_is_recorded_and_its_reserve_pauses_it() {
+    use openai_mock::{
+        CACHED_TOKENS, CODEX_ACCESS, CODEX_REFRESH, INPUT_TOKENS, OUTPUT_TOKENS, REASONING_TOKENS,
+    };
+    let mut setup = Setup::new().await;
+    let mock = OpenAiMock::start(&key(0)).await;
+    let auth = setup.dir.path().join("codex-auth.json");
+    let last_refresh = jiff::Timestamp::now().to_string();
+    std::fs::write(
+        &auth,
+        openai_mock::auth_json(CODEX_ACCESS, CODEX_REFRESH, &last_refresh),
+    )
+    .unwrap();
+    setup.config["credentials"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+        "tag": "codex", "type": "codex", "credential_path": auth, "reserve_5h": 20,
+        "base_url": mock.codex_base(), "token_url": mock.token_url()}));
+    setup.config["users"][0]["credential"] = json!(["main", "codex"]);
+    setup.config["users"][1]["credential"] = json!("main");
+    let carpool = setup.start().await;
+
+    let mut request = client()
+        .post(format!("{}/v1/responses", carpool.url()))
+        .bearer_auth(ALICE_TOKEN)
+        .header("session-id", "codex-s-9")
+        .header("x-codex-installation-id", "install-9")
+        .json(&responses_body(true));
+    let r = request.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+
+    // The window reaches the reserve (80 % of it used, 20 % kept for the owner).
+    mock.set_headers(&openai_mock::codex_windows(81.0, 3600, 10.0, 5 * 86_400));
+    request = client()
+        .post(format!("{}/v1/responses", carpool.url()))
+        .bearer_auth(ALICE_TOKEN)
+        .json(&responses_body(false));
+    let r = request.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    let refused = responses(&carpool.url(), ALICE_TOKEN, None, true).await;
+    assert_eq!(refused.status(), 429);
+    let retry: i64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3000..=3700).contains(&retry), "{retry}");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "usage_limit_reached");
+
+    drop(carpool);
+    let db = setup.dir.path().join("usage.db");
+    let read = || {
+        let conn = carpool::ledger::store::open_existing(&db).unwrap();
+        let mut out = Vec::new();
+        carpool::ledger::store::for_each_request(&conn, 0, i64::MAX, |r| out.push(r)).unwrap();
+        out
+    };
+    assert!(
+        eventually(10, || async {
+            read().iter().filter(|r| r.status == 200).count() == 2
+        })
+        .await
+    );
+    let rows: Vec<_> = read().into_iter().filter(|r| r.status == 200).collect();
+    for row in &rows {
+        assert_eq!(row.endpoint, "responses");
+        assert_eq!(row.credential, "codex");
+        assert_eq!(row.outcome, "complete");
+        assert_eq!(row.tokens.input, INPUT_TOKENS - CACHED_TOKENS);
+        assert_eq!(row.tokens.cache_read, CACHED_TOKENS);
+        assert_eq!(row.tokens.output, OUTPUT_TOKENS);
+        assert_eq!(row.tokens.reasoning, REASONING_TOKENS);
+        assert!(row.cost_micros.is_some_and(|c| c > 0), "{row:?}");
+    }
+    assert_eq!(
+        (rows[0].session.as_str(), rows[0].device.as_str()),
+        ("codex-s-9", "install-9")
+    );
+}
