@@ -431,7 +431,10 @@ async fn codex_exec(
         "--color",
         "never",
     ])
-    .args(["--sandbox", "read-only"])
+    // The tool runs unsandboxed: this test is about the relay. Codex's Linux sandbox
+    // (bubblewrap) mounts a /tmp of its own, which hides a workspace that lives under /tmp
+    // (a checkout cloned there: the tool's cwd would be missing and its output lost).
+    .args(["--sandbox", "danger-full-access"])
     .arg("-C")
     .arg(work.path())
     .arg(prompt)
