@@ -15,10 +15,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use common::clients::{self, client_from_env, manifest_dir, run, text};
 use common::openai_mock::{self, OpenAiMock, OpenAiReply};
 use common::*;
 use serde_json::{Value, json};
@@ -53,71 +53,6 @@ const SCRUBBED: &[&str] = &[
     "all_proxy",
     "RUST_LOG",
 ];
-
-/// The path a tool's env var names, or `None` (after saying so) when the test should skip.
-fn client_from_env(var: &str, what: &str) -> Option<PathBuf> {
-    let required = std::env::var("CARPOOL_REQUIRE_REAL_CLIENTS").as_deref() == Ok("1");
-    match std::env::var_os(var).filter(|v| !v.is_empty()) {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            assert!(
-                path.exists(),
-                "{var}={} does not exist; run scripts/test.sh to install {what}",
-                path.display()
-            );
-            Some(path)
-        }
-        None if required => panic!(
-            "{var} is not set but CARPOOL_REQUIRE_REAL_CLIENTS=1: {what} must be tested; run scripts/test.sh"
-        ),
-        None => {
-            println!("skipped: {var} is not set; run scripts/test.sh to test against {what}");
-            None
-        }
-    }
-}
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A client process with a clean environment: no inherited OpenAI, Codex or proxy
-/// settings, stdin closed, output captured, killed if the test gives up on it.
-fn command(program: &Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(program);
-    for var in SCRUBBED {
-        cmd.env_remove(var);
-    }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Runs to completion, or kills the process after `limit`.
-async fn run(mut cmd: tokio::process::Command, limit: Duration, what: &str) -> Output {
-    let started = Instant::now();
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let output = tokio::time::timeout(limit, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}; killed"))
-        .unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
-    println!(
-        "{what} finished in {:.1} s with {}",
-        started.elapsed().as_secs_f64(),
-        output.status
-    );
-    output
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// One line per request a mock saw, for failure messages.
 fn describe(requests: &[Recorded]) -> String {
@@ -194,7 +129,7 @@ async fn run_sdk(
     mock: &OpenAiMock,
 ) -> (String, String) {
     let home = tempfile::tempdir().unwrap();
-    let mut cmd = command(python);
+    let mut cmd = clients::command(python, SCRUBBED);
     cmd.arg(manifest_dir().join("tests/clients/openai_sdk.py"))
         .arg(mode)
         .current_dir(home.path())
@@ -423,7 +358,7 @@ async fn codex_exec(
     )
     .unwrap();
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let mut cmd = command(codex);
+    let mut cmd = clients::command(codex, SCRUBBED);
     cmd.args([
         "exec",
         "--json",

@@ -11,10 +11,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use common::clients::{self, client_from_env, manifest_dir, run, text};
 use common::*;
 use serde_json::Value;
 
@@ -42,71 +42,6 @@ const SCRUBBED: &[&str] = &[
     "https_proxy",
     "all_proxy",
 ];
-
-/// The path a tool's env var names, or `None` (after saying so) when the test should skip.
-fn client_from_env(var: &str, what: &str) -> Option<PathBuf> {
-    let required = std::env::var("CARPOOL_REQUIRE_REAL_CLIENTS").as_deref() == Ok("1");
-    match std::env::var_os(var).filter(|v| !v.is_empty()) {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            assert!(
-                path.exists(),
-                "{var}={} does not exist; run scripts/test.sh to install {what}",
-                path.display()
-            );
-            Some(path)
-        }
-        None if required => panic!(
-            "{var} is not set but CARPOOL_REQUIRE_REAL_CLIENTS=1: {what} must be tested; run scripts/test.sh"
-        ),
-        None => {
-            println!("skipped: {var} is not set; run scripts/test.sh to test against {what}");
-            None
-        }
-    }
-}
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A client process with a clean environment: no inherited Anthropic or proxy settings,
-/// stdin closed, output captured, killed if the test gives up on it.
-fn command(program: &Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(program);
-    for var in SCRUBBED {
-        cmd.env_remove(var);
-    }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Runs to completion, or kills the process after `limit`.
-async fn run(mut cmd: tokio::process::Command, limit: Duration, what: &str) -> Output {
-    let started = Instant::now();
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let output = tokio::time::timeout(limit, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}; killed"))
-        .unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
-    println!(
-        "{what} finished in {:.1} s with {}",
-        started.elapsed().as_secs_f64(),
-        output.status
-    );
-    output
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// One line per request the mock saw, for failure messages.
 fn describe(requests: &[Recorded]) -> String {
@@ -177,7 +112,7 @@ async fn python_sdk_create_stream_and_count_tokens_through_carpool() {
     let carpool = setup.start().await;
     let home = tempfile::tempdir().unwrap();
 
-    let mut cmd = command(&python);
+    let mut cmd = clients::command(&python, SCRUBBED);
     cmd.arg(manifest_dir().join("tests/clients/anthropic_sdk.py"))
         .current_dir(home.path())
         .env("HOME", home.path())
@@ -244,7 +179,7 @@ async fn python_sdk_over_https_through_carpool() {
     );
     let home = tempfile::tempdir().unwrap();
 
-    let mut cmd = command(&python);
+    let mut cmd = clients::command(&python, SCRUBBED);
     cmd.arg(manifest_dir().join("tests/clients/anthropic_sdk.py"))
         .current_dir(home.path())
         .env("HOME", home.path())
@@ -286,7 +221,7 @@ fn claude_print(
     work: &Path,
     base_url: &str,
 ) -> tokio::process::Command {
-    let mut cmd = command(claude);
+    let mut cmd = clients::command(claude, SCRUBBED);
     cmd.args(["-p", "Say hello", "--output-format", "json"])
         .current_dir(work)
         .env("HOME", home)

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod codex_oauth;
 pub mod fleet;
 pub mod mock;
